@@ -1,0 +1,131 @@
+//! Exact decimal parsing into integer millionths ("micros").
+//!
+//! Platforms send money as decimal strings (`"12.34"`), as protobuf int64
+//! micros (`"12340000"`), or as JSON numbers (conversions `1.3333333`). All of
+//! it becomes `i64` micros here; binary floats never carry money.
+
+/// Why a decimal could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("empty number")]
+    Empty,
+    #[error("`{0}` is not a decimal number")]
+    NotANumber(String),
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+}
+
+/// Parse a decimal (`"12.34"`, `"-0.5"`, `"7"`, `"1.5e3"`) into millionths,
+/// rounding half away from zero past the sixth decimal.
+pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let bad = || DecimalError::NotANumber(text.to_owned());
+    let range = || DecimalError::OutOfRange(text.to_owned());
+    let (negative, unsigned) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => {
+            let exp: i32 = unsigned[at + 1..].parse().map_err(|_| bad())?;
+            (&unsigned[..at], exp)
+        }
+        None => (unsigned, 0),
+    };
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(bad());
+    }
+    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !(-30..=30).contains(&exponent) {
+        return Err(range());
+    }
+    // All digits as one integer D; value = D * 10^(exponent - frac_len).
+    // Micros = D * 10^(exponent - frac_len + 6), rounded.
+    let digits = int_part.trim_start_matches('0').to_owned() + frac_part;
+    let shift = exponent - frac_part.len() as i32 + 6;
+    let mut value: i128 = 0;
+    let mut round_digit = 0u8;
+    let keep = digits.len() as i32 + shift.min(0);
+    for (i, b) in digits.bytes().enumerate() {
+        let d = b - b'0';
+        if (i as i32) < keep {
+            value = value.checked_mul(10).and_then(|v| v.checked_add(i128::from(d))).ok_or_else(range)?;
+            if value > i128::from(i64::MAX) {
+                return Err(range());
+            }
+        } else if i as i32 == keep {
+            round_digit = d;
+        }
+    }
+    for _ in 0..shift.max(0) {
+        value = value.checked_mul(10).ok_or_else(range)?;
+        if value > i128::from(i64::MAX) {
+            return Err(range());
+        }
+    }
+    if round_digit >= 5 {
+        value += 1;
+    }
+    let value = if negative { -value } else { value };
+    i64::try_from(value).map_err(|_| range())
+}
+
+/// Parse a non-negative integer count (`"1200"`, or a decimal with a zero
+/// fraction such as `"1200.0"`).
+pub fn parse_count(text: &str) -> Result<u64, DecimalError> {
+    let micros = parse_micros(text)?;
+    if micros < 0 || micros % 1_000_000 != 0 {
+        return Err(DecimalError::NotANumber(text.trim().to_owned()));
+    }
+    Ok((micros / 1_000_000) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_become_exact_micros() {
+        assert_eq!(parse_micros("12.34"), Ok(12_340_000));
+        assert_eq!(parse_micros("0.000001"), Ok(1));
+        assert_eq!(parse_micros("-0.5"), Ok(-500_000));
+        assert_eq!(parse_micros("7"), Ok(7_000_000));
+        assert_eq!(parse_micros(".5"), Ok(500_000));
+        assert_eq!(parse_micros("1.3333333333"), Ok(1_333_333));
+        assert_eq!(parse_micros("2.0000005"), Ok(2_000_001));
+        assert_eq!(parse_micros("1.5e3"), Ok(1_500_000_000));
+        assert_eq!(parse_micros("1e-7"), Ok(0));
+        assert_eq!(parse_micros("5e-7"), Ok(1));
+        assert_eq!(parse_micros("000123.400"), Ok(123_400_000));
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(parse_micros("").is_err());
+        assert!(parse_micros("abc").is_err());
+        assert!(parse_micros("1.2.3").is_err());
+        assert!(parse_micros("-").is_err());
+        assert!(parse_micros(".").is_err());
+        assert!(parse_micros("1e").is_err());
+        assert!(parse_micros("NaN").is_err());
+        assert!(parse_micros("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn counts_are_whole() {
+        assert_eq!(parse_count("1200"), Ok(1200));
+        assert_eq!(parse_count("1200.0"), Ok(1200));
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("-1").is_err());
+    }
+}
