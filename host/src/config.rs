@@ -1,0 +1,522 @@
+//! Configuration: `pipelines.toml` overlaid with `ADPIPE_<SECTION>__<KEY>`
+//! environment variables (figment), then validated without I/O into a list of
+//! every mistake with its location and a hint (`adpipe check`).
+//!
+//! Secrets never appear in the file: pipelines name the environment variables
+//! that hold them, and the JWT secret comes from `ADPIPE_AUTH__JWT_SECRET` /
+//! `ADPIPE_JWT_SECRET` or a file generated once in the data directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub bus: BusConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    #[serde(default)]
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// `[server]`: where adpipe listens and keeps its files.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// Largest accepted request body (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[auth]`: JWT verification.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret; prefer the environment form `ADPIPE_AUTH__JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+    /// Expected `iss`, when set.
+    pub issuer: Option<String>,
+}
+
+impl fmt::Debug for RedactedSecret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "<redacted>" } else { "<unset>" })
+    }
+}
+struct RedactedSecret<'a>(&'a Option<String>);
+
+impl AuthConfig {
+    /// For logs: never the secret itself.
+    pub fn describe(&self) -> String {
+        format!("jwt_secret={:?} issuer={:?}", RedactedSecret(&self.jwt_secret), self.issuer)
+    }
+}
+
+/// `[bus]`: where normalized rows are made durable.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    pub brokers: Option<String>,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { kind: BusKind::Embedded, brokers: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Embedded,
+    Kafka,
+}
+
+/// `[store]`: where aggregated facts live.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub url: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { kind: StoreKind::Embedded, url: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Embedded,
+    Clickhouse,
+}
+
+/// `[metadata]`: dead letters and operational state.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    /// `sqlite://…`; default `sqlite://<data_dir>/metadata.db`.
+    pub url: Option<String>,
+}
+
+/// `[cache]`: unset url = in-process.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub url: Option<String>,
+}
+
+/// `[api]`: query limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Longest `from..to` range `/v1/insights` accepts, in days.
+    pub max_range_days: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_range_days: 731 }
+    }
+}
+
+/// `[[plugins]]`: a WASM component and its sandbox limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: String,
+    /// Path to the `.wasm` component, relative to the config file.
+    pub path: PathBuf,
+    /// Wall-clock limit of one call.
+    #[serde(default = "default_time_limit_ms")]
+    pub time_limit_ms: u64,
+    /// Linear-memory limit of one instance.
+    #[serde(default = "default_memory_limit_mb")]
+    pub memory_limit_mb: u64,
+}
+
+fn default_time_limit_ms() -> u64 {
+    2_000
+}
+fn default_memory_limit_mb() -> u64 {
+    128
+}
+
+/// `[[pipelines]]`: one tenant's feed from one platform through one adapter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub tenant: String,
+    /// Name of an adapter in `[[plugins]]`.
+    pub adapter: String,
+    /// Environment variable holding the webhook signing secret (app secret).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// Environment variable holding the webhook verify token (handshake).
+    #[serde(default)]
+    pub verify_token_env: Option<String>,
+    /// Account to assume when payloads do not name one.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Currency to assume when payloads do not name one (ISO 4217).
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Metric plugins applied to this pipeline's answers.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// Platform options handed to the adapter (strings).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One configuration mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: `file: key.path`.
+    pub location: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "\n    hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loading failed: every mistake found.
+#[derive(Debug, thiserror::Error)]
+#[error("{} configuration problem(s):\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigIssue>);
+
+impl Config {
+    /// Load `path` (if it exists) overlaid with `ADPIPE_…` variables, then validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with(path, Figment::new())
+    }
+
+    /// Like [`Config::load`], with extra overrides (command-line flags) merged last.
+    pub fn load_with(path: &Path, overrides: Figment) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        if !path.exists() {
+            return Err(ConfigErrors(vec![ConfigIssue {
+                location: file,
+                message: "configuration file not found".into(),
+                hint: "pass --config PATH, or run from the repository root where pipelines.toml lives".into(),
+            }]));
+        }
+        let mut figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(
+                Env::prefixed("ADPIPE_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            );
+        if let Ok(secret) = std::env::var("ADPIPE_JWT_SECRET") {
+            if std::env::var("ADPIPE_AUTH__JWT_SECRET").is_err() {
+                figment = figment.merge(("auth.jwt_secret", secret));
+            }
+        }
+        figment = figment.merge(overrides);
+        let mut config: Config = figment.extract().map_err(|errors| {
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+                        let source = e
+                            .metadata
+                            .as_ref()
+                            .and_then(|m| m.source.as_ref().map(|s| s.to_string()))
+                            .unwrap_or_else(|| file.clone());
+                        ConfigIssue {
+                            location: format!("{source}: {key}"),
+                            message: e.kind.to_string(),
+                            hint: hint_for_kind(&e.kind),
+                        }
+                    })
+                    .collect(),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut config.plugins {
+            if plugin.path.is_relative() {
+                plugin.path = base.join(&plugin.path);
+            }
+        }
+        let issues = config.validate(&file);
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(issues))
+        }
+    }
+
+    /// Every mistake a config has, without touching anything but the plugin files' existence.
+    pub fn validate(&self, file: &str) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: String, message: String, hint: &str| {
+            issues.push(ConfigIssue { location: format!("{file}: {key}"), message, hint: hint.to_owned() })
+        };
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            issue(
+                "server.listen".into(),
+                format!("`{}` is not a socket address", self.server.listen),
+                "use host:port, e.g. 127.0.0.1:8080",
+            );
+        }
+        if self.server.max_body_bytes < 1024 {
+            issue("server.max_body_bytes".into(), "must be at least 1024".into(), "the default is 10485760 (10 MiB)");
+        }
+        if self.bus.kind == BusKind::Kafka {
+            issue(
+                "bus.kind".into(),
+                "the Kafka bus is not available in this build".into(),
+                "use kind = \"embedded\"",
+            );
+        }
+        if self.store.kind == StoreKind::Clickhouse {
+            issue(
+                "store.kind".into(),
+                "the ClickHouse store is not available in this build".into(),
+                "use kind = \"embedded\"",
+            );
+        }
+        if let Some(url) = &self.metadata.url {
+            if !url.starts_with("sqlite:") {
+                issue(
+                    "metadata.url".into(),
+                    format!("unsupported metadata URL scheme in `{}`", url.split(':').next().unwrap_or("")),
+                    "use sqlite://PATH, or leave unset for the data directory",
+                );
+            }
+        }
+        if self.cache.url.is_some() {
+            issue(
+                "cache.url".into(),
+                "a shared cache is not available in this build".into(),
+                "leave cache.url unset for the in-process cache",
+            );
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            if secret.len() < 32 {
+                issue(
+                    "auth.jwt_secret".into(),
+                    "the JWT secret is shorter than 32 bytes".into(),
+                    "generate one with `openssl rand -hex 32` and pass it as ADPIPE_AUTH__JWT_SECRET",
+                );
+            }
+        }
+        let mut plugin_names = HashSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            let at = |k: &str| format!("plugins[{i}].{k}");
+            if !is_slug(&plugin.name) {
+                issue(at("name"), format!("`{}` is not a valid name", plugin.name), "use lowercase letters, digits, '-' and '_'");
+            }
+            if !plugin_names.insert(plugin.name.as_str()) {
+                issue(at("name"), format!("plugin `{}` is declared twice", plugin.name), "give each plugin a unique name");
+            }
+            if !plugin.path.exists() {
+                issue(
+                    at("path"),
+                    format!("`{}` does not exist", plugin.path.display()),
+                    "build the plugins first: scripts/build-plugins (or use the README's run command)",
+                );
+            }
+            if !(10..=600_000).contains(&plugin.time_limit_ms) {
+                issue(at("time_limit_ms"), "must be between 10 and 600000".into(), "the default is 2000");
+            }
+            if !(1..=4096).contains(&plugin.memory_limit_mb) {
+                issue(at("memory_limit_mb"), "must be between 1 and 4096".into(), "the default is 128");
+            }
+        }
+        let mut pipeline_names = HashSet::new();
+        for (i, pipeline) in self.pipelines.iter().enumerate() {
+            let at = |k: &str| format!("pipelines[{i}].{k}");
+            if !is_slug(&pipeline.name) {
+                issue(at("name"), format!("`{}` is not a valid name", pipeline.name), "use lowercase letters, digits, '-' and '_' (it appears in URLs)");
+            }
+            if !pipeline_names.insert(pipeline.name.as_str()) {
+                issue(at("name"), format!("pipeline `{}` is declared twice", pipeline.name), "give each pipeline a unique name");
+            }
+            if !is_slug(&pipeline.tenant) {
+                issue(at("tenant"), format!("`{}` is not a valid tenant id", pipeline.tenant), "use lowercase letters, digits, '-' and '_'");
+            }
+            if !self.plugins.iter().any(|p| p.name == pipeline.adapter) {
+                let known: Vec<_> = self.plugins.iter().map(|p| p.name.as_str()).collect();
+                issue(
+                    at("adapter"),
+                    format!("no plugin named `{}`", pipeline.adapter),
+                    &format!("declare it in [[plugins]] (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                );
+            }
+            for (key, value) in [("webhook_secret_env", &pipeline.webhook_secret_env), ("verify_token_env", &pipeline.verify_token_env)] {
+                if let Some(name) = value {
+                    if !is_env_name(name) {
+                        issue(
+                            at(key),
+                            format!("`{}` is not an environment variable name", redact_if_secretish(name)),
+                            "name the variable that holds the secret (e.g. META_APP_SECRET), never the secret itself",
+                        );
+                    }
+                }
+            }
+            if let Some(currency) = &pipeline.currency {
+                if !is_currency(currency) {
+                    issue(at("currency"), format!("`{currency}` is not an ISO 4217 code"), "use three capital letters, e.g. USD");
+                }
+            }
+            for name in &pipeline.metrics {
+                issue(
+                    at("metrics"),
+                    format!("metric plugin `{name}` is not available in this build"),
+                    "remove it; derived ratios (ctr, cpc, cpm, cpa, cvr, roas) are built in",
+                );
+            }
+        }
+        issues
+    }
+
+    /// The pipeline named `name`.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+fn hint_for_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(_, expected) => format!("expected one of: {}", expected.join(", ")),
+        Kind::MissingField(_) => "add the key; see the README's configuration section".into(),
+        Kind::UnknownVariant(_, expected) => format!("expected one of: {}", expected.join(", ")),
+        Kind::InvalidType(..) => "check the value's type (quoted string, number, table)".into(),
+        _ => String::new(),
+    }
+}
+
+/// Lowercase letters, digits, `-`, `_`; 1..=64 chars.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Three ASCII capital letters.
+pub fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A value in an env-name slot that is not a name may be a pasted secret: don't echo it.
+fn redact_if_secretish(s: &str) -> String {
+    if s.len() > 12 {
+        format!("{}…", &s.chars().take(3).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("pipelines.toml");
+        std::fs::write(&path, text).expect("write config");
+        std::fs::write(dir.join("meta.wasm"), b"").expect("write plugin");
+        path
+    }
+
+    #[test]
+    fn reports_every_mistake_with_location_and_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            r#"
+[[plugins]]
+name = "meta"
+path = "meta.wasm"
+
+[[pipelines]]
+name = "Meta Ads"
+tenant = "demo"
+adapter = "metaa"
+webhook_secret_env = "abcdefghijklmnopqrstuvwxyz123456"
+currency = "usd"
+"#,
+        );
+        let errors = Config::load(&path).expect_err("invalid config");
+        let text = errors.to_string();
+        assert_eq!(errors.0.len(), 4, "{text}");
+        assert!(text.contains("pipelines[0].name"), "{text}");
+        assert!(text.contains("pipelines[0].adapter: no plugin named `metaa`"), "{text}");
+        assert!(text.contains("known: meta"), "{text}");
+        assert!(text.contains("pipelines[0].currency"), "{text}");
+        assert!(!text.contains("abcdefghijklmnop"), "a pasted secret must not be echoed: {text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_expected_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        let text = Config::load(&path).expect_err("unknown key").to_string();
+        assert!(text.contains("server.lisen") || text.contains("lisen"), "{text}");
+        assert!(text.contains("expected one of"), "{text}");
+    }
+
+    #[test]
+    fn a_valid_config_loads_with_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "[[plugins]]\nname = \"meta\"\npath = \"meta.wasm\"\n[[pipelines]]\nname = \"meta\"\ntenant = \"demo\"\nadapter = \"meta\"\n[pipelines.options]\nconversion_action_types = \"purchase\"\n",
+        );
+        let config = Config::load(&path).expect("valid");
+        assert_eq!(config.bus.kind, BusKind::Embedded);
+        assert_eq!(config.plugins[0].time_limit_ms, 2_000);
+        assert_eq!(config.plugins[0].path, dir.path().join("meta.wasm"));
+        assert_eq!(config.pipelines[0].options["conversion_action_types"], "purchase");
+    }
+}

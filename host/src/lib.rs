@@ -1,0 +1,9 @@
+//! adpipe: ingest ad-performance data through sandboxed WASM adapters,
+//! aggregate it exactly once, serve insights over REST.
+//!
+//! Data path: receive → verify ([`signature`]) → adapt ([`plugin`]) →
+//! durable bus ([`bus`]) → aggregate ([`store`]) → serve ([`api`]).
+
+pub mod config;
+pub mod plugin;
+pub mod row;

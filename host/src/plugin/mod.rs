@@ -1,0 +1,352 @@
+//! The WASM plugin host: one wasmtime [`Engine`] with epoch interruption,
+//! adapters compiled once and pre-instantiated, a fresh store per call batch
+//! with a memory limit and a wall-clock deadline.
+//!
+//! A plugin sees only the WIT interface plus a locked-down WASI: no preopened
+//! directories, no environment, no network, frozen clocks. A trap (panic,
+//! deadline, memory limit) fails the one call; the instance is discarded and
+//! the host carries on.
+
+pub mod bindings;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use bindings::adapter::adpipe::plugin::{log, types as wit};
+use bindings::adapter::exports::adpipe::plugin::adapter as wit_adapter;
+use bindings::adapter::{AdapterPlugin, AdapterPluginPre};
+
+pub use wit::{ErrorKind, ParseContext, PluginError, RowBatch};
+pub use wit_adapter::{AdapterInfo, HandshakePlan, SignatureScheme, WebhookRequest};
+
+/// How often the epoch ticker advances; deadlines are multiples of it.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Loading a plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading plugin `{name}` from {path}")]
+    Read {
+        name: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin `{name}` is not a valid adpipe adapter component: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// A call into a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin rejected the payload with a typed error.
+    #[error("{}", describe_plugin_error(.0))]
+    Rejected(PluginError),
+    /// The plugin ran past its time limit.
+    #[error("plugin `{plugin}` exceeded its time limit of {limit_ms} ms")]
+    Timeout { plugin: String, limit_ms: u64 },
+    /// The plugin tried to grow past its memory limit.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit_mb} MiB")]
+    OutOfMemory { plugin: String, limit_mb: u64 },
+    /// The plugin trapped (a panic, an out-of-bounds access...).
+    #[error("plugin `{plugin}` trapped: {detail}")]
+    Trapped { plugin: String, detail: String },
+}
+
+fn describe_plugin_error(e: &PluginError) -> String {
+    if e.path.is_empty() {
+        e.message.clone()
+    } else {
+        format!("{}: {}", e.path, e.message)
+    }
+}
+
+/// Sandbox limits of one plugin.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub time_limit: Duration,
+    pub memory_bytes: usize,
+}
+
+/// The process-wide engine and its epoch ticker.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<PluginState>>,
+}
+
+impl Runtime {
+    /// An engine with epoch interruption, and a thread that ticks it.
+    pub fn new() -> Result<Runtime, LoadError> {
+        static SHARED: OnceLock<Result<Runtime, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::build().map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|reason| LoadError::Invalid { name: "(engine)".into(), reason })
+    }
+
+    fn build() -> wasmtime::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("adpipe-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(wasmtime::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        Ok(Runtime { engine, linker: Arc::new(linker) })
+    }
+
+    /// Compile and pre-instantiate the adapter at `path`, then ask it what it is.
+    pub fn load_adapter(&self, name: &str, path: &Path, limits: Limits) -> Result<Adapter, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            name: name.into(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load_adapter_bytes(name, &bytes, limits)
+    }
+
+    /// Like [`Runtime::load_adapter`], from bytes.
+    pub fn load_adapter_bytes(&self, name: &str, bytes: &[u8], limits: Limits) -> Result<Adapter, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid { name: name.into(), reason: format!("{e:#}") };
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = AdapterPluginPre::new(instance_pre).map_err(invalid)?;
+        let mut adapter = Adapter {
+            inner: Arc::new(AdapterInner {
+                name: name.to_owned(),
+                engine: self.engine.clone(),
+                pre,
+                limits,
+                info: AdapterInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    platform: String::new(),
+                    signature: SignatureScheme::None,
+                    allowed_hosts: Vec::new(),
+                    default_lookback_days: 0,
+                },
+                content_hash: hex::encode(Sha256::digest(bytes)),
+                calls: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            }),
+        };
+        let info = adapter.call("describe", |plugin, store| plugin.call_describe(store)).map_err(|e| {
+            LoadError::Invalid { name: name.into(), reason: format!("describe failed: {e}") }
+        })?;
+        if info.name.is_empty() || info.platform.is_empty() || info.version.is_empty() {
+            return Err(LoadError::Invalid {
+                name: name.into(),
+                reason: "describe returned an empty name, platform or version".into(),
+            });
+        }
+        match Arc::get_mut(&mut adapter.inner) {
+            Some(inner) => inner.info = info,
+            None => unreachable!("adapter not shared yet"),
+        }
+        Ok(adapter)
+    }
+}
+
+/// Per-store state: WASI (locked down), limits, the plugin's name for logs.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    plugin: String,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit::Host for PluginState {}
+
+impl log::Host for PluginState {
+    fn emit(&mut self, level: log::Level, message: String) {
+        let message: String = message.chars().take(2_000).collect();
+        match level {
+            log::Level::Debug => tracing::debug!(plugin = %self.plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin = %self.plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin = %self.plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin = %self.plugin, "{message}"),
+        }
+    }
+}
+
+/// A clock frozen at the epoch: plugins get no time source but the interface.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+struct AdapterInner {
+    name: String,
+    engine: Engine,
+    pre: AdapterPluginPre<PluginState>,
+    limits: Limits,
+    info: AdapterInfo,
+    content_hash: String,
+    calls: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A loaded adapter: cheap to clone, safe to call from many threads (each
+/// call gets its own store and instance).
+#[derive(Clone)]
+pub struct Adapter {
+    inner: Arc<AdapterInner>,
+}
+
+impl Adapter {
+    /// What the plugin said of itself.
+    pub fn info(&self) -> &AdapterInfo {
+        &self.inner.info
+    }
+
+    /// Configured name of the plugin.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn content_hash(&self) -> &str {
+        &self.inner.content_hash
+    }
+
+    /// Calls and failed calls so far.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.inner.calls.load(Ordering::Relaxed), self.inner.failures.load(Ordering::Relaxed))
+    }
+
+    /// Parse one report page. Blocking: run it off the async runtime.
+    pub fn parse_report(&self, body: &[u8], context: &ParseContext) -> Result<RowBatch, CallError> {
+        self.call("parse-report", |plugin, store| plugin.call_parse_report(store, body, context))?
+            .map_err(|e| self.rejected(e))
+    }
+
+    /// Parse one verified webhook delivery. Blocking.
+    pub fn parse_webhook(&self, request: &WebhookRequest, context: &ParseContext) -> Result<RowBatch, CallError> {
+        self.call("parse-webhook", |plugin, store| plugin.call_parse_webhook(store, request, context))?
+            .map_err(|e| self.rejected(e))
+    }
+
+    /// Plan a verification handshake answer. Blocking.
+    pub fn handshake(&self, query: &[(String, String)]) -> Result<HandshakePlan, CallError> {
+        self.call("handshake", |plugin, store| plugin.call_handshake(store, query))
+    }
+
+    fn rejected(&self, e: PluginError) -> CallError {
+        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        CallError::Rejected(e)
+    }
+
+    /// Run `f` against a fresh instance with the sandbox limits.
+    fn call<R>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let inner = &self.inner;
+        inner.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = self.call_inner(f);
+        let elapsed = started.elapsed();
+        match result {
+            Ok(value) => {
+                tracing::trace!(plugin = %inner.name, call = what, ?elapsed, "plugin call");
+                Ok(value)
+            }
+            Err(error) => {
+                inner.failures.fetch_add(1, Ordering::Relaxed);
+                let error = self.classify(error);
+                tracing::warn!(plugin = %inner.name, call = what, ?elapsed, "plugin call failed: {error}");
+                Err(error)
+            }
+        }
+    }
+
+    fn call_inner<R>(
+        &self,
+        f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        let inner = &self.inner;
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(inner.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .instances(16)
+            .build();
+        let state = PluginState { wasi, table: ResourceTable::new(), limits, plugin: inner.name.clone() };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (inner.limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let plugin = inner.pre.instantiate(&mut store)?;
+        f(plugin.adpipe_plugin_adapter(), &mut store)
+    }
+
+    fn classify(&self, error: wasmtime::Error) -> CallError {
+        let plugin = self.inner.name.clone();
+        if let Some(trap) = error.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::Interrupt => CallError::Timeout {
+                    plugin,
+                    limit_ms: self.inner.limits.time_limit.as_millis() as u64,
+                },
+                Trap::UnreachableCodeReached => CallError::Trapped {
+                    plugin,
+                    detail: "the plugin panicked (unreachable code reached)".into(),
+                },
+                other => CallError::Trapped { plugin, detail: other.to_string() },
+            };
+        }
+        let text = format!("{error:#}");
+        if text.contains("forcing trap when growing memory") {
+            return CallError::OutOfMemory { plugin, limit_mb: (self.inner.limits.memory_bytes / (1024 * 1024)) as u64 };
+        }
+        CallError::Trapped { plugin, detail: text }
+    }
+}
