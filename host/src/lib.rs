@@ -7,3 +7,9 @@
 pub mod config;
 pub mod plugin;
 pub mod row;
+pub mod aggregate;
+pub mod auth;
+pub mod bus;
+pub mod metadata;
+pub mod signature;
+pub mod store;

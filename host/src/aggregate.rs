@@ -1,0 +1,347 @@
+//! Rollups: turn stored facts into insights answers (pure, no I/O).
+//!
+//! - Buckets by `day`, ISO `week` (Monday), `month` or `total`.
+//! - Groups by any of `platform, account_id, campaign_id, ad_group_id, ad_id`;
+//!   `currency` is always part of a group (currencies are never summed
+//!   together) and `platform` joins any id grouping (ids are platform-scoped).
+//! - Never double counts levels: when one campaign-day holds rows of several
+//!   levels (a campaign-level report and an ad-level report of the same
+//!   campaign), only the coarsest level fine enough for the grouping is
+//!   summed, and daily rows win over hourly ones.
+//! - Ratios come from summed components; a zero denominator gives `null`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Map, Number, Value};
+
+/// One stored fact (snapshot) or resolved delta, as the query layer returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fact {
+    pub platform: String,
+    pub account_id: String,
+    pub campaign_id: String,
+    pub ad_group_id: Option<String>,
+    pub ad_id: Option<String>,
+    /// Days since 1970-01-01.
+    pub date: i32,
+    pub hour: Option<u8>,
+    pub currency: String,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub spend_micros: i64,
+    pub conversions_micros: i64,
+    pub conversion_value_micros: i64,
+    pub extras: BTreeMap<String, i64>,
+}
+
+/// Time bucket size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+impl Granularity {
+    pub fn parse(s: &str) -> Option<Granularity> {
+        match s {
+            "day" => Some(Granularity::Day),
+            "week" => Some(Granularity::Week),
+            "month" => Some(Granularity::Month),
+            "total" => Some(Granularity::Total),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Day => "day",
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+            Granularity::Total => "total",
+        }
+    }
+}
+
+/// A grouping dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    Platform,
+    AccountId,
+    CampaignId,
+    AdGroupId,
+    AdId,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 5] =
+        [Dimension::Platform, Dimension::AccountId, Dimension::CampaignId, Dimension::AdGroupId, Dimension::AdId];
+
+    pub fn parse(s: &str) -> Option<Dimension> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Platform => "platform",
+            Dimension::AccountId => "account_id",
+            Dimension::CampaignId => "campaign_id",
+            Dimension::AdGroupId => "ad_group_id",
+            Dimension::AdId => "ad_id",
+        }
+    }
+}
+
+/// Built-in metrics: summed components and ratios of sums.
+pub const BASE_METRICS: [&str; 5] = ["impressions", "clicks", "spend", "conversions", "conversion_value"];
+pub const RATIO_METRICS: [&str; 6] = ["ctr", "cpc", "cpm", "cpa", "cvr", "roas"];
+
+/// What to compute.
+#[derive(Clone, Debug)]
+pub struct Rollup {
+    pub granularity: Granularity,
+    pub group_by: Vec<Dimension>,
+    /// Metric names to output, in order (base, ratio or extra names).
+    pub metrics: Vec<String>,
+}
+
+#[derive(Default, Clone)]
+struct Sums {
+    impressions: i64,
+    clicks: i64,
+    spend: i64,
+    conversions: i64,
+    conversion_value: i64,
+    extras: HashMap<String, i64>,
+}
+
+impl Sums {
+    fn add(&mut self, f: &Fact) {
+        self.impressions += f.impressions;
+        self.clicks += f.clicks;
+        self.spend += f.spend_micros;
+        self.conversions += f.conversions_micros;
+        self.conversion_value += f.conversion_value_micros;
+        for (k, v) in &f.extras {
+            *self.extras.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Rank of a fact's level: entity level first (campaign < ad group < ad), then daily < hourly.
+fn level(f: &Fact) -> (u8, bool) {
+    let entity = if f.ad_id.is_some() {
+        2
+    } else if f.ad_group_id.is_some() {
+        1
+    } else {
+        0
+    };
+    (entity, f.hour.is_some())
+}
+
+type GroupKey = (Option<i32>, Vec<Option<String>>, String);
+
+/// Roll `snapshots` (level-selected) and `deltas` (always added) up into answer rows.
+pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<String, Value>> {
+    let needed: u8 = if spec.group_by.contains(&Dimension::AdId) {
+        2
+    } else if spec.group_by.contains(&Dimension::AdGroupId) {
+        1
+    } else {
+        0
+    };
+    // Per campaign-day cell, the coarsest level present that is fine enough.
+    let mut chosen: HashMap<(&str, &str, &str, i32), (u8, bool)> = HashMap::new();
+    for f in snapshots {
+        let l = level(f);
+        if l.0 < needed {
+            continue;
+        }
+        let cell = (f.platform.as_str(), f.account_id.as_str(), f.campaign_id.as_str(), f.date);
+        chosen.entry(cell).and_modify(|c| *c = (*c).min(l)).or_insert(l);
+    }
+    let mut dims = spec.group_by.clone();
+    if dims.iter().any(|d| *d != Dimension::Platform) && !dims.contains(&Dimension::Platform) {
+        dims.push(Dimension::Platform);
+    }
+    dims.sort();
+    dims.dedup();
+
+    let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
+    let selected = snapshots.iter().filter(|f| {
+        chosen.get(&(f.platform.as_str(), f.account_id.as_str(), f.campaign_id.as_str(), f.date)) == Some(&level(f))
+    });
+    for f in selected.chain(deltas.iter()) {
+        let key = (bucket(f.date, spec.granularity), dims.iter().map(|d| dimension_value(f, *d)).collect(), f.currency.clone());
+        groups.entry(key).or_default().add(f);
+    }
+
+    groups
+        .into_iter()
+        .map(|((bucket_start, values, currency), sums)| {
+            let mut row = Map::new();
+            if let Some(days) = bucket_start {
+                row.insert("date".into(), Value::String(date_string(days)));
+            }
+            for (d, v) in dims.iter().zip(values) {
+                row.insert(d.as_str().into(), v.map(Value::String).unwrap_or(Value::Null));
+            }
+            row.insert("currency".into(), Value::String(currency));
+            for metric in &spec.metrics {
+                row.insert(metric.clone(), metric_value(&sums, metric));
+            }
+            row
+        })
+        .collect()
+}
+
+fn dimension_value(f: &Fact, d: Dimension) -> Option<String> {
+    match d {
+        Dimension::Platform => Some(f.platform.clone()),
+        Dimension::AccountId => Some(f.account_id.clone()),
+        Dimension::CampaignId => Some(f.campaign_id.clone()),
+        Dimension::AdGroupId => f.ad_group_id.clone(),
+        Dimension::AdId => f.ad_id.clone(),
+    }
+}
+
+fn metric_value(s: &Sums, metric: &str) -> Value {
+    let ratio = |num: f64, den: f64| if den == 0.0 { Value::Null } else { float(num / den) };
+    let units = |micros: i64| micros as f64 / 1_000_000.0;
+    match metric {
+        "impressions" => Value::from(s.impressions),
+        "clicks" => Value::from(s.clicks),
+        "spend" => float(units(s.spend)),
+        "conversions" => float(units(s.conversions)),
+        "conversion_value" => float(units(s.conversion_value)),
+        "ctr" => ratio(s.clicks as f64, s.impressions as f64),
+        "cpc" => ratio(units(s.spend), s.clicks as f64),
+        "cpm" => ratio(units(s.spend) * 1000.0, s.impressions as f64),
+        "cpa" => ratio(s.spend as f64, s.conversions as f64),
+        "cvr" => ratio(units(s.conversions), s.clicks as f64),
+        "roas" => ratio(s.conversion_value as f64, s.spend as f64),
+        extra => {
+            let micros = s.extras.get(extra).copied().unwrap_or(0);
+            if micros % 1_000_000 == 0 {
+                Value::from(micros / 1_000_000)
+            } else {
+                float(units(micros))
+            }
+        }
+    }
+}
+
+fn float(x: f64) -> Value {
+    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+}
+
+/// Start of the bucket holding `days`, or `None` for `total`.
+pub fn bucket(days: i32, granularity: Granularity) -> Option<i32> {
+    match granularity {
+        Granularity::Day => Some(days),
+        // 1970-01-01 was a Thursday: Monday-based weekday = (days + 3) mod 7.
+        Granularity::Week => Some(days - (days + 3).rem_euclid(7)),
+        Granularity::Month => {
+            let date = naive(days);
+            Some(days - (date.day() as i32 - 1))
+        }
+        Granularity::Total => None,
+    }
+}
+
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => panic!("valid epoch"),
+};
+
+fn naive(days: i32) -> NaiveDate {
+    EPOCH + chrono::Duration::days(i64::from(days))
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn date_string(days: i32) -> String {
+    naive(days).format("%Y-%m-%d").to_string()
+}
+
+/// Day number of a date.
+pub fn days_of(date: NaiveDate) -> i32 {
+    (date - EPOCH).num_days() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(campaign: &str, ad_group: Option<&str>, ad: Option<&str>, day: i32, impressions: i64, spend: i64) -> Fact {
+        Fact {
+            platform: "meta".into(),
+            account_id: "1".into(),
+            campaign_id: campaign.into(),
+            ad_group_id: ad_group.map(Into::into),
+            ad_id: ad.map(Into::into),
+            date: day,
+            hour: None,
+            currency: "USD".into(),
+            impressions,
+            clicks: impressions / 10,
+            spend_micros: spend,
+            conversions_micros: 0,
+            conversion_value_micros: 0,
+            extras: BTreeMap::new(),
+        }
+    }
+
+    fn spec(granularity: Granularity, group_by: &[Dimension]) -> Rollup {
+        Rollup {
+            granularity,
+            group_by: group_by.to_vec(),
+            metrics: ["impressions", "spend", "cpa", "ctr"].map(String::from).to_vec(),
+        }
+    }
+
+    #[test]
+    fn levels_are_not_double_counted() {
+        let facts = vec![
+            fact("c1", None, None, 100, 1000, 5_000_000),
+            fact("c1", Some("g1"), Some("a1"), 100, 600, 3_000_000),
+            fact("c1", Some("g1"), Some("a2"), 100, 300, 1_500_000),
+            // Another day with ad-level rows only.
+            fact("c1", Some("g1"), Some("a1"), 101, 50, 250_000),
+        ];
+        let by_campaign = rollup(&facts, &[], &spec(Granularity::Day, &[Dimension::CampaignId]));
+        assert_eq!(by_campaign.len(), 2);
+        assert_eq!(by_campaign[0]["impressions"], 1000, "campaign-level row wins on day 100");
+        assert_eq!(by_campaign[0]["platform"], "meta");
+        assert_eq!(by_campaign[1]["impressions"], 50, "ad rows sum where no campaign row exists");
+        let by_ad = rollup(&facts, &[], &spec(Granularity::Total, &[Dimension::AdId]));
+        assert_eq!(by_ad.len(), 2);
+        assert_eq!(by_ad[0]["impressions"], 650);
+        assert_eq!(by_ad[0]["spend"], 3.25);
+        assert!(by_ad[0].get("date").is_none());
+        assert_eq!(by_ad[0]["cpa"], Value::Null, "zero conversions: cpa is null");
+        assert_eq!(by_ad[0]["ctr"], 0.1);
+    }
+
+    #[test]
+    fn currencies_are_never_summed_together() {
+        let mut eur = fact("c2", None, None, 100, 10, 1_000_000);
+        eur.currency = "EUR".into();
+        let rows = rollup(&[fact("c1", None, None, 100, 10, 1_000_000), eur], &[], &spec(Granularity::Total, &[]));
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["currency"], "EUR");
+        assert_eq!(rows[1]["currency"], "USD");
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        let monday = days_of(NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"));
+        for offset in 0..7 {
+            assert_eq!(bucket(monday + offset, Granularity::Week), Some(monday));
+        }
+        assert_eq!(bucket(monday - 1, Granularity::Week), Some(monday - 7));
+        let first = days_of(NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
+        assert_eq!(bucket(monday, Granularity::Month), Some(first));
+        assert_eq!(date_string(first), "2026-11-01");
+    }
+}

@@ -1,0 +1,197 @@
+//! The embedded bus: a durable, append-only log of accepted payloads' rows in
+//! `<data_dir>/bus.db` (SQLite in WAL mode, `synchronous=FULL`, so a commit is
+//! on disk before it returns).
+//!
+//! Appends go through one writer task that commits everything queued in a
+//! single transaction (group commit); [`EmbeddedBus::append`] returns only
+//! after that commit, which is what lets the API answer `202`. Offsets are
+//! strictly increasing; the consumer's position lives in the store, written in
+//! the same transaction as the rows it applied, and records the store has
+//! applied are trimmed from the log.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row as _;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The bus could not take or give records.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus storage error")]
+    Storage(#[from] sqlx::Error),
+    #[error("the bus writer has stopped")]
+    Closed,
+}
+
+/// Largest number of appends committed together.
+const GROUP_COMMIT_MAX: usize = 512;
+
+struct AppendRequest {
+    payload: Vec<u8>,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// Handle to the embedded log; cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    pool: SqlitePool,
+    writer: mpsc::Sender<AppendRequest>,
+    head: watch::Receiver<u64>,
+}
+
+impl EmbeddedBus {
+    /// Open (or create) the log at `path` and start its writer task.
+    pub async fn open(path: &Path) -> Result<EmbeddedBus, BusError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS log (
+                offset INTEGER PRIMARY KEY AUTOINCREMENT,
+                appended_at_ms INTEGER NOT NULL,
+                payload BLOB NOT NULL
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        // AUTOINCREMENT keeps offsets increasing even after the log is trimmed empty.
+        let head: i64 = sqlx::query("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0)")
+            .fetch_one(&pool)
+            .await?
+            .get(0);
+        let (head_tx, head_rx) = watch::channel(head as u64);
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_task(pool.clone(), rx, head_tx));
+        Ok(EmbeddedBus { pool, writer: tx, head: head_rx })
+    }
+
+    /// Append one record; returns its offset once it is durable on disk.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
+        let (done, wait) = oneshot::channel();
+        self.writer.send(AppendRequest { payload, done }).await.map_err(|_| BusError::Closed)?;
+        match wait.await {
+            Ok(Ok(offset)) => Ok(offset),
+            Ok(Err(message)) => Err(BusError::Storage(sqlx::Error::Protocol(message))),
+            Err(_) => Err(BusError::Closed),
+        }
+    }
+
+    /// Offset of the newest durable record (0 when none was ever appended).
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// Wait until the head moves past `offset` (or `timeout` passes).
+    pub async fn wait_beyond(&self, offset: u64, timeout: Duration) {
+        let mut head = self.head.clone();
+        let waited = tokio::time::timeout(timeout, head.wait_for(|&h| h > offset)).await;
+        drop(waited);
+    }
+
+    /// Up to `limit` records after `offset`, oldest first.
+    pub async fn read_after(&self, offset: u64, limit: u32) -> Result<Vec<(u64, Vec<u8>)>, BusError> {
+        let rows = sqlx::query("SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?")
+            .bind(offset as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1))).collect())
+    }
+
+    /// Drop records up to and including `offset` (the store has applied them).
+    pub async fn trim_through(&self, offset: u64) -> Result<(), BusError> {
+        sqlx::query("DELETE FROM log WHERE offset <= ?").bind(offset as i64).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records not yet trimmed.
+    pub async fn len(&self) -> Result<u64, BusError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM log").fetch_one(&self.pool).await?.get(0);
+        Ok(n as u64)
+    }
+
+    /// The log answers queries.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn writer_task(pool: SqlitePool, mut rx: mpsc::Receiver<AppendRequest>, head: watch::Sender<u64>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit(&pool, &batch).await {
+            Ok(offsets) => {
+                if let Some(&last) = offsets.last() {
+                    head.send_replace(last);
+                }
+                for (request, offset) in batch.into_iter().zip(offsets) {
+                    let _ = request.done.send(Ok(offset));
+                }
+            }
+            Err(error) => {
+                tracing::error!("bus commit failed: {error}");
+                for request in batch {
+                    let _ = request.done.send(Err(error.to_string()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(pool: &SqlitePool, batch: &[AppendRequest]) -> Result<Vec<u64>, sqlx::Error> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut tx = pool.begin().await?;
+    let mut offsets = Vec::with_capacity(batch.len());
+    for request in batch {
+        let result = sqlx::query("INSERT INTO log (appended_at_ms, payload) VALUES (?, ?)")
+            .bind(now)
+            .bind(&request.payload)
+            .execute(&mut *tx)
+            .await?;
+        offsets.push(result.last_insert_rowid() as u64);
+    }
+    tx.commit().await?;
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_survive_reopen_and_offsets_keep_increasing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bus.db");
+        let bus = EmbeddedBus::open(&path).await.expect("open");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50u8 {
+            let bus = bus.clone();
+            tasks.spawn(async move { bus.append(vec![i]).await.expect("append") });
+        }
+        let mut offsets = tasks.join_all().await;
+        offsets.sort_unstable();
+        assert_eq!(offsets, (1..=50).collect::<Vec<u64>>(), "concurrent appends get distinct offsets");
+        bus.trim_through(40).await.expect("trim");
+        drop(bus);
+        let bus = EmbeddedBus::open(&path).await.expect("reopen");
+        assert_eq!(bus.head(), 50);
+        let rest = bus.read_after(0, 100).await.expect("read");
+        assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), (41..=50).collect::<Vec<_>>());
+        bus.trim_through(50).await.expect("trim all");
+        assert_eq!(bus.append(vec![1]).await.expect("append"), 51);
+    }
+}

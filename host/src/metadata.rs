@@ -1,0 +1,154 @@
+//! Operational metadata in SQL (SQLite by default, `<data_dir>/metadata.db`):
+//! the dead-letter store, where every payload that was accepted for
+//! processing but could not be turned into rows is kept with its reason.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row as _;
+
+/// Metadata storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Ordered schema migrations; each runs once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE dead_letters (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        source TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant, received_at_ms)",
+)];
+
+/// A payload to keep.
+#[derive(Clone, Debug)]
+pub struct NewDeadLetter<'a> {
+    pub tenant: &'a str,
+    pub pipeline: &'a str,
+    /// `report` or `webhook`.
+    pub source: &'a str,
+    pub code: &'a str,
+    pub message: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// A kept payload, as listed (without its bytes).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub pipeline: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub code: String,
+    pub message: String,
+    pub size: i64,
+}
+
+/// Handle to the metadata database.
+#[derive(Clone)]
+pub struct Metadata {
+    pool: SqlitePool,
+}
+
+impl Metadata {
+    /// Connect to `url` (`sqlite://PATH`) and migrate.
+    pub async fn open(url: &str) -> Result<Metadata, MetadataError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS adpipe_migrations (version INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("SELECT 1 FROM adpipe_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !done {
+                for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO adpipe_migrations (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(Metadata { pool })
+    }
+
+    /// Keep a payload; returns its id.
+    pub async fn add_dead_letter(&self, letter: NewDeadLetter<'_>) -> Result<String, MetadataError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(letter.tenant)
+        .bind(letter.pipeline)
+        .bind(letter.source)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(letter.code)
+        .bind(letter.message)
+        .bind(letter.payload)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The newest dead letters of `tenant`.
+    pub async fn dead_letters(&self, tenant: &str, limit: u32) -> Result<Vec<DeadLetter>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT id, pipeline, source, received_at_ms, code, message, LENGTH(payload)
+             FROM dead_letters WHERE tenant = ? ORDER BY received_at_ms DESC, id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                pipeline: r.get(1),
+                source: r.get(2),
+                received_at_ms: r.get(3),
+                code: r.get(4),
+                message: r.get(5),
+                size: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The raw payload of a dead letter of `tenant`.
+    pub async fn dead_letter_payload(&self, tenant: &str, id: &str) -> Result<Option<Vec<u8>>, MetadataError> {
+        Ok(sqlx::query("SELECT payload FROM dead_letters WHERE tenant = ? AND id = ?")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    /// The database answers.
+    pub async fn ping(&self) -> Result<(), MetadataError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
