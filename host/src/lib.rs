@@ -5,9 +5,12 @@
 //! durable bus ([`bus`]) → aggregate ([`store`]) → serve ([`api`]).
 
 pub mod config;
+pub mod ingest;
 pub mod plugin;
 pub mod row;
 pub mod aggregate;
+pub mod api;
+pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod metadata;

@@ -1,1 +1,198 @@
-fn main() {}
+//! The `adpipe` command line: `serve`, `token`, `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use figment::Figment;
+
+use adpipe::auth::{now_unix, parse_ttl, Claims, JwtKeys, Role};
+use adpipe::config::{Config, ConfigErrors};
+
+#[derive(Parser)]
+#[command(name = "adpipe", version, about = "Ad-performance ingestion through sandboxed WASM adapters, exact aggregation, insights API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on a configuration.
+    Serve {
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+        /// Listen address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (overrides server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Log as JSON lines.
+        #[arg(long, env = "ADPIPE_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Mint a development token (prints only the token).
+    Token {
+        #[arg(long)]
+        tenant: String,
+        /// viewer, analyst, ingest or admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime: 3600, 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        #[arg(long, default_value = "local")]
+        sub: String,
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a configuration and explain every mistake.
+    Check {
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+    },
+}
+
+fn overrides(listen: Option<String>, data_dir: Option<PathBuf>) -> Figment {
+    let mut figment = Figment::new();
+    if let Some(listen) = listen {
+        figment = figment.merge(("server.listen", listen));
+    }
+    if let Some(dir) = data_dir {
+        figment = figment.merge(("server.data_dir", dir));
+    }
+    figment
+}
+
+fn load(config: &std::path::Path, overrides: Figment) -> Result<Config, ExitCode> {
+    Config::load_with(config, overrides).map_err(|ConfigErrors(issues)| {
+        eprintln!("adpipe: {} has {} problem(s):", config.display(), issues.len());
+        for issue in issues {
+            eprintln!("  - {issue}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(&config, Figment::new()) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} plugin(s), {} pipeline(s))",
+                    config.display(),
+                    c.plugins.len(),
+                    c.pipelines.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Token { tenant, roles, ttl, sub, config, data_dir } => {
+            let config = match load(&config, overrides(None, data_dir)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match token(&config, tenant, &roles, &ttl, sub) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("adpipe token: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { config, listen, data_dir, log_json } => {
+            init_tracing(log_json);
+            let config = match load(&config, overrides(listen, data_dir)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("adpipe: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("adpipe: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn token(config: &Config, tenant: String, roles: &[String], ttl: &str, sub: String) -> anyhow::Result<String> {
+    if !adpipe::config::is_slug(&tenant) {
+        anyhow::bail!("`{tenant}` is not a valid tenant id (lowercase letters, digits, '-', '_')");
+    }
+    let roles = roles
+        .iter()
+        .map(|r| Role::parse(r).with_context(|| format!("`{r}` is not a role (viewer, analyst, ingest, admin)")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ttl = parse_ttl(ttl).with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
+    let keys = JwtKeys::load(config.auth.jwt_secret.as_deref(), config.auth.issuer.as_deref(), &config.server.data_dir)?;
+    let now = now_unix();
+    Ok(keys.mint(&Claims { sub, tenant, roles, exp: now + ttl, iat: Some(now), iss: config.auth.issuer.clone() }))
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADPIPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen: SocketAddr = config.server.listen.parse().context("server.listen")?;
+    tracing::info!(auth = %config.auth.describe(), data_dir = %config.server.data_dir.display(), "starting adpipe");
+    let app = adpipe::app::App::start(config.clone()).await.context("starting adpipe")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("adpipe listening on http://{local}");
+    println!("  pipelines: {}", config.pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+    println!("  mint a token: adpipe token --tenant {} --role admin", config.pipelines.first().map(|p| p.tenant.as_str()).unwrap_or("demo"));
+    axum::serve(listener, adpipe::api::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("adpipe stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,84 @@
+//! The API's error type and its JSON form `{"error": {"code", "message"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::auth::{AuthError, Role};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Id of the dead letter keeping the payload, when one was kept.
+    pub dead_letter_id: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), dead_letter_id: None, retry_after: None }
+    }
+    pub fn invalid_parameter(name: &str, message: impl std::fmt::Display) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("`{name}`: {message}"))
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+    pub fn unauthorized(e: AuthError) -> ApiError {
+        let code = match e {
+            AuthError::Missing => "missing_token",
+            AuthError::Expired => "token_expired",
+            AuthError::Invalid(_) => "invalid_token",
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    }
+    pub fn forbidden(role: Role) -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this route needs the `{}` role", serde_json::to_value(role).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+        )
+    }
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+        tracing::error!("{context}: {error}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{context}; see the server log"))
+    }
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+    }
+    pub fn with_dead_letter(mut self, id: Option<String>) -> ApiError {
+        if let Some(id) = &id {
+            self.message = format!("{} (payload kept as dead letter {id})", self.message);
+        }
+        self.dead_letter_id = id;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(id) = &self.dead_letter_id {
+            error["dead_letter_id"] = json!(id);
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Map a body-reading failure (413 beyond the limit) to an error answer.
+pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "payload_too_large", "the request body exceeds the configured server.max_body_bytes")
+    } else {
+        ApiError::new(status, "unreadable_body", rejection.body_text())
+    }
+}

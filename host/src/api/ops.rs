@@ -1,0 +1,113 @@
+//! Operational routes: `/healthz` (process up), `/readyz` (bus, store and
+//! metadata reachable), and the admin/analyst listings.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::{ApiError, Caller};
+use crate::app::App;
+use crate::auth::Role;
+use crate::plugin::SignatureScheme;
+
+/// `GET /healthz`.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`.
+pub async fn readyz(State(app): State<App>) -> Response {
+    let bus = app.bus.ping().await.map_err(|e| e.to_string());
+    let store = app.store.ping().await.map_err(|e| e.to_string());
+    let metadata = app.metadata.ping().await.map_err(|e| e.to_string());
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(e),
+    };
+    let ready = bus.is_ok() && store.is_ok() && metadata.is_ok();
+    let lag = app.bus.head().saturating_sub(app.store.applied_offset());
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {"bus": check(&bus), "store": check(&store), "metadata": check(&metadata)},
+        "bus_lag_records": lag,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /v1/pipelines` (admin): the caller's tenant's pipelines.
+pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let mut list: Vec<_> = app
+        .pipelines
+        .values()
+        .filter(|p| p.config.tenant == caller.0.tenant)
+        .map(|p| {
+            json!({
+                "name": p.config.name,
+                "tenant": p.config.tenant,
+                "adapter": p.config.adapter,
+                "platform": p.adapter.info().platform,
+                "webhooks": !matches!(p.adapter.info().signature, SignatureScheme::None),
+                "webhook_secret_set": p.webhook_secret.is_some(),
+                "options": p.config.options,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({ "pipelines": list })).into_response())
+}
+
+/// `GET /v1/plugins` (admin).
+pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let list: Vec<_> = app
+        .plugins
+        .iter()
+        .map(|(name, (adapter, loaded_at))| {
+            let (calls, failures) = adapter.counters();
+            let info = adapter.info();
+            json!({
+                "name": name,
+                "kind": "adapter",
+                "platform": info.platform,
+                "version": info.version,
+                "content_hash": adapter.content_hash(),
+                "state": "active",
+                "loaded_at": loaded_at.to_rfc3339(),
+                "calls": calls,
+                "failures": failures,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "plugins": list })).into_response())
+}
+
+/// `GET /v1/dead-letters` (analyst): the newest kept payloads of the caller's tenant.
+pub async fn dead_letters(
+    State(app): State<App>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Analyst)?;
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::invalid_parameter("limit", "must be a number from 1 to 1000"))?,
+    };
+    let letters =
+        app.metadata.dead_letters(&caller.0.tenant, limit).await.map_err(|e| ApiError::internal("reading dead letters", e))?;
+    Ok(Json(json!({ "dead_letters": letters })).into_response())
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route; see the README for the API")
+}

@@ -1,0 +1,214 @@
+//! Wiring: open the bus, store and metadata in the data directory, load the
+//! plugins, bind pipelines to their adapters and secrets, and run the
+//! aggregation consumer (bus → store) in the background.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth::JwtKeys;
+use crate::bus::EmbeddedBus;
+use crate::config::{Config, PipelineConfig};
+use crate::ingest::Stamp;
+use crate::metadata::Metadata;
+use crate::plugin::{Adapter, Limits, Runtime};
+use crate::row::RowEnvelope;
+use crate::store::EmbeddedStore;
+
+/// Starting adpipe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating the data directory {0}")]
+    DataDir(String, #[source] std::io::Error),
+    #[error("opening the embedded bus")]
+    Bus(#[from] crate::bus::BusError),
+    #[error("opening the embedded store")]
+    Store(#[from] crate::store::StoreError),
+    #[error("opening the metadata database")]
+    Metadata(#[from] crate::metadata::MetadataError),
+    #[error("loading plugins")]
+    Plugin(#[from] crate::plugin::LoadError),
+    #[error("loading the JWT secret")]
+    Secret(#[from] crate::auth::SecretError),
+}
+
+/// A secret read from the environment; never printed.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    fn from_env(name: Option<&str>) -> Option<Secret> {
+        let value = std::env::var(name?).ok()?;
+        (!value.is_empty()).then(|| Secret(value.into()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A configured pipeline bound to its adapter and secrets.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub config: PipelineConfig,
+    pub adapter: Adapter,
+    pub webhook_secret: Option<Secret>,
+    pub verify_token: Option<Secret>,
+    /// `[pipelines.options]` as the plugin receives them.
+    pub options: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adapter").field("name", &self.name()).field("version", &self.info().version).finish()
+    }
+}
+
+/// Shared state of a running adpipe.
+pub struct AppInner {
+    pub config: Config,
+    pub pipelines: HashMap<String, Pipeline>,
+    pub plugins: BTreeMap<String, (Adapter, chrono::DateTime<chrono::Utc>)>,
+    pub bus: EmbeddedBus,
+    pub store: EmbeddedStore,
+    pub metadata: Metadata,
+    pub keys: JwtKeys,
+    pub stamp: Stamp,
+    pub started: Instant,
+}
+
+/// Cheap-to-clone handle to the running application.
+#[derive(Clone)]
+pub struct App(pub Arc<AppInner>);
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Open everything and start the consumer.
+    pub async fn start(config: Config) -> Result<App, StartError> {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
+        let bus = EmbeddedBus::open(&data_dir.join("bus.db")).await?;
+        let store = EmbeddedStore::open(&data_dir.join("store.db")).await?;
+        let metadata_url =
+            config.metadata.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let metadata = Metadata::open(&metadata_url).await?;
+        let keys = JwtKeys::load(config.auth.jwt_secret.as_deref(), config.auth.issuer.as_deref(), &data_dir)?;
+
+        let runtime = Runtime::new()?;
+        let mut plugins = BTreeMap::new();
+        for plugin in &config.plugins {
+            let limits = Limits {
+                time_limit: Duration::from_millis(plugin.time_limit_ms),
+                memory_bytes: (plugin.memory_limit_mb * 1024 * 1024) as usize,
+            };
+            let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
+            let adapter = tokio::task::spawn_blocking(move || runtime.load_adapter(&name, &path, limits))
+                .await
+                .map_err(|e| crate::plugin::LoadError::Invalid { name: plugin.name.clone(), reason: e.to_string() })??;
+            tracing::info!(
+                plugin = %plugin.name,
+                platform = %adapter.info().platform,
+                version = %adapter.info().version,
+                hash = %&adapter.content_hash()[..12],
+                "plugin loaded"
+            );
+            plugins.insert(plugin.name.clone(), (adapter, chrono::Utc::now()));
+        }
+
+        let mut pipelines = HashMap::new();
+        for p in &config.pipelines {
+            let Some((adapter, _)) = plugins.get(&p.adapter) else { continue };
+            let webhook_secret = Secret::from_env(p.webhook_secret_env.as_deref());
+            if p.webhook_secret_env.is_some() && webhook_secret.is_none() {
+                tracing::warn!(
+                    pipeline = %p.name,
+                    variable = p.webhook_secret_env.as_deref().unwrap_or(""),
+                    "webhook secret variable is not set: webhooks of this pipeline will be refused"
+                );
+            }
+            pipelines.insert(
+                p.name.clone(),
+                Pipeline {
+                    config: p.clone(),
+                    adapter: adapter.clone(),
+                    webhook_secret,
+                    verify_token: Secret::from_env(p.verify_token_env.as_deref()),
+                    options: p.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                },
+            );
+        }
+
+        let app = App(Arc::new(AppInner {
+            config,
+            pipelines,
+            plugins,
+            bus,
+            store,
+            metadata,
+            keys,
+            stamp: Stamp::default(),
+            started: Instant::now(),
+        }));
+        tokio::spawn(consume(app.bus.clone(), app.store.clone()));
+        Ok(app)
+    }
+}
+
+/// Records applied per store transaction.
+const CONSUME_BATCH: u32 = 64;
+
+/// The aggregation consumer: applies bus records to the store, in order, forever.
+async fn consume(bus: EmbeddedBus, store: EmbeddedStore) {
+    let mut since_trim = 0u32;
+    loop {
+        let from = store.applied_offset();
+        let records = match bus.read_after(from, CONSUME_BATCH).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!("reading the bus failed, retrying: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            bus.wait_beyond(from, Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        for (offset, payload) in records {
+            match serde_json::from_slice::<RowEnvelope>(&payload) {
+                Ok(envelope) => decoded.push((offset, envelope)),
+                Err(error) => {
+                    // Only adpipe writes the log; keep going, but say so loudly.
+                    tracing::error!(offset, "undecodable bus record skipped: {error}");
+                    decoded.push((offset, RowEnvelope { tenant: String::new(), pipeline: String::new(), rows: vec![] }));
+                }
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        while let Err(error) = store.apply(&decoded).await {
+            tracing::error!("applying rows to the store failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        since_trim += 1;
+        if since_trim >= 16 {
+            since_trim = 0;
+            if let Err(error) = bus.trim_through(store.applied_offset()).await {
+                tracing::warn!("trimming the bus failed: {error}");
+            }
+        }
+    }
+}
