@@ -1,1 +1,95 @@
+//! A deliberately bad adapter for the host's isolation tests. The report body
+//! picks the misbehaviour: `panic`, `loop`, `oom`, `recurse`; anything else
+//! yields one valid snapshot row (so the same instance pool keeps working).
+#![allow(unsafe_code)] // wit-bindgen's generated glue
 
+wit_bindgen::generate!({ world: "adapter-plugin", path: "../../wit" });
+
+use exports::adpipe::plugin::adapter::{
+    AdapterInfo, Guest, HandshakePlan, PullRequest, SignatureScheme, WebhookRequest,
+};
+use adpipe::plugin::types::{Date, HttpRequest, ParseContext, PluginError, Row, RowBatch, RowKind};
+
+struct Misbehaving;
+
+fn recurse(depth: u64) -> u64 {
+    let pad = [depth; 64];
+    if depth == u64::MAX {
+        return pad[0];
+    }
+    recurse(depth + 1).wrapping_add(std::hint::black_box(pad)[1])
+}
+
+impl Guest for Misbehaving {
+    fn describe() -> AdapterInfo {
+        AdapterInfo {
+            name: "misbehaving".into(),
+            version: "0.0.1".into(),
+            platform: "test".into(),
+            signature: SignatureScheme::None,
+            allowed_hosts: vec![],
+            default_lookback_days: 1,
+        }
+    }
+
+    fn handshake(_query: Vec<(String, String)>) -> HandshakePlan {
+        HandshakePlan::Reject("no handshake".into())
+    }
+
+    fn parse_webhook(request: WebhookRequest, context: ParseContext) -> Result<RowBatch, PluginError> {
+        Self::parse_report(request.body, context)
+    }
+
+    fn parse_report(body: Vec<u8>, _context: ParseContext) -> Result<RowBatch, PluginError> {
+        match body.as_slice() {
+            b"panic" => panic!("misbehaving plugin panics on purpose"),
+            b"loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            b"oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            b"recurse" => {
+                let n = recurse(0);
+                Err(PluginError { kind: adpipe::plugin::types::ErrorKind::Unsupported, path: String::new(), message: n.to_string() })
+            }
+            _ => Ok(RowBatch {
+                strings: vec!["acct".into(), "camp".into(), "USD".into()],
+                rows: vec![Row {
+                    kind: RowKind::Snapshot,
+                    account_id: Some(0),
+                    campaign_id: Some(1),
+                    campaign_name: None,
+                    ad_group_id: None,
+                    ad_id: None,
+                    date: Date { year: 2026, month: 11, day: 1 },
+                    hour: None,
+                    currency: Some(2),
+                    impressions: 100,
+                    clicks: 3,
+                    spend_micros: 1_500_000,
+                    conversions_micros: 0,
+                    conversion_value_micros: 0,
+                    observed_at_ms: None,
+                    dedup_key: None,
+                }],
+                extras: vec![],
+                notices: vec![],
+                next_page: None,
+            }),
+        }
+    }
+
+    fn plan_pull(_request: PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
+        Ok(vec![])
+    }
+}
+
+export!(Misbehaving);

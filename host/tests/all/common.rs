@@ -1,0 +1,130 @@
+//! Shared helpers: plugin artifacts, an in-process app on a temp data dir,
+//! requests through the router, tokens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adpipe::app::App;
+use adpipe::auth::{now_unix, Claims, JwtKeys, Role};
+use adpipe::config::{Config, PipelineConfig, PluginConfig};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// Path of a built plugin component (`scripts/build-plugins` builds them).
+pub fn plugin_path(crate_name: &str) -> PathBuf {
+    let file = format!("{}.wasm", crate_name.replace('-', "_"));
+    let dir = std::env::var_os("ADPIPE_PLUGIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("wasm32-wasip2/release")
+    });
+    let path = dir.join(file);
+    assert!(path.exists(), "{} is missing: run scripts/build-plugins first", path.display());
+    path
+}
+
+pub fn plugin(name: &str, crate_name: &str) -> PluginConfig {
+    PluginConfig { name: name.into(), path: plugin_path(crate_name), time_limit_ms: 500, memory_limit_mb: 64 }
+}
+
+pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
+    PipelineConfig {
+        name: name.into(),
+        tenant: tenant.into(),
+        adapter: adapter.into(),
+        webhook_secret_env: None,
+        verify_token_env: None,
+        account_id: None,
+        currency: None,
+        metrics: vec![],
+        options: Default::default(),
+    }
+}
+
+/// A config on a fresh temp dir with the given plugins and pipelines.
+pub fn config(dir: &tempfile::TempDir, plugins: Vec<PluginConfig>, pipelines: Vec<PipelineConfig>) -> Config {
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.max_body_bytes = 1024 * 1024;
+    config.auth.jwt_secret = Some(JWT_SECRET.into());
+    config.plugins = plugins;
+    config.pipelines = pipelines;
+    let issues = config.validate("test");
+    assert!(issues.is_empty(), "test config invalid: {issues:?}");
+    config
+}
+
+pub fn token(tenant: &str, roles: &[Role], ttl_secs: i64) -> String {
+    let keys = JwtKeys::hs256(JWT_SECRET.as_bytes(), None);
+    keys.mint(&Claims {
+        sub: "test".into(),
+        tenant: tenant.into(),
+        roles: roles.to_vec(),
+        exp: (now_unix() as i64 + ttl_secs) as u64,
+        iat: None,
+        iss: None,
+    })
+}
+
+/// An answer: status, headers, body parsed as JSON when it is JSON.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// Send one request through the router.
+pub async fn send(app: &App, request: Request<Body>) -> Answer {
+    let response = adpipe::api::router(app.clone()).oneshot(request).await.expect("router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Answer { status, headers, text, json }
+}
+
+pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+pub fn post(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(body.into()).expect("request")
+}
+
+/// Poll `f` until it returns Some, at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
