@@ -13,22 +13,18 @@ use tower::ServiceExt;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
-/// Path of a built plugin component (`scripts/build-plugins` builds them).
-pub fn plugin_path(crate_name: &str) -> PathBuf {
-    let file = format!("{}.wasm", crate_name.replace('-', "_"));
-    let dir = std::env::var_os("ADPIPE_PLUGIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-        target.join("wasm32-wasip2/release")
-    });
-    let path = dir.join(file);
+/// Path of a built plugin component (`scripts/build-plugins` puts them in `dist/plugins/`).
+pub fn plugin_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ADPIPE_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist/plugins"));
+    let path = dir.join(format!("{name}.wasm"));
     assert!(path.exists(), "{} is missing: run scripts/build-plugins first", path.display());
     path
 }
 
-pub fn plugin(name: &str, crate_name: &str) -> PluginConfig {
-    PluginConfig { name: name.into(), path: plugin_path(crate_name), time_limit_ms: 500, memory_limit_mb: 64 }
+pub fn plugin(name: &str) -> PluginConfig {
+    PluginConfig { name: name.into(), path: plugin_path(name), time_limit_ms: 500, memory_limit_mb: 64 }
 }
 
 pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {

@@ -13,7 +13,7 @@ use crate::common::*;
 fn misbehaving(limits: Limits) -> Adapter {
     Runtime::new()
         .expect("engine")
-        .load_adapter("misbehaving", &plugin_path("adpipe-plugin-misbehaving"), limits)
+        .load_adapter("misbehaving", &plugin_path("misbehaving"), limits)
         .expect("load misbehaving plugin")
 }
 
@@ -76,7 +76,7 @@ async fn a_failing_plugin_answers_an_error_and_keeps_the_payload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bad = pipeline("bad", "demo", "misbehaving");
     bad.currency = Some("USD".into());
-    let config = config(&dir, vec![plugin("misbehaving", "adpipe-plugin-misbehaving")], vec![bad]);
+    let config = config(&dir, vec![plugin("misbehaving")], vec![bad]);
     let app = adpipe::app::App::start(config).await.expect("start");
     let token = token("demo", &[Role::Ingest, Role::Analyst], 60);
 

@@ -1,3 +1,4 @@
+#![cfg(target_arch = "wasm32")]
 //! A deliberately bad adapter for the host's isolation tests. The report body
 //! picks the misbehaviour: `panic`, `loop`, `oom`, `recurse`; anything else
 //! yields one valid snapshot row (so the same instance pool keeps working).
