@@ -3,5 +3,7 @@
 //! and crash-restart of a real `adpipe serve` process.
 
 mod aggregation;
+mod api;
 mod common;
+mod restart;
 mod sandbox;
