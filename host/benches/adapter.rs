@@ -46,7 +46,9 @@ fn meta_page(n: usize, day: &str) -> Vec<u8> {
             })
         })
         .collect();
-    json!({"data": rows, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}).to_string().into_bytes()
+    json!({"data": rows, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}})
+        .to_string()
+        .into_bytes()
 }
 
 fn meta_parse(c: &mut Criterion) {
@@ -55,17 +57,35 @@ fn meta_parse(c: &mut Criterion) {
         .load_adapter(
             "meta",
             &plugin_path("meta"),
-            Limits { time_limit: Duration::from_secs(10), memory_bytes: 512 * 1024 * 1024 },
+            Limits {
+                time_limit: Duration::from_secs(10),
+                memory_bytes: 512 * 1024 * 1024,
+            },
         )
         .expect("load meta component (run scripts/build-plugins)");
-    let wasm_ctx = adpipe::plugin::ParseContext { options: vec![], account_id: None, currency: None, received_at_ms: 0 };
+    let wasm_ctx = adpipe::plugin::ParseContext {
+        options: vec![],
+        account_id: None,
+        currency: None,
+        received_at_ms: 0,
+    };
     let native_ctx = adpipe_plugin_sdk::ParseContext::default();
     let mut group = c.benchmark_group("meta_parse");
     for n in [1usize, 100, 5000] {
         let page = meta_page(n, "2026-11-01");
-        let rows = adpipe_plugin_meta::parse_report(&page, &native_ctx).expect("native parse").rows.len();
+        let rows = adpipe_plugin_meta::parse_report(&page, &native_ctx)
+            .expect("native parse")
+            .rows
+            .len();
         assert_eq!(rows, n);
-        assert_eq!(adapter.parse_report(&page, &wasm_ctx).expect("wasm parse").rows.len(), n);
+        assert_eq!(
+            adapter
+                .parse_report(&page, &wasm_ctx)
+                .expect("wasm parse")
+                .rows
+                .len(),
+            n
+        );
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("native", n), &page, |b, page| {
             b.iter(|| adpipe_plugin_meta::parse_report(page, &native_ctx).map(|r| r.rows.len()))
@@ -86,7 +106,10 @@ fn e2e_embedded(c: &mut Criterion) {
     const SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
     const PAGES: usize = 10;
     const ROWS: usize = 500;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("e2e");
     group.sample_size(10);
     group.throughput(Throughput::Elements((PAGES * ROWS) as u64));
@@ -118,7 +141,9 @@ fn e2e_embedded(c: &mut Criterion) {
                         iat: None,
                         iss: None,
                     });
-                    let pages: Vec<_> = (0..PAGES).map(|p| meta_page(ROWS, &format!("2026-10-{:02}", p + 1))).collect();
+                    let pages: Vec<_> = (0..PAGES)
+                        .map(|p| meta_page(ROWS, &format!("2026-10-{:02}", p + 1)))
+                        .collect();
                     let router = adpipe::api::router(app.clone());
                     let started = Instant::now();
                     let mut posts = tokio::task::JoinSet::new();
@@ -128,12 +153,18 @@ fn e2e_embedded(c: &mut Criterion) {
                             .body(Body::from(page))
                             .expect("request");
                         let router = router.clone();
-                        posts.spawn(async move { router.oneshot(request).await.map(|r| r.status().as_u16()) });
+                        posts.spawn(async move {
+                            router.oneshot(request).await.map(|r| r.status().as_u16())
+                        });
                     }
                     for status in posts.join_all().await {
                         assert_eq!(status.ok(), Some(202));
                     }
-                    assert!(app.store.wait_applied(app.bus.head(), Duration::from_secs(120)).await);
+                    assert!(
+                        app.store
+                            .wait_applied(app.bus.head(), Duration::from_secs(120))
+                            .await
+                    );
                     elapsed += started.elapsed();
                 }
                 elapsed

@@ -75,8 +75,13 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 5] =
-        [Dimension::Platform, Dimension::AccountId, Dimension::CampaignId, Dimension::AdGroupId, Dimension::AdId];
+    pub const ALL: [Dimension; 5] = [
+        Dimension::Platform,
+        Dimension::AccountId,
+        Dimension::CampaignId,
+        Dimension::AdGroupId,
+        Dimension::AdId,
+    ];
 
     pub fn parse(s: &str) -> Option<Dimension> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
@@ -93,7 +98,13 @@ impl Dimension {
 }
 
 /// Built-in metrics: summed components and ratios of sums.
-pub const BASE_METRICS: [&str; 5] = ["impressions", "clicks", "spend", "conversions", "conversion_value"];
+pub const BASE_METRICS: [&str; 5] = [
+    "impressions",
+    "clicks",
+    "spend",
+    "conversions",
+    "conversion_value",
+];
 pub const RATIO_METRICS: [&str; 6] = ["ctr", "cpc", "cpm", "cpa", "cvr", "roas"];
 
 /// What to compute.
@@ -158,8 +169,16 @@ pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<Str
         if l.0 < needed {
             continue;
         }
-        let cell = (f.platform.as_str(), f.account_id.as_str(), f.campaign_id.as_str(), f.date);
-        chosen.entry(cell).and_modify(|c| *c = (*c).min(l)).or_insert(l);
+        let cell = (
+            f.platform.as_str(),
+            f.account_id.as_str(),
+            f.campaign_id.as_str(),
+            f.date,
+        );
+        chosen
+            .entry(cell)
+            .and_modify(|c| *c = (*c).min(l))
+            .or_insert(l);
     }
     let mut dims = spec.group_by.clone();
     if dims.iter().any(|d| *d != Dimension::Platform) && !dims.contains(&Dimension::Platform) {
@@ -170,10 +189,19 @@ pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<Str
 
     let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
     let selected = snapshots.iter().filter(|f| {
-        chosen.get(&(f.platform.as_str(), f.account_id.as_str(), f.campaign_id.as_str(), f.date)) == Some(&level(f))
+        chosen.get(&(
+            f.platform.as_str(),
+            f.account_id.as_str(),
+            f.campaign_id.as_str(),
+            f.date,
+        )) == Some(&level(f))
     });
     for f in selected.chain(deltas.iter()) {
-        let key = (bucket(f.date, spec.granularity), dims.iter().map(|d| dimension_value(f, *d)).collect(), f.currency.clone());
+        let key = (
+            bucket(f.date, spec.granularity),
+            dims.iter().map(|d| dimension_value(f, *d)).collect(),
+            f.currency.clone(),
+        );
         groups.entry(key).or_default().add(f);
     }
 
@@ -185,7 +213,10 @@ pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<Str
                 row.insert("date".into(), Value::String(date_string(days)));
             }
             for (d, v) in dims.iter().zip(values) {
-                row.insert(d.as_str().into(), v.map(Value::String).unwrap_or(Value::Null));
+                row.insert(
+                    d.as_str().into(),
+                    v.map(Value::String).unwrap_or(Value::Null),
+                );
             }
             row.insert("currency".into(), Value::String(currency));
             for metric in &spec.metrics {
@@ -207,7 +238,13 @@ fn dimension_value(f: &Fact, d: Dimension) -> Option<String> {
 }
 
 fn metric_value(s: &Sums, metric: &str) -> Value {
-    let ratio = |num: f64, den: f64| if den == 0.0 { Value::Null } else { float(num / den) };
+    let ratio = |num: f64, den: f64| {
+        if den == 0.0 {
+            Value::Null
+        } else {
+            float(num / den)
+        }
+    };
     let units = |micros: i64| micros as f64 / 1_000_000.0;
     match metric {
         "impressions" => Value::from(s.impressions),
@@ -233,7 +270,9 @@ fn metric_value(s: &Sums, metric: &str) -> Value {
 }
 
 fn float(x: f64) -> Value {
-    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 /// Start of the bucket holding `days`, or `None` for `total`.
@@ -273,7 +312,14 @@ pub fn days_of(date: NaiveDate) -> i32 {
 mod tests {
     use super::*;
 
-    fn fact(campaign: &str, ad_group: Option<&str>, ad: Option<&str>, day: i32, impressions: i64, spend: i64) -> Fact {
+    fn fact(
+        campaign: &str,
+        ad_group: Option<&str>,
+        ad: Option<&str>,
+        day: i32,
+        impressions: i64,
+        spend: i64,
+    ) -> Fact {
         Fact {
             platform: "meta".into(),
             account_id: "1".into(),
@@ -296,7 +342,9 @@ mod tests {
         Rollup {
             granularity,
             group_by: group_by.to_vec(),
-            metrics: ["impressions", "spend", "cpa", "ctr"].map(String::from).to_vec(),
+            metrics: ["impressions", "spend", "cpa", "ctr"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -309,17 +357,31 @@ mod tests {
             // Another day with ad-level rows only.
             fact("c1", Some("g1"), Some("a1"), 101, 50, 250_000),
         ];
-        let by_campaign = rollup(&facts, &[], &spec(Granularity::Day, &[Dimension::CampaignId]));
+        let by_campaign = rollup(
+            &facts,
+            &[],
+            &spec(Granularity::Day, &[Dimension::CampaignId]),
+        );
         assert_eq!(by_campaign.len(), 2);
-        assert_eq!(by_campaign[0]["impressions"], 1000, "campaign-level row wins on day 100");
+        assert_eq!(
+            by_campaign[0]["impressions"], 1000,
+            "campaign-level row wins on day 100"
+        );
         assert_eq!(by_campaign[0]["platform"], "meta");
-        assert_eq!(by_campaign[1]["impressions"], 50, "ad rows sum where no campaign row exists");
+        assert_eq!(
+            by_campaign[1]["impressions"], 50,
+            "ad rows sum where no campaign row exists"
+        );
         let by_ad = rollup(&facts, &[], &spec(Granularity::Total, &[Dimension::AdId]));
         assert_eq!(by_ad.len(), 2);
         assert_eq!(by_ad[0]["impressions"], 650);
         assert_eq!(by_ad[0]["spend"], 3.25);
         assert!(by_ad[0].get("date").is_none());
-        assert_eq!(by_ad[0]["cpa"], Value::Null, "zero conversions: cpa is null");
+        assert_eq!(
+            by_ad[0]["cpa"],
+            Value::Null,
+            "zero conversions: cpa is null"
+        );
         assert_eq!(by_ad[0]["ctr"], 0.1);
     }
 
@@ -327,7 +389,11 @@ mod tests {
     fn currencies_are_never_summed_together() {
         let mut eur = fact("c2", None, None, 100, 10, 1_000_000);
         eur.currency = "EUR".into();
-        let rows = rollup(&[fact("c1", None, None, 100, 10, 1_000_000), eur], &[], &spec(Granularity::Total, &[]));
+        let rows = rollup(
+            &[fact("c1", None, None, 100, 10, 1_000_000), eur],
+            &[],
+            &spec(Granularity::Total, &[]),
+        );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["currency"], "EUR");
         assert_eq!(rows[1]["currency"], "USD");

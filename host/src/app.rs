@@ -66,7 +66,10 @@ pub struct Pipeline {
 
 impl fmt::Debug for Adapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Adapter").field("name", &self.name()).field("version", &self.info().version).finish()
+        f.debug_struct("Adapter")
+            .field("name", &self.name())
+            .field("version", &self.info().version)
+            .finish()
     }
 }
 
@@ -98,13 +101,21 @@ impl App {
     /// Open everything and start the consumer.
     pub async fn start(config: Config) -> Result<App, StartError> {
         let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
         let bus = EmbeddedBus::open(&data_dir.join("bus.db")).await?;
         let store = EmbeddedStore::open(&data_dir.join("store.db")).await?;
-        let metadata_url =
-            config.metadata.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let metadata_url = config
+            .metadata
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
         let metadata = Metadata::open(&metadata_url).await?;
-        let keys = JwtKeys::load(config.auth.jwt_secret.as_deref(), config.auth.issuer.as_deref(), &data_dir)?;
+        let keys = JwtKeys::load(
+            config.auth.jwt_secret.as_deref(),
+            config.auth.issuer.as_deref(),
+            &data_dir,
+        )?;
 
         let runtime = Runtime::new()?;
         let mut plugins = BTreeMap::new();
@@ -114,9 +125,13 @@ impl App {
                 memory_bytes: (plugin.memory_limit_mb * 1024 * 1024) as usize,
             };
             let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
-            let adapter = tokio::task::spawn_blocking(move || runtime.load_adapter(&name, &path, limits))
-                .await
-                .map_err(|e| crate::plugin::LoadError::Invalid { name: plugin.name.clone(), reason: e.to_string() })??;
+            let adapter =
+                tokio::task::spawn_blocking(move || runtime.load_adapter(&name, &path, limits))
+                    .await
+                    .map_err(|e| crate::plugin::LoadError::Invalid {
+                        name: plugin.name.clone(),
+                        reason: e.to_string(),
+                    })??;
             tracing::info!(
                 plugin = %plugin.name,
                 platform = %adapter.info().platform,
@@ -129,7 +144,9 @@ impl App {
 
         let mut pipelines = HashMap::new();
         for p in &config.pipelines {
-            let Some((adapter, _)) = plugins.get(&p.adapter) else { continue };
+            let Some((adapter, _)) = plugins.get(&p.adapter) else {
+                continue;
+            };
             let webhook_secret = Secret::from_env(p.webhook_secret_env.as_deref());
             if p.webhook_secret_env.is_some() && webhook_secret.is_none() {
                 tracing::warn!(
@@ -145,7 +162,11 @@ impl App {
                     adapter: adapter.clone(),
                     webhook_secret,
                     verify_token: Secret::from_env(p.verify_token_env.as_deref()),
-                    options: p.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    options: p
+                        .options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 },
             );
         }
@@ -193,7 +214,14 @@ async fn consume(bus: EmbeddedBus, store: EmbeddedStore) {
                 Err(error) => {
                     // Only adpipe writes the log; keep going, but say so loudly.
                     tracing::error!(offset, "undecodable bus record skipped: {error}");
-                    decoded.push((offset, RowEnvelope { tenant: String::new(), pipeline: String::new(), rows: vec![] }));
+                    decoded.push((
+                        offset,
+                        RowEnvelope {
+                            tenant: String::new(),
+                            pipeline: String::new(),
+                            rows: vec![],
+                        },
+                    ));
                 }
             }
         }

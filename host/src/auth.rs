@@ -66,7 +66,9 @@ impl Claims {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing bearer token: send `Authorization: Bearer <jwt>` (mint one with `adpipe token`)")]
+    #[error(
+        "missing bearer token: send `Authorization: Bearer <jwt>` (mint one with `adpipe token`)"
+    )]
     Missing,
     #[error("the token has expired")]
     Expired,
@@ -100,16 +102,27 @@ impl JwtKeys {
         if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
         }
-        JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// The configured secret, or the data directory's generated one.
-    pub fn load(configured: Option<&str>, issuer: Option<&str>, data_dir: &Path) -> Result<JwtKeys, SecretError> {
+    pub fn load(
+        configured: Option<&str>,
+        issuer: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<JwtKeys, SecretError> {
         if let Some(secret) = configured {
             return Ok(Self::hs256(secret.as_bytes(), issuer));
         }
         let path = data_dir.join("jwt-secret");
-        let err = |source| SecretError { path: path.display().to_string(), source };
+        let err = |source| SecretError {
+            path: path.display().to_string(),
+            source,
+        };
         let secret = match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().to_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -132,15 +145,23 @@ impl JwtKeys {
     /// Verify a bearer token.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::InvalidSignature => AuthError::Invalid("signature does not verify".into()),
-            ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
-            ErrorKind::InvalidIssuer => AuthError::Invalid("issuer not accepted".into()),
-            ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim `{c}`")),
-            ErrorKind::Json(_) => AuthError::Invalid("claims are not of the expected shape".into()),
-            _ => AuthError::Invalid("malformed token".into()),
-        })
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => {
+                    AuthError::Invalid("signature does not verify".into())
+                }
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("issuer not accepted".into()),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::Invalid(format!("missing claim `{c}`"))
+                }
+                ErrorKind::Json(_) => {
+                    AuthError::Invalid("claims are not of the expected shape".into())
+                }
+                _ => AuthError::Invalid("malformed token".into()),
+            })
     }
 }
 
@@ -158,7 +179,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Parse a TTL like `3600`, `90s`, `15m`, `1h`, `7d`.
@@ -185,7 +209,14 @@ mod tests {
     use base64::Engine as _;
 
     fn claims(exp: u64) -> Claims {
-        Claims { sub: "u".into(), tenant: "demo".into(), roles: vec![Role::Viewer], exp, iat: None, iss: None }
+        Claims {
+            sub: "u".into(),
+            tenant: "demo".into(),
+            roles: vec![Role::Viewer],
+            exp,
+            iat: None,
+            iss: None,
+        }
     }
 
     #[test]
@@ -193,7 +224,10 @@ mod tests {
         let keys = JwtKeys::hs256(b"0123456789abcdef0123456789abcdef", None);
         let token = keys.mint(&claims(now_unix() + 60));
         assert_eq!(keys.verify(&token).expect("valid").tenant, "demo");
-        assert_eq!(keys.verify(&keys.mint(&claims(now_unix() - 1))), Err(AuthError::Expired));
+        assert_eq!(
+            keys.verify(&keys.mint(&claims(now_unix() - 1))),
+            Err(AuthError::Expired)
+        );
         let other = JwtKeys::hs256(b"another-secret-another-secret-xx", None);
         assert!(matches!(other.verify(&token), Err(AuthError::Invalid(_))));
     }
@@ -203,7 +237,11 @@ mod tests {
         let keys = JwtKeys::hs256(b"0123456789abcdef0123456789abcdef", None);
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let payload = serde_json::to_string(&claims(now_unix() + 60)).expect("json");
-        let token = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&payload));
+        let token = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&payload)
+        );
         assert!(matches!(keys.verify(&token), Err(AuthError::Invalid(_))));
     }
 

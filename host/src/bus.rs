@@ -13,7 +13,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -51,7 +53,10 @@ impl EmbeddedBus {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS log (
                 offset INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,20 +67,28 @@ impl EmbeddedBus {
         .execute(&pool)
         .await?;
         // AUTOINCREMENT keeps offsets increasing even after the log is trimmed empty.
-        let head: i64 = sqlx::query("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0)")
-            .fetch_one(&pool)
-            .await?
-            .get(0);
+        let head: i64 =
+            sqlx::query("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0)")
+                .fetch_one(&pool)
+                .await?
+                .get(0);
         let (head_tx, head_rx) = watch::channel(head as u64);
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(writer_task(pool.clone(), rx, head_tx));
-        Ok(EmbeddedBus { pool, writer: tx, head: head_rx })
+        Ok(EmbeddedBus {
+            pool,
+            writer: tx,
+            head: head_rx,
+        })
     }
 
     /// Append one record; returns its offset once it is durable on disk.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
         let (done, wait) = oneshot::channel();
-        self.writer.send(AppendRequest { payload, done }).await.map_err(|_| BusError::Closed)?;
+        self.writer
+            .send(AppendRequest { payload, done })
+            .await
+            .map_err(|_| BusError::Closed)?;
         match wait.await {
             Ok(Ok(offset)) => Ok(offset),
             Ok(Err(message)) => Err(BusError::Storage(sqlx::Error::Protocol(message))),
@@ -96,25 +109,30 @@ impl EmbeddedBus {
     }
 
     /// Up to `limit` records after `offset`, oldest first.
-    pub async fn read_after(&self, offset: u64, limit: u32) -> Result<Vec<(u64, Vec<u8>)>, BusError> {
-        let rows = sqlx::query("SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?")
-            .bind(offset as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1))).collect())
+    pub async fn read_after(
+        &self,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, BusError> {
+        let rows =
+            sqlx::query("SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?")
+                .bind(offset as i64)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1)))
+            .collect())
     }
 
     /// Drop records up to and including `offset` (the store has applied them).
     pub async fn trim_through(&self, offset: u64) -> Result<(), BusError> {
-        sqlx::query("DELETE FROM log WHERE offset <= ?").bind(offset as i64).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM log WHERE offset <= ?")
+            .bind(offset as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
-    }
-
-    /// Records not yet trimmed.
-    pub async fn len(&self) -> Result<u64, BusError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM log").fetch_one(&self.pool).await?.get(0);
-        Ok(n as u64)
     }
 
     /// The log answers queries.
@@ -124,7 +142,11 @@ impl EmbeddedBus {
     }
 }
 
-async fn writer_task(pool: SqlitePool, mut rx: mpsc::Receiver<AppendRequest>, head: watch::Sender<u64>) {
+async fn writer_task(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    head: watch::Sender<u64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
@@ -184,13 +206,20 @@ mod tests {
         }
         let mut offsets = tasks.join_all().await;
         offsets.sort_unstable();
-        assert_eq!(offsets, (1..=50).collect::<Vec<u64>>(), "concurrent appends get distinct offsets");
+        assert_eq!(
+            offsets,
+            (1..=50).collect::<Vec<u64>>(),
+            "concurrent appends get distinct offsets"
+        );
         bus.trim_through(40).await.expect("trim");
         drop(bus);
         let bus = EmbeddedBus::open(&path).await.expect("reopen");
         assert_eq!(bus.head(), 50);
         let rest = bus.read_after(0, 100).await.expect("read");
-        assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), (41..=50).collect::<Vec<_>>());
+        assert_eq!(
+            rest.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (41..=50).collect::<Vec<_>>()
+        );
         bus.trim_through(50).await.expect("trim all");
         assert_eq!(bus.append(vec![1]).await.expect("append"), 51);
     }

@@ -70,7 +70,11 @@ pub struct AuthConfig {
 
 impl fmt::Debug for RedactedSecret<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "<redacted>" } else { "<unset>" })
+        f.write_str(if self.0.is_some() {
+            "<redacted>"
+        } else {
+            "<unset>"
+        })
     }
 }
 struct RedactedSecret<'a>(&'a Option<String>);
@@ -78,7 +82,11 @@ struct RedactedSecret<'a>(&'a Option<String>);
 impl AuthConfig {
     /// For logs: never the secret itself.
     pub fn describe(&self) -> String {
-        format!("jwt_secret={:?} issuer={:?}", RedactedSecret(&self.jwt_secret), self.issuer)
+        format!(
+            "jwt_secret={:?} issuer={:?}",
+            RedactedSecret(&self.jwt_secret),
+            self.issuer
+        )
     }
 }
 
@@ -92,7 +100,10 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { kind: BusKind::Embedded, brokers: None }
+        BusConfig {
+            kind: BusKind::Embedded,
+            brokers: None,
+        }
     }
 }
 
@@ -113,7 +124,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { kind: StoreKind::Embedded, url: None }
+        StoreConfig {
+            kind: StoreKind::Embedded,
+            url: None,
+        }
     }
 }
 
@@ -149,7 +163,9 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_range_days: 731 }
+        ApiConfig {
+            max_range_days: 731,
+        }
     }
 }
 
@@ -240,7 +256,9 @@ impl Config {
             return Err(ConfigErrors(vec![ConfigIssue {
                 location: file,
                 message: "configuration file not found".into(),
-                hint: "pass --config PATH, or run from the repository root where pipelines.toml lives".into(),
+                hint:
+                    "pass --config PATH, or run from the repository root where pipelines.toml lives"
+                        .into(),
             }]));
         }
         let mut figment = Figment::from(Serialized::defaults(Config::default()))
@@ -261,7 +279,11 @@ impl Config {
                 errors
                     .into_iter()
                     .map(|e| {
-                        let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+                        let key = if e.path.is_empty() {
+                            "(top level)".to_owned()
+                        } else {
+                            e.path.join(".")
+                        };
                         let source = e
                             .metadata
                             .as_ref()
@@ -294,7 +316,11 @@ impl Config {
     pub fn validate(&self, file: &str) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut issue = |key: String, message: String, hint: &str| {
-            issues.push(ConfigIssue { location: format!("{file}: {key}"), message, hint: hint.to_owned() })
+            issues.push(ConfigIssue {
+                location: format!("{file}: {key}"),
+                message,
+                hint: hint.to_owned(),
+            })
         };
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             issue(
@@ -304,7 +330,11 @@ impl Config {
             );
         }
         if self.server.max_body_bytes < 1024 {
-            issue("server.max_body_bytes".into(), "must be at least 1024".into(), "the default is 10485760 (10 MiB)");
+            issue(
+                "server.max_body_bytes".into(),
+                "must be at least 1024".into(),
+                "the default is 10485760 (10 MiB)",
+            );
         }
         if self.bus.kind == BusKind::Kafka {
             issue(
@@ -324,7 +354,10 @@ impl Config {
             if !url.starts_with("sqlite:") {
                 issue(
                     "metadata.url".into(),
-                    format!("unsupported metadata URL scheme in `{}`", url.split(':').next().unwrap_or("")),
+                    format!(
+                        "unsupported metadata URL scheme in `{}`",
+                        url.split(':').next().unwrap_or("")
+                    ),
                     "use sqlite://PATH, or leave unset for the data directory",
                 );
             }
@@ -349,10 +382,18 @@ impl Config {
         for (i, plugin) in self.plugins.iter().enumerate() {
             let at = |k: &str| format!("plugins[{i}].{k}");
             if !is_slug(&plugin.name) {
-                issue(at("name"), format!("`{}` is not a valid name", plugin.name), "use lowercase letters, digits, '-' and '_'");
+                issue(
+                    at("name"),
+                    format!("`{}` is not a valid name", plugin.name),
+                    "use lowercase letters, digits, '-' and '_'",
+                );
             }
             if !plugin_names.insert(plugin.name.as_str()) {
-                issue(at("name"), format!("plugin `{}` is declared twice", plugin.name), "give each plugin a unique name");
+                issue(
+                    at("name"),
+                    format!("plugin `{}` is declared twice", plugin.name),
+                    "give each plugin a unique name",
+                );
             }
             if !plugin.path.exists() {
                 issue(
@@ -362,33 +403,63 @@ impl Config {
                 );
             }
             if !(10..=600_000).contains(&plugin.time_limit_ms) {
-                issue(at("time_limit_ms"), "must be between 10 and 600000".into(), "the default is 2000");
+                issue(
+                    at("time_limit_ms"),
+                    "must be between 10 and 600000".into(),
+                    "the default is 2000",
+                );
             }
             if !(1..=4096).contains(&plugin.memory_limit_mb) {
-                issue(at("memory_limit_mb"), "must be between 1 and 4096".into(), "the default is 128");
+                issue(
+                    at("memory_limit_mb"),
+                    "must be between 1 and 4096".into(),
+                    "the default is 128",
+                );
             }
         }
         let mut pipeline_names = HashSet::new();
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let at = |k: &str| format!("pipelines[{i}].{k}");
             if !is_slug(&pipeline.name) {
-                issue(at("name"), format!("`{}` is not a valid name", pipeline.name), "use lowercase letters, digits, '-' and '_' (it appears in URLs)");
+                issue(
+                    at("name"),
+                    format!("`{}` is not a valid name", pipeline.name),
+                    "use lowercase letters, digits, '-' and '_' (it appears in URLs)",
+                );
             }
             if !pipeline_names.insert(pipeline.name.as_str()) {
-                issue(at("name"), format!("pipeline `{}` is declared twice", pipeline.name), "give each pipeline a unique name");
+                issue(
+                    at("name"),
+                    format!("pipeline `{}` is declared twice", pipeline.name),
+                    "give each pipeline a unique name",
+                );
             }
             if !is_slug(&pipeline.tenant) {
-                issue(at("tenant"), format!("`{}` is not a valid tenant id", pipeline.tenant), "use lowercase letters, digits, '-' and '_'");
+                issue(
+                    at("tenant"),
+                    format!("`{}` is not a valid tenant id", pipeline.tenant),
+                    "use lowercase letters, digits, '-' and '_'",
+                );
             }
             if !self.plugins.iter().any(|p| p.name == pipeline.adapter) {
                 let known: Vec<_> = self.plugins.iter().map(|p| p.name.as_str()).collect();
                 issue(
                     at("adapter"),
                     format!("no plugin named `{}`", pipeline.adapter),
-                    &format!("declare it in [[plugins]] (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                    &format!(
+                        "declare it in [[plugins]] (known: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 );
             }
-            for (key, value) in [("webhook_secret_env", &pipeline.webhook_secret_env), ("verify_token_env", &pipeline.verify_token_env)] {
+            for (key, value) in [
+                ("webhook_secret_env", &pipeline.webhook_secret_env),
+                ("verify_token_env", &pipeline.verify_token_env),
+            ] {
                 if let Some(name) = value {
                     if !is_env_name(name) {
                         issue(
@@ -401,7 +472,11 @@ impl Config {
             }
             if let Some(currency) = &pipeline.currency {
                 if !is_currency(currency) {
-                    issue(at("currency"), format!("`{currency}` is not an ISO 4217 code"), "use three capital letters, e.g. USD");
+                    issue(
+                        at("currency"),
+                        format!("`{currency}` is not an ISO 4217 code"),
+                        "use three capital letters, e.g. USD",
+                    );
                 }
             }
             for name in &pipeline.metrics {
@@ -434,7 +509,10 @@ fn hint_for_kind(kind: &figment::error::Kind) -> String {
 
 /// Lowercase letters, digits, `-`, `_`; 1..=64 chars.
 pub fn is_slug(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Three ASCII capital letters.
@@ -446,7 +524,8 @@ fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.as_bytes()[0].is_ascii_digit()
-        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A value in an env-name slot that is not a name may be a pasted secret: don't echo it.
@@ -491,18 +570,30 @@ currency = "usd"
         let text = errors.to_string();
         assert_eq!(errors.0.len(), 4, "{text}");
         assert!(text.contains("pipelines[0].name"), "{text}");
-        assert!(text.contains("pipelines[0].adapter: no plugin named `metaa`"), "{text}");
+        assert!(
+            text.contains("pipelines[0].adapter: no plugin named `metaa`"),
+            "{text}"
+        );
         assert!(text.contains("known: meta"), "{text}");
         assert!(text.contains("pipelines[0].currency"), "{text}");
-        assert!(!text.contains("abcdefghijklmnop"), "a pasted secret must not be echoed: {text}");
+        assert!(
+            !text.contains("abcdefghijklmnop"),
+            "a pasted secret must not be echoed: {text}"
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_expected_names() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        let path = write(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+        );
         let text = Config::load(&path).expect_err("unknown key").to_string();
-        assert!(text.contains("server.lisen") || text.contains("lisen"), "{text}");
+        assert!(
+            text.contains("server.lisen") || text.contains("lisen"),
+            "{text}"
+        );
         assert!(text.contains("expected one of"), "{text}");
     }
 
@@ -517,6 +608,9 @@ currency = "usd"
         assert_eq!(config.bus.kind, BusKind::Embedded);
         assert_eq!(config.plugins[0].time_limit_ms, 2_000);
         assert_eq!(config.plugins[0].path, dir.path().join("meta.wasm"));
-        assert_eq!(config.pipelines[0].options["conversion_action_types"], "purchase");
+        assert_eq!(
+            config.pipelines[0].options["conversion_action_types"],
+            "purchase"
+        );
     }
 }

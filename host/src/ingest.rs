@@ -49,7 +49,10 @@ impl Stamp {
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let next = now.max(prev + 1);
-            match self.last.compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .last
+                .compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return next,
                 Err(actual) => prev = actual,
             }
@@ -58,13 +61,18 @@ impl Stamp {
 }
 
 /// Turn a plugin batch into rows.
-pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> Result<Vec<Row>, NormalizeError> {
+pub fn normalize(
+    batch: &wit::RowBatch,
+    ctx: &IngestContext<'_>,
+    stamp: i64,
+) -> Result<Vec<Row>, NormalizeError> {
     let strings = &batch.strings;
     let get = |i: u32, what: &str, row: usize| -> Result<&str, NormalizeError> {
-        strings
-            .get(i as usize)
-            .map(String::as_str)
-            .ok_or_else(|| NormalizeError::Plugin(format!("row {row}: {what} index {i} is outside the string table")))
+        strings.get(i as usize).map(String::as_str).ok_or_else(|| {
+            NormalizeError::Plugin(format!(
+                "row {row}: {what} index {i} is outside the string table"
+            ))
+        })
     };
     let opt = |i: Option<u32>, what: &str, row: usize| -> Result<Option<String>, NormalizeError> {
         i.map(|i| get(i, what, row).map(str::to_owned)).transpose()
@@ -73,11 +81,19 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
     for e in &batch.extras {
         let row = e.row as usize;
         let name = get(e.name, "extra metric name", row)?;
-        let slot = extras
-            .get_mut(row)
-            .ok_or_else(|| NormalizeError::Plugin(format!("extra metric `{name}` names row {row}, which does not exist")))?;
-        if !is_slug(name) || name.contains('-') || BASE_METRICS.contains(&name) || RATIO_METRICS.contains(&name) {
-            return Err(NormalizeError::Plugin(format!("`{name}` is not a valid extra metric name")));
+        let slot = extras.get_mut(row).ok_or_else(|| {
+            NormalizeError::Plugin(format!(
+                "extra metric `{name}` names row {row}, which does not exist"
+            ))
+        })?;
+        if !is_slug(name)
+            || name.contains('-')
+            || BASE_METRICS.contains(&name)
+            || RATIO_METRICS.contains(&name)
+        {
+            return Err(NormalizeError::Plugin(format!(
+                "`{name}` is not a valid extra metric name"
+            )));
         }
         *slot.entry(name.to_owned()).or_default() += e.value_micros;
     }
@@ -90,16 +106,27 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
         };
         let campaign_id = opt(r.campaign_id, "campaign id", i)?;
         let date = sdk_date(r.date).ok_or_else(|| {
-            client("invalid_value", format!("row {i}: {:04}-{:02}-{:02} is not a valid date", r.date.year, r.date.month, r.date.day))
+            client(
+                "invalid_value",
+                format!(
+                    "row {i}: {:04}-{:02}-{:02} is not a valid date",
+                    r.date.year, r.date.month, r.date.day
+                ),
+            )
         })?;
         if r.hour.is_some_and(|h| h > 23) {
-            return Err(NormalizeError::Plugin(format!("row {i}: hour {:?} is out of range", r.hour)));
+            return Err(NormalizeError::Plugin(format!(
+                "row {i}: hour {:?} is out of range",
+                r.hour
+            )));
         }
         let describe = || {
             format!(
                 "row {i} (campaign {}, {})",
                 campaign_id.as_deref().unwrap_or("?"),
-                adpipe_plugin_sdk::Date::from_days_since_epoch(i64::from(date)).map(|d| d.to_string()).unwrap_or_default()
+                adpipe_plugin_sdk::Date::from_days_since_epoch(i64::from(date))
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
             )
         };
         let account_id = match opt(r.account_id, "account id", i)? {
@@ -107,24 +134,31 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
             _ => match ctx.account_id {
                 Some(a) => a.to_owned(),
                 None if kind == RowKind::Delta => String::new(),
-                None => {
-                    return Err(client(
-                        "missing_account",
-                        format!("{} names no account: pass ?account_id= or set account_id on the pipeline", describe()),
-                    ))
-                }
+                None => return Err(client(
+                    "missing_account",
+                    format!(
+                        "{} names no account: pass ?account_id= or set account_id on the pipeline",
+                        describe()
+                    ),
+                )),
             },
         };
         let currency = opt(r.currency, "currency", i)?.or_else(|| ctx.currency.map(str::to_owned));
         let has_money = r.spend_micros != 0 || r.conversion_value_micros != 0;
         match &currency {
             Some(c) if !is_currency(c) => {
-                return Err(client("invalid_value", format!("{}: `{c}` is not an ISO 4217 currency code", describe())))
+                return Err(client(
+                    "invalid_value",
+                    format!("{}: `{c}` is not an ISO 4217 currency code", describe()),
+                ))
             }
             None if kind == RowKind::Snapshot || has_money => {
                 return Err(client(
                     "missing_currency",
-                    format!("{} has no currency: pass ?currency=XXX or set currency on the pipeline", describe()),
+                    format!(
+                        "{} has no currency: pass ?currency=XXX or set currency on the pipeline",
+                        describe()
+                    ),
                 ))
             }
             _ => {}
@@ -132,15 +166,24 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
         let dedup_key = opt(r.dedup_key, "dedup key", i)?;
         match kind {
             RowKind::Snapshot if campaign_id.is_none() => {
-                return Err(NormalizeError::Plugin(format!("row {i}: a snapshot row must name its campaign")))
+                return Err(NormalizeError::Plugin(format!(
+                    "row {i}: a snapshot row must name its campaign"
+                )))
             }
             RowKind::Delta if dedup_key.is_none() => {
-                return Err(NormalizeError::Plugin(format!("row {i}: a delta row must carry a dedup key")))
+                return Err(NormalizeError::Plugin(format!(
+                    "row {i}: a delta row must carry a dedup key"
+                )))
             }
             _ => {}
         }
         let count = |v: u64, what: &str| {
-            i64::try_from(v).map_err(|_| client("invalid_value", format!("{}: {what} {v} is out of range", describe())))
+            i64::try_from(v).map_err(|_| {
+                client(
+                    "invalid_value",
+                    format!("{}: {what} {v} is out of range", describe()),
+                )
+            })
         };
         let impressions = count(r.impressions, "impressions")?;
         let clicks = count(r.clicks, "clicks")?;
@@ -161,7 +204,10 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
             conversions_micros: r.conversions_micros,
             conversion_value_micros: r.conversion_value_micros,
             extras,
-            observed_at_us: r.observed_at_ms.map(|ms| ms.saturating_mul(1000)).unwrap_or(stamp),
+            observed_at_us: r
+                .observed_at_ms
+                .map(|ms| ms.saturating_mul(1000))
+                .unwrap_or(stamp),
             dedup_key,
             adapter: ctx.adapter.to_owned(),
             adapter_version: ctx.adapter_version.to_owned(),
@@ -171,7 +217,8 @@ pub fn normalize(batch: &wit::RowBatch, ctx: &IngestContext<'_>, stamp: i64) -> 
 }
 
 fn sdk_date(d: wit::Date) -> Option<i32> {
-    adpipe_plugin_sdk::Date::new(d.year, d.month, d.day).and_then(|d| i32::try_from(d.days_since_epoch()).ok())
+    adpipe_plugin_sdk::Date::new(d.year, d.month, d.day)
+        .and_then(|d| i32::try_from(d.days_since_epoch()).ok())
 }
 
 #[cfg(test)]
@@ -186,7 +233,11 @@ mod tests {
             campaign_name: None,
             ad_group_id: None,
             ad_id: None,
-            date: wit::Date { year: 2026, month: 11, day: 1 },
+            date: wit::Date {
+                year: 2026,
+                month: 11,
+                day: 1,
+            },
             hour: None,
             currency: None,
             impressions: 10,
@@ -209,15 +260,32 @@ mod tests {
         }
     }
 
-    const CTX: IngestContext<'static> =
-        IngestContext { platform: "meta", adapter: "meta", adapter_version: "0.1.0", account_id: None, currency: None };
+    const CTX: IngestContext<'static> = IngestContext {
+        platform: "meta",
+        adapter: "meta",
+        adapter_version: "0.1.0",
+        account_id: None,
+        currency: None,
+    };
 
     #[test]
     fn currency_comes_from_context_or_the_row_is_refused() {
         let b = batch(vec![row(wit::RowKind::Snapshot)]);
         let err = normalize(&b, &CTX, 1).expect_err("no currency");
-        assert!(matches!(err, NormalizeError::Client { code: "missing_currency", .. }), "{err}");
-        let ctx = IngestContext { currency: Some("EUR"), ..CTX };
+        assert!(
+            matches!(
+                err,
+                NormalizeError::Client {
+                    code: "missing_currency",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let ctx = IngestContext {
+            currency: Some("EUR"),
+            ..CTX
+        };
         let rows = normalize(&b, &ctx, 7).expect("currency from context");
         assert_eq!(rows[0].currency.as_deref(), Some("EUR"));
         assert_eq!(rows[0].observed_at_us, 7);
@@ -229,13 +297,26 @@ mod tests {
     fn plugin_contract_violations_are_not_client_errors() {
         let mut r = row(wit::RowKind::Delta);
         r.currency = Some(99);
-        assert!(matches!(normalize(&batch(vec![r]), &CTX, 1), Err(NormalizeError::Plugin(_))));
+        assert!(matches!(
+            normalize(&batch(vec![r]), &CTX, 1),
+            Err(NormalizeError::Plugin(_))
+        ));
         let mut d = row(wit::RowKind::Delta);
         d.spend_micros = 0;
-        assert!(matches!(normalize(&batch(vec![d.clone()]), &CTX, 1), Err(NormalizeError::Plugin(_))), "delta without dedup key");
+        assert!(
+            matches!(
+                normalize(&batch(vec![d.clone()]), &CTX, 1),
+                Err(NormalizeError::Plugin(_))
+            ),
+            "delta without dedup key"
+        );
         d.dedup_key = Some(3);
         let mut b = batch(vec![d]);
-        b.extras.push(wit::ExtraMetric { row: 0, name: 2, value_micros: 1_000_000 });
+        b.extras.push(wit::ExtraMetric {
+            row: 0,
+            name: 2,
+            value_micros: 1_000_000,
+        });
         let rows = normalize(&b, &CTX, 1).expect("lead delta without currency is fine");
         assert_eq!(rows[0].extras["leads"], 1_000_000);
         assert_eq!(rows[0].currency, None);

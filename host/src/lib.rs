@@ -4,15 +4,15 @@
 //! Data path: receive → verify ([`signature`]) → adapt ([`plugin`]) →
 //! durable bus ([`bus`]) → aggregate ([`store`]) → serve ([`api`]).
 
-pub mod config;
-pub mod ingest;
-pub mod plugin;
-pub mod row;
 pub mod aggregate;
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod config;
+pub mod ingest;
 pub mod metadata;
+pub mod plugin;
+pub mod row;
 pub mod signature;
 pub mod store;

@@ -12,7 +12,11 @@ use adpipe::auth::{now_unix, parse_ttl, Claims, JwtKeys, Role};
 use adpipe::config::{Config, ConfigErrors};
 
 #[derive(Parser)]
-#[command(name = "adpipe", version, about = "Ad-performance ingestion through sandboxed WASM adapters, exact aggregation, insights API")]
+#[command(
+    name = "adpipe",
+    version,
+    about = "Ad-performance ingestion through sandboxed WASM adapters, exact aggregation, insights API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,11 @@ fn overrides(listen: Option<String>, data_dir: Option<PathBuf>) -> Figment {
 
 fn load(config: &std::path::Path, overrides: Figment) -> Result<Config, ExitCode> {
     Config::load_with(config, overrides).map_err(|ConfigErrors(issues)| {
-        eprintln!("adpipe: {} has {} problem(s):", config.display(), issues.len());
+        eprintln!(
+            "adpipe: {} has {} problem(s):",
+            config.display(),
+            issues.len()
+        );
         for issue in issues {
             eprintln!("  - {issue}");
         }
@@ -94,7 +102,14 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Token { tenant, roles, ttl, sub, config, data_dir } => {
+        Command::Token {
+            tenant,
+            roles,
+            ttl,
+            sub,
+            config,
+            data_dir,
+        } => {
             let config = match load(&config, overrides(None, data_dir)) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -110,13 +125,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, listen, data_dir, log_json } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            log_json,
+        } => {
             init_tracing(log_json);
             let config = match load(&config, overrides(listen, data_dir)) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("adpipe: starting the async runtime: {e}");
@@ -134,23 +157,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn token(config: &Config, tenant: String, roles: &[String], ttl: &str, sub: String) -> anyhow::Result<String> {
+fn token(
+    config: &Config,
+    tenant: String,
+    roles: &[String],
+    ttl: &str,
+    sub: String,
+) -> anyhow::Result<String> {
     if !adpipe::config::is_slug(&tenant) {
         anyhow::bail!("`{tenant}` is not a valid tenant id (lowercase letters, digits, '-', '_')");
     }
     let roles = roles
         .iter()
-        .map(|r| Role::parse(r).with_context(|| format!("`{r}` is not a role (viewer, analyst, ingest, admin)")))
+        .map(|r| {
+            Role::parse(r)
+                .with_context(|| format!("`{r}` is not a role (viewer, analyst, ingest, admin)"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let ttl = parse_ttl(ttl).with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
-    let keys = JwtKeys::load(config.auth.jwt_secret.as_deref(), config.auth.issuer.as_deref(), &config.server.data_dir)?;
+    let ttl = parse_ttl(ttl)
+        .with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
+    let keys = JwtKeys::load(
+        config.auth.jwt_secret.as_deref(),
+        config.auth.issuer.as_deref(),
+        &config.server.data_dir,
+    )?;
     let now = now_unix();
-    Ok(keys.mint(&Claims { sub, tenant, roles, exp: now + ttl, iat: Some(now), iss: config.auth.issuer.clone() }))
+    Ok(keys.mint(&Claims {
+        sub,
+        tenant,
+        roles,
+        exp: now + ttl,
+        iat: Some(now),
+        iss: config.auth.issuer.clone(),
+    }))
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ADPIPE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADPIPE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
@@ -162,12 +207,31 @@ fn init_tracing(json: bool) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen: SocketAddr = config.server.listen.parse().context("server.listen")?;
     tracing::info!(auth = %config.auth.describe(), data_dir = %config.server.data_dir.display(), "starting adpipe");
-    let app = adpipe::app::App::start(config.clone()).await.context("starting adpipe")?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let app = adpipe::app::App::start(config.clone())
+        .await
+        .context("starting adpipe")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;
     println!("adpipe listening on http://{local}");
-    println!("  pipelines: {}", config.pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
-    println!("  mint a token: adpipe token --tenant {} --role admin", config.pipelines.first().map(|p| p.tenant.as_str()).unwrap_or("demo"));
+    println!(
+        "  pipelines: {}",
+        config
+            .pipelines
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  mint a token: adpipe token --tenant {} --role admin",
+        config
+            .pipelines
+            .first()
+            .map(|p| p.tenant.as_str())
+            .unwrap_or("demo")
+    );
     axum::serve(listener, adpipe::api::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row as _;
 
 /// Metadata storage failed.
@@ -70,7 +72,10 @@ impl Metadata {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS adpipe_migrations (version INTEGER PRIMARY KEY)")
             .execute(&pool)
             .await?;
@@ -85,7 +90,10 @@ impl Metadata {
                 for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
-                sqlx::query("INSERT INTO adpipe_migrations (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO adpipe_migrations (version) VALUES (?)")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         }
@@ -93,7 +101,10 @@ impl Metadata {
     }
 
     /// Keep a payload; returns its id.
-    pub async fn add_dead_letter(&self, letter: NewDeadLetter<'_>) -> Result<String, MetadataError> {
+    pub async fn add_dead_letter(
+        &self,
+        letter: NewDeadLetter<'_>,
+    ) -> Result<String, MetadataError> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload)
@@ -113,7 +124,11 @@ impl Metadata {
     }
 
     /// The newest dead letters of `tenant`.
-    pub async fn dead_letters(&self, tenant: &str, limit: u32) -> Result<Vec<DeadLetter>, MetadataError> {
+    pub async fn dead_letters(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, MetadataError> {
         let rows = sqlx::query(
             "SELECT id, pipeline, source, received_at_ms, code, message, LENGTH(payload)
              FROM dead_letters WHERE tenant = ? ORDER BY received_at_ms DESC, id LIMIT ?",
@@ -137,13 +152,19 @@ impl Metadata {
     }
 
     /// The raw payload of a dead letter of `tenant`.
-    pub async fn dead_letter_payload(&self, tenant: &str, id: &str) -> Result<Option<Vec<u8>>, MetadataError> {
-        Ok(sqlx::query("SELECT payload FROM dead_letters WHERE tenant = ? AND id = ?")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.get(0)))
+    pub async fn dead_letter_payload(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, MetadataError> {
+        Ok(
+            sqlx::query("SELECT payload FROM dead_letters WHERE tenant = ? AND id = ?")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0)),
+        )
     }
 
     /// The database answers.

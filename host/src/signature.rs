@@ -35,13 +35,24 @@ fn mac(secret: &[u8]) -> HmacSha256 {
 }
 
 /// Check `header_value` = `prefix` + hex HMAC-SHA256(secret, body), in constant time.
-pub fn verify_body(secret: &[u8], body: &[u8], header: &str, header_value: Option<&str>, prefix: &str) -> Result<(), SignatureError> {
+pub fn verify_body(
+    secret: &[u8],
+    body: &[u8],
+    header: &str,
+    header_value: Option<&str>,
+    prefix: &str,
+) -> Result<(), SignatureError> {
     let value = header_value.ok_or_else(|| SignatureError::Missing(header.to_owned()))?;
-    let hex_part = value.trim().strip_prefix(prefix).ok_or_else(|| SignatureError::Malformed(header.to_owned()))?;
-    let expected = hex::decode(hex_part).map_err(|_| SignatureError::Malformed(header.to_owned()))?;
+    let hex_part = value
+        .trim()
+        .strip_prefix(prefix)
+        .ok_or_else(|| SignatureError::Malformed(header.to_owned()))?;
+    let expected =
+        hex::decode(hex_part).map_err(|_| SignatureError::Malformed(header.to_owned()))?;
     let mut mac = mac(secret);
     mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// Check `t=<unix seconds>,s=<hex HMAC-SHA256(secret, "<t>.<body>")>` and its age.
@@ -74,7 +85,8 @@ pub fn verify_timestamped(
     mac.update(timestamp_text.as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]
@@ -84,17 +96,44 @@ mod tests {
     #[test]
     fn body_signatures() {
         let sig = format!("sha256={}", hmac_hex(b"secret", b"{}"));
-        assert_eq!(verify_body(b"secret", b"{}", "x-hub-signature-256", Some(&sig), "sha256="), Ok(()));
         assert_eq!(
-            verify_body(b"secret", b"{ }", "x-hub-signature-256", Some(&sig), "sha256="),
+            verify_body(
+                b"secret",
+                b"{}",
+                "x-hub-signature-256",
+                Some(&sig),
+                "sha256="
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify_body(
+                b"secret",
+                b"{ }",
+                "x-hub-signature-256",
+                Some(&sig),
+                "sha256="
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify_body(b"other", b"{}", "x-hub-signature-256", Some(&sig), "sha256="),
+            verify_body(
+                b"other",
+                b"{}",
+                "x-hub-signature-256",
+                Some(&sig),
+                "sha256="
+            ),
             Err(SignatureError::Mismatch)
         );
-        assert!(matches!(verify_body(b"secret", b"{}", "h", Some("sha1=00"), "sha256="), Err(SignatureError::Malformed(_))));
-        assert!(matches!(verify_body(b"secret", b"{}", "h", None, "sha256="), Err(SignatureError::Missing(_))));
+        assert!(matches!(
+            verify_body(b"secret", b"{}", "h", Some("sha1=00"), "sha256="),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify_body(b"secret", b"{}", "h", None, "sha256="),
+            Err(SignatureError::Missing(_))
+        ));
         // Known vector: HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
         assert_eq!(
             hmac_hex(b"key", b"The quick brown fox jumps over the lazy dog"),
@@ -107,8 +146,17 @@ mod tests {
         let body = b"{\"event\":1}";
         let sig = hmac_hex(b"s", b"1000.{\"event\":1}");
         let header = format!("t=1000,s={sig}");
-        assert_eq!(verify_timestamped(b"s", body, "h", Some(&header), 300, 1100), Ok(()));
-        assert_eq!(verify_timestamped(b"s", body, "h", Some(&header), 300, 1400), Err(SignatureError::Stale(300)));
-        assert_eq!(verify_timestamped(b"x", body, "h", Some(&header), 300, 1100), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_timestamped(b"s", body, "h", Some(&header), 300, 1100),
+            Ok(())
+        );
+        assert_eq!(
+            verify_timestamped(b"s", body, "h", Some(&header), 300, 1400),
+            Err(SignatureError::Stale(300))
+        );
+        assert_eq!(
+            verify_timestamped(b"x", body, "h", Some(&header), 300, 1100),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

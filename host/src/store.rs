@@ -17,7 +17,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 use tokio::sync::watch;
 
@@ -106,15 +108,19 @@ impl EmbeddedStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
-        let offset: Option<i64> = sqlx::query("SELECT offset FROM consumer_offsets WHERE consumer = ?")
-            .bind(CONSUMER)
-            .fetch_optional(&pool)
-            .await?
-            .map(|r| r.get(0));
+        let offset: Option<i64> =
+            sqlx::query("SELECT offset FROM consumer_offsets WHERE consumer = ?")
+                .bind(CONSUMER)
+                .fetch_optional(&pool)
+                .await?
+                .map(|r| r.get(0));
         let (applied, _) = watch::channel(offset.unwrap_or(0) as u64);
         Ok(EmbeddedStore { pool, applied })
     }
@@ -127,13 +133,17 @@ impl EmbeddedStore {
     /// Wait until records through `offset` are applied, at most `timeout`; true if they are.
     pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
         let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= offset)).await.is_ok();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= offset))
+            .await
+            .is_ok();
         reached
     }
 
     /// Apply records (bus offset, rows) in one transaction that also records the offset.
     pub async fn apply(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
-        let Some(last) = records.last().map(|r| r.0) else { return Ok(()) };
+        let Some(last) = records.last().map(|r| r.0) else {
+            return Ok(());
+        };
         let mut tx = self.pool.begin().await?;
         // Hierarchy facts repeat across rows (every ad row names its campaign): upsert each once.
         let mut entities: BTreeMap<EntityKey, Entity> = BTreeMap::new();
@@ -192,13 +202,23 @@ impl EmbeddedStore {
     }
 
     /// Snapshot facts of `tenant` in `[from, to]` (day numbers) matching `filter`.
-    pub async fn snapshots(&self, tenant: &str, from: i32, to: i32, filter: &FactFilter) -> Result<Vec<Fact>, StoreError> {
+    pub async fn snapshots(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
                     impressions, clicks, spend, conversions, conversion_value, extras
              FROM facts WHERE tenant = ",
         );
-        q.push_bind(tenant).push(" AND date BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+        q.push_bind(tenant)
+            .push(" AND date BETWEEN ")
+            .push_bind(from)
+            .push(" AND ")
+            .push_bind(to);
         push_filters(&mut q, filter);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(fact_from_row).collect())
@@ -206,7 +226,13 @@ impl EmbeddedStore {
 
     /// Deltas of `tenant` in `[from, to]`, with campaign, account and currency
     /// resolved through the ad hierarchy; deltas it cannot place yet are left out.
-    pub async fn deltas(&self, tenant: &str, from: i32, to: i32, filter: &FactFilter) -> Result<Vec<Fact>, StoreError> {
+    pub async fn deltas(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
                     impressions, clicks, spend, conversions, conversion_value, extras
@@ -225,8 +251,14 @@ impl EmbeddedStore {
                         AND ag.level = 'ad_group' AND ag.id = COALESCE(d.ad_group_id, ad.ad_group_id)
                    WHERE d.tenant = ",
         );
-        q.push_bind(tenant).push(" AND d.date BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
-        q.push(") WHERE campaign_id IS NOT NULL AND currency IS NOT NULL AND account_id IS NOT NULL");
+        q.push_bind(tenant)
+            .push(" AND d.date BETWEEN ")
+            .push_bind(from)
+            .push(" AND ")
+            .push_bind(to);
+        q.push(
+            ") WHERE campaign_id IS NOT NULL AND currency IS NOT NULL AND account_id IS NOT NULL",
+        );
         push_filters(&mut q, filter);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(fact_from_row).collect())
@@ -304,7 +336,9 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
         spend_micros: r.get(10),
         conversions_micros: r.get(11),
         conversion_value_micros: r.get(12),
-        extras: extras.and_then(|e| serde_json::from_str::<BTreeMap<String, i64>>(&e).ok()).unwrap_or_default(),
+        extras: extras
+            .and_then(|e| serde_json::from_str::<BTreeMap<String, i64>>(&e).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -314,13 +348,21 @@ async fn apply_row(
     pipeline: &str,
     row: &Row,
 ) -> Result<(), StoreError> {
-    let extras = if row.extras.is_empty() { None } else { serde_json::to_string(&row.extras).ok() };
+    let extras = if row.extras.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&row.extras).ok()
+    };
     let hour = row.hour.map(i64::from).unwrap_or(-1);
     match row.kind {
         RowKind::Snapshot => {
             let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
                 // The ingest path guarantees both; a record without them is skipped, loudly.
-                tracing::error!(tenant, pipeline, "snapshot row without campaign or currency skipped");
+                tracing::error!(
+                    tenant,
+                    pipeline,
+                    "snapshot row without campaign or currency skipped"
+                );
                 return Ok(());
             };
             sqlx::query(
@@ -409,7 +451,9 @@ struct Entity {
 }
 
 fn collect_hierarchy(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, row: &Row) {
-    let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else { return };
+    let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
+        return;
+    };
     let entity = |ad_group_id: Option<&String>, campaign_name: Option<&String>| Entity {
         account_id: row.account_id.clone(),
         campaign_id: campaign_id.clone(),
@@ -417,8 +461,12 @@ fn collect_hierarchy(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, r
         campaign_name: campaign_name.cloned(),
         currency: currency.clone(),
     };
-    let key = |level: &'static str, id: &String| (tenant.to_owned(), row.platform.clone(), level, id.clone());
-    let campaign = entities.entry(key("campaign", campaign_id)).or_insert_with(|| entity(None, None));
+    let key = |level: &'static str, id: &String| {
+        (tenant.to_owned(), row.platform.clone(), level, id.clone())
+    };
+    let campaign = entities
+        .entry(key("campaign", campaign_id))
+        .or_insert_with(|| entity(None, None));
     if row.campaign_name.is_some() {
         campaign.campaign_name = row.campaign_name.clone();
     }

@@ -20,10 +20,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), dead_letter_id: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            dead_letter_id: None,
+            retry_after: None,
+        }
     }
     pub fn invalid_parameter(name: &str, message: impl std::fmt::Display) -> ApiError {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("`{name}`: {message}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("`{name}`: {message}"),
+        )
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
@@ -40,15 +50,28 @@ impl ApiError {
         Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this route needs the `{}` role", serde_json::to_value(role).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+            format!(
+                "this route needs the `{}` role",
+                serde_json::to_value(role)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ),
         )
     }
     pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
         tracing::error!("{context}: {error}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{context}; see the server log"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; see the server log"),
+        )
     }
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
     }
     pub fn with_dead_letter(mut self, id: Option<String>) -> ApiError {
         if let Some(id) = &id {
@@ -67,7 +90,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -77,7 +102,11 @@ impl IntoResponse for ApiError {
 pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "payload_too_large", "the request body exceeds the configured server.max_body_bytes")
+        ApiError::new(
+            status,
+            "payload_too_large",
+            "the request body exceeds the configured server.max_body_bytes",
+        )
     } else {
         ApiError::new(status, "unreadable_body", rejection.body_text())
     }

@@ -22,7 +22,9 @@ use crate::auth::Role;
 use crate::config::is_currency;
 use crate::ingest::{normalize, IngestContext, NormalizeError};
 use crate::metadata::NewDeadLetter;
-use crate::plugin::{CallError, ErrorKind, HandshakePlan, ParseContext, SignatureScheme, WebhookRequest};
+use crate::plugin::{
+    CallError, ErrorKind, HandshakePlan, ParseContext, SignatureScheme, WebhookRequest,
+};
 use crate::row::RowEnvelope;
 use crate::signature;
 
@@ -47,9 +49,9 @@ impl Payload {
 }
 
 fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
-    app.pipelines
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`")))
+    app.pipelines.get(name).ok_or_else(|| {
+        ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`"))
+    })
 }
 
 /// `POST /v1/pipelines/{pipeline}/reports`: a report-API response body as the platform returned it.
@@ -64,19 +66,28 @@ pub async fn push_report(
     let pipeline = pipeline(&app, &name)?;
     if pipeline.config.tenant != caller.0.tenant {
         // Another tenant's pipeline is indistinguishable from a missing one.
-        return Err(ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`")));
+        return Err(ApiError::not_found(
+            "unknown_pipeline",
+            format!("no pipeline named `{name}`"),
+        ));
     }
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
     for key in query.keys() {
         if key != "account_id" && key != "currency" {
-            return Err(ApiError::invalid_parameter(key, "unknown parameter (accepted: account_id, currency)"));
+            return Err(ApiError::invalid_parameter(
+                key,
+                "unknown parameter (accepted: account_id, currency)",
+            ));
         }
     }
     let account_id = query.get("account_id").filter(|a| !a.is_empty()).cloned();
     let currency = query.get("currency").cloned();
     if let Some(c) = &currency {
         if !is_currency(c) {
-            return Err(ApiError::invalid_parameter("currency", format!("`{c}` is not an ISO 4217 code such as USD")));
+            return Err(ApiError::invalid_parameter(
+                "currency",
+                format!("`{c}` is not an ISO 4217 code such as USD"),
+            ));
         }
     }
     let body = body.map_err(body_error)?;
@@ -96,7 +107,13 @@ pub async fn webhook_handshake(
     let plan = tokio::task::spawn_blocking(move || adapter.handshake(&query))
         .await
         .map_err(|e| ApiError::internal("handshake task failed", e))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_failed",
+                e.to_string(),
+            )
+        })?;
     match plan {
         HandshakePlan::EchoIfToken(echo) => {
             let Some(expected) = &pipeline.verify_token else {
@@ -105,14 +122,26 @@ pub async fn webhook_handshake(
                     "verify_token_unset",
                     format!(
                         "the pipeline's verify token variable {} is not set",
-                        pipeline.config.verify_token_env.as_deref().unwrap_or("(verify_token_env)")
+                        pipeline
+                            .config
+                            .verify_token_env
+                            .as_deref()
+                            .unwrap_or("(verify_token_env)")
                     ),
                 ));
             };
             if bool::from(echo.token.as_bytes().ct_eq(expected.expose().as_bytes())) {
-                Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo.challenge).into_response())
+                Ok((
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    echo.challenge,
+                )
+                    .into_response())
             } else {
-                Err(ApiError::new(StatusCode::FORBIDDEN, "verify_token_mismatch", "the verify token does not match"))
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "verify_token_mismatch",
+                    "the verify token does not match",
+                ))
             }
         }
         HandshakePlan::HmacChallenge(code) => {
@@ -120,7 +149,11 @@ pub async fn webhook_handshake(
             let response = signature::hmac_hex(secret.as_bytes(), code.as_bytes());
             Ok(Json(json!({"challengeCode": code, "challengeResponse": response})).into_response())
         }
-        HandshakePlan::Reject(reason) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_handshake", reason)),
+        HandshakePlan::Reject(reason) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_handshake",
+            reason,
+        )),
     }
 }
 
@@ -138,9 +171,13 @@ pub async fn webhook(
     let secret = webhook_secret(pipeline)?;
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = match scheme {
-        SignatureScheme::HmacSha256Body(h) => {
-            signature::verify_body(secret.as_bytes(), &body, &h.header, header_value(&h.header), &h.prefix)
-        }
+        SignatureScheme::HmacSha256Body(h) => signature::verify_body(
+            secret.as_bytes(),
+            &body,
+            &h.header,
+            header_value(&h.header),
+            &h.prefix,
+        ),
         SignatureScheme::HmacSha256Timestamped(h) => signature::verify_timestamped(
             secret.as_bytes(),
             &body,
@@ -151,13 +188,16 @@ pub async fn webhook(
         ),
         SignatureScheme::None => unreachable!("checked by webhooks_supported"),
     };
-    verified.map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
+    verified
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
     let request = WebhookRequest {
         query,
         headers: headers
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+            .filter_map(|(k, v)| {
+                Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+            })
             .collect(),
         body: body.to_vec(),
     };
@@ -168,7 +208,10 @@ fn webhooks_supported(pipeline: &Pipeline) -> Result<SignatureScheme, ApiError> 
     match &pipeline.adapter.info().signature {
         SignatureScheme::None => Err(ApiError::not_found(
             "webhooks_not_supported",
-            format!("the `{}` platform sends no metric webhooks; push reports instead", pipeline.adapter.info().platform),
+            format!(
+                "the `{}` platform sends no metric webhooks; push reports instead",
+                pipeline.adapter.info().platform
+            ),
         )),
         scheme => Ok(scheme.clone()),
     }
@@ -215,7 +258,8 @@ async fn accept(
                 tokio::task::spawn_blocking(move || adapter.parse_webhook(&request, &context))
             }
         };
-        work.await.map_err(|e| ApiError::internal("plugin task failed", e))?
+        work.await
+            .map_err(|e| ApiError::internal("plugin task failed", e))?
     };
     let batch = match parsed {
         Ok(batch) => batch,
@@ -223,10 +267,18 @@ async fn accept(
             let (status, code) = match &error {
                 CallError::Rejected(e) => (StatusCode::BAD_REQUEST, rejection_code(e.kind)),
                 CallError::Timeout { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
-                CallError::OutOfMemory { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_out_of_memory"),
+                CallError::OutOfMemory { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_out_of_memory")
+                }
                 CallError::Trapped { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
             };
-            return Err(dead_letter(app, pipeline, &payload, ApiError::new(status, code, error.to_string())).await);
+            return Err(dead_letter(
+                app,
+                pipeline,
+                &payload,
+                ApiError::new(status, code, error.to_string()),
+            )
+            .await);
         }
     };
     for notice in &batch.notices {
@@ -243,17 +295,32 @@ async fn accept(
     let rows = match normalize(&batch, &ctx, app.stamp.next()) {
         Ok(rows) => rows,
         Err(NormalizeError::Client { code, message }) => {
-            return Err(dead_letter(app, pipeline, &payload, ApiError::new(StatusCode::BAD_REQUEST, code, message)).await)
+            return Err(dead_letter(
+                app,
+                pipeline,
+                &payload,
+                ApiError::new(StatusCode::BAD_REQUEST, code, message),
+            )
+            .await)
         }
         Err(error @ NormalizeError::Plugin(_)) => {
-            let error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_plugin_output", error.to_string());
+            let error = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "invalid_plugin_output",
+                error.to_string(),
+            );
             return Err(dead_letter(app, pipeline, &payload, error).await);
         }
     };
     let accepted = rows.len();
     if accepted > 0 {
-        let envelope = RowEnvelope { tenant: config.tenant.clone(), pipeline: config.name.clone(), rows };
-        let record = serde_json::to_vec(&envelope).map_err(|e| ApiError::internal("encoding rows", e))?;
+        let envelope = RowEnvelope {
+            tenant: config.tenant.clone(),
+            pipeline: config.name.clone(),
+            rows,
+        };
+        let record =
+            serde_json::to_vec(&envelope).map_err(|e| ApiError::internal("encoding rows", e))?;
         app.bus.append(record).await.map_err(|e| {
             tracing::error!(pipeline = %config.name, "bus append failed: {e}");
             ApiError::unavailable("the bus cannot take rows right now; retry later", 1)
@@ -275,7 +342,12 @@ fn rejection_code(kind: ErrorKind) -> &'static str {
 }
 
 /// Keep the payload with the reason; the returned error names the dead letter.
-async fn dead_letter(app: &App, pipeline: &Pipeline, payload: &Payload, error: ApiError) -> ApiError {
+async fn dead_letter(
+    app: &App,
+    pipeline: &Pipeline,
+    payload: &Payload,
+    error: ApiError,
+) -> ApiError {
     let letter = NewDeadLetter {
         tenant: &pipeline.config.tenant,
         pipeline: &pipeline.config.name,
@@ -287,6 +359,12 @@ async fn dead_letter(app: &App, pipeline: &Pipeline, payload: &Payload, error: A
     tracing::warn!(pipeline = %pipeline.config.name, code = error.code, "payload rejected: {}", error.message);
     match app.metadata.add_dead_letter(letter).await {
         Ok(id) => error.with_dead_letter(Some(id)),
-        Err(e) => ApiError::unavailable(format!("{}; the payload could not be kept ({e}), retry later", error.message), 1),
+        Err(e) => ApiError::unavailable(
+            format!(
+                "{}; the payload could not be kept ({e}), retry later",
+                error.message
+            ),
+            1,
+        ),
     }
 }

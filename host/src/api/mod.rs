@@ -27,8 +27,14 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/v1/pipelines/{pipeline}/reports", post(ingest::push_report))
-        .route("/v1/webhooks/{pipeline}", get(ingest::webhook_handshake).post(ingest::webhook))
+        .route(
+            "/v1/pipelines/{pipeline}/reports",
+            post(ingest::push_report),
+        )
+        .route(
+            "/v1/webhooks/{pipeline}",
+            get(ingest::webhook_handshake).post(ingest::webhook),
+        )
         .route("/v1/insights", get(query::insights))
         .route("/v1/campaigns", get(query::campaigns))
         .route("/v1/pipelines", get(ops::pipelines))
@@ -66,6 +72,9 @@ impl FromRequestParts<App> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::unauthorized(AuthError::Missing))?;
-        app.keys.verify(token.trim()).map(Caller).map_err(ApiError::unauthorized)
+        app.keys
+            .verify(token.trim())
+            .map(Caller)
+            .map_err(ApiError::unauthorized)
     }
 }

@@ -35,7 +35,11 @@ pub async fn readyz(State(app): State<App>) -> Response {
         "checks": {"bus": check(&bus), "store": check(&store), "metadata": check(&metadata)},
         "bus_lag_records": lag,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -100,10 +104,15 @@ pub async fn dead_letters(
             .parse::<u32>()
             .ok()
             .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| ApiError::invalid_parameter("limit", "must be a number from 1 to 1000"))?,
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("limit", "must be a number from 1 to 1000")
+            })?,
     };
-    let letters =
-        app.metadata.dead_letters(&caller.0.tenant, limit).await.map_err(|e| ApiError::internal("reading dead letters", e))?;
+    let letters = app
+        .metadata
+        .dead_letters(&caller.0.tenant, limit)
+        .await
+        .map_err(|e| ApiError::internal("reading dead letters", e))?;
     Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
 

@@ -22,20 +22,40 @@ use crate::app::App;
 use crate::auth::Role;
 use crate::store::FactFilter;
 
-const INSIGHTS_PARAMS: [&str; 9] =
-    ["from", "to", "granularity", "group_by", "platform", "account_id", "campaign_id", "metrics", "currency"];
+const INSIGHTS_PARAMS: [&str; 9] = [
+    "from",
+    "to",
+    "granularity",
+    "group_by",
+    "platform",
+    "account_id",
+    "campaign_id",
+    "metrics",
+    "currency",
+];
 
 /// How long an insights request waits for acknowledged rows to be applied.
 const CONSISTENCY_WAIT: Duration = Duration::from_secs(5);
 
 fn comma_list(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn date_param(query: &HashMap<String, String>, name: &str) -> Result<NaiveDate, ApiError> {
-    let value = query.get(name).ok_or_else(|| ApiError::invalid_parameter(name, "is required (YYYY-MM-DD)"))?;
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid_parameter(name, format!("`{value}` is not a date of the form YYYY-MM-DD")))
+    let value = query
+        .get(name)
+        .ok_or_else(|| ApiError::invalid_parameter(name, "is required (YYYY-MM-DD)"))?;
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        ApiError::invalid_parameter(
+            name,
+            format!("`{value}` is not a date of the form YYYY-MM-DD"),
+        )
+    })
 }
 
 /// `GET /v1/insights`.
@@ -47,29 +67,55 @@ pub async fn insights(
     caller.require(Role::Viewer)?;
     let tenant = &caller.0.tenant;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
-    if let Some(unknown) = query.keys().find(|k| !INSIGHTS_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::invalid_parameter(unknown, format!("unknown parameter (accepted: {})", INSIGHTS_PARAMS.join(", "))));
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !INSIGHTS_PARAMS.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid_parameter(
+            unknown,
+            format!(
+                "unknown parameter (accepted: {})",
+                INSIGHTS_PARAMS.join(", ")
+            ),
+        ));
     }
     let from = date_param(&query, "from")?;
     let to = date_param(&query, "to")?;
     if to < from {
-        return Err(ApiError::invalid_parameter("to", "must not be before `from`"));
+        return Err(ApiError::invalid_parameter(
+            "to",
+            "must not be before `from`",
+        ));
     }
     let max_days = app.config.api.max_range_days;
     if (to - from).num_days() >= i64::from(max_days) {
-        return Err(ApiError::invalid_parameter("to", format!("the range may span at most {max_days} days")));
+        return Err(ApiError::invalid_parameter(
+            "to",
+            format!("the range may span at most {max_days} days"),
+        ));
     }
     let granularity = match query.get("granularity") {
         None => Granularity::Day,
-        Some(g) => Granularity::parse(g)
-            .ok_or_else(|| ApiError::invalid_parameter("granularity", format!("`{g}` is not one of day, week, month, total")))?,
+        Some(g) => Granularity::parse(g).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "granularity",
+                format!("`{g}` is not one of day, week, month, total"),
+            )
+        })?,
     };
     let mut group_by = Vec::new();
-    for name in query.get("group_by").map(|v| comma_list(v)).unwrap_or_default() {
+    for name in query
+        .get("group_by")
+        .map(|v| comma_list(v))
+        .unwrap_or_default()
+    {
         let d = Dimension::parse(&name).ok_or_else(|| {
             ApiError::invalid_parameter(
                 "group_by",
-                format!("`{name}` is not one of {}", Dimension::ALL.map(|d| d.as_str()).join(", ")),
+                format!(
+                    "`{name}` is not one of {}",
+                    Dimension::ALL.map(|d| d.as_str()).join(", ")
+                ),
             )
         })?;
         if !group_by.contains(&d) {
@@ -83,20 +129,43 @@ pub async fn insights(
     };
     let currency_filter = query.get("currency").map(|v| comma_list(v));
 
-    app.store.wait_applied(app.bus.head(), CONSISTENCY_WAIT).await;
-    let extras = app.store.extra_metric_names(tenant).await.map_err(|e| ApiError::internal("reading metric names", e))?;
+    app.store
+        .wait_applied(app.bus.head(), CONSISTENCY_WAIT)
+        .await;
+    let extras = app
+        .store
+        .extra_metric_names(tenant)
+        .await
+        .map_err(|e| ApiError::internal("reading metric names", e))?;
     let metrics = match query.get("metrics") {
-        None => BASE_METRICS.iter().chain(RATIO_METRICS.iter()).map(|m| m.to_string()).collect(),
+        None => BASE_METRICS
+            .iter()
+            .chain(RATIO_METRICS.iter())
+            .map(|m| m.to_string())
+            .collect(),
         Some(list) => {
             let list = comma_list(list);
             if list.is_empty() {
-                return Err(ApiError::invalid_parameter("metrics", "must name at least one metric"));
+                return Err(ApiError::invalid_parameter(
+                    "metrics",
+                    "must name at least one metric",
+                ));
             }
             for m in &list {
-                if !BASE_METRICS.contains(&m.as_str()) && !RATIO_METRICS.contains(&m.as_str()) && !extras.contains(m) {
-                    let mut known: Vec<&str> = BASE_METRICS.iter().chain(RATIO_METRICS.iter()).copied().collect();
+                if !BASE_METRICS.contains(&m.as_str())
+                    && !RATIO_METRICS.contains(&m.as_str())
+                    && !extras.contains(m)
+                {
+                    let mut known: Vec<&str> = BASE_METRICS
+                        .iter()
+                        .chain(RATIO_METRICS.iter())
+                        .copied()
+                        .collect();
                     known.extend(extras.iter().map(String::as_str));
-                    return Err(ApiError::invalid_parameter("metrics", format!("unknown metric `{m}` (known: {})", known.join(", "))));
+                    return Err(ApiError::invalid_parameter(
+                        "metrics",
+                        format!("unknown metric `{m}` (known: {})", known.join(", ")),
+                    ));
                 }
             }
             list
@@ -104,12 +173,32 @@ pub async fn insights(
     };
 
     let (from_day, to_day) = (aggregate::days_of(from), aggregate::days_of(to));
-    let snapshots = app.store.snapshots(tenant, from_day, to_day, &filter).await.map_err(|e| ApiError::internal("reading facts", e))?;
-    let deltas = app.store.deltas(tenant, from_day, to_day, &filter).await.map_err(|e| ApiError::internal("reading deltas", e))?;
-    let keep = |f: &aggregate::Fact| currency_filter.as_ref().is_none_or(|c| c.contains(&f.currency));
+    let snapshots = app
+        .store
+        .snapshots(tenant, from_day, to_day, &filter)
+        .await
+        .map_err(|e| ApiError::internal("reading facts", e))?;
+    let deltas = app
+        .store
+        .deltas(tenant, from_day, to_day, &filter)
+        .await
+        .map_err(|e| ApiError::internal("reading deltas", e))?;
+    let keep = |f: &aggregate::Fact| {
+        currency_filter
+            .as_ref()
+            .is_none_or(|c| c.contains(&f.currency))
+    };
     let snapshots: Vec<_> = snapshots.into_iter().filter(keep).collect();
     let deltas: Vec<_> = deltas.into_iter().filter(keep).collect();
-    let rows = aggregate::rollup(&snapshots, &deltas, &Rollup { granularity, group_by, metrics });
+    let rows = aggregate::rollup(
+        &snapshots,
+        &deltas,
+        &Rollup {
+            granularity,
+            group_by,
+            metrics,
+        },
+    );
     let mut response = Json(json!({
         "from": from.to_string(),
         "to": to.to_string(),
@@ -117,13 +206,20 @@ pub async fn insights(
         "rows": rows,
     }))
     .into_response();
-    response.headers_mut().insert("cache-control", HeaderValue::from_static("private, no-cache"));
+    response.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("private, no-cache"),
+    );
     Ok(response)
 }
 
 /// `GET /v1/campaigns`.
 pub async fn campaigns(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let campaigns = app.store.campaigns(&caller.0.tenant).await.map_err(|e| ApiError::internal("reading campaigns", e))?;
+    let campaigns = app
+        .store
+        .campaigns(&caller.0.tenant)
+        .await
+        .map_err(|e| ApiError::internal("reading campaigns", e))?;
     Ok(Json(json!({ "campaigns": campaigns })).into_response())
 }

@@ -89,7 +89,10 @@ impl Runtime {
         SHARED
             .get_or_init(|| Self::build().map_err(|e| format!("{e:#}")))
             .clone()
-            .map_err(|reason| LoadError::Invalid { name: "(engine)".into(), reason })
+            .map_err(|reason| LoadError::Invalid {
+                name: "(engine)".into(),
+                reason,
+            })
     }
 
     fn build() -> wasmtime::Result<Runtime> {
@@ -111,11 +114,19 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        Ok(Runtime { engine, linker: Arc::new(linker) })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+        })
     }
 
     /// Compile and pre-instantiate the adapter at `path`, then ask it what it is.
-    pub fn load_adapter(&self, name: &str, path: &Path, limits: Limits) -> Result<Adapter, LoadError> {
+    pub fn load_adapter(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+    ) -> Result<Adapter, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             name: name.into(),
             path: path.display().to_string(),
@@ -125,8 +136,16 @@ impl Runtime {
     }
 
     /// Like [`Runtime::load_adapter`], from bytes.
-    pub fn load_adapter_bytes(&self, name: &str, bytes: &[u8], limits: Limits) -> Result<Adapter, LoadError> {
-        let invalid = |e: wasmtime::Error| LoadError::Invalid { name: name.into(), reason: format!("{e:#}") };
+    pub fn load_adapter_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<Adapter, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        };
         let component = Component::new(&self.engine, bytes).map_err(invalid)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = AdapterPluginPre::new(instance_pre).map_err(invalid)?;
@@ -149,9 +168,12 @@ impl Runtime {
                 failures: AtomicU64::new(0),
             }),
         };
-        let info = adapter.call("describe", |plugin, store| plugin.call_describe(store)).map_err(|e| {
-            LoadError::Invalid { name: name.into(), reason: format!("describe failed: {e}") }
-        })?;
+        let info = adapter
+            .call("describe", |plugin, store| plugin.call_describe(store))
+            .map_err(|e| LoadError::Invalid {
+                name: name.into(),
+                reason: format!("describe failed: {e}"),
+            })?;
         if info.name.is_empty() || info.platform.is_empty() || info.version.is_empty() {
             return Err(LoadError::Invalid {
                 name: name.into(),
@@ -176,7 +198,10 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -251,24 +276,37 @@ impl Adapter {
 
     /// Calls and failed calls so far.
     pub fn counters(&self) -> (u64, u64) {
-        (self.inner.calls.load(Ordering::Relaxed), self.inner.failures.load(Ordering::Relaxed))
+        (
+            self.inner.calls.load(Ordering::Relaxed),
+            self.inner.failures.load(Ordering::Relaxed),
+        )
     }
 
     /// Parse one report page. Blocking: run it off the async runtime.
     pub fn parse_report(&self, body: &[u8], context: &ParseContext) -> Result<RowBatch, CallError> {
-        self.call("parse-report", |plugin, store| plugin.call_parse_report(store, body, context))?
-            .map_err(|e| self.rejected(e))
+        self.call("parse-report", |plugin, store| {
+            plugin.call_parse_report(store, body, context)
+        })?
+        .map_err(|e| self.rejected(e))
     }
 
     /// Parse one verified webhook delivery. Blocking.
-    pub fn parse_webhook(&self, request: &WebhookRequest, context: &ParseContext) -> Result<RowBatch, CallError> {
-        self.call("parse-webhook", |plugin, store| plugin.call_parse_webhook(store, request, context))?
-            .map_err(|e| self.rejected(e))
+    pub fn parse_webhook(
+        &self,
+        request: &WebhookRequest,
+        context: &ParseContext,
+    ) -> Result<RowBatch, CallError> {
+        self.call("parse-webhook", |plugin, store| {
+            plugin.call_parse_webhook(store, request, context)
+        })?
+        .map_err(|e| self.rejected(e))
     }
 
     /// Plan a verification handshake answer. Blocking.
     pub fn handshake(&self, query: &[(String, String)]) -> Result<HandshakePlan, CallError> {
-        self.call("handshake", |plugin, store| plugin.call_handshake(store, query))
+        self.call("handshake", |plugin, store| {
+            plugin.call_handshake(store, query)
+        })
     }
 
     fn rejected(&self, e: PluginError) -> CallError {
@@ -318,10 +356,16 @@ impl Adapter {
             .trap_on_grow_failure(true)
             .instances(16)
             .build();
-        let state = PluginState { wasi, table: ResourceTable::new(), limits, plugin: inner.name.clone() };
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            plugin: inner.name.clone(),
+        };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (inner.limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+        let ticks =
+            (inner.limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let plugin = inner.pre.instantiate(&mut store)?;
@@ -340,13 +384,22 @@ impl Adapter {
                     plugin,
                     detail: "the plugin panicked (unreachable code reached)".into(),
                 },
-                other => CallError::Trapped { plugin, detail: other.to_string() },
+                other => CallError::Trapped {
+                    plugin,
+                    detail: other.to_string(),
+                },
             };
         }
         let text = format!("{error:#}");
         if text.contains("forcing trap when growing memory") {
-            return CallError::OutOfMemory { plugin, limit_mb: (self.inner.limits.memory_bytes / (1024 * 1024)) as u64 };
+            return CallError::OutOfMemory {
+                plugin,
+                limit_mb: (self.inner.limits.memory_bytes / (1024 * 1024)) as u64,
+            };
         }
-        CallError::Trapped { plugin, detail: text }
+        CallError::Trapped {
+            plugin,
+            detail: text,
+        }
     }
 }

@@ -42,9 +42,23 @@ fn row(kind: RowKind, campaign: u8, day: u8) -> Row {
     }
 }
 
-fn scenario() -> impl Strategy<Value = (Vec<Observation>, Vec<(u8, u8, i64)>, Vec<usize>, Vec<u8>, u64)> {
-    let observation = (0u8..3, 0u8..4, 0i64..10_000, 0i64..50_000_000)
-        .prop_map(|(campaign, day, impressions, spend_micros)| Observation { campaign, day, impressions, spend_micros });
+fn scenario() -> impl Strategy<
+    Value = (
+        Vec<Observation>,
+        Vec<(u8, u8, i64)>,
+        Vec<usize>,
+        Vec<u8>,
+        u64,
+    ),
+> {
+    let observation = (0u8..3, 0u8..4, 0i64..10_000, 0i64..50_000_000).prop_map(
+        |(campaign, day, impressions, spend_micros)| Observation {
+            campaign,
+            day,
+            impressions,
+            spend_micros,
+        },
+    );
     (
         prop::collection::vec(observation, 1..40),
         // Deltas: (campaign, day, leads) per distinct dedup key.

@@ -19,12 +19,21 @@ pub fn plugin_path(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist/plugins"));
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-plugins first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins first",
+        path.display()
+    );
     path
 }
 
 pub fn plugin(name: &str) -> PluginConfig {
-    PluginConfig { name: name.into(), path: plugin_path(name), time_limit_ms: 500, memory_limit_mb: 64 }
+    PluginConfig {
+        name: name.into(),
+        path: plugin_path(name),
+        time_limit_ms: 500,
+        memory_limit_mb: 64,
+    }
 }
 
 pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
@@ -42,7 +51,11 @@ pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
 }
 
 /// A config on a fresh temp dir with the given plugins and pipelines.
-pub fn config(dir: &tempfile::TempDir, plugins: Vec<PluginConfig>, pipelines: Vec<PipelineConfig>) -> Config {
+pub fn config(
+    dir: &tempfile::TempDir,
+    plugins: Vec<PluginConfig>,
+    pipelines: Vec<PipelineConfig>,
+) -> Config {
     let mut config = Config::default();
     config.server.data_dir = dir.path().to_path_buf();
     config.server.max_body_bytes = 1024 * 1024;
@@ -82,13 +95,23 @@ impl Answer {
 
 /// Send one request through the router.
 pub async fn send(app: &App, request: Request<Body>) -> Answer {
-    let response = adpipe::api::router(app.clone()).oneshot(request).await.expect("router answers");
+    let response = adpipe::api::router(app.clone())
+        .oneshot(request)
+        .await
+        .expect("router answers");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Answer { status, headers, text, json }
+    Answer {
+        status,
+        headers,
+        text,
+        json,
+    }
 }
 
 pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {

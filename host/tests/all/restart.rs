@@ -71,7 +71,11 @@ fn report_page(page: usize, n: usize) -> (String, i64, i64) {
             "spend": format!("{}.{:02}", cents / 100, cents % 100),
         }));
     }
-    (json!({"data": rows, "paging": {"cursors": {"before": "A", "after": "B"}}}).to_string(), impressions, spend_cents)
+    (
+        json!({"data": rows, "paging": {"cursors": {"before": "A", "after": "B"}}}).to_string(),
+        impressions,
+        spend_cents,
+    )
 }
 
 fn leadgen(id: &str) -> String {
@@ -107,10 +111,18 @@ async fn sigkill_after_acknowledged_ingest_loses_and_doubles_nothing() {
         ),
     )
     .expect("write config");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
     let ingest = token("demo", &[Role::Ingest], 600);
     let viewer = token("demo", &[Role::Viewer], 600);
-    let sign = |body: &str| format!("sha256={}", adpipe::signature::hmac_hex(b"restart-app-secret", body.as_bytes()));
+    let sign = |body: &str| {
+        format!(
+            "sha256={}",
+            adpipe::signature::hmac_hex(b"restart-app-secret", body.as_bytes())
+        )
+    };
 
     let server = spawn(&config, secret_var);
     let (mut want_impressions, mut want_cents) = (0i64, 0i64);

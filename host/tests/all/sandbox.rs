@@ -18,15 +18,25 @@ fn misbehaving(limits: Limits) -> Adapter {
 }
 
 fn limits() -> Limits {
-    Limits { time_limit: Duration::from_millis(200), memory_bytes: 32 * 1024 * 1024 }
+    Limits {
+        time_limit: Duration::from_millis(200),
+        memory_bytes: 32 * 1024 * 1024,
+    }
 }
 
 fn ctx() -> ParseContext {
-    ParseContext { options: vec![], account_id: None, currency: None, received_at_ms: 0 }
+    ParseContext {
+        options: vec![],
+        account_id: None,
+        currency: None,
+        received_at_ms: 0,
+    }
 }
 
 fn assert_still_works(adapter: &Adapter) {
-    let batch = adapter.parse_report(b"fine", &ctx()).expect("a good payload still parses");
+    let batch = adapter
+        .parse_report(b"fine", &ctx())
+        .expect("a good payload still parses");
     assert_eq!(batch.rows.len(), 1);
     assert_eq!(batch.rows[0].impressions, 100);
 }
@@ -49,9 +59,18 @@ fn an_infinite_loop_hits_the_time_limit() {
     let started = Instant::now();
     let result = adapter.parse_report(b"loop", &ctx());
     let elapsed = started.elapsed();
-    assert!(matches!(result, Err(CallError::Timeout { limit_ms: 200, .. })), "{result:?}");
-    assert!(elapsed >= Duration::from_millis(190), "stopped too early: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "deadline not enforced promptly: {elapsed:?}");
+    assert!(
+        matches!(result, Err(CallError::Timeout { limit_ms: 200, .. })),
+        "{result:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(190),
+        "stopped too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "deadline not enforced promptly: {elapsed:?}"
+    );
     assert_still_works(&adapter);
 }
 
@@ -59,7 +78,10 @@ fn an_infinite_loop_hits_the_time_limit() {
 fn a_memory_bomb_hits_the_memory_limit() {
     let adapter = misbehaving(limits());
     let result = adapter.parse_report(b"oom", &ctx());
-    assert!(matches!(result, Err(CallError::OutOfMemory { limit_mb: 32, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(CallError::OutOfMemory { limit_mb: 32, .. })),
+        "{result:?}"
+    );
     assert_still_works(&adapter);
 }
 
@@ -67,7 +89,10 @@ fn a_memory_bomb_hits_the_memory_limit() {
 fn runaway_recursion_traps() {
     let adapter = misbehaving(limits());
     let result = adapter.parse_report(b"recurse", &ctx());
-    assert!(matches!(result, Err(CallError::Trapped { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(CallError::Trapped { .. })),
+        "{result:?}"
+    );
     assert_still_works(&adapter);
 }
 
@@ -80,13 +105,34 @@ async fn a_failing_plugin_answers_an_error_and_keeps_the_payload() {
     let app = adpipe::app::App::start(config).await.expect("start");
     let token = token("demo", &[Role::Ingest, Role::Analyst], 60);
 
-    for (payload, code) in [("loop", "plugin_timeout"), ("panic", "plugin_failed"), ("oom", "plugin_out_of_memory")] {
-        let answer = send(&app, post("/v1/pipelines/bad/reports", Some(&token), payload)).await;
-        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{payload}: {}", answer.text);
+    for (payload, code) in [
+        ("loop", "plugin_timeout"),
+        ("panic", "plugin_failed"),
+        ("oom", "plugin_out_of_memory"),
+    ] {
+        let answer = send(
+            &app,
+            post("/v1/pipelines/bad/reports", Some(&token), payload),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{payload}: {}",
+            answer.text
+        );
         assert_eq!(answer.code(), code, "{}", answer.text);
-        assert!(answer.json["error"]["dead_letter_id"].is_string(), "{}", answer.text);
+        assert!(
+            answer.json["error"]["dead_letter_id"].is_string(),
+            "{}",
+            answer.text
+        );
     }
-    let ok = send(&app, post("/v1/pipelines/bad/reports", Some(&token), "fine")).await;
+    let ok = send(
+        &app,
+        post("/v1/pipelines/bad/reports", Some(&token), "fine"),
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
     assert_eq!(ok.json["accepted"], 1);
 
@@ -94,8 +140,14 @@ async fn a_failing_plugin_answers_an_error_and_keeps_the_payload() {
     assert_eq!(letters.status, StatusCode::OK);
     let list = letters.json["dead_letters"].as_array().expect("list");
     assert_eq!(list.len(), 3);
-    let mut codes: Vec<_> = list.iter().map(|l| l["code"].as_str().unwrap_or("")).collect();
+    let mut codes: Vec<_> = list
+        .iter()
+        .map(|l| l["code"].as_str().unwrap_or(""))
+        .collect();
     codes.sort();
-    assert_eq!(codes, ["plugin_failed", "plugin_out_of_memory", "plugin_timeout"]);
+    assert_eq!(
+        codes,
+        ["plugin_failed", "plugin_out_of_memory", "plugin_timeout"]
+    );
     assert!(list.iter().all(|l| l["size"].as_i64() >= Some(3)));
 }

@@ -6,10 +6,10 @@
 
 wit_bindgen::generate!({ world: "adapter-plugin", path: "../../wit" });
 
+use adpipe::plugin::types::{Date, HttpRequest, ParseContext, PluginError, Row, RowBatch, RowKind};
 use exports::adpipe::plugin::adapter::{
     AdapterInfo, Guest, HandshakePlan, PullRequest, SignatureScheme, WebhookRequest,
 };
-use adpipe::plugin::types::{Date, HttpRequest, ParseContext, PluginError, Row, RowBatch, RowKind};
 
 struct Misbehaving;
 
@@ -37,7 +37,10 @@ impl Guest for Misbehaving {
         HandshakePlan::Reject("no handshake".into())
     }
 
-    fn parse_webhook(request: WebhookRequest, context: ParseContext) -> Result<RowBatch, PluginError> {
+    fn parse_webhook(
+        request: WebhookRequest,
+        context: ParseContext,
+    ) -> Result<RowBatch, PluginError> {
         Self::parse_report(request.body, context)
     }
 
@@ -59,7 +62,11 @@ impl Guest for Misbehaving {
             }
             b"recurse" => {
                 let n = recurse(0);
-                Err(PluginError { kind: adpipe::plugin::types::ErrorKind::Unsupported, path: String::new(), message: n.to_string() })
+                Err(PluginError {
+                    kind: adpipe::plugin::types::ErrorKind::Unsupported,
+                    path: String::new(),
+                    message: n.to_string(),
+                })
             }
             _ => Ok(RowBatch {
                 strings: vec!["acct".into(), "camp".into(), "USD".into()],
@@ -70,7 +77,11 @@ impl Guest for Misbehaving {
                     campaign_name: None,
                     ad_group_id: None,
                     ad_id: None,
-                    date: Date { year: 2026, month: 11, day: 1 },
+                    date: Date {
+                        year: 2026,
+                        month: 11,
+                        day: 1,
+                    },
                     hour: None,
                     currency: Some(2),
                     impressions: 100,

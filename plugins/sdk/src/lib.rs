@@ -54,7 +54,11 @@ impl Date {
 
     /// Days since 1970-01-01 (proleptic Gregorian).
     pub fn days_since_epoch(self) -> i64 {
-        let (y, m, d) = (i64::from(self.year), i64::from(self.month), i64::from(self.day));
+        let (y, m, d) = (
+            i64::from(self.year),
+            i64::from(self.month),
+            i64::from(self.day),
+        );
         let y = if m <= 2 { y - 1 } else { y };
         let era = y.div_euclid(400);
         let yoe = y - era * 400;
@@ -93,7 +97,9 @@ fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 0,
     }
@@ -121,7 +127,11 @@ pub struct PluginError {
 
 impl PluginError {
     pub fn new(kind: ErrorKind, path: impl Into<String>, message: impl Into<String>) -> Self {
-        PluginError { kind, path: path.into(), message: message.into() }
+        PluginError {
+            kind,
+            path: path.into(),
+            message: message.into(),
+        }
     }
     pub fn shape(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidShape, path, message)
@@ -207,7 +217,10 @@ pub struct RowBatch {
 impl RowBatch {
     /// The string behind an index (empty if out of range).
     pub fn str(&self, index: Str) -> &str {
-        self.strings.get(index as usize).map(String::as_str).unwrap_or("")
+        self.strings
+            .get(index as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// Extra metrics of row `row` as `(name, value_micros)`.
@@ -259,7 +272,11 @@ impl BatchBuilder {
             return;
         }
         let name = self.intern(name);
-        self.batch.extras.push(Extra { row, name, value_micros });
+        self.batch.extras.push(Extra {
+            row,
+            name,
+            value_micros,
+        });
     }
 
     /// Record something acknowledged but not turned into rows.
@@ -279,9 +296,11 @@ impl BatchBuilder {
 
 /// Looks up a pipeline option by name.
 pub fn option<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    options.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    options
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
-
 
 /// Host-supplied context of a parse call (mirrors the WIT `parse-context`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -303,8 +322,14 @@ impl ParseContext {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignatureScheme {
     None,
-    HmacSha256Body { header: String, prefix: String },
-    HmacSha256Timestamped { header: String, max_age_seconds: u32 },
+    HmacSha256Body {
+        header: String,
+        prefix: String,
+    },
+    HmacSha256Timestamped {
+        header: String,
+        max_age_seconds: u32,
+    },
 }
 
 /// What an adapter is (mirrors the WIT `adapter-info`).
@@ -369,6 +394,9 @@ mod tests {
         let a = b.intern("act_1");
         assert_eq!(b.intern("act_1"), a);
         assert_ne!(b.intern("act_2"), a);
-        assert_eq!(b.finish().strings, vec!["act_1".to_owned(), "act_2".to_owned()]);
+        assert_eq!(
+            b.finish().strings,
+            vec!["act_1".to_owned(), "act_2".to_owned()]
+        );
     }
 }

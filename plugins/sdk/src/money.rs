@@ -43,7 +43,11 @@ pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad());
     }
-    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    if !int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     if !(-30..=30).contains(&exponent) {
@@ -59,7 +63,10 @@ pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
     for (i, b) in digits.bytes().enumerate() {
         let d = b - b'0';
         if (i as i32) < keep {
-            value = value.checked_mul(10).and_then(|v| v.checked_add(i128::from(d))).ok_or_else(range)?;
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i128::from(d)))
+                .ok_or_else(range)?;
             if value > i128::from(i64::MAX) {
                 return Err(range());
             }
