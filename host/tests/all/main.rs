@@ -5,5 +5,6 @@
 mod aggregation;
 mod api;
 mod common;
+mod meta;
 mod restart;
 mod sandbox;
