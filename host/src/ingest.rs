@@ -134,13 +134,15 @@ pub fn normalize(
             _ => match ctx.account_id {
                 Some(a) => a.to_owned(),
                 None if kind == RowKind::Delta => String::new(),
-                None => return Err(client(
-                    "missing_account",
-                    format!(
+                None => {
+                    return Err(client(
+                        "missing_account",
+                        format!(
                         "{} names no account: pass ?account_id= or set account_id on the pipeline",
                         describe()
                     ),
-                )),
+                    ))
+                }
             },
         };
         let currency = opt(r.currency, "currency", i)?.or_else(|| ctx.currency.map(str::to_owned));

@@ -1,8 +1,9 @@
 //! Shared helpers: plugin artifacts, an in-process app on a temp data dir,
 //! requests through the router, tokens.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
 
 use adpipe::app::App;
 use adpipe::auth::{now_unix, Claims, JwtKeys, Role};
@@ -130,20 +131,54 @@ pub fn post(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Bo
     b.body(body.into()).expect("request")
 }
 
-/// Poll `f` until it returns Some, at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
+/// A real `adpipe serve` process, killed with SIGKILL when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Start `adpipe serve --config CONFIG ARGS...` with exactly the adpipe variables
+    /// in `env`, and wait until it listens.
+    pub fn spawn(config: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_adpipe"));
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(args)
+            .env_remove("ADPIPE_JWT_SECRET")
+            .env_remove("ADPIPE_AUTH__JWT_SECRET")
+            .env("ADPIPE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
         }
-        if tokio::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut child = command.spawn().expect("spawn adpipe");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("adpipe listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("adpipe exited before listening: {status}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -6,5 +6,6 @@ mod aggregation;
 mod api;
 mod common;
 mod meta;
+mod readme;
 mod restart;
 mod sandbox;

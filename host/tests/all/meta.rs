@@ -13,21 +13,40 @@ use crate::common::plugin_path;
 fn component() -> Adapter {
     Runtime::new()
         .expect("engine")
-        .load_adapter("meta", &plugin_path("meta"), Limits { time_limit: Duration::from_secs(5), memory_bytes: 256 << 20 })
+        .load_adapter(
+            "meta",
+            &plugin_path("meta"),
+            Limits {
+                time_limit: Duration::from_secs(5),
+                memory_bytes: 256 << 20,
+            },
+        )
         .expect("load meta")
 }
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/meta/tests/fixtures");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/meta/tests/fixtures");
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p).expect("read")))
+        .map(|p| {
+            (
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
         .collect();
     out.sort();
-    assert!(out.len() >= 5, "expected the recorded Meta fixtures in {}", dir.display());
+    assert!(
+        out.len() >= 5,
+        "expected the recorded Meta fixtures in {}",
+        dir.display()
+    );
     out
 }
 
@@ -43,24 +62,62 @@ fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
 }
 
 /// The native batch in the WIT shape, for a field-by-field comparison.
-fn as_wit(b: &sdk::RowBatch) -> (Vec<String>, Vec<String>, Vec<(u32, u32, i64)>, Option<String>) {
+fn as_wit(
+    b: &sdk::RowBatch,
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<(u32, u32, i64)>,
+    Option<String>,
+) {
     let rows = b
         .rows
         .iter()
         .map(|r| {
             format!(
                 "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}-{}-{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
-                r.kind, r.account_id, r.campaign_id, r.campaign_name, r.ad_group_id, r.ad_id,
-                r.date.year, r.date.month, r.date.day, r.hour, r.currency, r.impressions, r.clicks,
-                r.spend_micros, r.conversions_micros, r.conversion_value_micros, r.observed_at_ms, r.dedup_key
+                r.kind,
+                r.account_id,
+                r.campaign_id,
+                r.campaign_name,
+                r.ad_group_id,
+                r.ad_id,
+                r.date.year,
+                r.date.month,
+                r.date.day,
+                r.hour,
+                r.currency,
+                r.impressions,
+                r.clicks,
+                r.spend_micros,
+                r.conversions_micros,
+                r.conversion_value_micros,
+                r.observed_at_ms,
+                r.dedup_key
             )
         })
         .collect();
-    let extras = b.extras.iter().map(|e| (e.row, e.name, e.value_micros)).collect();
-    (b.strings.clone(), rows, extras, b.next_page.as_ref().map(|p| p.url.clone()))
+    let extras = b
+        .extras
+        .iter()
+        .map(|e| (e.row, e.name, e.value_micros))
+        .collect();
+    (
+        b.strings.clone(),
+        rows,
+        extras,
+        b.next_page.as_ref().map(|p| p.url.clone()),
+    )
 }
 
-fn from_wit(b: &wit::RowBatch) -> (Vec<String>, Vec<String>, Vec<(u32, u32, i64)>, Option<String>) {
+fn from_wit(
+    b: &wit::RowBatch,
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<(u32, u32, i64)>,
+    Option<String>,
+) {
     let rows = b
         .rows
         .iter()
@@ -71,14 +128,38 @@ fn from_wit(b: &wit::RowBatch) -> (Vec<String>, Vec<String>, Vec<(u32, u32, i64)
             };
             format!(
                 "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}-{}-{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
-                kind, r.account_id, r.campaign_id, r.campaign_name, r.ad_group_id, r.ad_id,
-                r.date.year, r.date.month, r.date.day, r.hour, r.currency, r.impressions, r.clicks,
-                r.spend_micros, r.conversions_micros, r.conversion_value_micros, r.observed_at_ms, r.dedup_key
+                kind,
+                r.account_id,
+                r.campaign_id,
+                r.campaign_name,
+                r.ad_group_id,
+                r.ad_id,
+                r.date.year,
+                r.date.month,
+                r.date.day,
+                r.hour,
+                r.currency,
+                r.impressions,
+                r.clicks,
+                r.spend_micros,
+                r.conversions_micros,
+                r.conversion_value_micros,
+                r.observed_at_ms,
+                r.dedup_key
             )
         })
         .collect();
-    let extras = b.extras.iter().map(|e| (e.row, e.name, e.value_micros)).collect();
-    (b.strings.clone(), rows, extras, b.next_page.as_ref().map(|p| p.url.clone()))
+    let extras = b
+        .extras
+        .iter()
+        .map(|e| (e.row, e.name, e.value_micros))
+        .collect();
+    (
+        b.strings.clone(),
+        rows,
+        extras,
+        b.next_page.as_ref().map(|p| p.url.clone()),
+    )
 }
 
 #[test]
@@ -86,8 +167,17 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
     let meta = component();
     assert_eq!(meta.info().platform, "meta");
     assert_eq!(meta.info().name, "meta");
-    let native_ctx = sdk::ParseContext { currency: Some("USD".into()), account_id: Some("42".into()), ..Default::default() };
-    let wasm_ctx = wit::ParseContext { options: vec![], account_id: Some("42".into()), currency: Some("USD".into()), received_at_ms: 0 };
+    let native_ctx = sdk::ParseContext {
+        currency: Some("USD".into()),
+        account_id: Some("42".into()),
+        ..Default::default()
+    };
+    let wasm_ctx = wit::ParseContext {
+        options: vec![],
+        account_id: Some("42".into()),
+        currency: Some("USD".into()),
+        received_at_ms: 0,
+    };
     let mut parsed_rows = 0;
     for (name, bytes) in fixtures() {
         let webhook = name.starts_with("webhook");
@@ -97,7 +187,11 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
             adpipe_plugin_meta::parse_report(&bytes, &native_ctx)
         };
         let wasm = if webhook {
-            let request = adpipe::plugin::WebhookRequest { query: vec![], headers: vec![], body: bytes.clone() };
+            let request = adpipe::plugin::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body: bytes.clone(),
+            };
             meta.parse_webhook(&request, &wasm_ctx)
         } else {
             meta.parse_report(&bytes, &wasm_ctx)
@@ -109,12 +203,19 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
                 assert_eq!(n.notices, w.notices, "{name}");
             }
             (Err(n), Err(CallError::Rejected(w))) => {
-                assert_eq!((kind(n.kind), n.path, n.message), (w.kind, w.path, w.message), "{name}");
+                assert_eq!(
+                    (kind(n.kind), n.path, n.message),
+                    (w.kind, w.path, w.message),
+                    "{name}"
+                );
             }
             (n, w) => panic!("{name}: native {n:?} vs wasm {w:?}"),
         }
     }
-    assert!(parsed_rows > 10, "fixtures should carry rows, got {parsed_rows}");
+    assert!(
+        parsed_rows > 10,
+        "fixtures should carry rows, got {parsed_rows}"
+    );
 }
 
 #[test]
@@ -128,12 +229,17 @@ fn handshake_and_describe_through_the_sandbox() {
         ])
         .expect("handshake");
     match plan {
-        adpipe::plugin::HandshakePlan::EchoIfToken(e) => assert_eq!((e.token.as_str(), e.challenge.as_str()), ("tok", "12345")),
+        adpipe::plugin::HandshakePlan::EchoIfToken(e) => {
+            assert_eq!((e.token.as_str(), e.challenge.as_str()), ("tok", "12345"))
+        }
         other => panic!("unexpected plan {other:?}"),
     }
     match &meta.info().signature {
         adpipe::plugin::SignatureScheme::HmacSha256Body(h) => {
-            assert_eq!((h.header.as_str(), h.prefix.as_str()), ("x-hub-signature-256", "sha256="))
+            assert_eq!(
+                (h.header.as_str(), h.prefix.as_str()),
+                ("x-hub-signature-256", "sha256=")
+            )
         }
         other => panic!("unexpected scheme {other:?}"),
     }

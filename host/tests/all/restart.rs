@@ -2,57 +2,12 @@
 //! acknowledged ingests, restart on the same data directory, totals exact —
 //! nothing acknowledged lost, nothing counted twice (also after redelivery).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use adpipe::auth::Role;
 use serde_json::{json, Value};
 
 use crate::common::*;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn spawn(config: &std::path::Path, secret_var: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adpipe"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ADPIPE_JWT_SECRET", JWT_SECRET)
-        .env(secret_var, "restart-app-secret")
-        .env("ADPIPE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn adpipe");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("adpipe listening on ") {
-                    break url.trim().to_owned();
-                }
-            }
-            _ => {
-                let status = child.wait().expect("wait");
-                panic!("adpipe exited before listening: {status}");
-            }
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A level=ad page of `n` rows, campaign `c{page % 3}`, distinct ads per page.
 fn report_page(page: usize, n: usize) -> (String, i64, i64) {
@@ -124,7 +79,14 @@ async fn sigkill_after_acknowledged_ingest_loses_and_doubles_nothing() {
         )
     };
 
-    let server = spawn(&config, secret_var);
+    let server = Server::spawn(
+        &config,
+        &[
+            (secret_var, "restart-app-secret"),
+            ("ADPIPE_JWT_SECRET", JWT_SECRET),
+        ],
+        &[],
+    );
     let (mut want_impressions, mut want_cents) = (0i64, 0i64);
     let pages: Vec<_> = (0..30).map(|p| report_page(p, 40)).collect();
     for (p, (body, impressions, cents)) in pages.iter().enumerate() {
@@ -156,7 +118,14 @@ async fn sigkill_after_acknowledged_ingest_loses_and_doubles_nothing() {
     // SIGKILL right after the last 202: no graceful shutdown, consumer mid-flight.
     drop(server);
 
-    let server = spawn(&config, secret_var);
+    let server = Server::spawn(
+        &config,
+        &[
+            (secret_var, "restart-app-secret"),
+            ("ADPIPE_JWT_SECRET", JWT_SECRET),
+        ],
+        &[],
+    );
     let expected = json!({"currency": "USD", "impressions": want_impressions, "spend": want_cents as f64 / 100.0, "leads": 2});
     assert_eq!(total(&client, &server.base, &viewer).await, expected);
 
