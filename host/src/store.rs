@@ -148,16 +148,34 @@ impl EmbeddedStore {
         // Hierarchy facts repeat across rows (every ad row names its campaign): upsert each once.
         let mut entities: BTreeMap<EntityKey, Entity> = BTreeMap::new();
         let mut extra_names: BTreeMap<(String, String), ()> = BTreeMap::new();
+        let mut snapshots: Vec<(&str, &str, &Row)> = Vec::new();
+        let mut deltas: Vec<(&str, &str, &Row)> = Vec::new();
         for (_, envelope) in records {
             for row in &envelope.rows {
-                apply_row(&mut tx, &envelope.tenant, &envelope.pipeline, row).await?;
-                if row.kind == RowKind::Snapshot {
-                    collect_hierarchy(&mut entities, &envelope.tenant, row);
+                let item = (envelope.tenant.as_str(), envelope.pipeline.as_str(), row);
+                match row.kind {
+                    RowKind::Snapshot if row.campaign_id.is_some() && row.currency.is_some() => {
+                        snapshots.push(item);
+                        collect_hierarchy(&mut entities, &envelope.tenant, row);
+                    }
+                    RowKind::Delta if row.dedup_key.is_some() => deltas.push(item),
+                    // The ingest path guarantees these fields; say so loudly if not.
+                    _ => {
+                        tracing::error!(tenant = %envelope.tenant, pipeline = %envelope.pipeline, "incomplete row skipped")
+                    }
                 }
                 for name in row.extras.keys() {
                     extra_names.insert((envelope.tenant.clone(), name.clone()), ());
                 }
             }
+        }
+        // Multi-row statements: SQLite applies VALUES rows in order, so a key
+        // repeated within one statement still obeys the observed_at rule.
+        for chunk in snapshots.chunks(ROWS_PER_STATEMENT) {
+            upsert_snapshots(&mut tx, chunk).await?;
+        }
+        for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+            insert_deltas(&mut tx, chunk).await?;
         }
         for ((tenant, platform, level, id), entity) in &entities {
             sqlx::query(
@@ -342,100 +360,93 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
     }
 }
 
-async fn apply_row(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    tenant: &str,
-    pipeline: &str,
-    row: &Row,
-) -> Result<(), StoreError> {
-    let extras = if row.extras.is_empty() {
+/// Rows per multi-row INSERT (20 binds each, well under SQLite's bind limit).
+const ROWS_PER_STATEMENT: usize = 200;
+
+fn extras_json(row: &Row) -> Option<String> {
+    if row.extras.is_empty() {
         None
     } else {
         serde_json::to_string(&row.extras).ok()
-    };
-    let hour = row.hour.map(i64::from).unwrap_or(-1);
-    match row.kind {
-        RowKind::Snapshot => {
-            let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
-                // The ingest path guarantees both; a record without them is skipped, loudly.
-                tracing::error!(
-                    tenant,
-                    pipeline,
-                    "snapshot row without campaign or currency skipped"
-                );
-                return Ok(());
-            };
-            sqlx::query(
-                "INSERT INTO facts (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour,
-                    currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at,
-                    pipeline, adapter, adapter_version)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
-                 DO UPDATE SET currency = excluded.currency, impressions = excluded.impressions,
-                    clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
-                    conversion_value = excluded.conversion_value, extras = excluded.extras,
-                    observed_at = excluded.observed_at, pipeline = excluded.pipeline,
-                    adapter = excluded.adapter, adapter_version = excluded.adapter_version
-                 WHERE excluded.observed_at > facts.observed_at",
-            )
-            .bind(tenant)
-            .bind(&row.platform)
-            .bind(&row.account_id)
-            .bind(campaign_id)
-            .bind(row.ad_group_id.as_deref().unwrap_or(""))
-            .bind(row.ad_id.as_deref().unwrap_or(""))
-            .bind(row.date)
-            .bind(hour)
-            .bind(currency)
-            .bind(row.impressions)
-            .bind(row.clicks)
-            .bind(row.spend_micros)
-            .bind(row.conversions_micros)
-            .bind(row.conversion_value_micros)
-            .bind(&extras)
-            .bind(row.observed_at_us)
-            .bind(pipeline)
-            .bind(&row.adapter)
-            .bind(&row.adapter_version)
-            .execute(&mut **tx)
-            .await?;
-        }
-        RowKind::Delta => {
-            let Some(dedup_key) = &row.dedup_key else {
-                tracing::error!(tenant, pipeline, "delta row without dedup key skipped");
-                return Ok(());
-            };
-            sqlx::query(
-                "INSERT INTO deltas (tenant, platform, dedup_key, account_id, campaign_id, ad_group_id, ad_id,
-                    date, hour, currency, impressions, clicks, spend, conversions, conversion_value, extras,
-                    observed_at, pipeline, adapter, adapter_version)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (tenant, platform, dedup_key) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(&row.platform)
-            .bind(dedup_key)
-            .bind(&row.account_id)
-            .bind(&row.campaign_id)
-            .bind(&row.ad_group_id)
-            .bind(&row.ad_id)
-            .bind(row.date)
-            .bind(hour)
-            .bind(&row.currency)
-            .bind(row.impressions)
-            .bind(row.clicks)
-            .bind(row.spend_micros)
-            .bind(row.conversions_micros)
-            .bind(row.conversion_value_micros)
-            .bind(&extras)
-            .bind(row.observed_at_us)
-            .bind(pipeline)
-            .bind(&row.adapter)
-            .bind(&row.adapter_version)
-            .execute(&mut **tx)
-            .await?;
-        }
     }
+}
+
+async fn upsert_snapshots(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[(&str, &str, &Row)],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO facts (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour,
+            currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at,
+            pipeline, adapter, adapter_version) ",
+    );
+    q.push_values(rows, |mut b, (tenant, pipeline, row)| {
+        b.push_bind(*tenant)
+            .push_bind(row.platform.as_str())
+            .push_bind(row.account_id.as_str())
+            .push_bind(row.campaign_id.as_deref().unwrap_or(""))
+            .push_bind(row.ad_group_id.as_deref().unwrap_or(""))
+            .push_bind(row.ad_id.as_deref().unwrap_or(""))
+            .push_bind(row.date)
+            .push_bind(row.hour.map(i64::from).unwrap_or(-1))
+            .push_bind(row.currency.as_deref().unwrap_or(""))
+            .push_bind(row.impressions)
+            .push_bind(row.clicks)
+            .push_bind(row.spend_micros)
+            .push_bind(row.conversions_micros)
+            .push_bind(row.conversion_value_micros)
+            .push_bind(extras_json(row))
+            .push_bind(row.observed_at_us)
+            .push_bind(*pipeline)
+            .push_bind(row.adapter.as_str())
+            .push_bind(row.adapter_version.as_str());
+    });
+    q.push(
+        " ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
+         DO UPDATE SET currency = excluded.currency, impressions = excluded.impressions,
+            clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
+            conversion_value = excluded.conversion_value, extras = excluded.extras,
+            observed_at = excluded.observed_at, pipeline = excluded.pipeline,
+            adapter = excluded.adapter, adapter_version = excluded.adapter_version
+         WHERE excluded.observed_at > facts.observed_at",
+    );
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_deltas(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[(&str, &str, &Row)],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO deltas (tenant, platform, dedup_key, account_id, campaign_id, ad_group_id, ad_id,
+            date, hour, currency, impressions, clicks, spend, conversions, conversion_value, extras,
+            observed_at, pipeline, adapter, adapter_version) ",
+    );
+    q.push_values(rows, |mut b, (tenant, pipeline, row)| {
+        b.push_bind(*tenant)
+            .push_bind(row.platform.as_str())
+            .push_bind(row.dedup_key.as_deref().unwrap_or(""))
+            .push_bind(row.account_id.as_str())
+            .push_bind(row.campaign_id.as_deref())
+            .push_bind(row.ad_group_id.as_deref())
+            .push_bind(row.ad_id.as_deref())
+            .push_bind(row.date)
+            .push_bind(row.hour.map(i64::from).unwrap_or(-1))
+            .push_bind(row.currency.as_deref())
+            .push_bind(row.impressions)
+            .push_bind(row.clicks)
+            .push_bind(row.spend_micros)
+            .push_bind(row.conversions_micros)
+            .push_bind(row.conversion_value_micros)
+            .push_bind(extras_json(row))
+            .push_bind(row.observed_at_us)
+            .push_bind(*pipeline)
+            .push_bind(row.adapter.as_str())
+            .push_bind(row.adapter_version.as_str());
+    });
+    q.push(" ON CONFLICT (tenant, platform, dedup_key) DO NOTHING");
+    q.build().execute(&mut **tx).await?;
     Ok(())
 }
 

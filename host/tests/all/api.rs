@@ -500,6 +500,7 @@ async fn meta_webhooks_verify_and_count_leads_once_through_the_hierarchy() {
         (answer.status, answer.text.as_str()),
         (StatusCode::OK, "1158201444")
     );
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
     let answer = send(
         &env.app,
         get(
