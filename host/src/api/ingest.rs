@@ -247,6 +247,7 @@ async fn accept(
     };
     let adapter = pipeline.adapter.clone();
     let parsed = {
+        let slot = adapter.call_slot().await;
         let (adapter, context) = (adapter.clone(), context.clone());
         let work = match &payload {
             Payload::Report(body) => {
@@ -258,8 +259,9 @@ async fn accept(
                 tokio::task::spawn_blocking(move || adapter.parse_webhook(&request, &context))
             }
         };
-        work.await
-            .map_err(|e| ApiError::internal("plugin task failed", e))?
+        let result = work.await;
+        drop(slot);
+        result.map_err(|e| ApiError::internal("plugin task failed", e))?
     };
     let batch = match parsed {
         Ok(batch) => batch,

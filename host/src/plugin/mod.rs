@@ -166,6 +166,7 @@ impl Runtime {
                 content_hash: hex::encode(Sha256::digest(bytes)),
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                slots: Arc::new(tokio::sync::Semaphore::new(call_slots())),
             }),
         };
         let info = adapter
@@ -249,6 +250,16 @@ struct AdapterInner {
     content_hash: String,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Bounds concurrent calls so a flood of payloads cannot pin every
+    /// blocking thread (and its instance memory) on one plugin.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Concurrent calls allowed per plugin.
+fn call_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
 }
 
 /// A loaded adapter: cheap to clone, safe to call from many threads (each
@@ -280,6 +291,15 @@ impl Adapter {
             self.inner.calls.load(Ordering::Relaxed),
             self.inner.failures.load(Ordering::Relaxed),
         )
+    }
+
+    /// Wait for a call slot; hold the permit for the duration of the call.
+    pub async fn call_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        match self.inner.slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("plugin call semaphore closed"),
+        }
     }
 
     /// Parse one report page. Blocking: run it off the async runtime.
