@@ -1,1 +1,141 @@
+//! The Meta Marketing API adapter for adpipe.
+//!
+//! - Reports: `GET /act_{id}/insights` responses (level campaign, adset or ad,
+//!   `time_increment=1`) become snapshot rows ([`report`]).
+//! - Webhooks: Page `leadgen` changes become `leads` deltas deduplicated by
+//!   `leadgen_id` ([`webhook`]); the host verifies `X-Hub-Signature-256`.
+//! - Pulls: the insights request for an account and window ([`pull`]).
+//!
+//! Everything here is plain Rust that compiles natively (unit tests,
+//! benchmarks); `component` is the WASM glue over the WIT interface.
 
+pub mod num;
+pub mod pull;
+pub mod report;
+pub mod webhook;
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // wit-bindgen's generated glue
+mod component;
+
+pub use adpipe_plugin_sdk::{
+    AdapterInfo, HandshakePlan, HttpRequest, ParseContext, PluginError, PullRequest, RowBatch,
+    SignatureScheme,
+};
+
+/// Name, version, platform and capabilities.
+pub fn describe() -> AdapterInfo {
+    AdapterInfo {
+        name: "meta".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        platform: "meta".into(),
+        signature: SignatureScheme::HmacSha256Body {
+            header: "x-hub-signature-256".into(),
+            prefix: "sha256=".into(),
+        },
+        allowed_hosts: vec!["graph.facebook.com".into()],
+        default_lookback_days: 28,
+    }
+}
+
+/// The subscription handshake: `hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`.
+pub fn handshake(query: &[(String, String)]) -> HandshakePlan {
+    let get = |k: &str| adpipe_plugin_sdk::option(query, k);
+    match (
+        get("hub.mode"),
+        get("hub.verify_token"),
+        get("hub.challenge"),
+    ) {
+        (Some("subscribe"), Some(token), Some(challenge)) => HandshakePlan::EchoIfToken {
+            token: token.to_owned(),
+            challenge: challenge.to_owned(),
+        },
+        (Some(mode), _, _) if mode != "subscribe" => {
+            HandshakePlan::Reject(format!("hub.mode must be `subscribe`, not `{mode}`"))
+        }
+        (mode, token, challenge) => {
+            let missing: Vec<&str> = [
+                ("hub.mode", mode.is_none()),
+                ("hub.verify_token", token.is_none()),
+                ("hub.challenge", challenge.is_none()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| *k)
+            .collect();
+            HandshakePlan::Reject(format!(
+                "not a subscription handshake: missing {}",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
+/// Parse one insights response page.
+pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    report::parse(body, ctx)
+}
+
+/// Parse one webhook delivery.
+pub fn parse_webhook(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    webhook::parse(body, ctx)
+}
+
+/// Plan the insights request of a pull.
+pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
+    pull::plan(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn handshake_cases() {
+        assert_eq!(
+            handshake(&q(&[
+                ("hub.mode", "subscribe"),
+                ("hub.verify_token", "t"),
+                ("hub.challenge", "42")
+            ])),
+            HandshakePlan::EchoIfToken {
+                token: "t".into(),
+                challenge: "42".into()
+            }
+        );
+        match handshake(&q(&[("hub.mode", "subscribe")])) {
+            HandshakePlan::Reject(reason) => {
+                assert!(
+                    reason.contains("hub.verify_token, hub.challenge"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            handshake(&q(&[
+                ("hub.mode", "unsubscribe"),
+                ("hub.verify_token", "t"),
+                ("hub.challenge", "1")
+            ])),
+            HandshakePlan::Reject(_)
+        ));
+    }
+
+    #[test]
+    fn describes_itself() {
+        let info = describe();
+        assert_eq!(
+            (info.name.as_str(), info.platform.as_str()),
+            ("meta", "meta")
+        );
+        assert_eq!(info.default_lookback_days, 28);
+    }
+}

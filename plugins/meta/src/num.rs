@@ -1,0 +1,63 @@
+//! Meta sends numbers as JSON strings (`"12.34"`) and, in places, as JSON
+//! numbers. [`Num`] takes either without allocating for borrowed strings.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A number or numeric string as it appeared in the payload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Num<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+}
+
+impl Num<'_> {
+    /// As text, for ids (`123` and `"123"` are the same id).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Num::Text(t) => Cow::Borrowed(t.as_ref()),
+            Num::Int(i) => Cow::Owned(i.to_string()),
+            Num::UInt(u) => Cow::Owned(u.to_string()),
+            Num::Float(f) => Cow::Owned(f.to_string()),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumVisitor;
+        impl<'de> Visitor<'de> for NumVisitor {
+            type Value = Num<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Num<'de>, E> {
+                Ok(Num::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num<'de>, E> {
+                Ok(Num::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Num<'de>, E> {
+                Ok(Num::Text(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Num<'de>, E> {
+                Ok(Num::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Num<'de>, E> {
+                Ok(Num::UInt(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Num<'de>, E> {
+                Ok(Num::Float(v))
+            }
+        }
+        deserializer.deserialize_any(NumVisitor)
+    }
+}
+
+/// A string that may arrive escaped (owned) or plain (borrowed).
+pub type Text<'a> = Cow<'a, str>;

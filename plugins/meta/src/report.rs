@@ -1,0 +1,522 @@
+//! Insights responses (`GET /act_{id}/insights`, Graph API v21) → snapshot rows.
+//!
+//! One row per element of `data`: the entity is the finest id present
+//! (`ad_id`, else `adset_id`, else `campaign_id`), the bucket `date_start`
+//! (which must equal `date_stop`: request `time_increment=1`). Meta omits
+//! zero metrics; a missing additive metric is 0. Ratios (`cpc`, `ctr`...) and
+//! non-additive figures (`reach`, `frequency`) are ignored: adpipe recomputes
+//! ratios from sums and never sums reach.
+//!
+//! Conversions: the action types in option `conversion_action_types` (default
+//! `purchase,offsite_conversion.fb_pixel_purchase`) are summed, except that
+//! `offsite_conversion.fb_pixel_X` is skipped when `X` is also listed and
+//! present (Meta's `X` already includes its pixel events). The same rule
+//! applies to `action_values` for the conversion value. Action types in
+//! `extra_action_types` become extra metrics `actions_<type>`.
+
+use adpipe_plugin_sdk::money::{parse_count, parse_micros};
+use adpipe_plugin_sdk::{
+    BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, Row,
+    RowBatch, RowKind,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::num::{Num, Text};
+
+pub const DEFAULT_CONVERSIONS: &str = "purchase,offsite_conversion.fb_pixel_purchase";
+pub const DEFAULT_EXTRAS: &str = "link_click,landing_page_view,video_view,lead,post_engagement";
+const PIXEL_PREFIX: &str = "offsite_conversion.fb_pixel_";
+
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    data: Option<Vec<Insight<'a>>>,
+    #[serde(borrow, default)]
+    paging: Option<Paging<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Paging<'a> {
+    #[serde(borrow, default)]
+    next: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Insight<'a> {
+    #[serde(borrow, default)]
+    account_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    account_currency: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    campaign_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    campaign_name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    adset_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    ad_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    date_start: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    date_stop: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    impressions: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    clicks: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    spend: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    actions: Option<Vec<Action<'a>>>,
+    #[serde(borrow, default)]
+    action_values: Option<Vec<Action<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Action<'a> {
+    #[serde(borrow)]
+    action_type: Text<'a>,
+    #[serde(borrow)]
+    value: Num<'a>,
+}
+
+/// Which action types count, parsed once per call from the pipeline options.
+struct Counting<'o> {
+    conversions: Vec<&'o str>,
+    extras: Vec<(&'o str, String)>,
+}
+
+impl<'o> Counting<'o> {
+    fn from(ctx: &'o ParseContext) -> Counting<'o> {
+        let list = |name: &str, default: &'static str| -> Vec<&'o str> {
+            ctx.option(name)
+                .unwrap_or(default)
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let extras = list("extra_action_types", DEFAULT_EXTRAS)
+            .into_iter()
+            .map(|t| (t, format!("actions_{}", t.replace(['.', '-'], "_"))))
+            .collect();
+        Counting {
+            conversions: list("conversion_action_types", DEFAULT_CONVERSIONS),
+            extras,
+        }
+    }
+
+    /// Sum of the counted action types in `actions`, in micros.
+    fn conversions(
+        &self,
+        actions: &[Action<'_>],
+        path: &dyn Fn() -> String,
+    ) -> Result<i64, PluginError> {
+        let present = |t: &str| actions.iter().any(|a| a.action_type == t);
+        let mut total = 0i64;
+        for (j, action) in actions.iter().enumerate() {
+            let kind = action.action_type.as_ref();
+            if !self.conversions.contains(&kind) {
+                continue;
+            }
+            if let Some(base) = kind.strip_prefix(PIXEL_PREFIX) {
+                if self.conversions.contains(&base) && present(base) {
+                    continue; // already inside `base`
+                }
+            }
+            total =
+                total.saturating_add(micros(&action.value, &|| format!("{}/{j}/value", path()))?);
+        }
+        Ok(total)
+    }
+}
+
+fn micros(value: &Num<'_>, path: &dyn Fn() -> String) -> Result<i64, PluginError> {
+    let text = value.text();
+    parse_micros(&text).map_err(|e| PluginError::value(path(), e.to_string()))
+}
+
+fn count(value: Option<&Num<'_>>, path: &dyn Fn() -> String) -> Result<u64, PluginError> {
+    match value {
+        None => Ok(0),
+        Some(v) => parse_count(&v.text()).map_err(|e| {
+            PluginError::value(path(), format!("{e}: expected a whole, non-negative count"))
+        }),
+    }
+}
+
+/// Parse one insights response page.
+pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    let page: Page<'_> = match serde_json::from_slice(body) {
+        Ok(page) => page,
+        Err(error) => return Err(explain(body, error)),
+    };
+    let Some(data) = page.data else {
+        return Err(missing_data(body));
+    };
+    let counting = Counting::from(ctx);
+    let mut batch = BatchBuilder::new();
+    let fallback_account = ctx
+        .account_id
+        .as_deref()
+        .map(|a| a.trim_start_matches("act_"));
+    for (i, insight) in data.iter().enumerate() {
+        let at = |field: &str| format!("/data/{i}/{field}");
+        let account = insight.account_id.as_ref().map(|a| a.text());
+        let account = match account.as_deref().or(fallback_account) {
+            Some(a) if !a.is_empty() => a.trim_start_matches("act_").to_owned(),
+            _ => {
+                return Err(PluginError::new(
+                    ErrorKind::MissingContext,
+                    at("account_id"),
+                    "no account_id: request the account_id field or pass ?account_id=",
+                ))
+            }
+        };
+        let Some(campaign) = insight.campaign_id.as_ref().map(|c| c.text()) else {
+            return Err(PluginError::shape(
+                at("campaign_id"),
+                "missing: account-level insights carry no campaign; request level=campaign, adset or ad",
+            ));
+        };
+        let start = insight
+            .date_start
+            .as_deref()
+            .ok_or_else(|| PluginError::shape(at("date_start"), "missing"))?;
+        let date = Date::parse(start).ok_or_else(|| {
+            PluginError::value(
+                at("date_start"),
+                format!("`{start}` is not a date (YYYY-MM-DD)"),
+            )
+        })?;
+        if let Some(stop) = insight.date_stop.as_deref() {
+            if stop != start {
+                return Err(PluginError::value(
+                    at("date_stop"),
+                    format!(
+                        "covers {start}..{stop}; adpipe needs daily rows: request time_increment=1"
+                    ),
+                ));
+            }
+        }
+        let spend = match &insight.spend {
+            Some(s) => micros(s, &|| at("spend"))?,
+            None => 0,
+        };
+        let actions = insight.actions.as_deref().unwrap_or(&[]);
+        let values = insight.action_values.as_deref().unwrap_or(&[]);
+        let conversions = counting.conversions(actions, &|| at("actions"))?;
+        let conversion_value = counting.conversions(values, &|| at("action_values"))?;
+        let row = Row {
+            kind: RowKind::Snapshot,
+            account_id: Some(batch.intern(&account)),
+            campaign_id: Some(batch.intern(&campaign)),
+            campaign_name: batch.intern_opt(insight.campaign_name.as_deref()),
+            ad_group_id: insight.adset_id.as_ref().map(|a| batch.intern(&a.text())),
+            ad_id: insight.ad_id.as_ref().map(|a| batch.intern(&a.text())),
+            date,
+            hour: None,
+            currency: batch.intern_opt(insight.account_currency.as_deref()),
+            impressions: count(insight.impressions.as_ref(), &|| at("impressions"))?,
+            clicks: count(insight.clicks.as_ref(), &|| at("clicks"))?,
+            spend_micros: spend,
+            conversions_micros: conversions,
+            conversion_value_micros: conversion_value,
+            observed_at_ms: None,
+            dedup_key: None,
+        };
+        let index = batch.push(row);
+        for (j, action) in actions.iter().enumerate() {
+            if let Some((_, name)) = counting
+                .extras
+                .iter()
+                .find(|(t, _)| *t == action.action_type)
+            {
+                let value = micros(&action.value, &|| format!("/data/{i}/actions/{j}/value"))?;
+                batch.extra(index, name, value);
+            }
+        }
+    }
+    if let Some(next) = page.paging.and_then(|p| p.next) {
+        batch.next_page(HttpRequest {
+            method: "GET".into(),
+            url: strip_access_token(&next),
+            query: vec![],
+            headers: vec![],
+            body: None,
+            credential: CredentialSlot::Query("access_token".into()),
+        });
+    }
+    Ok(batch.finish())
+}
+
+/// Meta's `paging.next` embeds the caller's access token: drop it, the host injects its own.
+pub fn strip_access_token(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("access_token"))
+        .collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// A body without `data`: Meta's error envelope, or the wrong shape.
+fn missing_data(body: &[u8]) -> PluginError {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(error) = value.get("error") {
+        return platform_error(error);
+    }
+    if !value.is_object() {
+        return PluginError::shape(
+            "",
+            "expected a JSON object with a `data` array (an insights response)",
+        );
+    }
+    PluginError::shape(
+        "/data",
+        "missing: expected the `data` array of an insights response",
+    )
+}
+
+fn platform_error(error: &Value) -> PluginError {
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("(no message)");
+    let code = error
+        .get("code")
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "?".into());
+    let kind = error.get("type").and_then(Value::as_str).unwrap_or("error");
+    PluginError::new(
+        ErrorKind::PlatformError,
+        "/error",
+        format!("Meta API error {code} ({kind}): {message}"),
+    )
+}
+
+/// Locate why a body did not deserialize, with a JSON path where possible.
+fn explain(body: &[u8], error: serde_json::Error) -> PluginError {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return PluginError::malformed(format!("not valid JSON: {error}")),
+    };
+    let Some(root) = value.as_object() else {
+        return PluginError::shape(
+            "",
+            "expected a JSON object with a `data` array (an insights response)",
+        );
+    };
+    if let Some(error) = root.get("error") {
+        return platform_error(error);
+    }
+    match root.get("data") {
+        Some(Value::Array(rows)) => {
+            for (i, row) in rows.iter().enumerate() {
+                let Some(fields) = row.as_object() else {
+                    return PluginError::shape(format!("/data/{i}"), "expected an object");
+                };
+                for (name, v) in fields {
+                    let ok = match name.as_str() {
+                        "account_id" | "campaign_id" | "adset_id" | "ad_id" | "impressions"
+                        | "clicks" | "spend" => v.is_string() || v.is_number() || v.is_null(),
+                        "account_currency" | "campaign_name" | "date_start" | "date_stop" => {
+                            v.is_string() || v.is_null()
+                        }
+                        "actions" | "action_values" => match v {
+                            Value::Array(list) => {
+                                if let Some((j, _)) = list.iter().enumerate().find(|(_, a)| {
+                                    !(a.get("action_type").is_some_and(Value::is_string)
+                                        && a.get("value")
+                                            .is_some_and(|x| x.is_string() || x.is_number()))
+                                }) {
+                                    return PluginError::shape(
+                                        format!("/data/{i}/{name}/{j}"),
+                                        "expected {\"action_type\": string, \"value\": number or string}",
+                                    );
+                                }
+                                true
+                            }
+                            Value::Null => true,
+                            _ => false,
+                        },
+                        _ => true,
+                    };
+                    if !ok {
+                        return PluginError::shape(
+                            format!("/data/{i}/{name}"),
+                            format!("unexpected {}", type_name(v)),
+                        );
+                    }
+                }
+            }
+            PluginError::shape("", error.to_string())
+        }
+        Some(Value::Null) | None => PluginError::shape(
+            "/data",
+            "missing: expected the `data` array of an insights response",
+        ),
+        Some(other) => PluginError::shape(
+            "/data",
+            format!("expected an array, got {}", type_name(other)),
+        ),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext::default()
+    }
+
+    fn one(body: &str) -> RowBatch {
+        parse(body.as_bytes(), &ctx()).expect("parses")
+    }
+
+    #[test]
+    fn purchases_are_not_double_counted() {
+        let b = one(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-01",
+            "spend":"12.34","impressions":"100","clicks":"7",
+            "actions":[{"action_type":"offsite_conversion.fb_pixel_purchase","value":"3"},{"action_type":"purchase","value":"4"},{"action_type":"link_click","value":"6"}],
+            "action_values":[{"action_type":"offsite_conversion.fb_pixel_purchase","value":"30.5"},{"action_type":"purchase","value":"41.25"}]}]}"#,
+        );
+        let r = &b.rows[0];
+        assert_eq!(r.spend_micros, 12_340_000);
+        assert_eq!(r.conversions_micros, 4_000_000);
+        assert_eq!(r.conversion_value_micros, 41_250_000);
+        assert_eq!((r.impressions, r.clicks), (100, 7));
+        assert_eq!(
+            b.extras_of(0).collect::<Vec<_>>(),
+            vec![("actions_link_click", 6_000_000)]
+        );
+    }
+
+    #[test]
+    fn pixel_purchases_count_when_purchase_is_absent() {
+        let b = one(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-01",
+            "actions":[{"action_type":"offsite_conversion.fb_pixel_purchase","value":"3"}]}]}"#,
+        );
+        assert_eq!(b.rows[0].conversions_micros, 3_000_000);
+        assert_eq!(
+            (b.rows[0].impressions, b.rows[0].spend_micros),
+            (0, 0),
+            "missing metrics are zero"
+        );
+    }
+
+    #[test]
+    fn options_choose_what_counts() {
+        let mut c = ctx();
+        c.options = vec![
+            (
+                "conversion_action_types".into(),
+                "lead, complete_registration".into(),
+            ),
+            ("extra_action_types".into(), "video_view".into()),
+        ];
+        let body = r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-01",
+            "actions":[{"action_type":"purchase","value":"9"},{"action_type":"lead","value":"2"},{"action_type":"complete_registration","value":1},{"action_type":"video_view","value":"50"}]}]}"#;
+        let b = parse(body.as_bytes(), &c).expect("parses");
+        assert_eq!(b.rows[0].conversions_micros, 3_000_000);
+        assert_eq!(
+            b.extras_of(0).collect::<Vec<_>>(),
+            vec![("actions_video_view", 50_000_000)]
+        );
+    }
+
+    #[test]
+    fn errors_name_their_path() {
+        let bad = |body: &str| parse(body.as_bytes(), &ctx()).expect_err("rejected");
+        let e = bad(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-01","spend":"12,5"}]}"#,
+        );
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidValue, "/data/0/spend")
+        );
+        assert!(e.message.contains("12,5"), "{e}");
+        let e = bad(r#"{"data":[{"account_id":"1","date_start":"2026-11-01"}]}"#);
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidShape, "/data/0/campaign_id")
+        );
+        let e = bad(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-07"}]}"#,
+        );
+        assert_eq!(e.path, "/data/0/date_stop");
+        assert!(e.message.contains("time_increment=1"));
+        let e = bad(r#"{"data":[{"campaign_id":"c","date_start":"2026-11-01"}]}"#);
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::MissingContext, "/data/0/account_id")
+        );
+        let e = bad(r#"{"data":[{"campaign_id":{"id":1}}]}"#);
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidShape, "/data/0/campaign_id")
+        );
+        let e = bad(r#"{"data":[{"actions":[{"value":"1"}]}]}"#);
+        assert_eq!(e.path, "/data/0/actions/0");
+        let e = bad(r#"{"data":"nope"}"#);
+        assert_eq!(e.path, "/data");
+        let e = bad(r#"{"rows":[]}"#);
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidShape, "/data")
+        );
+        let e = bad(r#"{"data":["#);
+        assert_eq!(e.kind, ErrorKind::Malformed);
+        assert!(e.message.contains("line 1"), "{e}");
+        let e = bad(r#"[1,2]"#);
+        assert_eq!(e.kind, ErrorKind::InvalidShape);
+        let e = bad(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","impressions":"-3"}]}"#,
+        );
+        assert_eq!(e.path, "/data/0/impressions");
+    }
+
+    #[test]
+    fn context_account_and_numeric_ids() {
+        let mut c = ctx();
+        c.account_id = Some("act_555".into());
+        let b = parse(br#"{"data":[{"campaign_id":120210,"ad_id":99,"date_start":"2026-11-01","date_stop":"2026-11-01"}]}"#, &c).expect("parses");
+        let r = &b.rows[0];
+        assert_eq!(b.str(r.account_id.expect("account")), "555");
+        assert_eq!(b.str(r.campaign_id.expect("campaign")), "120210");
+        assert_eq!(b.str(r.ad_id.expect("ad")), "99");
+        assert_eq!(r.ad_group_id, None);
+    }
+
+    #[test]
+    fn next_page_drops_the_access_token() {
+        assert_eq!(
+            strip_access_token("https://graph.facebook.com/v21.0/act_1/insights?access_token=EAAB&limit=25&after=MjQZD"),
+            "https://graph.facebook.com/v21.0/act_1/insights?limit=25&after=MjQZD"
+        );
+        assert_eq!(
+            strip_access_token("https://x/y?access_token=1"),
+            "https://x/y"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Meta Webhooks deliveries (object `page`) → `leads` deltas.
+//!
+//! Each `leadgen` change is one lead: +1 of the extra metric `leads` for its ad
+//! and ad set, deduplicated by `leadgen_id` (Meta retries deliveries). The
+//! payload names no campaign or account: the host places the lead through the
+//! ad hierarchy it learned from reports. Other change fields are acknowledged
+//! as notices.
+
+use adpipe_plugin_sdk::{BatchBuilder, Date, ParseContext, PluginError, Row, RowBatch, RowKind};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::num::{Num, Text};
+
+#[derive(Deserialize)]
+struct Delivery<'a> {
+    #[serde(borrow, default)]
+    object: Option<Text<'a>>,
+    #[serde(default)]
+    entry: Option<Vec<Entry>>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Deserialize)]
+struct Leadgen<'a> {
+    #[serde(borrow, default)]
+    leadgen_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    ad_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    adgroup_id: Option<Num<'a>>,
+    #[serde(default)]
+    created_time: Option<i64>,
+}
+
+/// Parse one delivery.
+pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    let delivery: Delivery<'_> = serde_json::from_slice(body).map_err(|e| {
+        if serde_json::from_slice::<Value>(body).is_ok() {
+            PluginError::shape("", format!("not a Meta webhook delivery: {e}"))
+        } else {
+            PluginError::malformed(format!("not valid JSON: {e}"))
+        }
+    })?;
+    let entries = delivery.entry.ok_or_else(|| {
+        PluginError::shape(
+            "/entry",
+            "missing: expected the `entry` array of a webhook delivery",
+        )
+    })?;
+    let mut batch = BatchBuilder::new();
+    let account = ctx
+        .account_id
+        .as_deref()
+        .map(|a| a.trim_start_matches("act_").to_owned());
+    for (i, entry) in entries.iter().enumerate() {
+        for (j, change) in entry.changes.iter().enumerate() {
+            let at = |field: &str| format!("/entry/{i}/changes/{j}/value/{field}");
+            if change.field != "leadgen" {
+                batch.notice(format!(
+                    "ignored change field {:?} on entry {i} (object {:?})",
+                    change.field,
+                    delivery.object.as_deref().unwrap_or("?")
+                ));
+                continue;
+            }
+            let lead: Leadgen<'_> = Leadgen::deserialize(&change.value).map_err(|e| {
+                PluginError::shape(format!("/entry/{i}/changes/{j}/value"), e.to_string())
+            })?;
+            let leadgen_id = lead
+                .leadgen_id
+                .as_ref()
+                .map(|l| l.text())
+                .ok_or_else(|| PluginError::shape(at("leadgen_id"), "missing"))?;
+            let Some(ad_id) = lead.ad_id.as_ref().map(|a| a.text()) else {
+                batch.notice(format!(
+                    "lead {leadgen_id} has no ad_id (organic lead): not attributed"
+                ));
+                continue;
+            };
+            let created = lead
+                .created_time
+                .or(entry.time)
+                .ok_or_else(|| PluginError::shape(at("created_time"), "missing"))?;
+            let date =
+                Date::from_days_since_epoch(created.div_euclid(86_400)).ok_or_else(|| {
+                    PluginError::value(at("created_time"), format!("{created} is out of range"))
+                })?;
+            let row = Row {
+                kind: RowKind::Delta,
+                account_id: account.as_deref().map(|a| batch.intern(a)),
+                campaign_id: None,
+                campaign_name: None,
+                ad_group_id: lead.adgroup_id.as_ref().map(|g| batch.intern(&g.text())),
+                ad_id: Some(batch.intern(&ad_id)),
+                date,
+                hour: None,
+                currency: None,
+                impressions: 0,
+                clicks: 0,
+                spend_micros: 0,
+                conversions_micros: 0,
+                conversion_value_micros: 0,
+                observed_at_ms: Some(created.saturating_mul(1000)),
+                dedup_key: Some(batch.intern(&format!("leadgen:{leadgen_id}"))),
+            };
+            let index = batch.push(row);
+            batch.extra(index, "leads", 1_000_000);
+        }
+    }
+    Ok(batch.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adpipe_plugin_sdk::ErrorKind;
+
+    #[test]
+    fn a_lead_is_one_delta_keyed_by_leadgen_id() {
+        let body = br#"{"object":"page","entry":[{"id":"1","time":1762000000,"changes":[
+            {"field":"leadgen","value":{"ad_id":"a1","adgroup_id":"s1","leadgen_id":"L1","created_time":1761998400,"page_id":"1","form_id":"f"}},
+            {"field":"feed","value":{}}]}]}"#;
+        let b = parse(body, &ParseContext::default()).expect("parses");
+        assert_eq!(b.rows.len(), 1);
+        let r = &b.rows[0];
+        assert_eq!(r.kind, RowKind::Delta);
+        assert_eq!(b.str(r.dedup_key.expect("key")), "leadgen:L1");
+        assert_eq!(r.date, Date::new(2025, 11, 1).expect("date"));
+        assert_eq!((r.campaign_id, r.account_id), (None, None));
+        assert_eq!(
+            b.extras_of(0).collect::<Vec<_>>(),
+            vec![("leads", 1_000_000)]
+        );
+        assert_eq!(b.notices.len(), 1);
+        assert!(b.notices[0].contains("feed"));
+    }
+
+    #[test]
+    fn rejections_name_their_path() {
+        let e = parse(br#"{"object":"page"}"#, &ParseContext::default()).expect_err("no entry");
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidShape, "/entry")
+        );
+        let e = parse(
+            br#"{"entry":[{"changes":[{"field":"leadgen","value":{"ad_id":"1"}}]}]}"#,
+            &ParseContext::default(),
+        )
+        .expect_err("no leadgen id");
+        assert_eq!(e.path, "/entry/0/changes/0/value/leadgen_id");
+        let e = parse(b"{", &ParseContext::default()).expect_err("malformed");
+        assert_eq!(e.kind, ErrorKind::Malformed);
+    }
+}
