@@ -307,7 +307,7 @@ mod tests {
         d.spend_micros = 0;
         assert!(
             matches!(
-                normalize(&batch(vec![d.clone()]), &CTX, 1),
+                normalize(&batch(vec![d]), &CTX, 1),
                 Err(NormalizeError::Plugin(_))
             ),
             "delta without dedup key"

@@ -42,15 +42,16 @@ fn row(kind: RowKind, campaign: u8, day: u8) -> Row {
     }
 }
 
-fn scenario() -> impl Strategy<
-    Value = (
-        Vec<Observation>,
-        Vec<(u8, u8, i64)>,
-        Vec<usize>,
-        Vec<u8>,
-        u64,
-    ),
-> {
+/// Snapshot observations, deltas (campaign, day, leads), duplicate picks, batch sizes, shuffle seed.
+type Scenario = (
+    Vec<Observation>,
+    Vec<(u8, u8, i64)>,
+    Vec<usize>,
+    Vec<u8>,
+    u64,
+);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     let observation = (0u8..3, 0u8..4, 0i64..10_000, 0i64..50_000_000).prop_map(
         |(campaign, day, impressions, spend_micros)| Observation {
             campaign,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 /// A Meta insights row as Graph API v21 returns it at level=ad.
+#[allow(clippy::too_many_arguments)]
 fn meta_row(
     campaign: &str,
     adset: &str,

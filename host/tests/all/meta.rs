@@ -61,15 +61,16 @@ fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
     }
 }
 
-/// The native batch in the WIT shape, for a field-by-field comparison.
-fn as_wit(
-    b: &sdk::RowBatch,
-) -> (
+/// Strings, rows as text, extras, next page URL: what must match across the boundary.
+type Comparable = (
     Vec<String>,
     Vec<String>,
     Vec<(u32, u32, i64)>,
     Option<String>,
-) {
+);
+
+/// The native batch in the WIT shape, for a field-by-field comparison.
+fn as_wit(b: &sdk::RowBatch) -> Comparable {
     let rows = b
         .rows
         .iter()
@@ -110,14 +111,7 @@ fn as_wit(
     )
 }
 
-fn from_wit(
-    b: &wit::RowBatch,
-) -> (
-    Vec<String>,
-    Vec<String>,
-    Vec<(u32, u32, i64)>,
-    Option<String>,
-) {
+fn from_wit(b: &wit::RowBatch) -> Comparable {
     let rows = b
         .rows
         .iter()

@@ -379,11 +379,16 @@ mod tests {
 
     #[test]
     fn epoch_days_round_trip() {
-        let d = Date::new(2026, 11, 25).unwrap();
-        assert_eq!(Date::new(1970, 1, 1).unwrap().days_since_epoch(), 0);
+        let d = Date::new(2026, 11, 25).expect("valid date");
+        assert_eq!(
+            Date::new(1970, 1, 1)
+                .expect("valid date")
+                .days_since_epoch(),
+            0
+        );
         assert_eq!(d.days_since_epoch(), 20_782);
         for days in [-1000, 0, 59, 60, 365, 11_000, 20_782, 40_000] {
-            let date = Date::from_days_since_epoch(days).unwrap();
+            let date = Date::from_days_since_epoch(days).expect("valid date");
             assert_eq!(date.days_since_epoch(), days);
         }
     }
