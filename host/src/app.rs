@@ -165,7 +165,7 @@ impl App {
                     options: p
                         .options
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .map(|(k, v)| (k.clone(), v.to_string()))
                         .collect(),
                 },
             );

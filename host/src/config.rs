@@ -214,9 +214,31 @@ pub struct PipelineConfig {
     /// Metric plugins applied to this pipeline's answers.
     #[serde(default)]
     pub metrics: Vec<String>,
-    /// Platform options handed to the adapter (strings).
+    /// Platform options handed to the adapter (as strings; numbers and
+    /// booleans are accepted and passed in their TOML spelling).
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: BTreeMap<String, OptionValue>,
+}
+
+/// A pipeline option's value: any TOML scalar, handed to plugins as text.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Text(s) => f.write_str(s),
+            OptionValue::Integer(i) => write!(f, "{i}"),
+            OptionValue::Float(x) => write!(f, "{x}"),
+            OptionValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
 }
 
 /// One configuration mistake.
@@ -282,7 +304,7 @@ impl Config {
                         let key = if e.path.is_empty() {
                             "(top level)".to_owned()
                         } else {
-                            e.path.join(".")
+                            key_path(&e.path)
                         };
                         let source = e
                             .metadata
@@ -496,6 +518,22 @@ impl Config {
     }
 }
 
+/// `pipelines.0.adapter` → `pipelines[0].adapter`.
+fn key_path(parts: &[String]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        if part.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 fn hint_for_kind(kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
     match kind {
@@ -609,7 +647,7 @@ currency = "usd"
         assert_eq!(config.plugins[0].time_limit_ms, 2_000);
         assert_eq!(config.plugins[0].path, dir.path().join("meta.wasm"));
         assert_eq!(
-            config.pipelines[0].options["conversion_action_types"],
+            config.pipelines[0].options["conversion_action_types"].to_string(),
             "purchase"
         );
     }
