@@ -7,21 +7,43 @@
 //! - Pulls: the insights request for an account and window ([`pull`]).
 //!
 //! Everything here is plain Rust that compiles natively (unit tests,
-//! benchmarks); `component` is the WASM glue over the WIT interface.
+//! benchmarks); [`adpipe_plugin_sdk::export_adapter!`] makes it the component.
 
 pub mod num;
 pub mod pull;
 pub mod report;
 pub mod webhook;
 
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)] // wit-bindgen's generated glue
-mod component;
-
 pub use adpipe_plugin_sdk::{
     AdapterInfo, HandshakePlan, HttpRequest, ParseContext, PluginError, PullRequest, RowBatch,
-    SignatureScheme,
+    SignatureScheme, WebhookRequest,
 };
+
+/// The Meta adapter, as the component exports it.
+pub struct Meta;
+
+impl adpipe_plugin_sdk::Adapter for Meta {
+    fn describe() -> AdapterInfo {
+        describe()
+    }
+    fn handshake(query: &[(String, String)]) -> HandshakePlan {
+        handshake(query)
+    }
+    fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+        parse_report(body, ctx)
+    }
+    fn parse_webhook(
+        request: &WebhookRequest,
+        ctx: &ParseContext,
+    ) -> Result<RowBatch, PluginError> {
+        parse_webhook(&request.body, ctx)
+    }
+    fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
+        plan_pull(request)
+    }
+}
+
+adpipe_plugin_sdk::export_adapter!(Meta);
 
 /// Name, version, platform and capabilities.
 pub fn describe() -> AdapterInfo {

@@ -9,6 +9,74 @@
 
 pub mod money;
 
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // wit-bindgen's generated glue
+#[doc(hidden)]
+pub mod component;
+
+/// An adapter plugin, written against native types. [`export_adapter!`]
+/// turns an implementation into the `adapter-plugin` component's exports;
+/// natively, the same functions serve tests and benchmarks.
+pub trait Adapter {
+    /// Name, version, platform and capabilities.
+    fn describe() -> AdapterInfo;
+
+    /// How to answer a webhook verification handshake.
+    fn handshake(query: &[(String, String)]) -> HandshakePlan {
+        let _ = query;
+        HandshakePlan::Reject(format!(
+            "{} webhooks have no verification handshake",
+            Self::describe().platform
+        ))
+    }
+
+    /// Parse one report-API response body (one page).
+    fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError>;
+
+    /// Parse one verified webhook delivery.
+    fn parse_webhook(
+        request: &WebhookRequest,
+        ctx: &ParseContext,
+    ) -> Result<RowBatch, PluginError> {
+        let _ = (request, ctx);
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "",
+            format!("{} sends no metric webhooks", Self::describe().platform),
+        ))
+    }
+
+    /// Plan the first requests of a scheduled pull.
+    fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>;
+}
+
+/// Export an [`Adapter`] implementation as the component's `adapter` interface.
+///
+/// ```ignore
+/// struct Meta;
+/// impl adpipe_plugin_sdk::Adapter for Meta { /* ... */ }
+/// adpipe_plugin_sdk::export_adapter!(Meta);
+/// ```
+#[macro_export]
+macro_rules! export_adapter {
+    ($adapter:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type AdpipeExportedAdapter = $crate::component::Exported<$adapter>;
+            $crate::component::export_adapter_world!(AdpipeExportedAdapter with_types_in $crate::component);
+        };
+    };
+}
+
+/// An incoming webhook request (mirrors the WIT `webhook-request`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookRequest {
+    pub query: Vec<(String, String)>,
+    /// Header names are lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 use std::collections::HashMap;
 use std::fmt;
 

@@ -1,15 +1,27 @@
-//! WASM glue: the `adapter-plugin` world's exports, converting between the
-//! WIT types and the native API of this crate.
+//! The WIT side of [`crate::Adapter`]: bindings of the `adapter-plugin` world
+//! and the conversions between WIT types and the SDK's native types, so that
+//! plugin crates only call [`crate::export_adapter!`].
 
-wit_bindgen::generate!({ world: "adapter-plugin", path: "../../wit" });
+wit_bindgen::generate!({
+    world: "adapter-plugin",
+    path: "../../wit",
+    pub_export_macro: true,
+    export_macro_name: "export_adapter_world",
+    default_bindings_module: "adpipe_plugin_sdk::component",
+});
+
+use std::marker::PhantomData;
 
 use adpipe::plugin::types as wit;
 use exports::adpipe::plugin::adapter as api;
 
-struct MetaAdapter;
+use crate as sdk;
 
-fn error(e: adpipe_plugin_sdk::PluginError) -> wit::PluginError {
-    use adpipe_plugin_sdk::ErrorKind as K;
+/// Wraps an [`sdk::Adapter`] as the component's exports.
+pub struct Exported<A>(PhantomData<A>);
+
+fn error(e: sdk::PluginError) -> wit::PluginError {
+    use sdk::ErrorKind as K;
     let kind = match e.kind {
         K::Malformed => wit::ErrorKind::Malformed,
         K::InvalidShape => wit::ErrorKind::InvalidShape,
@@ -25,7 +37,7 @@ fn error(e: adpipe_plugin_sdk::PluginError) -> wit::PluginError {
     }
 }
 
-fn date(d: adpipe_plugin_sdk::Date) -> wit::Date {
+fn date(d: sdk::Date) -> wit::Date {
     wit::Date {
         year: d.year,
         month: d.month,
@@ -33,16 +45,16 @@ fn date(d: adpipe_plugin_sdk::Date) -> wit::Date {
     }
 }
 
-fn sdk_date(d: wit::Date) -> Result<adpipe_plugin_sdk::Date, wit::PluginError> {
-    adpipe_plugin_sdk::Date::new(d.year, d.month, d.day).ok_or_else(|| wit::PluginError {
+fn sdk_date(d: wit::Date, path: &str) -> Result<sdk::Date, wit::PluginError> {
+    sdk::Date::new(d.year, d.month, d.day).ok_or_else(|| wit::PluginError {
         kind: wit::ErrorKind::InvalidValue,
-        path: "/window".into(),
+        path: path.into(),
         message: format!("{}-{}-{} is not a date", d.year, d.month, d.day),
     })
 }
 
-fn http_request(r: adpipe_plugin_sdk::HttpRequest) -> wit::HttpRequest {
-    use adpipe_plugin_sdk::CredentialSlot as C;
+fn http_request(r: sdk::HttpRequest) -> wit::HttpRequest {
+    use sdk::CredentialSlot as C;
     wit::HttpRequest {
         method: r.method,
         url: r.url,
@@ -58,8 +70,8 @@ fn http_request(r: adpipe_plugin_sdk::HttpRequest) -> wit::HttpRequest {
     }
 }
 
-fn batch(b: adpipe_plugin_sdk::RowBatch) -> wit::RowBatch {
-    use adpipe_plugin_sdk::RowKind as K;
+fn batch(b: sdk::RowBatch) -> wit::RowBatch {
+    use sdk::RowKind as K;
     wit::RowBatch {
         strings: b.strings,
         rows: b
@@ -101,8 +113,8 @@ fn batch(b: adpipe_plugin_sdk::RowBatch) -> wit::RowBatch {
     }
 }
 
-fn context(c: wit::ParseContext) -> adpipe_plugin_sdk::ParseContext {
-    adpipe_plugin_sdk::ParseContext {
+fn context(c: wit::ParseContext) -> sdk::ParseContext {
+    sdk::ParseContext {
         options: c.options,
         account_id: c.account_id,
         currency: c.currency,
@@ -110,10 +122,10 @@ fn context(c: wit::ParseContext) -> adpipe_plugin_sdk::ParseContext {
     }
 }
 
-impl api::Guest for MetaAdapter {
+impl<A: sdk::Adapter> api::Guest for Exported<A> {
     fn describe() -> api::AdapterInfo {
-        use adpipe_plugin_sdk::SignatureScheme as S;
-        let info = crate::describe();
+        use sdk::SignatureScheme as S;
+        let info = A::describe();
         api::AdapterInfo {
             name: info.name,
             version: info.version,
@@ -137,8 +149,8 @@ impl api::Guest for MetaAdapter {
     }
 
     fn handshake(query: Vec<(String, String)>) -> api::HandshakePlan {
-        use adpipe_plugin_sdk::HandshakePlan as H;
-        match crate::handshake(&query) {
+        use sdk::HandshakePlan as H;
+        match A::handshake(&query) {
             H::EchoIfToken { token, challenge } => {
                 api::HandshakePlan::EchoIfToken(api::EchoChallenge { token, challenge })
             }
@@ -151,7 +163,12 @@ impl api::Guest for MetaAdapter {
         request: api::WebhookRequest,
         ctx: wit::ParseContext,
     ) -> Result<wit::RowBatch, wit::PluginError> {
-        crate::parse_webhook(&request.body, &context(ctx))
+        let request = sdk::WebhookRequest {
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        };
+        A::parse_webhook(&request, &context(ctx))
             .map(batch)
             .map_err(error)
     }
@@ -160,23 +177,21 @@ impl api::Guest for MetaAdapter {
         body: Vec<u8>,
         ctx: wit::ParseContext,
     ) -> Result<wit::RowBatch, wit::PluginError> {
-        crate::parse_report(&body, &context(ctx))
+        A::parse_report(&body, &context(ctx))
             .map(batch)
             .map_err(error)
     }
 
     fn plan_pull(request: api::PullRequest) -> Result<Vec<wit::HttpRequest>, wit::PluginError> {
-        let native = adpipe_plugin_sdk::PullRequest {
+        let native = sdk::PullRequest {
             account_id: request.account_id,
-            from: sdk_date(request.since)?,
-            to: sdk_date(request.until)?,
+            from: sdk_date(request.since, "/since")?,
+            to: sdk_date(request.until, "/until")?,
             base_url: request.base_url,
             options: request.options,
         };
-        crate::plan_pull(&native)
+        A::plan_pull(&native)
             .map(|list| list.into_iter().map(http_request).collect())
             .map_err(error)
     }
 }
-
-export!(MetaAdapter);
