@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use bindings::adapter::adpipe::plugin::{log, types as wit};
@@ -28,6 +31,13 @@ pub use wit_adapter::{AdapterInfo, HandshakePlan, SignatureScheme, WebhookReques
 
 /// How often the epoch ticker advances; deadlines are multiples of it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Concurrent plugin instances across the process (each call holds one).
+const POOL_SLOTS: u32 = 256;
+/// Upper bound of any plugin's memory limit (`memory_limit_mb` ≤ 4096).
+const MAX_PLUGIN_MEMORY: usize = 4 << 30;
+/// Linear memory kept mapped per slot between calls.
+const KEEP_RESIDENT: usize = 64 << 20;
 
 /// Loading a plugin failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +109,18 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Pooled instance slots whose linear memory stays resident (reset with
+        // memset): a fresh instance per call then reuses warm pages instead of
+        // taking a page fault for every page the parser touches.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS)
+            .total_memories(POOL_SLOTS)
+            .total_tables(POOL_SLOTS)
+            .max_memory_size(MAX_PLUGIN_MEMORY)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let weak = engine.weak();
         std::thread::Builder::new()
