@@ -9,7 +9,6 @@
 //! Everything here is plain Rust that compiles natively (unit tests,
 //! benchmarks); [`adpipe_plugin_sdk::export_adapter!`] makes it the component.
 
-pub mod num;
 pub mod pull;
 pub mod report;
 pub mod webhook;

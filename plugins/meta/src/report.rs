@@ -22,7 +22,7 @@ use adpipe_plugin_sdk::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::num::{Num, Text};
+use adpipe_plugin_sdk::num::{Num, Text};
 
 pub const DEFAULT_CONVERSIONS: &str = "purchase,offsite_conversion.fb_pixel_purchase";
 pub const DEFAULT_EXTRAS: &str = "link_click,landing_page_view,video_view,lead,post_engagement";

@@ -10,7 +10,7 @@ use adpipe_plugin_sdk::{BatchBuilder, Date, ParseContext, PluginError, Row, RowB
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::num::{Num, Text};
+use adpipe_plugin_sdk::num::{Num, Text};
 
 #[derive(Deserialize)]
 struct Delivery<'a> {

@@ -6,53 +6,30 @@ use adpipe_plugin_sdk::ParseContext;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+const KEYS: &[&str] = &[
+    "data",
+    "paging",
+    "next",
+    "entry",
+    "changes",
+    "field",
+    "value",
+    "leadgen_id",
+    "ad_id",
+    "account_id",
+    "campaign_id",
+    "date_start",
+    "date_stop",
+    "spend",
+    "impressions",
+    "actions",
+    "action_type",
+    "created_time",
+    "error",
+];
+
 fn arbitrary_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| json!(f)),
-        "[a-z0-9_.,:+ -]{0,12}".prop_map(Value::String),
-        prop_oneof![
-            Just("2026-11-01"),
-            Just("12.34"),
-            Just("purchase"),
-            Just("-1"),
-            Just("1e400")
-        ]
-        .prop_map(|s| json!(s)),
-    ];
-    let keys = prop_oneof![
-        Just("data".to_owned()),
-        Just("paging".to_owned()),
-        Just("next".to_owned()),
-        Just("entry".to_owned()),
-        Just("changes".to_owned()),
-        Just("field".to_owned()),
-        Just("value".to_owned()),
-        Just("leadgen_id".to_owned()),
-        Just("ad_id".to_owned()),
-        Just("account_id".to_owned()),
-        Just("campaign_id".to_owned()),
-        Just("date_start".to_owned()),
-        Just("date_stop".to_owned()),
-        Just("spend".to_owned()),
-        Just("impressions".to_owned()),
-        Just("actions".to_owned()),
-        Just("action_type".to_owned()),
-        Just("created_time".to_owned()),
-        Just("error".to_owned()),
-        "[a-z]{1,6}",
-    ];
-    leaf.prop_recursive(5, 64, 8, move |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(keys.clone(), inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    adpipe_plugin_sdk::testing::arbitrary_json(KEYS)
 }
 
 proptest! {

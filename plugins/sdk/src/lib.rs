@@ -8,6 +8,9 @@
 //! - [`PluginError`] is the typed rejection naming the offending field.
 
 pub mod money;
+pub mod num;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // wit-bindgen's generated glue

@@ -1,5 +1,6 @@
-//! Meta sends numbers as JSON strings (`"12.34"`) and, in places, as JSON
-//! numbers. [`Num`] takes either without allocating for borrowed strings.
+//! Platforms send numbers as JSON strings (`"12.34"`, protobuf int64) and as
+//! JSON numbers. [`Num`] takes either without allocating for borrowed strings,
+//! and turns into exact micros or counts.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +18,16 @@ pub enum Num<'a> {
 }
 
 impl Num<'_> {
+    /// Exact millionths (see [`crate::money::parse_micros`]).
+    pub fn micros(&self) -> Result<i64, crate::money::DecimalError> {
+        crate::money::parse_micros(&self.text())
+    }
+
+    /// A whole, non-negative count.
+    pub fn count(&self) -> Result<u64, crate::money::DecimalError> {
+        crate::money::parse_count(&self.text())
+    }
+
     /// As text, for ids (`123` and `"123"` are the same id).
     pub fn text(&self) -> Cow<'_, str> {
         match self {
