@@ -1,1 +1,592 @@
-//! placeholder
+//! The LinkedIn Marketing API adapter for adpipe.
+//!
+//! Reports: `adAnalytics` finder responses (`q=analytics` with `pivot`, or
+//! `q=statistics` with up to three `pivots`) at `timeGranularity=DAILY` (or
+//! `ALL` when the range is one day): `elements[]` with `dateRange.start/end`
+//! as `{year, month, day}`, `pivotValues` as URNs, `impressions`, `clicks`,
+//! `costInLocalCurrency` (spend; `costInUsd` is ignored), and
+//! `externalWebsiteConversions` / `conversionValueInLocalCurrency`.
+//! Rows name no account or currency: they come from the pipeline or the
+//! request (`?account_id=`, `?currency=`), or from an ACCOUNT pivot.
+//!
+//! Webhooks: lead notifications (`LEAD_ACTION`) become `leads` deltas keyed by
+//! the form response URN; the host answers the `challengeCode` validation
+//! with the client secret and checks `X-LI-Signature`.
+
+use adpipe_plugin_sdk::num::{Num, Text};
+use adpipe_plugin_sdk::{
+    Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HandshakePlan,
+    HttpRequest, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
+    WebhookRequest,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub const API: &str = "https://api.linkedin.com";
+pub const LINKEDIN_VERSION: &str = "202410";
+
+/// The LinkedIn adapter, as the component exports it.
+pub struct LinkedIn;
+
+impl Adapter for LinkedIn {
+    fn describe() -> AdapterInfo {
+        AdapterInfo {
+            name: "linkedin".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            platform: "linkedin".into(),
+            signature: SignatureScheme::HmacSha256Body {
+                header: "x-li-signature".into(),
+                prefix: "hmacsha256=".into(),
+            },
+            allowed_hosts: vec!["api.linkedin.com".into()],
+            default_lookback_days: 14,
+        }
+    }
+
+    fn handshake(query: &[(String, String)]) -> HandshakePlan {
+        match adpipe_plugin_sdk::option(query, "challengeCode") {
+            Some(code) if !code.is_empty() => HandshakePlan::HmacChallenge(code.to_owned()),
+            _ => HandshakePlan::Reject(
+                "not a LinkedIn webhook validation: missing challengeCode".into(),
+            ),
+        }
+    }
+
+    fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+        parse_report(body, ctx)
+    }
+
+    fn parse_webhook(
+        request: &WebhookRequest,
+        ctx: &ParseContext,
+    ) -> Result<RowBatch, PluginError> {
+        parse_webhook(&request.body, ctx)
+    }
+
+    fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
+        plan_pull(request)
+    }
+}
+
+adpipe_plugin_sdk::export_adapter!(LinkedIn);
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, default)]
+    elements: Option<Vec<Element<'a>>>,
+    #[serde(borrow, default)]
+    paging: Option<Paging<'a>>,
+    #[serde(borrow, default)]
+    message: Option<Text<'a>>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(borrow, default, rename = "serviceErrorCode")]
+    service_error_code: Option<Num<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Paging<'a> {
+    #[serde(borrow, default)]
+    links: Vec<Link<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Link<'a> {
+    #[serde(borrow, default)]
+    rel: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    href: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Element<'a> {
+    #[serde(default)]
+    date_range: Option<DateRange>,
+    #[serde(borrow, default)]
+    pivot_values: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default)]
+    pivot_value: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    impressions: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    clicks: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    cost_in_local_currency: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    external_website_conversions: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    conversion_value_in_local_currency: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    one_click_leads: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    video_views: Option<Num<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DateRange {
+    start: Option<Day>,
+    end: Option<Day>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Day {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+/// `urn:li:sponsoredCampaign:123` → ("sponsoredCampaign", "123").
+fn urn(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix("urn:li:")?;
+    let (kind, id) = rest.split_once(':')?;
+    (!id.is_empty()).then_some((kind, id))
+}
+
+/// Parse one `adAnalytics` response page.
+pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    let response: Response<'_> = serde_json::from_slice(body).map_err(|e| explain(body, e))?;
+    let Some(elements) = response.elements else {
+        if let Some(message) = response.message {
+            let code = response
+                .service_error_code
+                .map(|c| c.text().into_owned())
+                .unwrap_or_default();
+            return Err(PluginError::new(
+                ErrorKind::PlatformError,
+                "/message",
+                format!(
+                    "LinkedIn API error {} {code}: {message}",
+                    response.status.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        return Err(PluginError::shape(
+            "/elements",
+            "missing: expected the `elements` array of an adAnalytics response",
+        ));
+    };
+    let mut out = BatchBuilder::new();
+    for (i, e) in elements.iter().enumerate() {
+        let at = |f: &str| format!("/elements/{i}/{f}");
+        let range = e
+            .date_range
+            .as_ref()
+            .ok_or_else(|| PluginError::shape(at("dateRange"), "missing"))?;
+        let start = range
+            .start
+            .ok_or_else(|| PluginError::shape(at("dateRange/start"), "missing"))?;
+        let date = Date::new(start.year, start.month, start.day)
+            .ok_or_else(|| PluginError::value(at("dateRange/start"), "not a calendar date"))?;
+        if let Some(end) = range.end {
+            if (end.year, end.month, end.day) != (start.year, start.month, start.day) {
+                return Err(PluginError::value(
+                    at("dateRange/end"),
+                    "covers several days; adpipe needs daily rows: request timeGranularity=DAILY",
+                ));
+            }
+        }
+        let pivots: Vec<&str> = match (&e.pivot_values, &e.pivot_value) {
+            (Some(values), _) => values.iter().map(|v| v.as_ref()).collect(),
+            (None, Some(value)) => vec![value.as_ref()],
+            (None, None) => {
+                return Err(PluginError::shape(
+                    at("pivotValues"),
+                    "missing: request a CAMPAIGN pivot",
+                ))
+            }
+        };
+        let (mut account, mut campaign, mut creative) = (None, None, None);
+        for (p, value) in pivots.iter().enumerate() {
+            match urn(value) {
+                Some(("sponsoredAccount", id)) => account = Some(id),
+                Some(("sponsoredCampaign", id)) => campaign = Some(id),
+                Some(("sponsoredCreative", id)) => creative = Some(id),
+                Some(("sponsoredCampaignGroup", _)) => {}
+                Some((kind, _)) => {
+                    return Err(PluginError::value(
+                        format!("/elements/{i}/pivotValues/{p}"),
+                        format!("unsupported pivot `{kind}`; use CAMPAIGN, CREATIVE or ACCOUNT"),
+                    ))
+                }
+                None => {
+                    return Err(PluginError::value(
+                        format!("/elements/{i}/pivotValues/{p}"),
+                        format!("`{value}` is not a LinkedIn URN"),
+                    ))
+                }
+            }
+        }
+        let campaign = campaign.ok_or_else(|| {
+            PluginError::shape(
+                at("pivotValues"),
+                "no sponsoredCampaign: request pivot=CAMPAIGN, or q=statistics&pivots=List(CAMPAIGN,CREATIVE)",
+            )
+        })?;
+        let account = account.map(str::to_owned).or_else(|| {
+            ctx.account_id.as_deref().map(|a| {
+                urn(a)
+                    .map(|(_, id)| id.to_owned())
+                    .unwrap_or_else(|| a.to_owned())
+            })
+        });
+        let account = account.ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::MissingContext,
+                at("pivotValues"),
+                "no account: pass ?account_id= or add the ACCOUNT pivot",
+            )
+        })?;
+        let count = |v: &Option<Num<'_>>, f: &str| -> Result<u64, PluginError> {
+            v.as_ref()
+                .map(|n| {
+                    n.count()
+                        .map_err(|e| PluginError::value(at(f), e.to_string()))
+                })
+                .unwrap_or(Ok(0))
+        };
+        let micros = |v: &Option<Num<'_>>, f: &str| -> Result<i64, PluginError> {
+            v.as_ref()
+                .map(|n| {
+                    n.micros()
+                        .map_err(|e| PluginError::value(at(f), e.to_string()))
+                })
+                .unwrap_or(Ok(0))
+        };
+        let row = Row {
+            kind: RowKind::Snapshot,
+            account_id: Some(out.intern(&account)),
+            campaign_id: Some(out.intern(campaign)),
+            campaign_name: None,
+            ad_group_id: None,
+            ad_id: creative.map(|c| out.intern(c)),
+            date,
+            hour: None,
+            currency: None,
+            impressions: count(&e.impressions, "impressions")?,
+            clicks: count(&e.clicks, "clicks")?,
+            spend_micros: micros(&e.cost_in_local_currency, "costInLocalCurrency")?,
+            conversions_micros: micros(
+                &e.external_website_conversions,
+                "externalWebsiteConversions",
+            )?,
+            conversion_value_micros: micros(
+                &e.conversion_value_in_local_currency,
+                "conversionValueInLocalCurrency",
+            )?,
+            observed_at_ms: None,
+            dedup_key: None,
+        };
+        let index = out.push(row);
+        out.extra(
+            index,
+            "one_click_leads",
+            micros(&e.one_click_leads, "oneClickLeads")?,
+        );
+        out.extra(index, "video_views", micros(&e.video_views, "videoViews")?);
+    }
+    let next = response
+        .paging
+        .and_then(|p| {
+            p.links
+                .into_iter()
+                .find(|l| l.rel.as_deref() == Some("next"))
+        })
+        .and_then(|l| l.href);
+    if let Some(href) = next {
+        let url = if href.starts_with("http") {
+            href.into_owned()
+        } else {
+            format!("{API}{href}")
+        };
+        out.next_page(HttpRequest {
+            method: "GET".into(),
+            url,
+            query: vec![],
+            headers: restli_headers(),
+            body: None,
+            credential: CredentialSlot::Bearer,
+        });
+    }
+    Ok(out.finish())
+}
+
+fn restli_headers() -> Vec<(String, String)> {
+    vec![
+        ("linkedin-version".into(), LINKEDIN_VERSION.into()),
+        ("x-restli-protocol-version".into(), "2.0.0".into()),
+    ]
+}
+
+fn explain(body: &[u8], error: serde_json::Error) -> PluginError {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return PluginError::malformed(format!("not valid JSON: {error}"));
+    };
+    let Some(root) = value.as_object() else {
+        return PluginError::shape("", "expected an adAnalytics response object");
+    };
+    match root.get("elements") {
+        Some(Value::Array(elements)) => {
+            for (i, e) in elements.iter().enumerate() {
+                let Some(fields) = e.as_object() else {
+                    return PluginError::shape(format!("/elements/{i}"), "expected an object");
+                };
+                for (name, v) in fields {
+                    let ok = match name.as_str() {
+                        "dateRange" => {
+                            v.get("start").is_none_or(is_day)
+                                && v.get("end").is_none_or(is_day)
+                                && v.is_object()
+                        }
+                        "pivotValues" => {
+                            v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                        }
+                        "pivotValue" | "pivot" => v.is_string(),
+                        _ => v.is_string() || v.is_number() || v.is_null(),
+                    };
+                    if !ok {
+                        return PluginError::shape(
+                            format!("/elements/{i}/{name}"),
+                            "unexpected type",
+                        );
+                    }
+                }
+            }
+            PluginError::shape("", format!("not an adAnalytics response: {error}"))
+        }
+        Some(_) => PluginError::shape("/elements", "expected an array"),
+        None => PluginError::shape("", format!("not an adAnalytics response: {error}")),
+    }
+}
+
+fn is_day(v: &Value) -> bool {
+    ["year", "month", "day"]
+        .iter()
+        .all(|k| v.get(k).is_some_and(Value::is_u64))
+        && v.get("year")
+            .and_then(Value::as_u64)
+            .is_some_and(|y| y <= u64::from(u16::MAX))
+        && v.get("month")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| m <= 255)
+        && v.get("day")
+            .and_then(Value::as_u64)
+            .is_some_and(|d| d <= 255)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeadNotification<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    lead_gen_form_response: Option<Text<'a>>,
+    #[serde(default)]
+    owner: Option<Value>,
+    #[serde(default)]
+    associated_entity: Option<Value>,
+    #[serde(default)]
+    occured_at: Option<i64>,
+    #[serde(default)]
+    occurred_at: Option<i64>,
+    #[serde(borrow, default)]
+    lead_action: Option<Text<'a>>,
+}
+
+/// Lead notifications: one object, or an array of them.
+pub fn parse_webhook(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| PluginError::malformed(format!("not valid JSON: {e}")))?;
+    let items: Vec<(String, &Value)> = match &value {
+        Value::Array(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("/{i}"), v))
+            .collect(),
+        Value::Object(_) => vec![(String::new(), &value)],
+        _ => {
+            return Err(PluginError::shape(
+                "",
+                "expected a lead notification object",
+            ))
+        }
+    };
+    let mut out = BatchBuilder::new();
+    for (path, item) in items {
+        let n = LeadNotification::deserialize(item)
+            .map_err(|e| PluginError::shape(path.clone(), e.to_string()))?;
+        let kind = n.kind.as_deref().unwrap_or("");
+        if kind != "LEAD_ACTION" || n.lead_action.as_deref().is_some_and(|a| a != "CREATED") {
+            out.notice(format!("ignored LinkedIn notification type {kind:?}"));
+            continue;
+        }
+        let response = n
+            .lead_gen_form_response
+            .as_deref()
+            .ok_or_else(|| PluginError::shape(format!("{path}/leadGenFormResponse"), "missing"))?;
+        let entity = n.associated_entity.as_ref();
+        let field = |v: Option<&Value>, key: &str| {
+            v.and_then(|e| e.get(key))
+                .and_then(Value::as_str)
+                .and_then(urn)
+                .map(|(_, id)| id.to_owned())
+        };
+        let creative = field(entity, "sponsoredCreative");
+        let campaign = field(entity, "sponsoredCampaign");
+        let account =
+            field(n.owner.as_ref(), "sponsoredAccount").or_else(|| ctx.account_id.clone());
+        if creative.is_none() && campaign.is_none() {
+            out.notice(format!(
+                "lead {response} names no sponsored creative or campaign (organic): not attributed"
+            ));
+            continue;
+        }
+        let at_ms = n
+            .occured_at
+            .or(n.occurred_at)
+            .ok_or_else(|| PluginError::shape(format!("{path}/occuredAt"), "missing"))?;
+        let date = Date::from_days_since_epoch(at_ms.div_euclid(86_400_000))
+            .ok_or_else(|| PluginError::value(format!("{path}/occuredAt"), "out of range"))?;
+        let row = Row {
+            kind: RowKind::Delta,
+            account_id: account.as_deref().map(|a| out.intern(a)),
+            campaign_id: campaign.as_deref().map(|c| out.intern(c)),
+            campaign_name: None,
+            ad_group_id: None,
+            ad_id: creative.as_deref().map(|c| out.intern(c)),
+            date,
+            hour: None,
+            currency: None,
+            impressions: 0,
+            clicks: 0,
+            spend_micros: 0,
+            conversions_micros: 0,
+            conversion_value_micros: 0,
+            observed_at_ms: Some(at_ms),
+            dedup_key: Some(out.intern(&format!("lead:{response}"))),
+        };
+        let index = out.push(row);
+        out.extra(index, "leads", 1_000_000);
+    }
+    Ok(out.finish())
+}
+
+/// One `adAnalytics?q=statistics` request per account, pivoted by campaign and creative.
+pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
+    let account = urn(&request.account_id)
+        .map(|(_, id)| id)
+        .unwrap_or(&request.account_id);
+    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PluginError::value(
+            "/account_id",
+            format!("`{}` is not a LinkedIn ad account id", request.account_id),
+        ));
+    }
+    if request.to < request.from {
+        return Err(PluginError::value(
+            "/until",
+            "the window ends before it starts",
+        ));
+    }
+    let (f, t) = (request.from, request.to);
+    let base = request
+        .base_url
+        .as_deref()
+        .unwrap_or(API)
+        .trim_end_matches('/');
+    Ok(vec![HttpRequest {
+        method: "GET".into(),
+        url: format!("{base}/rest/adAnalytics"),
+        query: vec![
+            ("q".into(), "statistics".into()),
+            ("pivots".into(), "List(CAMPAIGN,CREATIVE)".into()),
+            ("timeGranularity".into(), "DAILY".into()),
+            (
+                "dateRange".into(),
+                format!("(start:(year:{},month:{},day:{}),end:(year:{},month:{},day:{}))", f.year, f.month, f.day, t.year, t.month, t.day),
+            ),
+            ("accounts".into(), format!("List(urn%3Ali%3AsponsoredAccount%3A{account})")),
+            (
+                "fields".into(),
+                "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,conversionValueInLocalCurrency".into(),
+            ),
+        ],
+        headers: restli_headers(),
+        body: None,
+        credential: CredentialSlot::Bearer,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext {
+            account_id: Some("urn:li:sponsoredAccount:509".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statistics_rows_map_campaign_and_creative() {
+        let body = br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1},"end":{"year":2026,"month":11,"day":1}},
+            "pivotValues":["urn:li:sponsoredCampaign:111","urn:li:sponsoredCreative:222"],"impressions":1000,"clicks":25,
+            "costInLocalCurrency":"12.5","costInUsd":"13.2","externalWebsiteConversions":2,"conversionValueInLocalCurrency":"80.0"}]}"#;
+        let b = parse_report(body, &ctx()).expect("parses");
+        let r = &b.rows[0];
+        assert_eq!(
+            (b.str(r.campaign_id.expect("c")), b.str(r.ad_id.expect("a"))),
+            ("111", "222")
+        );
+        assert_eq!(b.str(r.account_id.expect("account")), "509");
+        assert_eq!(
+            (
+                r.spend_micros,
+                r.conversions_micros,
+                r.conversion_value_micros
+            ),
+            (12_500_000, 2_000_000, 80_000_000)
+        );
+        assert_eq!(r.currency, None, "LinkedIn rows name no currency");
+    }
+
+    #[test]
+    fn rejections_name_their_path() {
+        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1},"end":{"year":2026,"month":11,"day":30}},"pivotValues":["urn:li:sponsoredCampaign:1"]}]}"#, &ctx()).expect_err("ALL range");
+        assert_eq!(e.path, "/elements/0/dateRange/end");
+        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCreative:1"]}]}"#, &ctx()).expect_err("no campaign");
+        assert_eq!(e.path, "/elements/0/pivotValues");
+        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCampaign:1"],"costInLocalCurrency":"abc"}]}"#, &ctx()).expect_err("bad cost");
+        assert_eq!(e.path, "/elements/0/costInLocalCurrency");
+        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCampaign:1"]}]}"#, &ParseContext::default()).expect_err("no account");
+        assert_eq!(e.kind, ErrorKind::MissingContext);
+        let e = parse_report(br#"{"elements":[{"dateRange":"yesterday"}]}"#, &ctx())
+            .expect_err("shape");
+        assert_eq!(e.path, "/elements/0/dateRange");
+        let e = parse_report(br#"{"status":401,"serviceErrorCode":65600,"code":"INVALID_ACCESS_TOKEN","message":"Invalid access token"}"#, &ctx()).expect_err("error");
+        assert_eq!(e.kind, ErrorKind::PlatformError);
+    }
+
+    #[test]
+    fn challenge_and_pull_plan() {
+        assert_eq!(
+            LinkedIn::handshake(&[("challengeCode".into(), "abc".into())]),
+            HandshakePlan::HmacChallenge("abc".into())
+        );
+        assert!(matches!(LinkedIn::handshake(&[]), HandshakePlan::Reject(_)));
+        let plan = plan_pull(&PullRequest {
+            account_id: "509".into(),
+            from: Date::new(2026, 11, 1).expect("d"),
+            to: Date::new(2026, 11, 14).expect("d"),
+            base_url: None,
+            options: vec![],
+        })
+        .expect("plan");
+        assert_eq!(plan[0].url, "https://api.linkedin.com/rest/adAnalytics");
+        assert!(plan[0].query.contains(&(
+            "dateRange".into(),
+            "(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))".into()
+        )));
+    }
+}
