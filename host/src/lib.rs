@@ -13,6 +13,7 @@ pub mod config;
 pub mod ingest;
 pub mod metadata;
 pub mod plugin;
+pub mod process;
 pub mod row;
 pub mod signature;
 pub mod store;

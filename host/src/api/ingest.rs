@@ -1,8 +1,6 @@
 //! Ingestion routes: `POST /v1/pipelines/{p}/reports`, `GET|POST /v1/webhooks/{p}`.
 //!
-//! receive → verify (host-held secrets) → adapt (plugin, off the async
-//! runtime) → normalize → durable bus → `202 {"accepted": N}`. A payload the
-//! plugin or the normalizer rejects is kept in the dead-letter store.
+//! receive → verify (host-held secrets) → [`crate::process`] → `202 {"accepted": N}`.
 
 use std::collections::HashMap;
 
@@ -20,33 +18,9 @@ use super::{ApiError, Caller};
 use crate::app::{App, Pipeline};
 use crate::auth::Role;
 use crate::config::is_currency;
-use crate::ingest::{normalize, IngestContext, NormalizeError};
-use crate::metadata::NewDeadLetter;
-use crate::plugin::{
-    CallError, ErrorKind, HandshakePlan, ParseContext, SignatureScheme, WebhookRequest,
-};
-use crate::row::RowEnvelope;
+use crate::plugin::{HandshakePlan, SignatureScheme, WebhookRequest};
+use crate::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
 use crate::signature;
-
-/// What to parse.
-enum Payload {
-    Report(Bytes),
-    Webhook(WebhookRequest, Bytes),
-}
-
-impl Payload {
-    fn source(&self) -> &'static str {
-        match self {
-            Payload::Report(_) => "report",
-            Payload::Webhook(..) => "webhook",
-        }
-    }
-    fn raw(&self) -> &[u8] {
-        match self {
-            Payload::Report(b) | Payload::Webhook(_, b) => b,
-        }
-    }
-}
 
 fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
     app.pipelines.get(name).ok_or_else(|| {
@@ -91,7 +65,19 @@ pub async fn push_report(
         }
     }
     let body = body.map_err(body_error)?;
-    accept(&app, pipeline, Payload::Report(body), account_id, currency).await
+    let overrides = Overrides {
+        account_id,
+        currency,
+        options: vec![],
+    };
+    accept(
+        &app,
+        pipeline,
+        Origin::Report,
+        Payload::Report(body.to_vec()),
+        overrides,
+    )
+    .await
 }
 
 /// `GET /v1/webhooks/{pipeline}`: the platform's verification handshake.
@@ -201,7 +187,14 @@ pub async fn webhook(
             .collect(),
         body: body.to_vec(),
     };
-    accept(&app, pipeline, Payload::Webhook(request, body), None, None).await
+    accept(
+        &app,
+        pipeline,
+        Origin::Webhook,
+        Payload::Webhook(request),
+        Overrides::default(),
+    )
+    .await
 }
 
 fn webhooks_supported(pipeline: &Pipeline) -> Result<SignatureScheme, ApiError> {
@@ -230,143 +223,35 @@ fn webhook_secret(pipeline: &Pipeline) -> Result<&str, ApiError> {
     })
 }
 
-/// Parse, normalize, make durable.
+/// Run the payload through the pipeline and answer `202 {"accepted": N}` or the failure.
 async fn accept(
     app: &App,
     pipeline: &Pipeline,
+    origin: Origin,
     payload: Payload,
-    account_id: Option<String>,
-    currency: Option<String>,
+    overrides: Overrides,
 ) -> Result<Response, ApiError> {
-    let config = &pipeline.config;
-    let context = ParseContext {
-        options: pipeline.options.clone(),
-        account_id: account_id.clone().or_else(|| config.account_id.clone()),
-        currency: currency.clone().or_else(|| config.currency.clone()),
-        received_at_ms: chrono::Utc::now().timestamp_millis(),
-    };
-    let adapter = pipeline.adapter.clone();
-    let parsed = {
-        let slot = adapter.call_slot().await;
-        let (adapter, context) = (adapter.clone(), context.clone());
-        let work = match &payload {
-            Payload::Report(body) => {
-                let body = body.clone();
-                tokio::task::spawn_blocking(move || adapter.parse_report(&body, &context))
-            }
-            Payload::Webhook(request, _) => {
-                let request = request.clone();
-                tokio::task::spawn_blocking(move || adapter.parse_webhook(&request, &context))
-            }
-        };
-        let result = work.await;
-        drop(slot);
-        result.map_err(|e| ApiError::internal("plugin task failed", e))?
-    };
-    let batch = match parsed {
-        Ok(batch) => batch,
-        Err(error) => {
-            let (status, code) = match &error {
-                CallError::Rejected(e) => (StatusCode::BAD_REQUEST, rejection_code(e.kind)),
-                CallError::Timeout { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
-                CallError::OutOfMemory { .. } => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_out_of_memory")
-                }
-                CallError::Trapped { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
-            };
-            return Err(dead_letter(
-                app,
-                pipeline,
-                &payload,
-                ApiError::new(status, code, error.to_string()),
-            )
-            .await);
-        }
-    };
-    for notice in &batch.notices {
-        tracing::info!(pipeline = %config.name, "{}", notice.chars().take(500).collect::<String>());
-    }
-    let info = adapter.info();
-    let ctx = IngestContext {
-        platform: &info.platform,
-        adapter: &info.name,
-        adapter_version: &info.version,
-        account_id: context.account_id.as_deref(),
-        currency: context.currency.as_deref(),
-    };
-    let rows = match normalize(&batch, &ctx, app.stamp.next()) {
-        Ok(rows) => rows,
-        Err(NormalizeError::Client { code, message }) => {
-            return Err(dead_letter(
-                app,
-                pipeline,
-                &payload,
-                ApiError::new(StatusCode::BAD_REQUEST, code, message),
-            )
-            .await)
-        }
-        Err(error @ NormalizeError::Plugin(_)) => {
-            let error = ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "invalid_plugin_output",
-                error.to_string(),
-            );
-            return Err(dead_letter(app, pipeline, &payload, error).await);
-        }
-    };
-    let accepted = rows.len();
-    if accepted > 0 {
-        let envelope = RowEnvelope {
-            tenant: config.tenant.clone(),
-            pipeline: config.name.clone(),
-            rows,
-        };
-        let record =
-            serde_json::to_vec(&envelope).map_err(|e| ApiError::internal("encoding rows", e))?;
-        app.bus.append(record).await.map_err(|e| {
-            tracing::error!(pipeline = %config.name, "bus append failed: {e}");
-            ApiError::unavailable("the bus cannot take rows right now; retry later", 1)
-        })?;
-    }
-    tracing::debug!(pipeline = %config.name, source = payload.source(), accepted, "payload accepted");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
-}
-
-fn rejection_code(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Malformed => "malformed_payload",
-        ErrorKind::InvalidShape => "invalid_shape",
-        ErrorKind::InvalidValue => "invalid_value",
-        ErrorKind::PlatformError => "platform_error",
-        ErrorKind::MissingContext => "missing_context",
-        ErrorKind::Unsupported => "unsupported_payload",
+    match process(app, pipeline, origin, payload, overrides).await {
+        Ok(accepted) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "accepted": accepted.rows })),
+        )
+            .into_response()),
+        Err(failure) => Err(failure_response(failure)),
     }
 }
 
-/// Keep the payload with the reason; the returned error names the dead letter.
-async fn dead_letter(
-    app: &App,
-    pipeline: &Pipeline,
-    payload: &Payload,
-    error: ApiError,
-) -> ApiError {
-    let letter = NewDeadLetter {
-        tenant: &pipeline.config.tenant,
-        pipeline: &pipeline.config.name,
-        source: payload.source(),
-        code: error.code,
-        message: &error.message,
-        payload: payload.raw(),
+/// The HTTP form of a processing failure.
+pub fn failure_response(failure: Failure) -> ApiError {
+    let status = match failure.kind {
+        FailureKind::Client => StatusCode::BAD_REQUEST,
+        FailureKind::Plugin => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
-    tracing::warn!(pipeline = %pipeline.config.name, code = error.code, "payload rejected: {}", error.message);
-    match app.metadata.add_dead_letter(letter).await {
-        Ok(id) => error.with_dead_letter(Some(id)),
-        Err(e) => ApiError::unavailable(
-            format!(
-                "{}; the payload could not be kept ({e}), retry later",
-                error.message
-            ),
-            1,
-        ),
+    let mut error = ApiError::new(status, failure.code, failure.message);
+    error.dead_letter_id = failure.dead_letter_id;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        error.retry_after = Some(1);
     }
+    error
 }

@@ -1,0 +1,260 @@
+//! One payload through a pipeline: adapt (plugin, off the async runtime,
+//! bounded per plugin) → normalize → durable bus. Shared by report pushes,
+//! webhooks and scheduled pulls; anything rejected after it was accepted for
+//! processing is kept in the dead-letter store with its reason.
+
+use crate::app::{App, Pipeline};
+use crate::ingest::{normalize, IngestContext, NormalizeError};
+use crate::metadata::NewDeadLetter;
+use crate::plugin::bindings::adapter::adpipe::plugin::types::HttpRequest;
+use crate::plugin::{CallError, ErrorKind, ParseContext, WebhookRequest};
+use crate::row::RowEnvelope;
+
+/// What to parse.
+pub enum Payload {
+    /// A report-API response body (pushed or pulled).
+    Report(Vec<u8>),
+    /// A verified webhook delivery.
+    Webhook(WebhookRequest),
+}
+
+impl Payload {
+    fn raw(&self) -> &[u8] {
+        match self {
+            Payload::Report(body) => body,
+            Payload::Webhook(request) => &request.body,
+        }
+    }
+}
+
+/// Where a payload came from (recorded with dead letters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Report,
+    Webhook,
+    Pull,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Report => "report",
+            Origin::Webhook => "webhook",
+            Origin::Pull => "pull",
+        }
+    }
+}
+
+/// Context a request or a pull adds.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub account_id: Option<String>,
+    pub currency: Option<String>,
+    /// Extra options for the plugin (e.g. `request.url` of a pulled page).
+    pub options: Vec<(String, String)>,
+}
+
+/// A processed payload.
+#[derive(Debug)]
+pub struct Accepted {
+    pub rows: usize,
+    /// The next page, when the payload was one page of several.
+    pub next_page: Option<HttpRequest>,
+}
+
+/// Why a payload was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The payload is at fault (400).
+    Client,
+    /// The plugin failed (500).
+    Plugin,
+    /// Storage is unavailable; retry (503).
+    Unavailable,
+}
+
+/// A rejection, with the dead letter that keeps the payload when there is one.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub code: &'static str,
+    pub message: String,
+    pub dead_letter_id: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+fn rejection_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Malformed => "malformed_payload",
+        ErrorKind::InvalidShape => "invalid_shape",
+        ErrorKind::InvalidValue => "invalid_value",
+        ErrorKind::PlatformError => "platform_error",
+        ErrorKind::MissingContext => "missing_context",
+        ErrorKind::Unsupported => "unsupported_payload",
+    }
+}
+
+/// Parse, normalize, make durable.
+pub async fn process(
+    app: &App,
+    pipeline: &Pipeline,
+    origin: Origin,
+    payload: Payload,
+    overrides: Overrides,
+) -> Result<Accepted, Failure> {
+    let config = &pipeline.config;
+    let mut options = pipeline.options.clone();
+    options.extend(overrides.options);
+    let context = ParseContext {
+        options,
+        account_id: overrides.account_id.or_else(|| config.account_id.clone()),
+        currency: overrides.currency.or_else(|| config.currency.clone()),
+        received_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let adapter = pipeline.adapter.clone();
+    let payload = std::sync::Arc::new(payload);
+    let parsed = {
+        let slot = adapter.call_slot().await;
+        let (adapter, context, payload) = (adapter.clone(), context.clone(), payload.clone());
+        let result = tokio::task::spawn_blocking(move || match payload.as_ref() {
+            Payload::Report(body) => adapter.parse_report(body, &context),
+            Payload::Webhook(request) => adapter.parse_webhook(request, &context),
+        })
+        .await;
+        drop(slot);
+        result.map_err(|e| Failure {
+            kind: FailureKind::Plugin,
+            code: "plugin_failed",
+            message: format!("the plugin task failed: {e}"),
+            dead_letter_id: None,
+        })?
+    };
+    let batch = match parsed {
+        Ok(batch) => batch,
+        Err(error) => {
+            let (kind, code) = match &error {
+                CallError::Rejected(e) => (FailureKind::Client, rejection_code(e.kind)),
+                CallError::Timeout { .. } => (FailureKind::Plugin, "plugin_timeout"),
+                CallError::OutOfMemory { .. } => (FailureKind::Plugin, "plugin_out_of_memory"),
+                CallError::Trapped { .. } => (FailureKind::Plugin, "plugin_failed"),
+            };
+            return Err(dead_letter(
+                app,
+                pipeline,
+                origin,
+                &payload,
+                kind,
+                code,
+                error.to_string(),
+            )
+            .await);
+        }
+    };
+    for notice in &batch.notices {
+        tracing::info!(pipeline = %config.name, "{}", notice.chars().take(500).collect::<String>());
+    }
+    let info = adapter.info();
+    let ctx = IngestContext {
+        platform: &info.platform,
+        adapter: &info.name,
+        adapter_version: &info.version,
+        account_id: context.account_id.as_deref(),
+        currency: context.currency.as_deref(),
+    };
+    let rows = match normalize(&batch, &ctx, app.stamp.next()) {
+        Ok(rows) => rows,
+        Err(NormalizeError::Client { code, message }) => {
+            return Err(dead_letter(
+                app,
+                pipeline,
+                origin,
+                &payload,
+                FailureKind::Client,
+                code,
+                message,
+            )
+            .await)
+        }
+        Err(error @ NormalizeError::Plugin(_)) => {
+            let message = error.to_string();
+            return Err(dead_letter(
+                app,
+                pipeline,
+                origin,
+                &payload,
+                FailureKind::Plugin,
+                "invalid_plugin_output",
+                message,
+            )
+            .await);
+        }
+    };
+    let accepted = rows.len();
+    if accepted > 0 {
+        let envelope = RowEnvelope {
+            tenant: config.tenant.clone(),
+            pipeline: config.name.clone(),
+            rows,
+        };
+        let record = serde_json::to_vec(&envelope).map_err(|e| Failure {
+            kind: FailureKind::Plugin,
+            code: "internal",
+            message: format!("encoding rows: {e}"),
+            dead_letter_id: None,
+        })?;
+        app.bus.append(record).await.map_err(|e| {
+            tracing::error!(pipeline = %config.name, "bus append failed: {e}");
+            Failure {
+                kind: FailureKind::Unavailable,
+                code: "unavailable",
+                message: "the bus cannot take rows right now; retry later".into(),
+                dead_letter_id: None,
+            }
+        })?;
+    }
+    tracing::debug!(pipeline = %config.name, origin = origin.as_str(), accepted, "payload accepted");
+    Ok(Accepted {
+        rows: accepted,
+        next_page: batch.next_page,
+    })
+}
+
+/// Keep the payload with the reason; the failure names the dead letter.
+async fn dead_letter(
+    app: &App,
+    pipeline: &Pipeline,
+    origin: Origin,
+    payload: &Payload,
+    kind: FailureKind,
+    code: &'static str,
+    message: String,
+) -> Failure {
+    tracing::warn!(pipeline = %pipeline.config.name, code, origin = origin.as_str(), "payload rejected: {message}");
+    let letter = NewDeadLetter {
+        tenant: &pipeline.config.tenant,
+        pipeline: &pipeline.config.name,
+        source: origin.as_str(),
+        code,
+        message: &message,
+        payload: payload.raw(),
+    };
+    match app.metadata.add_dead_letter(letter).await {
+        Ok(id) => Failure {
+            kind,
+            code,
+            message: format!("{message} (payload kept as dead letter {id})"),
+            dead_letter_id: Some(id),
+        },
+        Err(e) => Failure {
+            kind: FailureKind::Unavailable,
+            code: "unavailable",
+            message: format!("{message}; the payload could not be kept ({e}), retry later"),
+            dead_letter_id: None,
+        },
+    }
+}
