@@ -31,6 +31,8 @@ pub enum StartError {
     Plugin(#[from] crate::plugin::LoadError),
     #[error("loading the JWT secret")]
     Secret(#[from] crate::auth::SecretError),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
 }
 
 /// A secret read from the environment; never printed.
@@ -62,6 +64,16 @@ pub struct Pipeline {
     pub verify_token: Option<Secret>,
     /// `[pipelines.options]` as the plugin receives them.
     pub options: Vec<(String, String)>,
+    /// Credentials of scheduled pulls, read from the environment.
+    pub pull_secrets: PullSecrets,
+}
+
+/// Secrets a pull injects into requests.
+#[derive(Clone, Debug, Default)]
+pub struct PullSecrets {
+    pub credential: Option<Secret>,
+    /// Header name → value.
+    pub headers: Vec<(String, Secret)>,
 }
 
 impl fmt::Debug for Adapter {
@@ -83,6 +95,8 @@ pub struct AppInner {
     pub metadata: Metadata,
     pub keys: JwtKeys,
     pub stamp: Stamp,
+    /// Client of scheduled pulls.
+    pub http: reqwest::Client,
     pub started: Instant,
 }
 
@@ -155,9 +169,23 @@ impl App {
                     "webhook secret variable is not set: webhooks of this pipeline will be refused"
                 );
             }
+            let pull_secrets = match &p.pull {
+                None => PullSecrets::default(),
+                Some(pull) => PullSecrets {
+                    credential: Secret::from_env(pull.credential_env.as_deref()),
+                    headers: pull
+                        .header_envs
+                        .iter()
+                        .filter_map(|(header, var)| {
+                            Some((header.clone(), Secret::from_env(Some(var))?))
+                        })
+                        .collect(),
+                },
+            };
             pipelines.insert(
                 p.name.clone(),
                 Pipeline {
+                    pull_secrets,
                     config: p.clone(),
                     adapter: adapter.clone(),
                     webhook_secret,
@@ -180,9 +208,15 @@ impl App {
             metadata,
             keys,
             stamp: Stamp::default(),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("adpipe/", env!("CARGO_PKG_VERSION")))
+                .timeout(Duration::from_secs(120))
+                .build()
+                .map_err(|e| StartError::Http(e.to_string()))?,
             started: Instant::now(),
         }));
         tokio::spawn(consume(app.bus.clone(), app.store.clone()));
+        crate::pull::spawn_schedules(&app);
         Ok(app)
     }
 }

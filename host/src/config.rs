@@ -214,10 +214,47 @@ pub struct PipelineConfig {
     /// Metric plugins applied to this pipeline's answers.
     #[serde(default)]
     pub metrics: Vec<String>,
+    /// Scheduled pulls from the platform's report API.
+    #[serde(default)]
+    pub pull: Option<PullConfig>,
     /// Platform options handed to the adapter (as strings; numbers and
     /// booleans are accepted and passed in their TOML spelling).
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
+}
+
+/// `[pipelines.pull]`: fetch reports on a schedule; the plugin plans and
+/// parses, the host does the I/O with credentials the plugin never sees.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullConfig {
+    /// Accounts to pull (platform account / customer / advertiser ids).
+    pub accounts: Vec<String>,
+    /// Interval between pulls (`30m`, `1h`, `1d`); unset = only on demand
+    /// (`POST /v1/pipelines/{name}/pull`).
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Days re-fetched each time so restated figures are corrected; default:
+    /// the plugin's (Meta 28, Google 14, LinkedIn 14, TikTok 7).
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    /// Base URL replacing the platform's (a proxy, or a local fake in tests);
+    /// its host joins the plugin's allow-list.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API token the host injects.
+    #[serde(default)]
+    pub credential_env: Option<String>,
+    /// Further secret headers: header name → environment variable.
+    #[serde(default)]
+    pub header_envs: BTreeMap<String, String>,
+    /// Safety bound on pages followed per account and run.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+}
+
+fn default_max_pages() -> u32 {
+    1000
 }
 
 /// A pipeline option's value: any TOML scalar, handed to plugins as text.
@@ -498,6 +535,70 @@ impl Config {
                         at("currency"),
                         format!("`{currency}` is not an ISO 4217 code"),
                         "use three capital letters, e.g. USD",
+                    );
+                }
+            }
+            if let Some(pull) = &pipeline.pull {
+                if pull.accounts.is_empty() || pull.accounts.iter().any(|a| a.trim().is_empty()) {
+                    issue(
+                        at("pull.accounts"),
+                        "name at least one account, none empty".into(),
+                        "e.g. accounts = [\"1234567890\"]",
+                    );
+                }
+                if let Some(every) = &pull.every {
+                    if crate::auth::parse_ttl(every).is_none_or(|s| s < 60) {
+                        issue(
+                            at("pull.every"),
+                            format!("`{every}` is not an interval of at least a minute"),
+                            "use e.g. 30m, 1h or 1d",
+                        );
+                    }
+                }
+                if pull.lookback_days.is_some_and(|d| !(1..=400).contains(&d)) {
+                    issue(
+                        at("pull.lookback_days"),
+                        "must be between 1 and 400".into(),
+                        "leave unset for the platform's default",
+                    );
+                }
+                if let Some(url) = &pull.base_url {
+                    if reqwest::Url::parse(url)
+                        .map(|u| !matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
+                        .unwrap_or(true)
+                    {
+                        issue(
+                            at("pull.base_url"),
+                            format!("`{url}` is not an http(s) URL"),
+                            "e.g. http://127.0.0.1:9000",
+                        );
+                    }
+                }
+                let envs = pull
+                    .credential_env
+                    .iter()
+                    .map(|e| ("pull.credential_env".to_owned(), e));
+                let headers = pull
+                    .header_envs
+                    .iter()
+                    .map(|(h, e)| (format!("pull.header_envs.{h}"), e));
+                for (key, name) in envs.chain(headers) {
+                    if !is_env_name(name) {
+                        issue(
+                            at(&key),
+                            format!(
+                                "`{}` is not an environment variable name",
+                                redact_if_secretish(name)
+                            ),
+                            "name the variable that holds the token, never the token itself",
+                        );
+                    }
+                }
+                if pull.max_pages == 0 {
+                    issue(
+                        at("pull.max_pages"),
+                        "must be at least 1".into(),
+                        "the default is 1000",
                     );
                 }
             }

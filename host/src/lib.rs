@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod metadata;
 pub mod plugin;
 pub mod process;
+pub mod pull;
 pub mod row;
 pub mod signature;
 pub mod store;

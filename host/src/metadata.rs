@@ -19,9 +19,10 @@ pub enum MetadataError {
 }
 
 /// Ordered schema migrations; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE dead_letters (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE dead_letters (
         id TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
         pipeline TEXT NOT NULL,
@@ -32,7 +33,27 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         payload BLOB NOT NULL
     );
     CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant, received_at_ms)",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE pull_runs (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            account TEXT NOT NULL,
+            since TEXT NOT NULL,
+            until TEXT NOT NULL,
+            started_at_ms INTEGER NOT NULL,
+            finished_at_ms INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            pages INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            retries INTEGER NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX pull_runs_by_pipeline ON pull_runs (tenant, pipeline, started_at_ms)",
+    ),
+];
 
 /// A payload to keep.
 #[derive(Clone, Debug)]
@@ -56,6 +77,25 @@ pub struct DeadLetter {
     pub code: String,
     pub message: String,
     pub size: i64,
+}
+
+/// One pull of one account, as recorded.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PullRun {
+    pub id: String,
+    pub pipeline: String,
+    pub account: String,
+    pub since: String,
+    pub until: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// `ok` or `failed`.
+    pub status: String,
+    pub pages: i64,
+    pub rows: i64,
+    /// Requests retried after 429/5xx or a transport error.
+    pub retries: i64,
+    pub error: Option<String>,
 }
 
 /// Handle to the metadata database.
@@ -165,6 +205,65 @@ impl Metadata {
                 .await?
                 .map(|r| r.get(0)),
         )
+    }
+
+    /// Record a pull run of `tenant`.
+    pub async fn add_pull_run(&self, tenant: &str, run: &PullRun) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO pull_runs (id, tenant, pipeline, account, since, until, started_at_ms, finished_at_ms,
+                status, pages, rows, retries, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&run.id)
+        .bind(tenant)
+        .bind(&run.pipeline)
+        .bind(&run.account)
+        .bind(&run.since)
+        .bind(&run.until)
+        .bind(run.started_at_ms)
+        .bind(run.finished_at_ms)
+        .bind(&run.status)
+        .bind(run.pages)
+        .bind(run.rows)
+        .bind(run.retries)
+        .bind(&run.error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest pull runs of a pipeline of `tenant`.
+    pub async fn pull_runs(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        limit: u32,
+    ) -> Result<Vec<PullRun>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT id, pipeline, account, since, until, started_at_ms, finished_at_ms, status, pages, rows, retries, error
+             FROM pull_runs WHERE tenant = ? AND pipeline = ? ORDER BY started_at_ms DESC, id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(pipeline)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PullRun {
+                id: r.get(0),
+                pipeline: r.get(1),
+                account: r.get(2),
+                since: r.get(3),
+                until: r.get(4),
+                started_at_ms: r.get(5),
+                finished_at_ms: r.get(6),
+                status: r.get(7),
+                pages: r.get(8),
+                rows: r.get(9),
+                retries: r.get(10),
+                error: r.get(11),
+            })
+            .collect())
     }
 
     /// The database answers.

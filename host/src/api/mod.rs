@@ -38,6 +38,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/insights", get(query::insights))
         .route("/v1/campaigns", get(query::campaigns))
         .route("/v1/pipelines", get(ops::pipelines))
+        .route("/v1/pipelines/{pipeline}/pull", post(ops::pull_now))
+        .route("/v1/pipelines/{pipeline}/pulls", get(ops::pull_runs))
         .route("/v1/plugins", get(ops::plugins))
         .route("/v1/dead-letters", get(ops::dead_letters))
         .fallback(ops::not_found)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -64,6 +64,54 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
         .collect();
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(Json(json!({ "pipelines": list })).into_response())
+}
+
+fn tenant_pipeline<'a>(
+    app: &'a App,
+    caller: &Caller,
+    name: &str,
+) -> Result<&'a crate::app::Pipeline, ApiError> {
+    app.pipelines
+        .get(name)
+        .filter(|p| p.config.tenant == caller.0.tenant)
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`"))
+        })
+}
+
+/// `POST /v1/pipelines/{pipeline}/pull` (admin): pull every account now.
+pub async fn pull_now(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let pipeline = tenant_pipeline(&app, &caller, &name)?;
+    if pipeline.config.pull.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "pull_not_configured",
+            format!("pipeline `{name}` has no [pipelines.pull] section"),
+        ));
+    }
+    let runs = crate::pull::pull_pipeline(&app, pipeline).await;
+    Ok(Json(json!({ "runs": runs })).into_response())
+}
+
+/// `GET /v1/pipelines/{pipeline}/pulls` (admin): recent pull runs.
+pub async fn pull_runs(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    tenant_pipeline(&app, &caller, &name)?;
+    let runs = app
+        .metadata
+        .pull_runs(&caller.0.tenant, &name, 100)
+        .await
+        .map_err(|e| ApiError::internal("reading pull runs", e))?;
+    Ok(Json(json!({ "runs": runs })).into_response())
 }
 
 /// `GET /v1/plugins` (admin).

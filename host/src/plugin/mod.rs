@@ -26,8 +26,8 @@ use bindings::adapter::adpipe::plugin::{log, types as wit};
 use bindings::adapter::exports::adpipe::plugin::adapter as wit_adapter;
 use bindings::adapter::{AdapterPlugin, AdapterPluginPre};
 
-pub use wit::{ErrorKind, ParseContext, PluginError, RowBatch};
-pub use wit_adapter::{AdapterInfo, HandshakePlan, SignatureScheme, WebhookRequest};
+pub use wit::{CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, RowBatch};
+pub use wit_adapter::{AdapterInfo, HandshakePlan, PullRequest, SignatureScheme, WebhookRequest};
 
 /// How often the epoch ticker advances; deadlines are multiples of it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -340,6 +340,14 @@ impl Adapter {
     ) -> Result<RowBatch, CallError> {
         self.call("parse-webhook", |plugin, store| {
             plugin.call_parse_webhook(store, request, context)
+        })?
+        .map_err(|e| self.rejected(e))
+    }
+
+    /// Plan the first requests of a scheduled pull. Blocking.
+    pub fn plan_pull(&self, request: &PullRequest) -> Result<Vec<HttpRequest>, CallError> {
+        self.call("plan-pull", |plugin, store| {
+            plugin.call_plan_pull(store, request)
         })?
         .map_err(|e| self.rejected(e))
     }

@@ -47,6 +47,7 @@ pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
         account_id: None,
         currency: None,
         metrics: vec![],
+        pull: None,
         options: Default::default(),
     }
 }

@@ -6,6 +6,7 @@ mod aggregation;
 mod api;
 mod common;
 mod meta;
+mod platforms;
 mod readme;
 mod restart;
 mod sandbox;

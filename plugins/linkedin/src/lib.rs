@@ -294,10 +294,12 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         })
         .and_then(|l| l.href);
     if let Some(href) = next {
+        // A relative link continues on the host that served this page.
+        let origin = ctx.option("request.url").and_then(origin_of).unwrap_or(API);
         let url = if href.starts_with("http") {
             href.into_owned()
         } else {
-            format!("{API}{href}")
+            format!("{origin}{href}")
         };
         out.next_page(HttpRequest {
             method: "GET".into(),
@@ -309,6 +311,15 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         });
     }
     Ok(out.finish())
+}
+
+/// `https://host:port/path?q` → `https://host:port`.
+fn origin_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    Some(match url[start..].find('/') {
+        Some(end) => &url[..start + end],
+        None => url,
+    })
 }
 
 fn restli_headers() -> Vec<(String, String)> {

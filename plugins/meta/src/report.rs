@@ -164,7 +164,9 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
         let at = |field: &str| format!("/data/{i}/{field}");
         let account = insight.account_id.as_ref().map(|a| a.text());
         let account = match account.as_deref().or(fallback_account) {
-            Some(a) if !a.is_empty() => a.trim_start_matches("act_").to_owned(),
+            Some(a) if !a.trim_start_matches("act_").is_empty() => {
+                batch.intern(a.trim_start_matches("act_"))
+            }
             _ => {
                 return Err(PluginError::new(
                     ErrorKind::MissingContext,
@@ -209,7 +211,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
         let conversion_value = counting.conversions(values, &|| at("action_values"))?;
         let row = Row {
             kind: RowKind::Snapshot,
-            account_id: Some(batch.intern(&account)),
+            account_id: Some(account),
             campaign_id: Some(batch.intern(&campaign)),
             campaign_name: batch.intern_opt(insight.campaign_name.as_deref()),
             ad_group_id: insight.adset_id.as_ref().map(|a| batch.intern(&a.text())),

@@ -16,14 +16,14 @@ use adpipe_plugin_sdk::num::{Num, Text};
 struct Delivery<'a> {
     #[serde(borrow, default)]
     object: Option<Text<'a>>,
-    #[serde(default)]
-    entry: Option<Vec<Entry>>,
+    #[serde(borrow, default)]
+    entry: Option<Vec<Entry<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    time: Option<i64>,
+struct Entry<'a> {
+    #[serde(borrow, default)]
+    time: Option<Num<'a>>,
     #[serde(default)]
     changes: Vec<Change>,
 }
@@ -44,8 +44,16 @@ struct Leadgen<'a> {
     ad_id: Option<Num<'a>>,
     #[serde(borrow, default)]
     adgroup_id: Option<Num<'a>>,
-    #[serde(default)]
-    created_time: Option<i64>,
+    #[serde(borrow, default)]
+    created_time: Option<Num<'a>>,
+}
+
+/// Unix seconds, as a JSON number or a numeric string.
+fn seconds(value: &Num<'_>, path: impl Fn() -> String) -> Result<i64, PluginError> {
+    let micros = value
+        .micros()
+        .map_err(|e| PluginError::value(path(), format!("{e}: expected unix seconds")))?;
+    Ok(micros.div_euclid(1_000_000))
 }
 
 /// Parse one delivery.
@@ -93,10 +101,11 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                 ));
                 continue;
             };
-            let created = lead
-                .created_time
-                .or(entry.time)
-                .ok_or_else(|| PluginError::shape(at("created_time"), "missing"))?;
+            let created = match (&lead.created_time, &entry.time) {
+                (Some(t), _) => seconds(t, || at("created_time"))?,
+                (None, Some(t)) => seconds(t, || format!("/entry/{i}/time"))?,
+                (None, None) => return Err(PluginError::shape(at("created_time"), "missing")),
+            };
             let date =
                 Date::from_days_since_epoch(created.div_euclid(86_400)).ok_or_else(|| {
                     PluginError::value(at("created_time"), format!("{created} is out of range"))
@@ -149,6 +158,38 @@ mod tests {
         );
         assert_eq!(b.notices.len(), 1);
         assert!(b.notices[0].contains("feed"));
+    }
+
+    #[test]
+    fn string_times_and_numeric_ids_and_context_account() {
+        let body = br#"{"object":"page","entry":[{"id":1,"time":"1762000000","changes":[
+            {"field":"leadgen","value":{"ad_id":23851,"adgroup_id":23850,"leadgen_id":1950,"created_time":"1761998400"}},
+            {"field":"leadgen","value":{"ad_id":"23851","leadgen_id":"1951"}}]}]}"#;
+        let ctx = ParseContext {
+            account_id: Some("act_42".into()),
+            ..ParseContext::default()
+        };
+        let b = parse(body, &ctx).expect("parses");
+        assert_eq!(b.rows.len(), 2);
+        assert_eq!(b.str(b.rows[0].ad_id.expect("ad")), "23851");
+        assert_eq!(b.str(b.rows[0].ad_group_id.expect("adset")), "23850");
+        assert_eq!(b.str(b.rows[0].dedup_key.expect("key")), "leadgen:1950");
+        assert_eq!(b.str(b.rows[0].account_id.expect("account")), "42");
+        assert_eq!(b.rows[0].observed_at_ms, Some(1_761_998_400_000));
+        // Without created_time the entry's time stands in.
+        assert_eq!(b.rows[1].observed_at_ms, Some(1_762_000_000_000));
+        let e = parse(
+            br#"{"entry":[{"changes":[{"field":"leadgen","value":{"ad_id":"1","leadgen_id":"2","created_time":"soon"}}]}]}"#,
+            &ParseContext::default(),
+        )
+        .expect_err("bad time");
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (
+                ErrorKind::InvalidValue,
+                "/entry/0/changes/0/value/created_time"
+            )
+        );
     }
 
     #[test]

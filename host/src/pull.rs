@@ -1,0 +1,368 @@
+//! Scheduled pulls: the plugin plans HTTP requests and parses the bodies; the
+//! host performs them.
+//!
+//! - Only hosts on the plugin's allow-list (plus the configured `base_url`'s)
+//!   are contacted, over HTTPS unless the base URL says otherwise.
+//! - Credentials come from the environment and are injected where the plugin's
+//!   `credential-slot` says; the plugin never sees them, and neither do logs.
+//! - 429 and 5xx (and transport errors) are retried with exponential backoff,
+//!   honouring `Retry-After`.
+//! - Pagination follows each parsed page's `next-page`; the window is the
+//!   lookback (restated days come back and replace older snapshots).
+//! - Every run is recorded in metadata (status, pages, rows, retries, error).
+
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+
+use crate::app::{App, Pipeline};
+use crate::metadata::PullRun;
+use crate::plugin::{CredentialSlot, Date, HttpRequest, PullRequest};
+use crate::process::{process, Origin, Overrides, Payload};
+
+/// Attempts per request (the first try plus retries).
+const ATTEMPTS: u32 = 5;
+/// First backoff; doubles per retry.
+const BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait honoured from `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Largest response body accepted.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// A pull failed.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    #[error("the pipeline has no [pipelines.pull] section")]
+    NotConfigured,
+    #[error("planning failed: {0}")]
+    Plan(String),
+    #[error("`{0}` is not on the plugin's allow-list")]
+    HostNotAllowed(String),
+    #[error("invalid request URL `{0}`")]
+    BadUrl(String),
+    #[error("{0}")]
+    Http(String),
+    #[error("the platform answered {status}: {snippet}")]
+    Status { status: StatusCode, snippet: String },
+    #[error("the credential variable {0} is not set")]
+    MissingCredential(String),
+    #[error("more than {0} pages; stopped (raise pull.max_pages)")]
+    TooManyPages(u32),
+    #[error("page rejected: {0}")]
+    Rejected(String),
+}
+
+/// Pull every configured account of `pipeline` now; one run per account.
+pub async fn pull_pipeline(app: &App, pipeline: &Pipeline) -> Vec<PullRun> {
+    let Some(config) = &pipeline.config.pull else {
+        return vec![];
+    };
+    let today = Utc::now().date_naive();
+    let mut runs = Vec::new();
+    for account in &config.accounts {
+        let run = pull_account(app, pipeline, account, today).await;
+        if let Err(e) = app
+            .metadata
+            .add_pull_run(&pipeline.config.tenant, &run)
+            .await
+        {
+            tracing::error!(pipeline = %pipeline.config.name, "recording the pull run failed: {e}");
+        }
+        runs.push(run);
+    }
+    runs
+}
+
+/// Start the schedules of every pipeline with `pull.every`.
+pub fn spawn_schedules(app: &App) {
+    for pipeline in app.pipelines.values() {
+        let Some(every) = pipeline
+            .config
+            .pull
+            .as_ref()
+            .and_then(|p| p.every.as_deref())
+        else {
+            continue;
+        };
+        let Some(seconds) = crate::auth::parse_ttl(every) else {
+            continue;
+        };
+        let (app, pipeline) = (app.clone(), pipeline.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(seconds));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                for run in pull_pipeline(&app, &pipeline).await {
+                    tracing::info!(
+                        pipeline = %run.pipeline, account = %run.account, status = %run.status,
+                        pages = run.pages, rows = run.rows, retries = run.retries, "scheduled pull"
+                    );
+                }
+            }
+        });
+    }
+}
+
+fn wit_date(d: NaiveDate) -> Date {
+    use chrono::Datelike;
+    Date {
+        year: d.year() as u16,
+        month: d.month() as u8,
+        day: d.day() as u8,
+    }
+}
+
+async fn pull_account(app: &App, pipeline: &Pipeline, account: &str, today: NaiveDate) -> PullRun {
+    let lookback = pipeline
+        .config
+        .pull
+        .as_ref()
+        .and_then(|p| p.lookback_days)
+        .unwrap_or(pipeline.adapter.info().default_lookback_days)
+        .max(1);
+    let since = today
+        .checked_sub_days(Days::new(u64::from(lookback - 1)))
+        .unwrap_or(today);
+    let started = Utc::now().timestamp_millis();
+    let mut run = PullRun {
+        id: uuid::Uuid::new_v4().to_string(),
+        pipeline: pipeline.config.name.clone(),
+        account: account.to_owned(),
+        since: since.to_string(),
+        until: today.to_string(),
+        started_at_ms: started,
+        finished_at_ms: started,
+        status: "ok".into(),
+        pages: 0,
+        rows: 0,
+        retries: 0,
+        error: None,
+    };
+    if let Err(error) = fetch_all(app, pipeline, account, since, today, &mut run).await {
+        tracing::warn!(pipeline = %pipeline.config.name, account, "pull failed: {error}");
+        run.status = "failed".into();
+        run.error = Some(error.to_string());
+    }
+    run.finished_at_ms = Utc::now().timestamp_millis();
+    run
+}
+
+async fn fetch_all(
+    app: &App,
+    pipeline: &Pipeline,
+    account: &str,
+    since: NaiveDate,
+    until: NaiveDate,
+    run: &mut PullRun,
+) -> Result<(), PullError> {
+    let config = pipeline
+        .config
+        .pull
+        .as_ref()
+        .ok_or(PullError::NotConfigured)?;
+    let request = PullRequest {
+        account_id: account.to_owned(),
+        since: wit_date(since),
+        until: wit_date(until),
+        base_url: config.base_url.clone(),
+        options: pipeline.options.clone(),
+    };
+    let adapter = pipeline.adapter.clone();
+    let planned = {
+        let _slot = adapter.call_slot().await;
+        tokio::task::spawn_blocking(move || adapter.plan_pull(&request))
+            .await
+            .map_err(|e| PullError::Plan(e.to_string()))?
+            .map_err(|e| PullError::Plan(e.to_string()))?
+    };
+    let mut queue: std::collections::VecDeque<HttpRequest> = planned.into();
+    while let Some(request) = queue.pop_front() {
+        if run.pages >= i64::from(config.max_pages) {
+            return Err(PullError::TooManyPages(config.max_pages));
+        }
+        let (url, body) = fetch(app, pipeline, &request, run).await?;
+        run.pages += 1;
+        let overrides = Overrides {
+            account_id: Some(account.to_owned()),
+            currency: None,
+            options: vec![("request.url".into(), url)],
+        };
+        let accepted = process(
+            app,
+            pipeline,
+            Origin::Pull,
+            Payload::Report(body),
+            overrides,
+        )
+        .await
+        .map_err(|f| PullError::Rejected(f.to_string()))?;
+        run.rows += accepted.rows as i64;
+        if let Some(next) = accepted.next_page {
+            queue.push_back(next);
+        }
+    }
+    Ok(())
+}
+
+/// Perform one planned request with retries; returns the URL (without
+/// credentials) and the body.
+async fn fetch(
+    app: &App,
+    pipeline: &Pipeline,
+    request: &HttpRequest,
+    run: &mut PullRun,
+) -> Result<(String, Vec<u8>), PullError> {
+    let mut url = Url::parse(&request.url).map_err(|_| PullError::BadUrl(request.url.clone()))?;
+    if !request.query.is_empty() {
+        url.query_pairs_mut()
+            .extend_pairs(request.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    check_host(pipeline, &url)?;
+    let public_url = url.to_string();
+    let secrets = &pipeline.pull_secrets;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    for (name, secret) in &secrets.headers {
+        if let (Ok(n), Ok(mut v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(secret.expose()),
+        ) {
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+    }
+    if !matches!(request.credential, CredentialSlot::None) {
+        let token = secrets.credential.as_ref().ok_or_else(|| {
+            PullError::MissingCredential(
+                pipeline
+                    .config
+                    .pull
+                    .as_ref()
+                    .and_then(|p| p.credential_env.clone())
+                    .unwrap_or_else(|| "(pull.credential_env)".into()),
+            )
+        })?;
+        match &request.credential {
+            CredentialSlot::Bearer => {
+                let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+                    .map_err(|e| PullError::Http(e.to_string()))?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            CredentialSlot::Header(name) => {
+                let n = HeaderName::try_from(name.as_str())
+                    .map_err(|e| PullError::Http(e.to_string()))?;
+                let mut v = HeaderValue::try_from(token.expose())
+                    .map_err(|e| PullError::Http(e.to_string()))?;
+                v.set_sensitive(true);
+                headers.insert(n, v);
+            }
+            CredentialSlot::Query(name) => {
+                url.query_pairs_mut().append_pair(name, token.expose());
+            }
+            CredentialSlot::None => {}
+        }
+    }
+    let method = Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| PullError::Http(format!("unsupported method {}", request.method)))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut builder = app
+            .http
+            .request(method.clone(), url.clone())
+            .headers(headers.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let outcome = builder.send().await;
+        let wait = match outcome {
+            Ok(response) if response.status().is_success() => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| PullError::Http(redact(&e.to_string(), &url, &public_url)))?;
+                if body.len() > MAX_BODY {
+                    return Err(PullError::Http(format!(
+                        "response body over {MAX_BODY} bytes"
+                    )));
+                }
+                return Ok((public_url, body.to_vec()));
+            }
+            Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
+                retry_after(response.headers()).unwrap_or(BACKOFF * 2u32.pow(attempt - 1))
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                return Err(PullError::Status {
+                    status,
+                    snippet: text.chars().take(300).collect(),
+                });
+            }
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::debug!(
+                    "pull request failed, retrying: {}",
+                    redact(&e.to_string(), &url, &public_url)
+                );
+                BACKOFF * 2u32.pow(attempt - 1)
+            }
+            Err(e) => return Err(PullError::Http(redact(&e.to_string(), &url, &public_url))),
+        };
+        run.retries += 1;
+        tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form falls back to backoff).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Error texts may quote the URL: never with the credential in it.
+fn redact(text: &str, url: &Url, public: &str) -> String {
+    text.replace(url.as_str(), public)
+}
+
+fn check_host(pipeline: &Pipeline, url: &Url) -> Result<(), PullError> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let base = pipeline
+        .config
+        .pull
+        .as_ref()
+        .and_then(|p| p.base_url.as_deref())
+        .and_then(|b| Url::parse(b).ok());
+    let from_base = base.as_ref().is_some_and(|b| {
+        b.host_str() == Some(host.as_str())
+            && b.port_or_known_default() == url.port_or_known_default()
+    });
+    let allowed = pipeline
+        .adapter
+        .info()
+        .allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&host));
+    if from_base || (allowed && url.scheme() == "https") {
+        Ok(())
+    } else {
+        Err(PullError::HostNotAllowed(format!(
+            "{}://{host}",
+            url.scheme()
+        )))
+    }
+}
