@@ -1,11 +1,12 @@
 //! Host integration tests, one binary (link once): the sandbox, the store's
-//! exactly-once semantics, the HTTP API, the Meta adapter through wasmtime,
+//! exactly-once semantics, the HTTP API, every adapter through wasmtime,
+//! scheduled pulls against fake platform APIs, the README quickstart,
 //! and crash-restart of a real `adpipe serve` process.
 
+mod adapters;
 mod aggregation;
 mod api;
 mod common;
-mod meta;
 mod platforms;
 mod readme;
 mod restart;

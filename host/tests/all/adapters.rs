@@ -1,6 +1,6 @@
-//! The Meta adapter through wasmtime: every recorded fixture parses to the
-//! same rows (field by field, string table included) inside the sandbox as
-//! natively, and rejections keep their kind, path and message.
+//! Every adapter through wasmtime: each recorded fixture of each platform
+//! parses to the same rows (field by field, string table included) inside the
+//! sandbox as natively, and rejections keep their kind, path and message.
 
 use std::time::Duration;
 
@@ -10,12 +10,12 @@ use adpipe_plugin_sdk as sdk;
 
 use crate::common::plugin_path;
 
-fn component() -> Adapter {
+fn component(name: &str) -> Adapter {
     Runtime::new()
         .expect("engine")
         .load_adapter(
-            "meta",
-            &plugin_path("meta"),
+            name,
+            &plugin_path(name),
             Limits {
                 time_limit: Duration::from_secs(5),
                 memory_bytes: 256 << 20,
@@ -24,9 +24,9 @@ fn component() -> Adapter {
         .expect("load meta")
 }
 
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/meta/tests/fixtures");
+fn fixtures(plugin: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../plugins/{plugin}/tests/fixtures"));
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
@@ -156,11 +156,12 @@ fn from_wit(b: &wit::RowBatch) -> Comparable {
     )
 }
 
-#[test]
-fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
-    let meta = component();
-    assert_eq!(meta.info().platform, "meta");
-    assert_eq!(meta.info().name, "meta");
+/// Parse every fixture of `plugin` natively (through `A`) and in the sandbox; compare.
+fn parity<A: sdk::Adapter>(plugin: &str) -> usize {
+    let component = component(plugin);
+    assert_eq!(component.info().name, plugin);
+    assert_eq!(component.info().platform, A::describe().platform);
+    assert_eq!(component.info().version, A::describe().version);
     let native_ctx = sdk::ParseContext {
         currency: Some("USD".into()),
         account_id: Some("42".into()),
@@ -173,48 +174,59 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
         received_at_ms: 0,
     };
     let mut parsed_rows = 0;
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in fixtures(plugin) {
         let webhook = name.starts_with("webhook");
-        let native = if webhook {
-            adpipe_plugin_meta::parse_webhook(&bytes, &native_ctx)
-        } else {
-            adpipe_plugin_meta::parse_report(&bytes, &native_ctx)
-        };
-        let wasm = if webhook {
-            let request = adpipe::plugin::WebhookRequest {
+        let (native, wasm) = if webhook {
+            let request = sdk::WebhookRequest {
                 query: vec![],
                 headers: vec![],
                 body: bytes.clone(),
             };
-            meta.parse_webhook(&request, &wasm_ctx)
+            let wasm_request = adpipe::plugin::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body: bytes.clone(),
+            };
+            (
+                A::parse_webhook(&request, &native_ctx),
+                component.parse_webhook(&wasm_request, &wasm_ctx),
+            )
         } else {
-            meta.parse_report(&bytes, &wasm_ctx)
+            (
+                A::parse_report(&bytes, &native_ctx),
+                component.parse_report(&bytes, &wasm_ctx),
+            )
         };
         match (native, wasm) {
             (Ok(n), Ok(w)) => {
                 parsed_rows += n.rows.len();
-                assert_eq!(as_wit(&n), from_wit(&w), "{name}");
-                assert_eq!(n.notices, w.notices, "{name}");
+                assert_eq!(as_wit(&n), from_wit(&w), "{plugin}/{name}");
+                assert_eq!(n.notices, w.notices, "{plugin}/{name}");
             }
             (Err(n), Err(CallError::Rejected(w))) => {
                 assert_eq!(
                     (kind(n.kind), n.path, n.message),
                     (w.kind, w.path, w.message),
-                    "{name}"
+                    "{plugin}/{name}"
                 );
             }
-            (n, w) => panic!("{name}: native {n:?} vs wasm {w:?}"),
+            (n, w) => panic!("{plugin}/{name}: native {n:?} vs wasm {w:?}"),
         }
     }
-    assert!(
-        parsed_rows > 10,
-        "fixtures should carry rows, got {parsed_rows}"
-    );
+    parsed_rows
+}
+
+#[test]
+fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
+    assert!(parity::<adpipe_plugin_meta::Meta>("meta") > 10);
+    assert!(parity::<adpipe_plugin_google::Google>("google") > 10);
+    assert!(parity::<adpipe_plugin_linkedin::LinkedIn>("linkedin") > 10);
+    assert!(parity::<adpipe_plugin_tiktok::TikTok>("tiktok") > 10);
 }
 
 #[test]
 fn handshake_and_describe_through_the_sandbox() {
-    let meta = component();
+    let meta = component("meta");
     let plan = meta
         .handshake(&[
             ("hub.mode".into(), "subscribe".into()),
