@@ -1,7 +1,8 @@
 //! Hot paths, measured against baselines from the same run:
-//! - `meta_parse/{native,wasm}/{1,100,5000}`: the Meta insights parser compiled
-//!   natively vs the same parser as a sandboxed component (fresh instance per
-//!   call, time and memory limits on, rows lifted back to the host).
+//! - `{meta,google,linkedin,tiktok}_parse/{native,wasm}/{1,100,5000}`: each
+//!   adapter's report parser compiled natively vs the same parser as a
+//!   sandboxed component (fresh instance per call, time and memory limits on,
+//!   rows lifted back to the host).
 //! - `e2e/embedded`: report pages posted through the router until their rows
 //!   are applied in the embedded store (throughput in rows).
 //!
@@ -51,50 +52,122 @@ fn meta_page(n: usize, day: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn meta_parse(c: &mut Criterion) {
+fn google_page(n: usize) -> Vec<u8> {
+    let results: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "customer": {"resourceName": "customers/1234567890", "id": "1234567890", "currencyCode": "USD"},
+                "campaign": {"resourceName": format!("customers/1234567890/campaigns/{}", 2000 + i % 20), "id": (2000 + i % 20).to_string(), "name": format!("Search {}", i % 20)},
+                "adGroup": {"resourceName": format!("customers/1234567890/adGroups/{}", 15000 + i % 200), "id": (15000 + i % 200).to_string()},
+                "adGroupAd": {"resourceName": format!("customers/1234567890/adGroupAds/{}~{}", 15000 + i % 200, 70000 + i), "ad": {"id": (70000 + i).to_string()}},
+                "metrics": {"impressions": (1000 + i).to_string(), "clicks": (20 + i % 50).to_string(), "costMicros": (10_000_000 + i * 1234).to_string(), "conversions": (i % 7) as f64 / 3.0, "conversionsValue": (i % 7) as f64 * 12.5},
+                "segments": {"date": "2026-11-01"}
+            })
+        })
+        .collect();
+    json!([{"results": results, "fieldMask": "customer.id,campaign.id", "requestId": "bench"}])
+        .to_string()
+        .into_bytes()
+}
+
+fn linkedin_page(n: usize) -> Vec<u8> {
+    let elements: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "dateRange": {"start": {"year": 2026, "month": 11, "day": 1}, "end": {"year": 2026, "month": 11, "day": 1}},
+                "pivotValues": [format!("urn:li:sponsoredCampaign:{}", 600000 + i % 20), format!("urn:li:sponsoredCreative:{}", 880000 + i)],
+                "impressions": 1000 + i, "clicks": 20 + i % 50,
+                "costInLocalCurrency": format!("{}.{:02}", 10 + i % 90, i % 100), "costInUsd": "1.00",
+                "externalWebsiteConversions": i % 4, "conversionValueInLocalCurrency": format!("{}.50", (i % 4) * 30)
+            })
+        })
+        .collect();
+    json!({"paging": {"start": 0, "count": n, "links": []}, "elements": elements})
+        .to_string()
+        .into_bytes()
+}
+
+fn tiktok_page(n: usize) -> Vec<u8> {
+    let list: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "dimensions": {"ad_id": (1790000000000000u64 + i as u64).to_string(), "stat_time_day": "2026-11-01 00:00:00"},
+                "metrics": {"campaign_id": (1780000000000000u64 + (i % 20) as u64).to_string(), "adgroup_id": (1785000000000000u64 + (i % 200) as u64).to_string(),
+                    "campaign_name": format!("Spark {}", i % 20), "currency": "USD",
+                    "spend": format!("{}.{:02}", 10 + i % 90, i % 100), "impressions": (1000 + i).to_string(), "clicks": (20 + i % 50).to_string(),
+                    "conversion": (i % 4).to_string(), "total_complete_payment_rate": format!("{}.50", (i % 4) * 30), "complete_payment": (i % 4).to_string()}
+            })
+        })
+        .collect();
+    json!({"code": 0, "message": "OK", "request_id": "bench", "data": {"list": list, "page_info": {"page": 1, "total_page": 1}}}).to_string().into_bytes()
+}
+
+/// One adapter: native vs sandboxed, at 1, 100 and 5000 rows per page.
+fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
+    c: &mut Criterion,
+    plugin: &str,
+    page: fn(usize) -> Vec<u8>,
+) {
     let adapter = Runtime::new()
         .expect("engine")
         .load_adapter(
-            "meta",
-            &plugin_path("meta"),
+            plugin,
+            &plugin_path(plugin),
             Limits {
                 time_limit: Duration::from_secs(10),
                 memory_bytes: 512 * 1024 * 1024,
             },
         )
-        .expect("load meta component (run scripts/build-plugins)");
-    let wasm_ctx = adpipe::plugin::ParseContext {
+        .expect("load component (run scripts/build-plugins)");
+    let context = |account: &str| adpipe::plugin::ParseContext {
         options: vec![],
-        account_id: None,
-        currency: None,
+        account_id: Some(account.into()),
+        currency: Some("USD".into()),
         received_at_ms: 0,
     };
-    let native_ctx = adpipe_plugin_sdk::ParseContext::default();
-    let mut group = c.benchmark_group("meta_parse");
+    let wasm_ctx = context("1");
+    let native_ctx = adpipe_plugin_sdk::ParseContext {
+        account_id: Some("1".into()),
+        currency: Some("USD".into()),
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group(format!("{plugin}_parse"));
     for n in [1usize, 100, 5000] {
-        let page = meta_page(n, "2026-11-01");
-        let rows = adpipe_plugin_meta::parse_report(&page, &native_ctx)
-            .expect("native parse")
-            .rows
-            .len();
-        assert_eq!(rows, n);
+        let body = page(n);
+        assert_eq!(
+            A::parse_report(&body, &native_ctx)
+                .expect("native parse")
+                .rows
+                .len(),
+            n
+        );
         assert_eq!(
             adapter
-                .parse_report(&page, &wasm_ctx)
+                .parse_report(&body, &wasm_ctx)
                 .expect("wasm parse")
                 .rows
                 .len(),
             n
         );
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("native", n), &page, |b, page| {
-            b.iter(|| adpipe_plugin_meta::parse_report(page, &native_ctx).map(|r| r.rows.len()))
+        group.bench_with_input(BenchmarkId::new("native", n), &body, |b, body| {
+            b.iter(|| A::parse_report(body, &native_ctx).map(|r| r.rows.len()))
         });
-        group.bench_with_input(BenchmarkId::new("wasm", n), &page, |b, page| {
-            b.iter(|| adapter.parse_report(page, &wasm_ctx).map(|r| r.rows.len()))
+        group.bench_with_input(BenchmarkId::new("wasm", n), &body, |b, body| {
+            b.iter(|| adapter.parse_report(body, &wasm_ctx).map(|r| r.rows.len()))
         });
     }
     group.finish();
+}
+
+fn meta_parse(c: &mut Criterion) {
+    adapter_parse::<adpipe_plugin_meta::Meta>(c, "meta", |n| meta_page(n, "2026-11-01"));
+}
+
+fn other_parsers(c: &mut Criterion) {
+    adapter_parse::<adpipe_plugin_google::Google>(c, "google", google_page);
+    adapter_parse::<adpipe_plugin_linkedin::LinkedIn>(c, "linkedin", linkedin_page);
+    adapter_parse::<adpipe_plugin_tiktok::TikTok>(c, "tiktok", tiktok_page);
 }
 
 fn e2e_embedded(c: &mut Criterion) {
@@ -174,5 +247,5 @@ fn e2e_embedded(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, meta_parse, e2e_embedded);
+criterion_group!(benches, meta_parse, other_parsers, e2e_embedded);
 criterion_main!(benches);
