@@ -229,6 +229,7 @@ async fn totals(app: &App, platform: &str) -> Vec<Value> {
     answer.json["rows"].as_array().cloned().unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn row(
     date: &str,
     platform: &str,

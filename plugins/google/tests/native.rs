@@ -17,11 +17,14 @@ fn parse(name: &str) -> RowBatch {
     parse_report(&fixture(name), &ParseContext::default()).expect("fixture parses")
 }
 
-/// (impressions, clicks, spend micros, conversions micros, value micros) per (campaign, date).
-fn totals(b: &RowBatch) -> BTreeMap<(String, String), (u64, u64, i64, i64, i64)> {
+/// (impressions, clicks, spend micros, conversions micros, value micros).
+type Sums = (u64, u64, i64, i64, i64);
+
+/// Sums per (campaign, date).
+fn totals(b: &RowBatch) -> BTreeMap<(String, String), Sums> {
     let mut out = BTreeMap::new();
     for r in &b.rows {
-        let t: &mut (u64, u64, i64, i64, i64) = out
+        let t: &mut Sums = out
             .entry((
                 b.str(r.campaign_id.expect("campaign")).to_owned(),
                 r.date.to_string(),
