@@ -12,7 +12,8 @@ use crate::bus::EmbeddedBus;
 use crate::config::{Config, PipelineConfig};
 use crate::ingest::Stamp;
 use crate::metadata::Metadata;
-use crate::plugin::{Adapter, Limits, Runtime};
+use crate::plugin::registry::PluginSlot;
+use crate::plugin::{Adapter, Runtime};
 use crate::row::RowEnvelope;
 use crate::store::EmbeddedStore;
 
@@ -56,10 +57,11 @@ impl fmt::Debug for Secret {
 }
 
 /// A configured pipeline bound to its adapter and secrets.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Pipeline {
     pub config: PipelineConfig,
-    pub adapter: Adapter,
+    /// The adapter's slot: the version serving now (reloads swap it).
+    pub plugin: Arc<PluginSlot>,
     pub webhook_secret: Option<Secret>,
     pub verify_token: Option<Secret>,
     /// `[pipelines.options]` as the plugin receives them.
@@ -76,6 +78,13 @@ pub struct PullSecrets {
     pub headers: Vec<(String, Secret)>,
 }
 
+impl Pipeline {
+    /// The adapter version serving now; a call keeps it to its end.
+    pub fn adapter(&self) -> Adapter {
+        self.plugin.adapter()
+    }
+}
+
 impl fmt::Debug for Adapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Adapter")
@@ -89,7 +98,11 @@ impl fmt::Debug for Adapter {
 pub struct AppInner {
     pub config: Config,
     pub pipelines: HashMap<String, Pipeline>,
-    pub plugins: BTreeMap<String, (Adapter, chrono::DateTime<chrono::Utc>)>,
+    pub plugins: BTreeMap<String, Arc<PluginSlot>>,
+    /// The engine plugins are compiled with (reloads use it too).
+    pub runtime: Runtime,
+    /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
+    pub plugin_cache: std::path::PathBuf,
     pub bus: EmbeddedBus,
     pub store: EmbeddedStore,
     pub metadata: Metadata,
@@ -132,33 +145,34 @@ impl App {
         )?;
 
         let runtime = Runtime::new()?;
+        let plugin_cache = data_dir.join("plugin-cache");
         let mut plugins = BTreeMap::new();
         for plugin in &config.plugins {
-            let limits = Limits {
-                time_limit: Duration::from_millis(plugin.time_limit_ms),
-                memory_bytes: (plugin.memory_limit_mb * 1024 * 1024) as usize,
-            };
-            let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
-            let adapter =
-                tokio::task::spawn_blocking(move || runtime.load_adapter(&name, &path, limits))
-                    .await
-                    .map_err(|e| crate::plugin::LoadError::Invalid {
-                        name: plugin.name.clone(),
-                        reason: e.to_string(),
-                    })??;
+            let (runtime, plugin_config, cache) =
+                (runtime.clone(), plugin.clone(), plugin_cache.clone());
+            let slot = tokio::task::spawn_blocking(move || {
+                PluginSlot::load(&runtime, &plugin_config, Some(&cache))
+            })
+            .await
+            .map_err(|e| crate::plugin::LoadError::Invalid {
+                name: plugin.name.clone(),
+                reason: e.to_string(),
+            })??;
+            let adapter = slot.adapter();
             tracing::info!(
                 plugin = %plugin.name,
                 platform = %adapter.info().platform,
                 version = %adapter.info().version,
                 hash = %&adapter.content_hash()[..12],
+                from_cache = adapter.from_cache(),
                 "plugin loaded"
             );
-            plugins.insert(plugin.name.clone(), (adapter, chrono::Utc::now()));
+            plugins.insert(plugin.name.clone(), Arc::new(slot));
         }
 
         let mut pipelines = HashMap::new();
         for p in &config.pipelines {
-            let Some((adapter, _)) = plugins.get(&p.adapter) else {
+            let Some(slot) = plugins.get(&p.adapter) else {
                 continue;
             };
             let webhook_secret = Secret::from_env(p.webhook_secret_env.as_deref());
@@ -187,7 +201,7 @@ impl App {
                 Pipeline {
                     pull_secrets,
                     config: p.clone(),
-                    adapter: adapter.clone(),
+                    plugin: slot.clone(),
                     webhook_secret,
                     verify_token: Secret::from_env(p.verify_token_env.as_deref()),
                     options: p
@@ -203,6 +217,8 @@ impl App {
             config,
             pipelines,
             plugins,
+            runtime,
+            plugin_cache,
             bus,
             store,
             metadata,
@@ -217,6 +233,11 @@ impl App {
         }));
         tokio::spawn(consume(app.bus.clone(), app.store.clone()));
         crate::pull::spawn_schedules(&app);
+        if app.config.server.watch_plugins {
+            if let Err(e) = crate::plugin::watch::spawn(&app) {
+                tracing::warn!("watching plugin files failed, reload them with POST /v1/plugins/{{name}}/reload: {e}");
+            }
+        }
         Ok(app)
     }
 }

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Largest accepted request body (413 beyond).
     pub max_body_bytes: usize,
+    /// Reload plugins when their files change.
+    pub watch_plugins: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             max_body_bytes: 10 * 1024 * 1024,
+            watch_plugins: true,
         }
     }
 }

@@ -60,6 +60,43 @@ enum Command {
         #[arg(long, default_value = "pipelines.toml")]
         config: PathBuf,
     },
+    /// Work with plugins: reload or list them on a running server, scaffold
+    /// a new adapter, run a built component over fixtures.
+    #[command(visible_alias = "plugins")]
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Ask a running server to reload a plugin from its file now.
+    Reload {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List a running server's plugins (version, hash, state, calls, failures).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// How to reach a running server as an admin.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Base URL of the server (default: http:// + server.listen of the config).
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin bearer token (default: minted from the config's JWT secret).
+    #[arg(long, env = "ADPIPE_TOKEN")]
+    token: Option<String>,
+    #[arg(long, default_value = "pipelines.toml")]
+    config: PathBuf,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 fn overrides(listen: Option<String>, data_dir: Option<PathBuf>) -> Figment {
@@ -125,6 +162,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plugin { command } => match plugin_command(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("adpipe plugin: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve {
             config,
             listen,
@@ -190,6 +234,63 @@ fn token(
         iat: Some(now),
         iss: config.auth.issuer.clone(),
     }))
+}
+
+fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    let (server, path, method) = match &command {
+        PluginCommand::Reload { name, server } => {
+            (server, format!("/v1/plugins/{name}/reload"), "POST")
+        }
+        PluginCommand::List { server } => (server, "/v1/plugins".to_owned(), "GET"),
+    };
+    let config = load(&server.config, overrides(None, server.data_dir.clone()))
+        .map_err(|_| anyhow::anyhow!("the configuration is invalid (run `adpipe check`)"))?;
+    let base = server
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let token = match &server.token {
+        Some(t) => t.clone(),
+        None => {
+            let tenant = config
+                .pipelines
+                .first()
+                .map(|p| p.tenant.clone())
+                .unwrap_or_else(|| "admin".into());
+            token(
+                &config,
+                tenant,
+                &["admin".to_owned()],
+                "5m",
+                "adpipe-cli".into(),
+            )?
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let request = if method == "POST" {
+            client.post(format!("{base}{path}"))
+        } else {
+            client.get(format!("{base}{path}"))
+        };
+        let response = request
+            .bearer_auth(&token)
+            .send()
+            .await
+            .with_context(|| format!("reaching {base}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.context("reading the answer")?;
+        anyhow::Ok((status, body))
+    })?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn init_tracing(json: bool) {

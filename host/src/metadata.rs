@@ -53,6 +53,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX pull_runs_by_pipeline ON pull_runs (tenant, pipeline, started_at_ms)",
     ),
+    (
+        3,
+        "ALTER TABLE dead_letters ADD COLUMN account_id TEXT;
+        ALTER TABLE dead_letters ADD COLUMN currency TEXT;
+        ALTER TABLE dead_letters ADD COLUMN retried_at_ms INTEGER",
+    ),
 ];
 
 /// A payload to keep.
@@ -65,6 +71,20 @@ pub struct NewDeadLetter<'a> {
     pub code: &'a str,
     pub message: &'a str,
     pub payload: &'a [u8],
+    /// Context the request supplied, kept so a retry parses the same way.
+    pub account_id: Option<&'a str>,
+    pub currency: Option<&'a str>,
+}
+
+/// A kept payload with what a retry needs.
+#[derive(Clone, Debug)]
+pub struct StoredDeadLetter {
+    pub pipeline: String,
+    pub source: String,
+    pub payload: Vec<u8>,
+    pub account_id: Option<String>,
+    pub currency: Option<String>,
+    pub retried_at_ms: Option<i64>,
 }
 
 /// A kept payload, as listed (without its bytes).
@@ -77,6 +97,8 @@ pub struct DeadLetter {
     pub code: String,
     pub message: String,
     pub size: i64,
+    /// When the payload was retried, if it was.
+    pub retried_at_ms: Option<i64>,
 }
 
 /// One pull of one account, as recorded.
@@ -147,8 +169,9 @@ impl Metadata {
     ) -> Result<String, MetadataError> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
-            "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload,
+                account_id, currency)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(letter.tenant)
@@ -158,6 +181,8 @@ impl Metadata {
         .bind(letter.code)
         .bind(letter.message)
         .bind(letter.payload)
+        .bind(letter.account_id)
+        .bind(letter.currency)
         .execute(&self.pool)
         .await?;
         Ok(id)
@@ -170,7 +195,7 @@ impl Metadata {
         limit: u32,
     ) -> Result<Vec<DeadLetter>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT id, pipeline, source, received_at_ms, code, message, LENGTH(payload)
+            "SELECT id, pipeline, source, received_at_ms, code, message, LENGTH(payload), retried_at_ms
              FROM dead_letters WHERE tenant = ? ORDER BY received_at_ms DESC, id LIMIT ?",
         )
         .bind(tenant)
@@ -187,24 +212,46 @@ impl Metadata {
                 code: r.get(4),
                 message: r.get(5),
                 size: r.get(6),
+                retried_at_ms: r.get(7),
             })
             .collect())
     }
 
-    /// The raw payload of a dead letter of `tenant`.
-    pub async fn dead_letter_payload(
+    /// A dead letter of `tenant`, with its payload.
+    pub async fn dead_letter(
         &self,
         tenant: &str,
         id: &str,
-    ) -> Result<Option<Vec<u8>>, MetadataError> {
-        Ok(
-            sqlx::query("SELECT payload FROM dead_letters WHERE tenant = ? AND id = ?")
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.get(0)),
+    ) -> Result<Option<StoredDeadLetter>, MetadataError> {
+        Ok(sqlx::query(
+            "SELECT pipeline, source, payload, account_id, currency, retried_at_ms FROM dead_letters
+             WHERE tenant = ? AND id = ?",
         )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| StoredDeadLetter {
+            pipeline: r.get(0),
+            source: r.get(1),
+            payload: r.get(2),
+            account_id: r.get(3),
+            currency: r.get(4),
+            retried_at_ms: r.get(5),
+        }))
+    }
+
+    /// Mark a dead letter retried (once); false if it already was.
+    pub async fn mark_retried(&self, tenant: &str, id: &str) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "UPDATE dead_letters SET retried_at_ms = ? WHERE tenant = ? AND id = ? AND retried_at_ms IS NULL",
+        )
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Record a pull run of `tenant`.

@@ -80,6 +80,8 @@ pub struct Failure {
     pub code: &'static str,
     pub message: String,
     pub dead_letter_id: Option<String>,
+    /// Seconds after which a retry may succeed (503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl std::fmt::Display for Failure {
@@ -116,8 +118,27 @@ pub async fn process(
         currency: overrides.currency.or_else(|| config.currency.clone()),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
     };
-    let adapter = pipeline.adapter.clone();
     let payload = std::sync::Arc::new(payload);
+    if let Some(wait) = pipeline.plugin.quarantined() {
+        let message = format!(
+            "plugin `{}` is quarantined after repeated failures; retry in {wait} s, or fix and reload it",
+            pipeline.plugin.config.name
+        );
+        let mut failure = dead_letter(
+            app,
+            pipeline,
+            &context,
+            origin,
+            &payload,
+            FailureKind::Unavailable,
+            "plugin_quarantined",
+            message,
+        )
+        .await;
+        failure.retry_after = Some(wait);
+        return Err(failure);
+    }
+    let adapter = pipeline.adapter();
     let parsed = {
         let slot = adapter.call_slot().await;
         let (adapter, context, payload) = (adapter.clone(), context.clone(), payload.clone());
@@ -132,8 +153,11 @@ pub async fn process(
             code: "plugin_failed",
             message: format!("the plugin task failed: {e}"),
             dead_letter_id: None,
+            retry_after: None,
         })?
     };
+    let plugin_fault = matches!(&parsed, Err(e) if !matches!(e, CallError::Rejected(_)));
+    pipeline.plugin.record(plugin_fault);
     let batch = match parsed {
         Ok(batch) => batch,
         Err(error) => {
@@ -146,6 +170,7 @@ pub async fn process(
             return Err(dead_letter(
                 app,
                 pipeline,
+                &context,
                 origin,
                 &payload,
                 kind,
@@ -172,6 +197,7 @@ pub async fn process(
             return Err(dead_letter(
                 app,
                 pipeline,
+                &context,
                 origin,
                 &payload,
                 FailureKind::Client,
@@ -181,10 +207,12 @@ pub async fn process(
             .await)
         }
         Err(error @ NormalizeError::Plugin(_)) => {
+            pipeline.plugin.record(true);
             let message = error.to_string();
             return Err(dead_letter(
                 app,
                 pipeline,
+                &context,
                 origin,
                 &payload,
                 FailureKind::Plugin,
@@ -206,6 +234,7 @@ pub async fn process(
             code: "internal",
             message: format!("encoding rows: {e}"),
             dead_letter_id: None,
+            retry_after: None,
         })?;
         app.bus.append(record).await.map_err(|e| {
             tracing::error!(pipeline = %config.name, "bus append failed: {e}");
@@ -214,6 +243,7 @@ pub async fn process(
                 code: "unavailable",
                 message: "the bus cannot take rows right now; retry later".into(),
                 dead_letter_id: None,
+                retry_after: Some(1),
             }
         })?;
     }
@@ -225,9 +255,11 @@ pub async fn process(
 }
 
 /// Keep the payload with the reason; the failure names the dead letter.
+#[allow(clippy::too_many_arguments)]
 async fn dead_letter(
     app: &App,
     pipeline: &Pipeline,
+    context: &ParseContext,
     origin: Origin,
     payload: &Payload,
     kind: FailureKind,
@@ -242,6 +274,8 @@ async fn dead_letter(
         code,
         message: &message,
         payload: payload.raw(),
+        account_id: context.account_id.as_deref(),
+        currency: context.currency.as_deref(),
     };
     match app.metadata.add_dead_letter(letter).await {
         Ok(id) => Failure {
@@ -249,12 +283,14 @@ async fn dead_letter(
             code,
             message: format!("{message} (payload kept as dead letter {id})"),
             dead_letter_id: Some(id),
+            retry_after: None,
         },
         Err(e) => Failure {
             kind: FailureKind::Unavailable,
             code: "unavailable",
             message: format!("{message}; the payload could not be kept ({e}), retry later"),
             dead_letter_id: None,
+            retry_after: Some(1),
         },
     }
 }

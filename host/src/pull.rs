@@ -121,7 +121,7 @@ async fn pull_account(app: &App, pipeline: &Pipeline, account: &str, today: Naiv
         .pull
         .as_ref()
         .and_then(|p| p.lookback_days)
-        .unwrap_or(pipeline.adapter.info().default_lookback_days)
+        .unwrap_or(pipeline.adapter().info().default_lookback_days)
         .max(1);
     let since = today
         .checked_sub_days(Days::new(u64::from(lookback - 1)))
@@ -170,7 +170,7 @@ async fn fetch_all(
         base_url: config.base_url.clone(),
         options: pipeline.options.clone(),
     };
-    let adapter = pipeline.adapter.clone();
+    let adapter = pipeline.adapter();
     let planned = {
         let _slot = adapter.call_slot().await;
         tokio::task::spawn_blocking(move || adapter.plan_pull(&request))
@@ -352,7 +352,7 @@ fn check_host(pipeline: &Pipeline, url: &Url) -> Result<(), PullError> {
             && b.port_or_known_default() == url.port_or_known_default()
     });
     let allowed = pipeline
-        .adapter
+        .adapter()
         .info()
         .allowed_hosts
         .iter()

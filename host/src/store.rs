@@ -312,6 +312,28 @@ impl EmbeddedStore {
             .collect())
     }
 
+    /// Stored rows of `tenant` per producing adapter and version.
+    pub async fn adapter_versions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT adapter, adapter_version, SUM(n) FROM (
+                SELECT adapter, adapter_version, COUNT(*) AS n FROM facts WHERE tenant = ? GROUP BY 1, 2
+                UNION ALL
+                SELECT adapter, adapter_version, COUNT(*) AS n FROM deltas WHERE tenant = ? GROUP BY 1, 2
+             ) GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -89,7 +89,7 @@ pub async fn webhook_handshake(
     let pipeline = pipeline(&app, &name)?;
     webhooks_supported(pipeline)?;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
-    let adapter = pipeline.adapter.clone();
+    let adapter = pipeline.adapter();
     let plan = tokio::task::spawn_blocking(move || adapter.handshake(&query))
         .await
         .map_err(|e| ApiError::internal("handshake task failed", e))?
@@ -198,12 +198,12 @@ pub async fn webhook(
 }
 
 fn webhooks_supported(pipeline: &Pipeline) -> Result<SignatureScheme, ApiError> {
-    match &pipeline.adapter.info().signature {
+    match &pipeline.adapter().info().signature {
         SignatureScheme::None => Err(ApiError::not_found(
             "webhooks_not_supported",
             format!(
                 "the `{}` platform sends no metric webhooks; push reports instead",
-                pipeline.adapter.info().platform
+                pipeline.adapter().info().platform
             ),
         )),
         scheme => Ok(scheme.clone()),
@@ -248,10 +248,11 @@ pub fn failure_response(failure: Failure) -> ApiError {
         FailureKind::Plugin => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
+    let retry_after = failure.retry_after;
     let mut error = ApiError::new(status, failure.code, failure.message);
     error.dead_letter_id = failure.dead_letter_id;
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        error.retry_after = Some(1);
+        error.retry_after = Some(retry_after.unwrap_or(1));
     }
     error
 }

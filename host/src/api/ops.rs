@@ -55,8 +55,8 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
                 "name": p.config.name,
                 "tenant": p.config.tenant,
                 "adapter": p.config.adapter,
-                "platform": p.adapter.info().platform,
-                "webhooks": !matches!(p.adapter.info().signature, SignatureScheme::None),
+                "platform": p.adapter().info().platform,
+                "webhooks": !matches!(p.adapter().info().signature, SignatureScheme::None),
                 "webhook_secret_set": p.webhook_secret.is_some(),
                 "options": p.config.options,
             })
@@ -114,29 +114,31 @@ pub async fn pull_runs(
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
-/// `GET /v1/plugins` (admin).
+/// `GET /v1/plugins` (admin): every plugin, the version serving, its state.
 pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let list: Vec<_> = app
-        .plugins
-        .iter()
-        .map(|(name, (adapter, loaded_at))| {
-            let (calls, failures) = adapter.counters();
-            let info = adapter.info();
-            json!({
-                "name": name,
-                "kind": "adapter",
-                "platform": info.platform,
-                "version": info.version,
-                "content_hash": adapter.content_hash(),
-                "state": "active",
-                "loaded_at": loaded_at.to_rfc3339(),
-                "calls": calls,
-                "failures": failures,
-            })
-        })
-        .collect();
+    let list: Vec<_> = app.plugins.values().map(|slot| slot.report()).collect();
     Ok(Json(json!({ "plugins": list })).into_response())
+}
+
+/// `POST /v1/plugins/{name}/reload` (admin): load the plugin's file again now.
+pub async fn reload_plugin(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let slot = app.plugins.get(&name).ok_or_else(|| {
+        ApiError::not_found("unknown_plugin", format!("no plugin named `{name}`"))
+    })?;
+    let outcome = slot
+        .reload(&app.runtime, Some(app.plugin_cache.clone()))
+        .await;
+    let status = match outcome {
+        crate::plugin::registry::ReloadOutcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(json!({ "plugin": name, "result": outcome }))).into_response())
 }
 
 /// `GET /v1/dead-letters` (analyst): the newest kept payloads of the caller's tenant.
@@ -162,6 +164,62 @@ pub async fn dead_letters(
         .await
         .map_err(|e| ApiError::internal("reading dead letters", e))?;
     Ok(Json(json!({ "dead_letters": letters })).into_response())
+}
+
+/// `POST /v1/dead-letters/{id}/retry` (admin): run a kept payload through
+/// its pipeline again (after a fix or a reload); once per dead letter.
+pub async fn retry_dead_letter(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use crate::process::{process, Origin, Overrides, Payload};
+    caller.require(Role::Admin)?;
+    let letter = app
+        .metadata
+        .dead_letter(&caller.0.tenant, &id)
+        .await
+        .map_err(|e| ApiError::internal("reading the dead letter", e))?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_dead_letter", format!("no dead letter `{id}`"))
+        })?;
+    if letter.retried_at_ms.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_retried",
+            format!("dead letter `{id}` was retried already"),
+        ));
+    }
+    let pipeline = tenant_pipeline(&app, &caller, &letter.pipeline)?;
+    let (origin, payload) = match letter.source.as_str() {
+        "webhook" => (
+            Origin::Webhook,
+            Payload::Webhook(crate::plugin::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body: letter.payload,
+            }),
+        ),
+        "pull" => (Origin::Pull, Payload::Report(letter.payload)),
+        _ => (Origin::Report, Payload::Report(letter.payload)),
+    };
+    let overrides = Overrides {
+        account_id: letter.account_id,
+        currency: letter.currency,
+        options: vec![],
+    };
+    let accepted = process(&app, pipeline, origin, payload, overrides)
+        .await
+        .map_err(super::ingest::failure_response)?;
+    app.metadata
+        .mark_retried(&caller.0.tenant, &id)
+        .await
+        .map_err(|e| ApiError::internal("marking the dead letter", e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": accepted.rows, "dead_letter_id": id })),
+    )
+        .into_response())
 }
 
 /// Any other path.

@@ -8,6 +8,8 @@
 //! the host carries on.
 
 pub mod bindings;
+pub mod registry;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,12 +151,24 @@ impl Runtime {
         path: &Path,
         limits: Limits,
     ) -> Result<Adapter, LoadError> {
+        self.load_adapter_cached(name, path, limits, None)
+    }
+
+    /// Like [`Runtime::load_adapter`], reusing (and filling) a cache of
+    /// precompiled artifacts keyed by content hash and engine settings.
+    pub fn load_adapter_cached(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+        cache_dir: Option<&Path>,
+    ) -> Result<Adapter, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             name: name.into(),
             path: path.display().to_string(),
             source,
         })?;
-        self.load_adapter_bytes(name, &bytes, limits)
+        self.load_adapter_bytes_cached(name, &bytes, limits, cache_dir)
     }
 
     /// Like [`Runtime::load_adapter`], from bytes.
@@ -164,11 +178,32 @@ impl Runtime {
         bytes: &[u8],
         limits: Limits,
     ) -> Result<Adapter, LoadError> {
+        self.load_adapter_bytes_cached(name, bytes, limits, None)
+    }
+
+    /// Compile (or take from the cache), check imports and interface version,
+    /// pre-instantiate, and ask the plugin what it is.
+    pub fn load_adapter_bytes_cached(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+        cache_dir: Option<&Path>,
+    ) -> Result<Adapter, LoadError> {
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             name: name.into(),
             reason: format!("{e:#}"),
         };
-        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let hash = content_hash(bytes);
+        let (component, from_cache) = self.compile(bytes, &hash, cache_dir).map_err(invalid)?;
+        check_imports(&self.engine, &component).map_err(|reason| LoadError::Invalid {
+            name: name.into(),
+            reason,
+        })?;
+        check_interface(&self.engine, &component).map_err(|reason| LoadError::Invalid {
+            name: name.into(),
+            reason,
+        })?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = AdapterPluginPre::new(instance_pre).map_err(invalid)?;
         let mut adapter = Adapter {
@@ -185,7 +220,8 @@ impl Runtime {
                     allowed_hosts: Vec::new(),
                     default_lookback_days: 0,
                 },
-                content_hash: hex::encode(Sha256::digest(bytes)),
+                content_hash: hash,
+                from_cache,
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 slots: Arc::new(tokio::sync::Semaphore::new(call_slots())),
@@ -208,6 +244,129 @@ impl Runtime {
             None => unreachable!("adapter not shared yet"),
         }
         Ok(adapter)
+    }
+}
+
+impl Runtime {
+    /// The component for `bytes`: from `cache_dir` when a precompiled artifact
+    /// for these bytes and this engine's settings is there, else compiled (and cached).
+    fn compile(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+        cache_dir: Option<&Path>,
+    ) -> wasmtime::Result<(Component, bool)> {
+        let Some(dir) = cache_dir else {
+            return Ok((Component::new(&self.engine, bytes)?, false));
+        };
+        let engine_key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut hasher);
+            hasher.finish()
+        };
+        let artifact = dir.join(format!("{hash}-{engine_key:016x}.cwasm"));
+        if artifact.exists() {
+            match deserialize_own_artifact(&self.engine, &artifact) {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => {
+                    tracing::warn!(path = %artifact.display(), "ignoring unusable plugin artifact: {e:#}")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        let serialized = component.serialize()?;
+        std::fs::create_dir_all(dir)?;
+        let partial = artifact.with_extension("cwasm.partial");
+        std::fs::write(&partial, serialized)?;
+        std::fs::rename(&partial, &artifact)?;
+        Ok((component, false))
+    }
+}
+
+/// Load a precompiled artifact that this process (or an earlier run with the
+/// same engine settings) wrote into adpipe's own data directory.
+#[allow(unsafe_code)]
+fn deserialize_own_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // Read into memory rather than map the file: a mapped artifact truncated
+    // underneath a running instance would fault the whole process.
+    let bytes = std::fs::read(path)?;
+    // SAFETY: wasmtime requires that deserialized bytes come from
+    // `Component::serialize` of a compatible engine. The file name carries the
+    // content hash and the engine's compatibility hash, and only adpipe writes
+    // this directory (atomically, via rename); wasmtime also checks the header.
+    unsafe { Component::deserialize(engine, &bytes) }
+}
+
+/// SHA-256 of a component, hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Imports a plugin may have: the adpipe interface, and the WASI parts Rust's
+/// standard library links against, which adpipe backs with nothing (no
+/// preopened directories, no environment, no sockets, frozen clocks).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "adpipe:plugin/",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let refused: Vec<&str> = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| {
+            !ALLOWED_IMPORTS
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "it imports {}, which adpipe does not provide: plugins get no network, files, environment or \
+             host access except the adpipe:plugin interface",
+            refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// The plugin must export `adpipe:plugin/adapter` of a compatible version (0.1.x).
+fn check_interface(engine: &Engine, component: &Component) -> Result<(), String> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports
+        .iter()
+        .any(|e| e.starts_with("adpipe:plugin/adapter@0.1."))
+    {
+        return Ok(());
+    }
+    match exports
+        .iter()
+        .find(|e| e.starts_with("adpipe:plugin/adapter@"))
+    {
+        Some(other) => Err(format!(
+            "it exports `{other}`; this host speaks adpipe:plugin/adapter@0.1"
+        )),
+        None => Err(format!(
+            "it does not export adpipe:plugin/adapter@0.1 (exports: {})",
+            if exports.is_empty() {
+                "none".into()
+            } else {
+                exports.join(", ")
+            }
+        )),
     }
 }
 
@@ -270,6 +429,7 @@ struct AdapterInner {
     limits: Limits,
     info: AdapterInfo,
     content_hash: String,
+    from_cache: bool,
     calls: AtomicU64,
     failures: AtomicU64,
     /// Bounds concurrent calls so a flood of payloads cannot pin every
@@ -305,6 +465,11 @@ impl Adapter {
     /// SHA-256 of the component bytes, hex.
     pub fn content_hash(&self) -> &str {
         &self.inner.content_hash
+    }
+
+    /// Whether the compiled code came from the artifact cache.
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
     }
 
     /// Calls and failed calls so far.

@@ -7,6 +7,7 @@ mod adapters;
 mod aggregation;
 mod api;
 mod common;
+mod lifecycle;
 mod platforms;
 mod readme;
 mod restart;

@@ -1,7 +1,9 @@
 #![cfg(target_arch = "wasm32")]
-//! A deliberately bad adapter for the host's isolation tests. The report body
-//! picks the misbehaviour: `panic`, `loop`, `oom`, `recurse`; anything else
-//! yields one valid snapshot row (so the same instance pool keeps working).
+//! A deliberately bad adapter for the host's isolation and reload tests. The
+//! report body picks the misbehaviour: `panic`, `loop`, `oom`, `recurse`;
+//! `fine:<campaign>` (or anything else) yields one valid snapshot row for that
+//! campaign. Its version is set at build time (`ADPIPE_TEST_PLUGIN_VERSION`),
+//! so two builds can stand in for an old and a new release.
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
 wit_bindgen::generate!({ world: "adapter-plugin", path: "../../wit" });
@@ -25,7 +27,9 @@ impl Guest for Misbehaving {
     fn describe() -> AdapterInfo {
         AdapterInfo {
             name: "misbehaving".into(),
-            version: "0.0.1".into(),
+            version: option_env!("ADPIPE_TEST_PLUGIN_VERSION")
+                .unwrap_or("0.0.1")
+                .into(),
             platform: "test".into(),
             signature: SignatureScheme::None,
             allowed_hosts: vec![],
@@ -68,8 +72,16 @@ impl Guest for Misbehaving {
                     message: n.to_string(),
                 })
             }
-            _ => Ok(RowBatch {
-                strings: vec!["acct".into(), "camp".into(), "USD".into()],
+            other => Ok(RowBatch {
+                strings: vec![
+                    "acct".into(),
+                    std::str::from_utf8(other)
+                        .ok()
+                        .and_then(|t| t.strip_prefix("fine:"))
+                        .unwrap_or("camp")
+                        .to_owned(),
+                    "USD".into(),
+                ],
                 rows: vec![Row {
                     kind: RowKind::Snapshot,
                     account_id: Some(0),

@@ -1,0 +1,322 @@
+//! The plugin registry: one slot per configured plugin, holding the version
+//! that serves now. Reloads (file watcher, admin route, CLI) compile the new
+//! bytes off the hot path, check them, and swap the slot atomically; calls
+//! already running keep their `Adapter` (an `Arc`) and finish on the old
+//! version. A rejected build leaves the old version serving, with the reason
+//! recorded. A plugin that keeps failing is quarantined by its circuit
+//! breaker until it cools down or is reloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Adapter, Limits, LoadError, Runtime};
+use crate::config::PluginConfig;
+
+/// Consecutive plugin failures (traps, timeouts) that open the breaker.
+const BREAKER_THRESHOLD: u32 = 5;
+/// How long an open breaker keeps the plugin quarantined.
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// What a reload did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The new version serves now.
+    Reloaded {
+        version: String,
+        content_hash: String,
+    },
+    /// The file has the bytes already serving.
+    Unchanged {
+        version: String,
+        content_hash: String,
+    },
+    /// The new bytes failed a check; the old version keeps serving.
+    Rejected {
+        reason: String,
+        serving_version: String,
+    },
+}
+
+/// One version of a plugin, as loaded.
+#[derive(Clone)]
+pub struct Loaded {
+    pub adapter: Adapter,
+    pub loaded_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Status {
+    reloads: u64,
+    rejected_reloads: u64,
+    last_error: Option<String>,
+    breaker: Breaker,
+}
+
+/// A configured plugin and the version serving it.
+pub struct PluginSlot {
+    pub config: PluginConfig,
+    limits: Limits,
+    current: RwLock<Loaded>,
+    status: Mutex<Status>,
+    /// Serializes reloads of this plugin.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// A plugin's state for the plugin list.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotReport {
+    pub name: String,
+    pub kind: &'static str,
+    pub platform: String,
+    pub version: String,
+    pub content_hash: String,
+    /// `active` or `quarantined`.
+    pub state: &'static str,
+    pub loaded_at: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub reloads: u64,
+    pub rejected_reloads: u64,
+    pub last_error: Option<String>,
+    pub path: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PluginSlot {
+    /// Load the configured file.
+    pub fn load(
+        runtime: &Runtime,
+        config: &PluginConfig,
+        cache_dir: Option<&Path>,
+    ) -> Result<PluginSlot, LoadError> {
+        let limits = Limits {
+            time_limit: Duration::from_millis(config.time_limit_ms),
+            memory_bytes: (config.memory_limit_mb * 1024 * 1024) as usize,
+        };
+        let adapter = runtime.load_adapter_cached(&config.name, &config.path, limits, cache_dir)?;
+        check_samples(&adapter, &config.path)?;
+        Ok(PluginSlot {
+            config: config.clone(),
+            limits,
+            current: RwLock::new(Loaded {
+                adapter,
+                loaded_at: Utc::now(),
+            }),
+            status: Mutex::new(Status::default()),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version serving now.
+    pub fn adapter(&self) -> Adapter {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .adapter
+            .clone()
+    }
+
+    /// The version serving now, with its load time.
+    pub fn loaded(&self) -> Loaded {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Load the file again; swap if it is new and passes the checks.
+    pub async fn reload(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        cache_dir: Option<PathBuf>,
+    ) -> ReloadOutcome {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.adapter();
+        let bytes = match tokio::fs::read(&self.config.path).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return self.reject(
+                    &current,
+                    format!("reading {}: {e}", self.config.path.display()),
+                )
+            }
+        };
+        let hash = super::content_hash(&bytes);
+        if hash == current.content_hash() {
+            // An operator asking again after fixing what the plugin depends on: let it try.
+            lock(&self.status).breaker = Breaker::default();
+            return ReloadOutcome::Unchanged {
+                version: current.info().version.clone(),
+                content_hash: hash,
+            };
+        }
+        let (runtime, name, limits, path) = (
+            runtime.clone(),
+            self.config.name.clone(),
+            self.limits,
+            self.config.path.clone(),
+        );
+        let platform = current.info().platform.clone();
+        // Compiling is CPU-heavy: never on the async workers.
+        let candidate = tokio::task::spawn_blocking(move || -> Result<Adapter, String> {
+            let adapter = runtime
+                .load_adapter_bytes_cached(&name, &bytes, limits, cache_dir.as_deref())
+                .map_err(|e| e.to_string())?;
+            if adapter.info().platform != platform {
+                return Err(format!(
+                    "the new build says platform `{}`, the serving one `{platform}`: a reload cannot change platforms",
+                    adapter.info().platform
+                ));
+            }
+            check_samples(&adapter, &path).map_err(|e| e.to_string())?;
+            Ok(adapter)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match candidate {
+            Ok(adapter) => {
+                let outcome = ReloadOutcome::Reloaded {
+                    version: adapter.info().version.clone(),
+                    content_hash: adapter.content_hash().to_owned(),
+                };
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Loaded {
+                    adapter,
+                    loaded_at: Utc::now(),
+                };
+                let mut status = lock(&self.status);
+                status.reloads += 1;
+                status.last_error = None;
+                status.breaker = Breaker::default();
+                tracing::info!(plugin = %self.config.name, ?outcome, "plugin reloaded");
+                outcome
+            }
+            Err(reason) => self.reject(&current, reason),
+        }
+    }
+
+    fn reject(&self, current: &Adapter, reason: String) -> ReloadOutcome {
+        tracing::warn!(plugin = %self.config.name, "reload rejected, the old version keeps serving: {reason}");
+        let mut status = lock(&self.status);
+        status.rejected_reloads += 1;
+        status.last_error = Some(reason.clone());
+        ReloadOutcome::Rejected {
+            reason,
+            serving_version: current.info().version.clone(),
+        }
+    }
+
+    /// `Some(seconds until retry)` while the breaker is open.
+    pub fn quarantined(&self) -> Option<u64> {
+        let mut status = lock(&self.status);
+        match status.breaker.open_until {
+            Some(until) if until > Instant::now() => {
+                Some((until - Instant::now()).as_secs().max(1))
+            }
+            Some(_) => {
+                // Half-open: let the next call through; one more failure re-opens.
+                status.breaker.open_until = None;
+                status.breaker.consecutive_failures = BREAKER_THRESHOLD - 1;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Record a call's outcome (`plugin_fault`: a trap or timeout, not a rejected payload).
+    pub fn record(&self, plugin_fault: bool) {
+        let mut status = lock(&self.status);
+        if plugin_fault {
+            status.breaker.consecutive_failures += 1;
+            if status.breaker.consecutive_failures >= BREAKER_THRESHOLD
+                && status.breaker.open_until.is_none()
+            {
+                status.breaker.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+                tracing::error!(plugin = %self.config.name, "plugin quarantined after {BREAKER_THRESHOLD} consecutive failures");
+            }
+        } else {
+            status.breaker.consecutive_failures = 0;
+        }
+    }
+
+    /// The plugin list entry.
+    pub fn report(&self) -> SlotReport {
+        let loaded = self.loaded();
+        let quarantined = self.quarantined().is_some();
+        let status = lock(&self.status);
+        let (calls, failures) = loaded.adapter.counters();
+        let info = loaded.adapter.info();
+        SlotReport {
+            name: self.config.name.clone(),
+            kind: "adapter",
+            platform: info.platform.clone(),
+            version: info.version.clone(),
+            content_hash: loaded.adapter.content_hash().to_owned(),
+            state: if quarantined { "quarantined" } else { "active" },
+            loaded_at: loaded.loaded_at.to_rfc3339(),
+            calls,
+            failures,
+            reloads: status.reloads,
+            rejected_reloads: status.rejected_reloads,
+            last_error: status.last_error.clone(),
+            path: self.config.path.display().to_string(),
+        }
+    }
+}
+
+/// A plugin may ship sample payloads beside it (`<file>.samples/*.json`,
+/// `webhook*.json` for webhook bodies): each must parse without a rejection.
+fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
+    let dir = wasm.with_extension("samples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let invalid = |reason: String| LoadError::Invalid {
+        name: adapter.name().to_owned(),
+        reason,
+    };
+    let context = super::ParseContext {
+        options: vec![],
+        account_id: None,
+        currency: None,
+        received_at_ms: 0,
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let body = std::fs::read(&path)
+            .map_err(|e| invalid(format!("reading sample {}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = if name.starts_with("webhook") {
+            let request = super::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body,
+            };
+            adapter.parse_webhook(&request, &context)
+        } else {
+            adapter.parse_report(&body, &context)
+        };
+        result.map_err(|e| invalid(format!("its own sample {name} fails: {e}")))?;
+    }
+    Ok(())
+}
