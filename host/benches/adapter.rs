@@ -200,6 +200,7 @@ fn e2e_embedded(c: &mut Criterion) {
                         path: plugin_path("meta"),
                         time_limit_ms: 10_000,
                         memory_limit_mb: 512,
+                        kind: adpipe::config::PluginKind::Adapter,
                     }];
                     config.pipelines = vec![toml::from_str(
                         "name = \"meta\"\ntenant = \"bench\"\nadapter = \"meta\"",

@@ -116,8 +116,9 @@ pub struct Rollup {
     pub metrics: Vec<String>,
 }
 
-#[derive(Default, Clone)]
-struct Sums {
+/// Summed components of one answer row.
+#[derive(Default, Clone, Debug)]
+pub struct Sums {
     impressions: i64,
     clicks: i64,
     spend: i64,
@@ -127,6 +128,19 @@ struct Sums {
 }
 
 impl Sums {
+    /// A component in millionths, as metric plugins receive it: counts × 10⁶,
+    /// money in micros, extras as stored; unknown names are 0.
+    pub fn component(&self, name: &str) -> i64 {
+        match name {
+            "impressions" => self.impressions.saturating_mul(1_000_000),
+            "clicks" => self.clicks.saturating_mul(1_000_000),
+            "spend" => self.spend,
+            "conversions" => self.conversions,
+            "conversion_value" => self.conversion_value,
+            extra => self.extras.get(extra).copied().unwrap_or(0),
+        }
+    }
+
     fn add(&mut self, f: &Fact) {
         self.impressions += f.impressions;
         self.clicks += f.clicks;
@@ -153,8 +167,52 @@ fn level(f: &Fact) -> (u8, bool) {
 
 type GroupKey = (Option<i32>, Vec<Option<String>>, String);
 
+/// One answer row before its metrics: bucket, dimensions, currency; and its sums.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub keys: Map<String, Value>,
+    pub sums: Sums,
+}
+
 /// Roll `snapshots` (level-selected) and `deltas` (always added) up into answer rows.
 pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<String, Value>> {
+    render(
+        rollup_groups(snapshots, deltas, spec),
+        &spec.metrics,
+        &HashMap::new(),
+    )
+}
+
+/// Rows with their metrics; `derived` holds metric plugins' values, one per row.
+pub fn render(
+    groups: Vec<Group>,
+    metrics: &[String],
+    derived: &HashMap<String, Vec<Option<f64>>>,
+) -> Vec<Map<String, Value>> {
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, group)| {
+            let mut row = group.keys;
+            for metric in metrics {
+                let value = match derived.get(metric) {
+                    Some(values) => values
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(float)
+                        .unwrap_or(Value::Null),
+                    None => metric_value(&group.sums, metric),
+                };
+                row.insert(metric.clone(), value);
+            }
+            row
+        })
+        .collect()
+}
+
+/// Group and sum, without metrics.
+pub fn rollup_groups(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Group> {
     let needed: u8 = if spec.group_by.contains(&Dimension::AdId) {
         2
     } else if spec.group_by.contains(&Dimension::AdGroupId) {
@@ -208,21 +266,18 @@ pub fn rollup(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Map<Str
     groups
         .into_iter()
         .map(|((bucket_start, values, currency), sums)| {
-            let mut row = Map::new();
+            let mut keys = Map::new();
             if let Some(days) = bucket_start {
-                row.insert("date".into(), Value::String(date_string(days)));
+                keys.insert("date".into(), Value::String(date_string(days)));
             }
             for (d, v) in dims.iter().zip(values) {
-                row.insert(
+                keys.insert(
                     d.as_str().into(),
                     v.map(Value::String).unwrap_or(Value::Null),
                 );
             }
-            row.insert("currency".into(), Value::String(currency));
-            for metric in &spec.metrics {
-                row.insert(metric.clone(), metric_value(&sums, metric));
-            }
-            row
+            keys.insert("currency".into(), Value::String(currency));
+            Group { keys, sums }
         })
         .collect()
 }

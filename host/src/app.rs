@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::auth::JwtKeys;
 use crate::bus::EmbeddedBus;
-use crate::config::{Config, PipelineConfig};
+use crate::config::{Config, PipelineConfig, PluginKind};
 use crate::ingest::Stamp;
 use crate::metadata::Metadata;
+use crate::plugin::metric::MetricPlugin;
 use crate::plugin::registry::PluginSlot;
 use crate::plugin::{Adapter, Runtime};
 use crate::row::RowEnvelope;
@@ -78,6 +79,27 @@ pub struct PullSecrets {
     pub headers: Vec<(String, Secret)>,
 }
 
+impl AppInner {
+    /// Metric plugins the tenant's pipelines use, by metric name.
+    pub fn tenant_metrics(&self, tenant: &str) -> BTreeMap<String, MetricPlugin> {
+        let mut out = BTreeMap::new();
+        for pipeline in self
+            .pipelines
+            .values()
+            .filter(|p| p.config.tenant == tenant)
+        {
+            for name in &pipeline.config.metrics {
+                if let Some(plugin) = self.metric_plugins.get(name) {
+                    for metric in &plugin.info().metrics {
+                        out.insert(metric.name.clone(), plugin.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Pipeline {
     /// The adapter version serving now; a call keeps it to its end.
     pub fn adapter(&self) -> Adapter {
@@ -99,6 +121,8 @@ pub struct AppInner {
     pub config: Config,
     pub pipelines: HashMap<String, Pipeline>,
     pub plugins: BTreeMap<String, Arc<PluginSlot>>,
+    /// Metric plugins by name.
+    pub metric_plugins: BTreeMap<String, MetricPlugin>,
     /// The engine plugins are compiled with (reloads use it too).
     pub runtime: Runtime,
     /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
@@ -147,7 +171,38 @@ impl App {
         let runtime = Runtime::new()?;
         let plugin_cache = data_dir.join("plugin-cache");
         let mut plugins = BTreeMap::new();
-        for plugin in &config.plugins {
+        let mut metric_plugins = BTreeMap::new();
+        for plugin in config
+            .plugins
+            .iter()
+            .filter(|p| p.kind == PluginKind::Metric)
+        {
+            let limits = crate::plugin::Limits {
+                time_limit: Duration::from_millis(plugin.time_limit_ms),
+                memory_bytes: (plugin.memory_limit_mb * 1024 * 1024) as usize,
+            };
+            let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
+            let metric =
+                tokio::task::spawn_blocking(move || runtime.load_metric(&name, &path, limits))
+                    .await
+                    .map_err(|e| crate::plugin::LoadError::Invalid {
+                        name: plugin.name.clone(),
+                        reason: e.to_string(),
+                    })??;
+            let names: Vec<&str> = metric
+                .info()
+                .metrics
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            tracing::info!(plugin = %plugin.name, metrics = ?names, "metric plugin loaded");
+            metric_plugins.insert(plugin.name.clone(), metric);
+        }
+        for plugin in config
+            .plugins
+            .iter()
+            .filter(|p| p.kind == PluginKind::Adapter)
+        {
             let (runtime, plugin_config, cache) =
                 (runtime.clone(), plugin.clone(), plugin_cache.clone());
             let slot = tokio::task::spawn_blocking(move || {
@@ -217,6 +272,7 @@ impl App {
             config,
             pipelines,
             plugins,
+            metric_plugins,
             runtime,
             plugin_cache,
             bus,

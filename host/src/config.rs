@@ -185,6 +185,18 @@ pub struct PluginConfig {
     /// Linear-memory limit of one instance.
     #[serde(default = "default_memory_limit_mb")]
     pub memory_limit_mb: u64,
+    /// `adapter` (platform payloads → rows) or `metric` (derived metrics).
+    #[serde(default)]
+    pub kind: PluginKind,
+}
+
+/// What a plugin does.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    #[default]
+    Adapter,
+    Metric,
 }
 
 fn default_time_limit_ms() -> u64 {
@@ -503,8 +515,17 @@ impl Config {
                     "use lowercase letters, digits, '-' and '_'",
                 );
             }
-            if !self.plugins.iter().any(|p| p.name == pipeline.adapter) {
-                let known: Vec<_> = self.plugins.iter().map(|p| p.name.as_str()).collect();
+            if !self
+                .plugins
+                .iter()
+                .any(|p| p.name == pipeline.adapter && p.kind == PluginKind::Adapter)
+            {
+                let known: Vec<_> = self
+                    .plugins
+                    .iter()
+                    .filter(|p| p.kind == PluginKind::Adapter)
+                    .map(|p| p.name.as_str())
+                    .collect();
                 issue(
                     at("adapter"),
                     format!("no plugin named `{}`", pipeline.adapter),
@@ -606,11 +627,17 @@ impl Config {
                 }
             }
             for name in &pipeline.metrics {
-                issue(
-                    at("metrics"),
-                    format!("metric plugin `{name}` is not available in this build"),
-                    "remove it; derived ratios (ctr, cpc, cpm, cpa, cvr, roas) are built in",
-                );
+                if !self
+                    .plugins
+                    .iter()
+                    .any(|p| &p.name == name && p.kind == PluginKind::Metric)
+                {
+                    issue(
+                        at("metrics"),
+                        format!("no metric plugin named `{name}`"),
+                        "declare it in [[plugins]] with kind = \"metric\"; ratios (ctr, cpc, cpm, cpa, cvr, roas) are built in",
+                    );
+                }
             }
         }
         issues

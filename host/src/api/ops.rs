@@ -117,7 +117,30 @@ pub async fn pull_runs(
 /// `GET /v1/plugins` (admin): every plugin, the version serving, its state.
 pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let list: Vec<_> = app.plugins.values().map(|slot| slot.report()).collect();
+    let mut list: Vec<serde_json::Value> = app
+        .plugins
+        .values()
+        .map(|slot| json!(slot.report()))
+        .collect();
+    for (name, plugin) in &app.metric_plugins {
+        let info = plugin.info();
+        let metrics: Vec<_> = info
+            .metrics
+            .iter()
+            .map(|m| {
+                let unit = match m.unit {
+                    crate::plugin::metric::Unit::Ratio => "ratio",
+                    crate::plugin::metric::Unit::Currency => "currency",
+                    crate::plugin::metric::Unit::Count => "count",
+                };
+                json!({"name": m.name, "unit": unit, "description": m.description, "inputs": m.inputs})
+            })
+            .collect();
+        list.push(json!({
+            "name": name, "kind": "metric", "version": info.version, "content_hash": plugin.content_hash(),
+            "state": "active", "metrics": metrics,
+        }));
+    }
     Ok(Json(json!({ "plugins": list })).into_response())
 }
 

@@ -137,6 +137,7 @@ pub async fn insights(
         .extra_metric_names(tenant)
         .await
         .map_err(|e| ApiError::internal("reading metric names", e))?;
+    let plugin_metrics = app.tenant_metrics(tenant);
     let metrics = match query.get("metrics") {
         None => BASE_METRICS
             .iter()
@@ -155,6 +156,7 @@ pub async fn insights(
                 if !BASE_METRICS.contains(&m.as_str())
                     && !RATIO_METRICS.contains(&m.as_str())
                     && !extras.contains(m)
+                    && !plugin_metrics.contains_key(m)
                 {
                     let mut known: Vec<&str> = BASE_METRICS
                         .iter()
@@ -162,6 +164,7 @@ pub async fn insights(
                         .copied()
                         .collect();
                     known.extend(extras.iter().map(String::as_str));
+                    known.extend(plugin_metrics.keys().map(String::as_str));
                     return Err(ApiError::invalid_parameter(
                         "metrics",
                         format!("unknown metric `{m}` (known: {})", known.join(", ")),
@@ -190,15 +193,14 @@ pub async fn insights(
     };
     let snapshots: Vec<_> = snapshots.into_iter().filter(keep).collect();
     let deltas: Vec<_> = deltas.into_iter().filter(keep).collect();
-    let rows = aggregate::rollup(
-        &snapshots,
-        &deltas,
-        &Rollup {
-            granularity,
-            group_by,
-            metrics,
-        },
-    );
+    let spec = Rollup {
+        granularity,
+        group_by,
+        metrics,
+    };
+    let groups = aggregate::rollup_groups(&snapshots, &deltas, &spec);
+    let derived = derive(&plugin_metrics, &spec.metrics, &groups).await?;
+    let rows = aggregate::render(groups, &spec.metrics, &derived);
     let mut response = Json(json!({
         "from": from.to_string(),
         "to": to.to_string(),
@@ -211,6 +213,69 @@ pub async fn insights(
         HeaderValue::from_static("private, no-cache"),
     );
     Ok(response)
+}
+
+/// Metric plugins' values for the requested plugin metrics: one batch call
+/// per plugin for the whole answer, off the async runtime.
+async fn derive(
+    plugins: &std::collections::BTreeMap<String, crate::plugin::metric::MetricPlugin>,
+    metrics: &[String],
+    groups: &[aggregate::Group],
+) -> Result<HashMap<String, Vec<Option<f64>>>, ApiError> {
+    use crate::plugin::metric::ComputeRequest;
+    let mut by_plugin: std::collections::BTreeMap<
+        &str,
+        (crate::plugin::metric::MetricPlugin, Vec<String>),
+    > = Default::default();
+    for metric in metrics {
+        if let Some(plugin) = plugins.get(metric) {
+            by_plugin
+                .entry(plugin.name())
+                .or_insert_with(|| (plugin.clone(), vec![]))
+                .1
+                .push(metric.clone());
+        }
+    }
+    let mut derived = HashMap::new();
+    for (_, (plugin, wanted)) in by_plugin {
+        let mut columns: Vec<String> = wanted
+            .iter()
+            .filter_map(|m| plugin.metric(m))
+            .flat_map(|m| m.inputs.iter().cloned())
+            .collect();
+        columns.sort();
+        columns.dedup();
+        let values: Vec<i64> = groups
+            .iter()
+            .flat_map(|g| columns.iter().map(|c| g.sums.component(c)))
+            .collect();
+        let request = ComputeRequest {
+            metrics: wanted.clone(),
+            columns,
+            values,
+            row_count: groups.len() as u32,
+        };
+        let worker = plugin.clone();
+        let values = tokio::task::spawn_blocking(move || worker.compute(&request))
+            .await
+            .map_err(|e| ApiError::internal("metric plugin task failed", e))?
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "metric_plugin_failed",
+                    format!("metric plugin `{}`: {e}", plugin.name()),
+                )
+            })?;
+        // Row-major: row i holds wanted.len() values.
+        for (j, metric) in wanted.iter().enumerate() {
+            let column = values
+                .chunks(wanted.len())
+                .map(|row| row.get(j).copied().flatten())
+                .collect();
+            derived.insert(metric.clone(), column);
+        }
+    }
+    Ok(derived)
 }
 
 /// `GET /v1/campaigns`.

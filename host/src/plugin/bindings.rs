@@ -8,3 +8,15 @@ pub mod adapter {
         world: "adapter-plugin",
     });
 }
+
+/// Bindings of the `metric-plugin` world (types and log shared with the adapter world).
+pub mod metric {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "metric-plugin",
+        with: {
+            "adpipe:plugin/types": super::adapter::adpipe::plugin::types,
+            "adpipe:plugin/log": super::adapter::adpipe::plugin::log,
+        },
+    });
+}

@@ -8,6 +8,7 @@
 //! the host carries on.
 
 pub mod bindings;
+pub mod metric;
 pub mod registry;
 pub mod watch;
 
@@ -92,6 +93,7 @@ pub struct Limits {
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<PluginState>>,
+    metric_linker: Arc<Linker<PluginState>>,
 }
 
 impl Runtime {
@@ -138,9 +140,16 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        let mut metric_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut metric_linker)?;
+        bindings::metric::MetricPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut metric_linker,
+            |s| s,
+        )?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            metric_linker: Arc::new(metric_linker),
         })
     }
 
@@ -341,26 +350,29 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
 
 /// The plugin must export `adpipe:plugin/adapter` of a compatible version (0.1.x).
 fn check_interface(engine: &Engine, component: &Component) -> Result<(), String> {
+    check_export(engine, component, "adapter")
+}
+
+/// The plugin must export `adpipe:plugin/<interface>@0.1.x`.
+fn check_export(engine: &Engine, component: &Component, interface: &str) -> Result<(), String> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
+    let wanted = format!("adpipe:plugin/{interface}@");
     if exports
         .iter()
-        .any(|e| e.starts_with("adpipe:plugin/adapter@0.1."))
+        .any(|e| e.starts_with(&format!("{wanted}0.1.")))
     {
         return Ok(());
     }
-    match exports
-        .iter()
-        .find(|e| e.starts_with("adpipe:plugin/adapter@"))
-    {
+    match exports.iter().find(|e| e.starts_with(&wanted)) {
         Some(other) => Err(format!(
-            "it exports `{other}`; this host speaks adpipe:plugin/adapter@0.1"
+            "it exports `{other}`; this host speaks {wanted}0.1"
         )),
         None => Err(format!(
-            "it does not export adpipe:plugin/adapter@0.1 (exports: {})",
+            "it does not export {wanted}0.1 (exports: {})",
             if exports.is_empty() {
                 "none".into()
             } else {
@@ -559,62 +571,73 @@ impl Adapter {
         f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         let inner = &self.inner;
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(inner.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .instances(16)
-            .build();
-        let state = PluginState {
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            plugin: inner.name.clone(),
-        };
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let ticks =
-            (inner.limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let mut store = sandboxed_store(&inner.engine, &inner.name, inner.limits);
         let plugin = inner.pre.instantiate(&mut store)?;
         f(plugin.adpipe_plugin_adapter(), &mut store)
     }
 
     fn classify(&self, error: wasmtime::Error) -> CallError {
-        let plugin = self.inner.name.clone();
-        if let Some(trap) = error.downcast_ref::<Trap>() {
-            return match trap {
-                Trap::Interrupt => CallError::Timeout {
-                    plugin,
-                    limit_ms: self.inner.limits.time_limit.as_millis() as u64,
-                },
-                Trap::UnreachableCodeReached => CallError::Trapped {
-                    plugin,
-                    detail: "the plugin panicked (unreachable code reached)".into(),
-                },
-                other => CallError::Trapped {
-                    plugin,
-                    detail: other.to_string(),
-                },
-            };
-        }
-        let text = format!("{error:#}");
-        if text.contains("forcing trap when growing memory") {
-            return CallError::OutOfMemory {
+        classify(error, &self.inner.name, self.inner.limits)
+    }
+}
+
+/// A fresh store: locked-down WASI, memory limit (trapping on failed growth),
+/// wall-clock deadline through epoch interruption.
+fn sandboxed_store(engine: &Engine, plugin: &str, limits: Limits) -> Store<PluginState> {
+    let wasi = WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .build();
+    let store_limits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .trap_on_grow_failure(true)
+        .instances(16)
+        .build();
+    let state = PluginState {
+        wasi,
+        table: ResourceTable::new(),
+        limits: store_limits,
+        plugin: plugin.to_owned(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    let ticks = (limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Turn a wasmtime error into what the plugin did wrong.
+fn classify(error: wasmtime::Error, plugin: &str, limits: Limits) -> CallError {
+    let plugin = plugin.to_owned();
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => CallError::Timeout {
                 plugin,
-                limit_mb: (self.inner.limits.memory_bytes / (1024 * 1024)) as u64,
-            };
-        }
-        CallError::Trapped {
+                limit_ms: limits.time_limit.as_millis() as u64,
+            },
+            Trap::UnreachableCodeReached => CallError::Trapped {
+                plugin,
+                detail: "the plugin panicked (unreachable code reached)".into(),
+            },
+            other => CallError::Trapped {
+                plugin,
+                detail: other.to_string(),
+            },
+        };
+    }
+    let text = format!("{error:#}");
+    if text.contains("forcing trap when growing memory") {
+        return CallError::OutOfMemory {
             plugin,
-            detail: text,
-        }
+            limit_mb: (limits.memory_bytes / (1024 * 1024)) as u64,
+        };
+    }
+    CallError::Trapped {
+        plugin,
+        detail: text,
     }
 }

@@ -34,6 +34,7 @@ pub fn plugin(name: &str) -> PluginConfig {
         path: plugin_path(name),
         time_limit_ms: 500,
         memory_limit_mb: 64,
+        kind: adpipe::config::PluginKind::Adapter,
     }
 }
 

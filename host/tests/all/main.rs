@@ -8,6 +8,7 @@ mod aggregation;
 mod api;
 mod common;
 mod lifecycle;
+mod metrics;
 mod platforms;
 mod readme;
 mod restart;
