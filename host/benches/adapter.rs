@@ -116,6 +116,7 @@ fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
             Limits {
                 time_limit: Duration::from_secs(10),
                 memory_bytes: 512 * 1024 * 1024,
+                fuel: None,
             },
         )
         .expect("load component (run scripts/build-plugins)");
@@ -201,6 +202,7 @@ fn e2e_embedded(c: &mut Criterion) {
                         time_limit_ms: 10_000,
                         memory_limit_mb: 512,
                         kind: adpipe::config::PluginKind::Adapter,
+                        fuel: None,
                     }];
                     config.pipelines = vec![toml::from_str(
                         "name = \"meta\"\ntenant = \"bench\"\nadapter = \"meta\"",

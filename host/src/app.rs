@@ -101,9 +101,25 @@ impl AppInner {
 }
 
 impl Pipeline {
-    /// The adapter version serving now; a call keeps it to its end.
+    /// The adapter version serving now, under this pipeline's limits; a call
+    /// keeps it to its end.
     pub fn adapter(&self) -> Adapter {
-        self.plugin.adapter()
+        let adapter = self.plugin.adapter();
+        let c = &self.config;
+        if c.time_limit_ms.is_none() && c.memory_limit_mb.is_none() && c.fuel.is_none() {
+            return adapter;
+        }
+        let mut limits = adapter.limits();
+        if let Some(ms) = c.time_limit_ms {
+            limits.time_limit = Duration::from_millis(ms);
+        }
+        if let Some(mb) = c.memory_limit_mb {
+            limits.memory_bytes = (mb * 1024 * 1024) as usize;
+        }
+        if c.fuel.is_some() {
+            limits.fuel = c.fuel;
+        }
+        adapter.with_limits(limits)
     }
 }
 
@@ -168,7 +184,7 @@ impl App {
             &data_dir,
         )?;
 
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::with_fuel(config.sandbox.fuel)?;
         let plugin_cache = data_dir.join("plugin-cache");
         let mut plugins = BTreeMap::new();
         let mut metric_plugins = BTreeMap::new();
@@ -177,10 +193,7 @@ impl App {
             .iter()
             .filter(|p| p.kind == PluginKind::Metric)
         {
-            let limits = crate::plugin::Limits {
-                time_limit: Duration::from_millis(plugin.time_limit_ms),
-                memory_bytes: (plugin.memory_limit_mb * 1024 * 1024) as usize,
-            };
+            let limits = plugin.limits();
             let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
             let metric =
                 tokio::task::spawn_blocking(move || runtime.load_metric(&name, &path, limits))

@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
+    pub sandbox: SandboxConfig,
+    #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub pipelines: Vec<PipelineConfig>,
@@ -172,6 +174,15 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[sandbox]`: engine-wide plugin settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Meter instructions, so plugins and pipelines may set `fuel` budgets
+    /// (costs every call some speed; off by default).
+    pub fuel: bool,
+}
+
 /// `[[plugins]]`: a WASM component and its sandbox limits.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -185,9 +196,23 @@ pub struct PluginConfig {
     /// Linear-memory limit of one instance.
     #[serde(default = "default_memory_limit_mb")]
     pub memory_limit_mb: u64,
+    /// Instruction budget per call (needs `sandbox.fuel = true`).
+    #[serde(default)]
+    pub fuel: Option<u64>,
     /// `adapter` (platform payloads → rows) or `metric` (derived metrics).
     #[serde(default)]
     pub kind: PluginKind,
+}
+
+impl PluginConfig {
+    /// The sandbox limits this plugin's calls run under.
+    pub fn limits(&self) -> crate::plugin::Limits {
+        crate::plugin::Limits {
+            time_limit: std::time::Duration::from_millis(self.time_limit_ms),
+            memory_bytes: (self.memory_limit_mb * 1024 * 1024) as usize,
+            fuel: self.fuel,
+        }
+    }
 }
 
 /// What a plugin does.
@@ -229,6 +254,15 @@ pub struct PipelineConfig {
     /// Metric plugins applied to this pipeline's answers.
     #[serde(default)]
     pub metrics: Vec<String>,
+    /// Overrides of the adapter's per-call time limit for this pipeline.
+    #[serde(default)]
+    pub time_limit_ms: Option<u64>,
+    /// Override of the adapter's memory limit for this pipeline.
+    #[serde(default)]
+    pub memory_limit_mb: Option<u64>,
+    /// Override of the adapter's fuel budget (needs `sandbox.fuel = true`).
+    #[serde(default)]
+    pub fuel: Option<u64>,
     /// Scheduled pulls from the platform's report API.
     #[serde(default)]
     pub pull: Option<PullConfig>,
@@ -483,6 +517,13 @@ impl Config {
                     "the default is 2000",
                 );
             }
+            if plugin.fuel.is_some() && !self.sandbox.fuel {
+                issue(
+                    at("fuel"),
+                    "a fuel budget needs fuel metering".into(),
+                    "set [sandbox] fuel = true, or remove fuel",
+                );
+            }
             if !(1..=4096).contains(&plugin.memory_limit_mb) {
                 issue(
                     at("memory_limit_mb"),
@@ -561,6 +602,33 @@ impl Config {
                         "use three capital letters, e.g. USD",
                     );
                 }
+            }
+            if pipeline
+                .time_limit_ms
+                .is_some_and(|t| !(10..=600_000).contains(&t))
+            {
+                issue(
+                    at("time_limit_ms"),
+                    "must be between 10 and 600000".into(),
+                    "leave unset for the plugin's limit",
+                );
+            }
+            if pipeline
+                .memory_limit_mb
+                .is_some_and(|m| !(1..=4096).contains(&m))
+            {
+                issue(
+                    at("memory_limit_mb"),
+                    "must be between 1 and 4096".into(),
+                    "leave unset for the plugin's limit",
+                );
+            }
+            if pipeline.fuel.is_some() && !self.sandbox.fuel {
+                issue(
+                    at("fuel"),
+                    "a fuel budget needs fuel metering".into(),
+                    "set [sandbox] fuel = true, or remove fuel",
+                );
             }
             if let Some(pull) = &pipeline.pull {
                 if pull.accounts.is_empty() || pull.accounts.iter().any(|a| a.trim().is_empty()) {

@@ -164,6 +164,7 @@ pub async fn process(
             let (kind, code) = match &error {
                 CallError::Rejected(e) => (FailureKind::Client, rejection_code(e.kind)),
                 CallError::Timeout { .. } => (FailureKind::Plugin, "plugin_timeout"),
+                CallError::OutOfFuel { .. } => (FailureKind::Plugin, "plugin_out_of_fuel"),
                 CallError::OutOfMemory { .. } => (FailureKind::Plugin, "plugin_out_of_memory"),
                 CallError::Trapped { .. } => (FailureKind::Plugin, "plugin_failed"),
             };

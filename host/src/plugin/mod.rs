@@ -65,6 +65,9 @@ pub enum CallError {
     /// The plugin ran past its time limit.
     #[error("plugin `{plugin}` exceeded its time limit of {limit_ms} ms")]
     Timeout { plugin: String, limit_ms: u64 },
+    /// The plugin used up its instruction budget.
+    #[error("plugin `{plugin}` exceeded its fuel limit of {fuel} units")]
+    OutOfFuel { plugin: String, fuel: u64 },
     /// The plugin tried to grow past its memory limit.
     #[error("plugin `{plugin}` exceeded its memory limit of {limit_mb} MiB")]
     OutOfMemory { plugin: String, limit_mb: u64 },
@@ -86,6 +89,8 @@ fn describe_plugin_error(e: &PluginError) -> String {
 pub struct Limits {
     pub time_limit: Duration,
     pub memory_bytes: usize,
+    /// Instruction budget per call (needs `sandbox.fuel = true`; `None` = unmetered).
+    pub fuel: Option<u64>,
 }
 
 /// The process-wide engine and its epoch ticker.
@@ -99,9 +104,17 @@ pub struct Runtime {
 impl Runtime {
     /// An engine with epoch interruption, and a thread that ticks it.
     pub fn new() -> Result<Runtime, LoadError> {
-        static SHARED: OnceLock<Result<Runtime, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Self::build().map_err(|e| format!("{e:#}")))
+        Self::with_fuel(false)
+    }
+
+    /// The shared engine with fuel metering on or off (metering costs every
+    /// call some speed, so it is opt-in: `[sandbox] fuel = true`).
+    pub fn with_fuel(fuel: bool) -> Result<Runtime, LoadError> {
+        static PLAIN: OnceLock<Result<Runtime, String>> = OnceLock::new();
+        static METERED: OnceLock<Result<Runtime, String>> = OnceLock::new();
+        let shared = if fuel { &METERED } else { &PLAIN };
+        shared
+            .get_or_init(|| Self::build(fuel).map_err(|e| format!("{e:#}")))
             .clone()
             .map_err(|reason| LoadError::Invalid {
                 name: "(engine)".into(),
@@ -109,9 +122,10 @@ impl Runtime {
             })
     }
 
-    fn build() -> wasmtime::Result<Runtime> {
+    fn build(fuel: bool) -> wasmtime::Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(fuel);
         config.wasm_component_model(true);
         // Pooled instance slots whose linear memory stays resident (reset with
         // memset): a fresh instance per call then reuses warm pages instead of
@@ -216,11 +230,11 @@ impl Runtime {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = AdapterPluginPre::new(instance_pre).map_err(invalid)?;
         let mut adapter = Adapter {
+            limits,
             inner: Arc::new(AdapterInner {
                 name: name.to_owned(),
                 engine: self.engine.clone(),
                 pre,
-                limits,
                 info: AdapterInfo {
                     name: String::new(),
                     version: String::new(),
@@ -438,7 +452,6 @@ struct AdapterInner {
     name: String,
     engine: Engine,
     pre: AdapterPluginPre<PluginState>,
-    limits: Limits,
     info: AdapterInfo,
     content_hash: String,
     from_cache: bool,
@@ -461,6 +474,8 @@ fn call_slots() -> usize {
 #[derive(Clone)]
 pub struct Adapter {
     inner: Arc<AdapterInner>,
+    /// Limits of calls through this handle (a pipeline may tighten or relax the plugin's).
+    limits: Limits,
 }
 
 impl Adapter {
@@ -477,6 +492,19 @@ impl Adapter {
     /// SHA-256 of the component bytes, hex.
     pub fn content_hash(&self) -> &str {
         &self.inner.content_hash
+    }
+
+    /// The same plugin version, called under other limits.
+    pub fn with_limits(&self, limits: Limits) -> Adapter {
+        Adapter {
+            inner: self.inner.clone(),
+            limits,
+        }
+    }
+
+    /// The limits calls through this handle run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Whether the compiled code came from the artifact cache.
@@ -571,13 +599,13 @@ impl Adapter {
         f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         let inner = &self.inner;
-        let mut store = sandboxed_store(&inner.engine, &inner.name, inner.limits);
+        let mut store = sandboxed_store(&inner.engine, &inner.name, self.limits);
         let plugin = inner.pre.instantiate(&mut store)?;
         f(plugin.adpipe_plugin_adapter(), &mut store)
     }
 
     fn classify(&self, error: wasmtime::Error) -> CallError {
-        classify(error, &self.inner.name, self.inner.limits)
+        classify(error, &self.inner.name, self.limits)
     }
 }
 
@@ -607,6 +635,8 @@ fn sandboxed_store(engine: &Engine, plugin: &str, limits: Limits) -> Store<Plugi
     let ticks = (limits.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
+    // Errors only when the engine does not meter fuel: then there is nothing to set.
+    let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     store
 }
 
@@ -618,6 +648,10 @@ fn classify(error: wasmtime::Error, plugin: &str, limits: Limits) -> CallError {
             Trap::Interrupt => CallError::Timeout {
                 plugin,
                 limit_ms: limits.time_limit.as_millis() as u64,
+            },
+            Trap::OutOfFuel => CallError::OutOfFuel {
+                plugin,
+                fuel: limits.fuel.unwrap_or(u64::MAX),
             },
             Trap::UnreachableCodeReached => CallError::Trapped {
                 plugin,

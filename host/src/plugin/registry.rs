@@ -103,10 +103,7 @@ impl PluginSlot {
         config: &PluginConfig,
         cache_dir: Option<&Path>,
     ) -> Result<PluginSlot, LoadError> {
-        let limits = Limits {
-            time_limit: Duration::from_millis(config.time_limit_ms),
-            memory_bytes: (config.memory_limit_mb * 1024 * 1024) as usize,
-        };
+        let limits = config.limits();
         let adapter = runtime.load_adapter_cached(&config.name, &config.path, limits, cache_dir)?;
         check_samples(&adapter, &config.path)?;
         Ok(PluginSlot {

@@ -19,6 +19,7 @@ fn component(name: &str) -> Adapter {
             Limits {
                 time_limit: Duration::from_secs(5),
                 memory_bytes: 256 << 20,
+                fuel: None,
             },
         )
         .expect("load meta")

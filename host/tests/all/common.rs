@@ -35,6 +35,7 @@ pub fn plugin(name: &str) -> PluginConfig {
         time_limit_ms: 500,
         memory_limit_mb: 64,
         kind: adpipe::config::PluginKind::Adapter,
+        fuel: None,
     }
 }
 
@@ -49,6 +50,9 @@ pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
         currency: None,
         metrics: vec![],
         pull: None,
+        time_limit_ms: None,
+        memory_limit_mb: None,
+        fuel: None,
         options: Default::default(),
     }
 }

@@ -153,6 +153,7 @@ fn precompiled_artifacts_are_reused() {
     let limits = Limits {
         time_limit: Duration::from_secs(1),
         memory_bytes: 64 << 20,
+        fuel: None,
     };
     let first = runtime
         .load_adapter_cached("meta", &plugin_path("meta"), limits, Some(cache.path()))
@@ -191,6 +192,7 @@ fn a_plugin_importing_the_network_is_refused_at_load() {
             Limits {
                 time_limit: Duration::from_secs(1),
                 memory_bytes: 64 << 20,
+                fuel: None,
             },
         )
         .err()

@@ -21,6 +21,7 @@ fn limits() -> Limits {
     Limits {
         time_limit: Duration::from_millis(200),
         memory_bytes: 32 * 1024 * 1024,
+        fuel: None,
     }
 }
 
@@ -150,4 +151,68 @@ async fn a_failing_plugin_answers_an_error_and_keeps_the_payload() {
         ["plugin_failed", "plugin_out_of_memory", "plugin_timeout"]
     );
     assert!(list.iter().all(|l| l["size"].as_i64() >= Some(3)));
+}
+
+#[test]
+fn fuel_budgets_stop_runaway_plugins() {
+    let limits = Limits {
+        fuel: Some(50_000_000),
+        ..limits()
+    };
+    let adapter = Runtime::with_fuel(true)
+        .expect("metered engine")
+        .load_adapter("misbehaving", &plugin_path("misbehaving"), limits)
+        .expect("load");
+    let result = adapter.parse_report(b"loop", &ctx());
+    assert!(
+        matches!(
+            result,
+            Err(CallError::OutOfFuel {
+                fuel: 50_000_000,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_still_works(&adapter);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_sets_its_own_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut strict = pipeline("strict", "demo", "misbehaving");
+    strict.time_limit_ms = Some(50);
+    strict.currency = Some("USD".into());
+    let mut lenient = pipeline("lenient", "demo", "misbehaving");
+    lenient.currency = Some("USD".into());
+    let config = config(&dir, vec![plugin("misbehaving")], vec![strict, lenient]);
+    let app = adpipe::app::App::start(config).await.expect("start");
+    let token = token("demo", &[Role::Ingest], 60);
+    let answer = send(
+        &app,
+        post("/v1/pipelines/strict/reports", Some(&token), "loop"),
+    )
+    .await;
+    assert_eq!(answer.code(), "plugin_timeout");
+    assert!(
+        answer.json["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("50 ms"),
+        "{}",
+        answer.text
+    );
+    let answer = send(
+        &app,
+        post("/v1/pipelines/lenient/reports", Some(&token), "loop"),
+    )
+    .await;
+    assert!(
+        answer.json["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("500 ms"),
+        "{}",
+        answer.text
+    );
 }
