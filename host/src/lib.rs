@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod authoring;
 pub mod bus;
 pub mod config;
 pub mod ingest;

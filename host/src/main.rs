@@ -82,6 +82,31 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures, tests).
+    New {
+        name: String,
+        /// Where to create it (default: plugins/NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin SDK crate (default: plugins/sdk).
+        #[arg(long, default_value = "plugins/sdk")]
+        sdk: PathBuf,
+    },
+    /// Run a built component over fixture payloads; print rows or errors and
+    /// compare with `<fixture>.expected.json` where present.
+    Test {
+        /// The component (`.wasm`).
+        path: PathBuf,
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// Write the expected-output files from this run.
+        #[arg(long)]
+        bless: bool,
+        #[arg(long)]
+        account_id: Option<String>,
+        #[arg(long)]
+        currency: Option<String>,
+    },
 }
 
 /// How to reach a running server as an admin.
@@ -242,6 +267,54 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             (server, format!("/v1/plugins/{name}/reload"), "POST")
         }
         PluginCommand::List { server } => (server, "/v1/plugins".to_owned(), "GET"),
+        PluginCommand::New { name, dir, sdk } => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("plugins").join(name));
+            for file in adpipe::authoring::scaffold(name, &dir, sdk)? {
+                println!("created {}", file.display());
+            }
+            println!(
+                "next: cargo build --release --target wasm32-wasip2 --manifest-path {0}/Cargo.toml\n      \
+                 adpipe plugin test {0}/target/wasm32-wasip2/release/adpipe_plugin_{1}.wasm --fixtures {0}/tests/fixtures",
+                dir.display(),
+                name.replace('-', "_")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        PluginCommand::Test {
+            path,
+            fixtures,
+            bless,
+            account_id,
+            currency,
+        } => {
+            let run = adpipe::authoring::FixtureRun {
+                account_id: account_id.clone(),
+                currency: currency.clone(),
+                bless: *bless,
+            };
+            let results = adpipe::authoring::test_fixtures(path, fixtures, &run)?;
+            let mut failed = 0;
+            for r in &results {
+                let verdict = match r.matches {
+                    None => "(no expected file)",
+                    Some(true) => "ok",
+                    Some(false) => {
+                        failed += 1;
+                        "MISMATCH"
+                    }
+                };
+                println!("== {} {verdict}", r.fixture.display());
+                println!("{}", serde_json::to_string_pretty(&r.output)?);
+            }
+            println!("{} fixture(s), {failed} mismatch(es)", results.len());
+            return Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
     };
     let config = load(&server.config, overrides(None, server.data_dir.clone()))
         .map_err(|_| anyhow::anyhow!("the configuration is invalid (run `adpipe check`)"))?;

@@ -13,3 +13,4 @@ mod platforms;
 mod readme;
 mod restart;
 mod sandbox;
+mod tutorial;

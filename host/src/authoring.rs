@@ -1,0 +1,220 @@
+//! The plugin authors' kit behind `adpipe plugin new` and `adpipe plugin test`:
+//! scaffold a working adapter crate from `templates/adapter`, and run a built
+//! component over fixture payloads, comparing with expected-output files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::plugin::{CallError, Limits, ParseContext, RowBatch, Runtime, WebhookRequest};
+
+/// Files of the adapter template: (path in the new crate, contents).
+const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../templates/adapter/Cargo.toml.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../templates/adapter/src/lib.rs.tmpl"),
+    ),
+    (
+        "tests/native.rs",
+        include_str!("../../templates/adapter/tests/native.rs.tmpl"),
+    ),
+    (
+        "tests/fixtures/report.json",
+        include_str!("../../templates/adapter/tests/fixtures/report.json"),
+    ),
+];
+
+/// Authoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthoringError {
+    #[error(
+        "`{0}` is not a plugin name (lowercase letters, digits and '-', starting with a letter)"
+    )]
+    BadName(String),
+    #[error("{0} already exists; choose another --dir")]
+    Exists(String),
+    #[error("the plugin SDK was not found at {0}; pass --sdk PATH (the repository's plugins/sdk)")]
+    NoSdk(String),
+    #[error("{path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Load(#[from] crate::plugin::LoadError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuthoringError + '_ {
+    move |source| AuthoringError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Scaffold the adapter crate `name` in `dir`, depending on the SDK at `sdk`.
+pub fn scaffold(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, AuthoringError> {
+    let valid = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(AuthoringError::BadName(name.into()));
+    }
+    if dir.exists() {
+        return Err(AuthoringError::Exists(dir.display().to_string()));
+    }
+    let sdk =
+        std::fs::canonicalize(sdk).map_err(|_| AuthoringError::NoSdk(sdk.display().to_string()))?;
+    if !sdk.join("Cargo.toml").exists() {
+        return Err(AuthoringError::NoSdk(sdk.display().to_string()));
+    }
+    let mut written = Vec::new();
+    for (path, contents) in TEMPLATE {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let text = contents
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk_path}}", &sdk.display().to_string());
+        std::fs::write(&target, text).map_err(io(&target))?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+/// One fixture's outcome.
+#[derive(Debug)]
+pub struct FixtureResult {
+    pub fixture: PathBuf,
+    /// Rows (or the error) as JSON.
+    pub output: Value,
+    /// `None`: no expected file; `Some(true)`: matches it.
+    pub matches: Option<bool>,
+}
+
+/// Options of a fixture run.
+#[derive(Clone, Debug, Default)]
+pub struct FixtureRun {
+    pub account_id: Option<String>,
+    pub currency: Option<String>,
+    /// Write `<fixture>.expected.json` files instead of comparing.
+    pub bless: bool,
+}
+
+/// Run the component at `wasm` over every `*.json` in `fixtures` (files named
+/// `webhook*` as webhook bodies), comparing with `<name>.expected.json`.
+pub fn test_fixtures(
+    wasm: &Path,
+    fixtures: &Path,
+    run: &FixtureRun,
+) -> Result<Vec<FixtureResult>, AuthoringError> {
+    let limits = Limits {
+        time_limit: Duration::from_secs(10),
+        memory_bytes: 512 << 20,
+        fuel: None,
+    };
+    let adapter = Runtime::new()?.load_adapter("plugin", wasm, limits)?;
+    let context = ParseContext {
+        options: vec![],
+        account_id: run.account_id.clone(),
+        currency: run.currency.clone(),
+        received_at_ms: 0,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures)
+        .map_err(io(fixtures))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.ends_with(".json") && !name.ends_with(".expected.json")
+        })
+        .collect();
+    paths.sort();
+    let mut results = Vec::new();
+    for path in paths {
+        let body = std::fs::read(&path).map_err(io(&path))?;
+        let webhook = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("webhook"));
+        let outcome = if webhook {
+            adapter.parse_webhook(
+                &WebhookRequest {
+                    query: vec![],
+                    headers: vec![],
+                    body,
+                },
+                &context,
+            )
+        } else {
+            adapter.parse_report(&body, &context)
+        };
+        let output = match outcome {
+            Ok(batch) => rows_json(&batch),
+            Err(CallError::Rejected(e)) => {
+                json!({"error": {"kind": format!("{:?}", e.kind), "path": e.path, "message": e.message}})
+            }
+            Err(other) => json!({"error": {"kind": "Trap", "message": other.to_string()}}),
+        };
+        let expected_path = path.with_extension("expected.json");
+        let matches = if run.bless {
+            let text = serde_json::to_string_pretty(&output).unwrap_or_default() + "\n";
+            std::fs::write(&expected_path, text).map_err(io(&expected_path))?;
+            Some(true)
+        } else if expected_path.exists() {
+            let text = std::fs::read_to_string(&expected_path).map_err(io(&expected_path))?;
+            Some(serde_json::from_str::<Value>(&text).ok() == Some(output.clone()))
+        } else {
+            None
+        };
+        results.push(FixtureResult {
+            fixture: path,
+            output,
+            matches,
+        });
+    }
+    Ok(results)
+}
+
+/// A batch with its string table resolved, as readable JSON.
+fn rows_json(batch: &RowBatch) -> Value {
+    let s = |i: Option<u32>| {
+        i.and_then(|i| batch.strings.get(i as usize))
+            .map(|v| json!(v))
+            .unwrap_or(Value::Null)
+    };
+    let rows: Vec<Value> = batch
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let extras: serde_json::Map<String, Value> = batch
+                .extras
+                .iter()
+                .filter(|e| e.row as usize == index)
+                .map(|e| (batch.strings.get(e.name as usize).cloned().unwrap_or_default(), json!(e.value_micros)))
+                .collect();
+            json!({
+                "kind": format!("{:?}", r.kind).to_lowercase(),
+                "account_id": s(r.account_id), "campaign_id": s(r.campaign_id), "campaign_name": s(r.campaign_name),
+                "ad_group_id": s(r.ad_group_id), "ad_id": s(r.ad_id),
+                "date": format!("{:04}-{:02}-{:02}", r.date.year, r.date.month, r.date.day), "hour": r.hour,
+                "currency": s(r.currency), "impressions": r.impressions, "clicks": r.clicks,
+                "spend_micros": r.spend_micros, "conversions_micros": r.conversions_micros,
+                "conversion_value_micros": r.conversion_value_micros, "dedup_key": s(r.dedup_key), "extras": extras,
+            })
+        })
+        .collect();
+    json!({"rows": rows, "notices": batch.notices, "next_page": batch.next_page.as_ref().map(|p| p.url.clone())})
+}
