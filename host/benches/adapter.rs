@@ -250,5 +250,93 @@ fn e2e_embedded(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, meta_parse, other_parsers, e2e_embedded);
+/// What the sandbox costs per call: a trivial export (`handshake`) natively,
+/// in a fresh sandboxed instance with the time limit (epoch interruption),
+/// and without it; and a reload (compile, check, swap) of a changed plugin.
+fn sandbox_overhead(c: &mut Criterion) {
+    use adpipe_plugin_sdk::Adapter as _;
+    let limits = Limits {
+        time_limit: Duration::from_secs(10),
+        memory_bytes: 64 << 20,
+        fuel: None,
+    };
+    let limited = Runtime::new()
+        .expect("engine")
+        .load_adapter("meta", &plugin_path("meta"), limits)
+        .expect("load");
+    let unlimited = Runtime::without_deadlines()
+        .expect("engine")
+        .load_adapter(
+            "meta",
+            &plugin_path("meta"),
+            Limits {
+                memory_bytes: 4 << 30,
+                ..limits
+            },
+        )
+        .expect("load");
+    let query = vec![("hub.mode".to_owned(), "subscribe".to_owned())];
+    let mut group = c.benchmark_group("sandbox_call");
+    group.bench_function("native", |b| {
+        b.iter(|| adpipe_plugin_meta::Meta::handshake(&query))
+    });
+    group.bench_function("wasm_limited", |b| b.iter(|| limited.handshake(&query)));
+    group.bench_function("wasm_no_deadline", |b| {
+        b.iter(|| unlimited.handshake(&query))
+    });
+    group.finish();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("adapter.wasm");
+    std::fs::copy(plugin_path("misbehaving"), &live).expect("copy");
+    let config = adpipe::config::PluginConfig {
+        name: "misbehaving".into(),
+        path: live.clone(),
+        time_limit_ms: 1000,
+        memory_limit_mb: 64,
+        fuel: None,
+        kind: adpipe::config::PluginKind::Adapter,
+    };
+    let engine = Runtime::new().expect("engine");
+    let slot = std::sync::Arc::new(
+        adpipe::plugin::registry::PluginSlot::load(&engine, &config, None).expect("slot"),
+    );
+    let versions = [plugin_path("misbehaving-v2"), plugin_path("misbehaving")];
+    let mut group = c.benchmark_group("reload");
+    group.sample_size(10);
+    group.bench_function("changed_plugin_to_serving", |b| {
+        b.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iterations {
+                // Always deploy the version that is not serving.
+                let next = usize::from(slot.adapter().info().version != "0.0.1");
+                std::fs::copy(&versions[next], &live).expect("deploy");
+                let started = Instant::now();
+                let outcome = runtime.block_on(slot.reload(&engine, None));
+                elapsed += started.elapsed();
+                assert!(
+                    matches!(
+                        outcome,
+                        adpipe::plugin::registry::ReloadOutcome::Reloaded { .. }
+                    ),
+                    "{outcome:?}"
+                );
+            }
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    meta_parse,
+    other_parsers,
+    sandbox_overhead,
+    e2e_embedded
+);
 criterion_main!(benches);

@@ -113,8 +113,22 @@ impl Runtime {
         static PLAIN: OnceLock<Result<Runtime, String>> = OnceLock::new();
         static METERED: OnceLock<Result<Runtime, String>> = OnceLock::new();
         let shared = if fuel { &METERED } else { &PLAIN };
-        shared
-            .get_or_init(|| Self::build(fuel).map_err(|e| format!("{e:#}")))
+        Self::shared(shared, fuel, true)
+    }
+
+    /// An engine without epoch interruption: calls cannot be stopped by a
+    /// deadline. Only for measuring what the time limit costs; never serve with it.
+    pub fn without_deadlines() -> Result<Runtime, LoadError> {
+        static UNBOUNDED: OnceLock<Result<Runtime, String>> = OnceLock::new();
+        Self::shared(&UNBOUNDED, false, false)
+    }
+
+    fn shared(
+        cell: &'static OnceLock<Result<Runtime, String>>,
+        fuel: bool,
+        epochs: bool,
+    ) -> Result<Runtime, LoadError> {
+        cell.get_or_init(|| Self::build(fuel, epochs).map_err(|e| format!("{e:#}")))
             .clone()
             .map_err(|reason| LoadError::Invalid {
                 name: "(engine)".into(),
@@ -122,9 +136,9 @@ impl Runtime {
             })
     }
 
-    fn build(fuel: bool) -> wasmtime::Result<Runtime> {
+    fn build(fuel: bool, epochs: bool) -> wasmtime::Result<Runtime> {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(epochs);
         config.consume_fuel(fuel);
         config.wasm_component_model(true);
         // Pooled instance slots whose linear memory stays resident (reset with
