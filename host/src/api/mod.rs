@@ -27,6 +27,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .route(
             "/v1/pipelines/{pipeline}/reports",
             post(ingest::push_report),

@@ -245,6 +245,95 @@ pub async fn retry_dead_letter(
         .into_response())
 }
 
+/// `GET /metrics` (admin): Prometheus text format — plugins (calls,
+/// failures, reloads, quarantine), bus lag, dead letters.
+pub async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    use std::fmt::Write as _;
+    caller.require(Role::Admin)?;
+    let mut out = String::new();
+    fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    family(
+        &mut out,
+        "adpipe_plugin_calls_total",
+        "counter",
+        "Calls into the plugin version serving now.",
+    );
+    let reports: Vec<_> = app.plugins.values().map(|slot| slot.report()).collect();
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "adpipe_plugin_calls_total{{plugin=\"{}\",version=\"{}\"}} {}",
+            r.name, r.version, r.calls
+        );
+    }
+    family(
+        &mut out,
+        "adpipe_plugin_failures_total",
+        "counter",
+        "Failed calls (traps, timeouts, rejected payloads).",
+    );
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "adpipe_plugin_failures_total{{plugin=\"{}\",version=\"{}\"}} {}",
+            r.name, r.version, r.failures
+        );
+    }
+    family(
+        &mut out,
+        "adpipe_plugin_reloads_total",
+        "counter",
+        "Reloads by result.",
+    );
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "adpipe_plugin_reloads_total{{plugin=\"{}\",result=\"reloaded\"}} {}",
+            r.name, r.reloads
+        );
+        let _ = writeln!(
+            out,
+            "adpipe_plugin_reloads_total{{plugin=\"{}\",result=\"rejected\"}} {}",
+            r.name, r.rejected_reloads
+        );
+    }
+    family(
+        &mut out,
+        "adpipe_plugin_quarantined",
+        "gauge",
+        "1 while the plugin's circuit breaker is open.",
+    );
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "adpipe_plugin_quarantined{{plugin=\"{}\"}} {}",
+            r.name,
+            u8::from(r.state == "quarantined")
+        );
+    }
+    family(
+        &mut out,
+        "adpipe_bus_lag_records",
+        "gauge",
+        "Durable bus records not yet applied to the store.",
+    );
+    let _ = writeln!(
+        out,
+        "adpipe_bus_lag_records {}",
+        app.bus.head().saturating_sub(app.store.applied_offset())
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response())
+}
+
 /// Any other path.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route; see the README for the API")

@@ -144,6 +144,22 @@ async fn hot_reload_under_load_fails_and_loses_nothing() {
     assert!(entry["reloads"].as_u64() >= Some(3), "{entry}");
     assert!(entry["rejected_reloads"].as_u64() >= Some(1), "{entry}");
     assert_eq!(entry["state"], "active");
+    let metrics = send(&app, get("/metrics", Some(&admin))).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .text
+            .contains("adpipe_plugin_reloads_total{plugin=\"misbehaving\",result=\"rejected\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("adpipe_plugin_quarantined{plugin=\"misbehaving\"} 0"),
+        "{}",
+        metrics.text
+    );
 }
 
 #[test]
