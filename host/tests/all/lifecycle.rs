@@ -211,8 +211,7 @@ fn a_plugin_importing_the_network_is_refused_at_load() {
                 fuel: None,
             },
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let text = error.to_string();
     assert!(text.contains("`wasi:sockets/"), "{text}");
     assert!(text.contains("plugins get no network"), "{text}");
