@@ -13,7 +13,7 @@ use crate::config::{Config, PipelineConfig, PluginKind};
 use crate::ingest::Stamp;
 use crate::metadata::Metadata;
 use crate::plugin::metric::MetricPlugin;
-use crate::plugin::registry::PluginSlot;
+use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
 use crate::row::RowEnvelope;
 use crate::store::EmbeddedStore;
@@ -89,7 +89,8 @@ impl AppInner {
             .filter(|p| p.config.tenant == tenant)
         {
             for name in &pipeline.config.metrics {
-                if let Some(plugin) = self.metric_plugins.get(name) {
+                if let Some(slot) = self.metric_plugins.get(name) {
+                    let plugin = slot.plugin();
                     for metric in &plugin.info().metrics {
                         out.insert(metric.name.clone(), plugin.clone());
                     }
@@ -138,7 +139,7 @@ pub struct AppInner {
     pub pipelines: HashMap<String, Pipeline>,
     pub plugins: BTreeMap<String, Arc<PluginSlot>>,
     /// Metric plugins by name.
-    pub metric_plugins: BTreeMap<String, MetricPlugin>,
+    pub metric_plugins: BTreeMap<String, Arc<MetricSlot>>,
     /// The engine plugins are compiled with (reloads use it too).
     pub runtime: Runtime,
     /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
@@ -193,22 +194,23 @@ impl App {
             .iter()
             .filter(|p| p.kind == PluginKind::Metric)
         {
-            let limits = plugin.limits();
-            let (runtime, name, path) = (runtime.clone(), plugin.name.clone(), plugin.path.clone());
+            let (runtime, plugin_config) = (runtime.clone(), plugin.clone());
             let metric =
-                tokio::task::spawn_blocking(move || runtime.load_metric(&name, &path, limits))
+                tokio::task::spawn_blocking(move || MetricSlot::load(&runtime, &plugin_config))
                     .await
                     .map_err(|e| crate::plugin::LoadError::Invalid {
                         name: plugin.name.clone(),
                         reason: e.to_string(),
                     })??;
-            let names: Vec<&str> = metric
+            let names: Vec<String> = metric
+                .plugin()
                 .info()
                 .metrics
                 .iter()
-                .map(|m| m.name.as_str())
+                .map(|m| m.name.clone())
                 .collect();
             tracing::info!(plugin = %plugin.name, metrics = ?names, "metric plugin loaded");
+            let metric = Arc::new(metric);
             metric_plugins.insert(plugin.name.clone(), metric);
         }
         for plugin in config

@@ -122,7 +122,9 @@ pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response,
         .values()
         .map(|slot| json!(slot.report()))
         .collect();
-    for (name, plugin) in &app.metric_plugins {
+    for (name, slot) in &app.metric_plugins {
+        let plugin = slot.plugin();
+        let (reloads, rejected_reloads, last_error) = slot.reload_status();
         let info = plugin.info();
         let metrics: Vec<_> = info
             .metrics
@@ -138,7 +140,8 @@ pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response,
             .collect();
         list.push(json!({
             "name": name, "kind": "metric", "version": info.version, "content_hash": plugin.content_hash(),
-            "state": "active", "metrics": metrics,
+            "state": "active", "metrics": metrics, "reloads": reloads, "rejected_reloads": rejected_reloads,
+            "last_error": last_error, "path": slot.config.path.display().to_string(),
         }));
     }
     Ok(Json(json!({ "plugins": list })).into_response())
@@ -151,12 +154,17 @@ pub async fn reload_plugin(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let slot = app.plugins.get(&name).ok_or_else(|| {
-        ApiError::not_found("unknown_plugin", format!("no plugin named `{name}`"))
-    })?;
-    let outcome = slot
-        .reload(&app.runtime, Some(app.plugin_cache.clone()))
-        .await;
+    let outcome = if let Some(slot) = app.plugins.get(&name) {
+        slot.reload(&app.runtime, Some(app.plugin_cache.clone()))
+            .await
+    } else if let Some(slot) = app.metric_plugins.get(&name) {
+        slot.reload(&app.runtime).await
+    } else {
+        return Err(ApiError::not_found(
+            "unknown_plugin",
+            format!("no plugin named `{name}`"),
+        ));
+    };
     let status = match outcome {
         crate::plugin::registry::ReloadOutcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,

@@ -317,3 +317,83 @@ fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
     }
     Ok(())
 }
+
+/// A configured metric plugin and the version serving it (reloads swap it).
+pub struct MetricSlot {
+    pub config: PluginConfig,
+    current: RwLock<super::metric::MetricPlugin>,
+    status: Mutex<Status>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl MetricSlot {
+    /// Load the configured file.
+    pub fn load(runtime: &Runtime, config: &PluginConfig) -> Result<MetricSlot, LoadError> {
+        let plugin = runtime.load_metric(&config.name, &config.path, config.limits())?;
+        Ok(MetricSlot {
+            config: config.clone(),
+            current: RwLock::new(plugin),
+            status: Mutex::new(Status::default()),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The version serving now.
+    pub fn plugin(&self) -> super::metric::MetricPlugin {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Load the file again; swap if it is new and passes the checks.
+    pub async fn reload(self: &Arc<Self>, runtime: &Runtime) -> ReloadOutcome {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.plugin();
+        let (runtime, config) = (runtime.clone(), self.config.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            runtime.load_metric(&config.name, &config.path, config.limits())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        let mut status = lock(&self.status);
+        match loaded {
+            Ok(plugin) if plugin.content_hash() == current.content_hash() => {
+                ReloadOutcome::Unchanged {
+                    version: current.info().version.clone(),
+                    content_hash: current.content_hash().to_owned(),
+                }
+            }
+            Ok(plugin) => {
+                let outcome = ReloadOutcome::Reloaded {
+                    version: plugin.info().version.clone(),
+                    content_hash: plugin.content_hash().to_owned(),
+                };
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = plugin;
+                status.reloads += 1;
+                status.last_error = None;
+                outcome
+            }
+            Err(reason) => {
+                tracing::warn!(plugin = %self.config.name, "metric plugin reload rejected: {reason}");
+                status.rejected_reloads += 1;
+                status.last_error = Some(reason.clone());
+                ReloadOutcome::Rejected {
+                    reason,
+                    serving_version: current.info().version.clone(),
+                }
+            }
+        }
+    }
+
+    /// Reload counters and the last error, for the plugin list.
+    pub fn reload_status(&self) -> (u64, u64, Option<String>) {
+        let status = lock(&self.status);
+        (
+            status.reloads,
+            status.rejected_reloads,
+            status.last_error.clone(),
+        )
+    }
+}

@@ -26,9 +26,16 @@ pub fn spawn(app: &App) -> Result<(), notify::Error> {
         }
     })?;
     let mut by_path: HashMap<PathBuf, String> = HashMap::new();
-    for (name, slot) in &app.plugins {
-        let path =
-            std::fs::canonicalize(&slot.config.path).unwrap_or_else(|_| slot.config.path.clone());
+    let adapters = app
+        .plugins
+        .iter()
+        .map(|(name, slot)| (name, &slot.config.path));
+    let metrics = app
+        .metric_plugins
+        .iter()
+        .map(|(name, slot)| (name, &slot.config.path));
+    for (name, configured) in adapters.chain(metrics) {
+        let path = std::fs::canonicalize(configured).unwrap_or_else(|_| configured.clone());
         if let Some(dir) = path.parent() {
             watcher.watch(dir, RecursiveMode::NonRecursive)?;
         }
@@ -47,12 +54,15 @@ pub fn spawn(app: &App) -> Result<(), notify::Error> {
             names.sort();
             names.dedup();
             for name in names {
-                if let Some(slot) = app.plugins.get(name) {
-                    let outcome = slot
-                        .reload(&app.runtime, Some(app.plugin_cache.clone()))
-                        .await;
-                    tracing::info!(plugin = %name, ?outcome, "plugin file changed");
-                }
+                let outcome = if let Some(slot) = app.plugins.get(name) {
+                    slot.reload(&app.runtime, Some(app.plugin_cache.clone()))
+                        .await
+                } else if let Some(slot) = app.metric_plugins.get(name) {
+                    slot.reload(&app.runtime).await
+                } else {
+                    continue;
+                };
+                tracing::info!(plugin = %name, ?outcome, "plugin file changed");
             }
         }
     });

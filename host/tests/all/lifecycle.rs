@@ -328,3 +328,41 @@ async fn a_failing_plugin_is_quarantined_and_its_payloads_retried() {
     );
     assert_eq!(plugin_entry(&app, "misbehaving").await["state"], "active");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_failing_its_own_samples_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("adapter.wasm");
+    let samples = dir.path().join("adapter.samples");
+    std::fs::create_dir_all(&samples).expect("mkdir");
+    std::fs::write(samples.join("report.json"), "fine:sample").expect("sample");
+    deploy(&plugin_path("misbehaving"), &live);
+    let mut plugin = plugin("misbehaving");
+    plugin.path = live.clone();
+    let mut config = config(&dir, vec![plugin], vec![]);
+    config.server.watch_plugins = false;
+    let app = App::start(config)
+        .await
+        .expect("a build passing its samples loads");
+    // The new build ships a sample it cannot parse: refused, the old version serves on.
+    std::fs::write(samples.join("report.json"), "panic").expect("sample");
+    deploy(&plugin_path("misbehaving-v2"), &live);
+    let admin = token("demo", &[Role::Admin], 60);
+    let answer = send(
+        &app,
+        post("/v1/plugins/misbehaving/reload", Some(&admin), ""),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.text
+    );
+    let reason = answer.json["result"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("its own sample report.json fails"),
+        "{reason}"
+    );
+    assert_eq!(plugin_entry(&app, "misbehaving").await["version"], "0.0.1");
+}

@@ -111,6 +111,12 @@ async fn metric_plugins_compute_from_summed_components() {
         leads[0]["metrics"][0],
         json!({"name": "cost_per_lead", "unit": "currency", "description": "spend / leads", "inputs": ["spend", "leads"]})
     );
+    let reload = send(&app, post("/v1/plugins/leads/reload", Some(&admin), "")).await;
+    assert_eq!(
+        reload.json["result"]["outcome"], "unchanged",
+        "{}",
+        reload.text
+    );
     let stranger = token("other", &[Role::Viewer], 60);
     let answer = send(
         &app,
