@@ -10,12 +10,9 @@
 //! applied are trimmed from the log.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -47,16 +44,7 @@ pub struct EmbeddedBus {
 impl EmbeddedBus {
     /// Open (or create) the log at `path` and start its writer task.
     pub async fn open(path: &Path) -> Result<EmbeddedBus, BusError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = crate::sqlite::open_file(path).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS log (
                 offset INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -18,4 +18,5 @@ pub mod process;
 pub mod pull;
 pub mod row;
 pub mod signature;
+pub mod sqlite;
 pub mod store;

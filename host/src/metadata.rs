@@ -2,13 +2,8 @@
 //! the dead-letter store, where every payload that was accepted for
 //! processing but could not be turned into rows is kept with its reason.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 
 /// Metadata storage failed.
@@ -129,15 +124,7 @@ pub struct Metadata {
 impl Metadata {
     /// Connect to `url` (`sqlite://PATH`) and migrate.
     pub async fn open(url: &str) -> Result<Metadata, MetadataError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = crate::sqlite::open(url).await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS adpipe_migrations (version INTEGER PRIMARY KEY)")
             .execute(&pool)
             .await?;

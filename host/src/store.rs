@@ -14,12 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 use tokio::sync::watch;
 
@@ -102,16 +99,7 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Open (or create) the store at `path`.
     pub async fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = crate::sqlite::open_file(path).await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
