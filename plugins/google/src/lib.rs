@@ -10,7 +10,7 @@
 //! Google Ads has no metric webhooks: `describe` says so, and the host answers
 //! the webhook route with 404. Pulls use `searchStream` (one response, no paging).
 
-use adpipe_plugin_sdk::num::{Num, Text};
+use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext,
     PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
@@ -287,22 +287,8 @@ fn row(
     }
     let default = Metrics::default();
     let m = r.metrics.as_ref().unwrap_or(&default);
-    let count = |v: &Option<Num<'_>>, f: &str| -> Result<u64, PluginError> {
-        v.as_ref()
-            .map(|n| {
-                n.count()
-                    .map_err(|e| PluginError::value(at(f), e.to_string()))
-            })
-            .unwrap_or(Ok(0))
-    };
-    let micros = |v: &Option<Num<'_>>, f: &str| -> Result<i64, PluginError> {
-        v.as_ref()
-            .map(|n| {
-                n.micros()
-                    .map_err(|e| PluginError::value(at(f), e.to_string()))
-            })
-            .unwrap_or(Ok(0))
-    };
+    let count = |v: &Option<Num<'_>>, f: &str| count_at(v.as_ref(), || at(f));
+    let micros = |v: &Option<Num<'_>>, f: &str| micros_at(v.as_ref(), || at(f));
     let spend = match &m.cost_micros {
         // int64 micros already.
         Some(c) => c.text().parse::<i64>().map_err(|_| {

@@ -13,7 +13,7 @@
 //! the form response URN; the host answers the `challengeCode` validation
 //! with the client secret and checks `X-LI-Signature`.
 
-use adpipe_plugin_sdk::num::{Num, Text};
+use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HandshakePlan,
     HttpRequest, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
@@ -237,22 +237,8 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
                 "no account: pass ?account_id= or add the ACCOUNT pivot",
             )
         })?;
-        let count = |v: &Option<Num<'_>>, f: &str| -> Result<u64, PluginError> {
-            v.as_ref()
-                .map(|n| {
-                    n.count()
-                        .map_err(|e| PluginError::value(at(f), e.to_string()))
-                })
-                .unwrap_or(Ok(0))
-        };
-        let micros = |v: &Option<Num<'_>>, f: &str| -> Result<i64, PluginError> {
-            v.as_ref()
-                .map(|n| {
-                    n.micros()
-                        .map_err(|e| PluginError::value(at(f), e.to_string()))
-                })
-                .unwrap_or(Ok(0))
-        };
+        let count = |v: &Option<Num<'_>>, f: &str| count_at(v.as_ref(), || at(f));
+        let micros = |v: &Option<Num<'_>>, f: &str| micros_at(v.as_ref(), || at(f));
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(out.intern(&account)),

@@ -70,5 +70,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
     }
 }
 
+/// An optional count (absent = 0); a bad value is rejected naming `path`.
+pub fn count_at(
+    value: Option<&Num<'_>>,
+    path: impl FnOnce() -> String,
+) -> Result<u64, crate::PluginError> {
+    match value {
+        None => Ok(0),
+        Some(n) => n
+            .count()
+            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
+    }
+}
+
+/// An optional amount in millionths (absent = 0); a bad value is rejected naming `path`.
+pub fn micros_at(
+    value: Option<&Num<'_>>,
+    path: impl FnOnce() -> String,
+) -> Result<i64, crate::PluginError> {
+    match value {
+        None => Ok(0),
+        Some(n) => n
+            .micros()
+            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
+    }
+}
+
 /// A string that may arrive escaped (owned) or plain (borrowed).
 pub type Text<'a> = Cow<'a, str>;

@@ -15,7 +15,7 @@
 //! Webhooks: lead events become `leads` deltas keyed by `lead_id`; the host
 //! checks `TikTok-Signature` (`t=…,s=…`) and rejects stale timestamps.
 
-use adpipe_plugin_sdk::num::Num;
+use adpipe_plugin_sdk::num::{count_at, micros_at, Num};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext,
     PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme, WebhookRequest,
@@ -200,24 +200,8 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
                     "no advertiser: pass ?account_id= or request advertiser_id",
                 )
             })?;
-        let count = |key: &str| -> Result<u64, PluginError> {
-            metrics
-                .get(key)
-                .map(|n| {
-                    n.count()
-                        .map_err(|e| PluginError::value(met_at(key), e.to_string()))
-                })
-                .unwrap_or(Ok(0))
-        };
-        let micros = |key: &str| -> Result<i64, PluginError> {
-            metrics
-                .get(key)
-                .map(|n| {
-                    n.micros()
-                        .map_err(|e| PluginError::value(met_at(key), e.to_string()))
-                })
-                .unwrap_or(Ok(0))
-        };
+        let count = |key: &str| count_at(metrics.get(key), || met_at(key));
+        let micros = |key: &str| micros_at(metrics.get(key), || met_at(key));
         let name = metrics.get("campaign_name").map(|n| n.text().into_owned());
         let currency = metrics.get("currency").map(|n| n.text().into_owned());
         let row = Row {
