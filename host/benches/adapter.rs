@@ -209,14 +209,18 @@ fn e2e_embedded(c: &mut Criterion) {
                     )
                     .expect("pipeline")];
                     let app = adpipe::app::App::start(config).await.expect("start");
-                    let token = JwtKeys::hs256(SECRET.as_bytes(), None).mint(&Claims {
-                        sub: "bench".into(),
-                        tenant: "bench".into(),
-                        roles: vec![Role::Ingest],
-                        exp: now_unix() + 3600,
-                        iat: None,
-                        iss: None,
-                    });
+                    let token = JwtKeys::hs256(SECRET.as_bytes(), None)
+                        .mint(&Claims {
+                            sub: "bench".into(),
+                            tenant: "bench".into(),
+                            roles: vec![Role::Ingest],
+                            exp: now_unix() + 3600,
+                            iat: None,
+                            nbf: None,
+                            iss: None,
+                            aud: None,
+                        })
+                        .expect("mint");
                     let pages: Vec<_> = (0..PAGES)
                         .map(|p| meta_page(ROWS, &format!("2026-10-{:02}", p + 1)))
                         .collect();

@@ -9,14 +9,17 @@ use std::time::{Duration, Instant};
 
 use crate::auth::JwtKeys;
 use crate::bus::EmbeddedBus;
+use crate::cache::{AnswerCache, DataVersions};
 use crate::config::{Config, PipelineConfig, PluginKind};
 use crate::ingest::Stamp;
 use crate::metadata::Metadata;
 use crate::plugin::metric::MetricPlugin;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
+use crate::ratelimit::RateLimits;
 use crate::row::RowEnvelope;
 use crate::store::EmbeddedStore;
+use crate::telemetry::Telemetry;
 
 /// Starting adpipe failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +34,8 @@ pub enum StartError {
     Metadata(#[from] crate::metadata::MetadataError),
     #[error("loading plugins")]
     Plugin(#[from] crate::plugin::LoadError),
-    #[error("loading the JWT secret")]
-    Secret(#[from] crate::auth::SecretError),
+    #[error("loading the JWT keys")]
+    Keys(#[from] crate::auth::KeyError),
     #[error("building the HTTP client: {0}")]
     Http(String),
 }
@@ -148,6 +151,11 @@ pub struct AppInner {
     pub store: EmbeddedStore,
     pub metadata: Metadata,
     pub keys: JwtKeys,
+    pub rate_limits: RateLimits,
+    pub answers: AnswerCache,
+    /// Bumped per tenant whenever rows of that tenant are applied.
+    pub data_versions: Arc<DataVersions>,
+    pub telemetry: Telemetry,
     pub stamp: Stamp,
     /// Client of scheduled pulls.
     pub http: reqwest::Client,
@@ -179,11 +187,7 @@ impl App {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
         let metadata = Metadata::open(&metadata_url).await?;
-        let keys = JwtKeys::load(
-            config.auth.jwt_secret.as_deref(),
-            config.auth.issuer.as_deref(),
-            &data_dir,
-        )?;
+        let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
 
         let runtime = Runtime::with_fuel(config.sandbox.fuel)?;
         let plugin_cache = data_dir.join("plugin-cache");
@@ -284,7 +288,6 @@ impl App {
         }
 
         let app = App(Arc::new(AppInner {
-            config,
             pipelines,
             plugins,
             metric_plugins,
@@ -294,6 +297,10 @@ impl App {
             store,
             metadata,
             keys,
+            rate_limits: RateLimits::new(&config.api.rate_limits),
+            answers: AnswerCache::new(&config.api.cache),
+            data_versions: Arc::new(DataVersions::default()),
+            telemetry: Telemetry::default(),
             stamp: Stamp::default(),
             http: reqwest::Client::builder()
                 .user_agent(concat!("adpipe/", env!("CARGO_PKG_VERSION")))
@@ -301,8 +308,21 @@ impl App {
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
             started: Instant::now(),
+            config,
         }));
-        tokio::spawn(consume(app.bus.clone(), app.store.clone()));
+        tokio::spawn(consume(
+            app.bus.clone(),
+            app.store.clone(),
+            app.data_versions.clone(),
+        ));
+        let forget = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                forget.rate_limits.forget_idle();
+            }
+        });
         crate::pull::spawn_schedules(&app);
         if app.config.server.watch_plugins {
             if let Err(e) = crate::plugin::watch::spawn(&app) {
@@ -317,7 +337,7 @@ impl App {
 const CONSUME_BATCH: u32 = 64;
 
 /// The aggregation consumer: applies bus records to the store, in order, forever.
-async fn consume(bus: EmbeddedBus, store: EmbeddedStore) {
+async fn consume(bus: EmbeddedBus, store: EmbeddedStore, versions: Arc<DataVersions>) {
     let mut since_trim = 0u32;
     loop {
         let from = store.applied_offset();
@@ -351,12 +371,17 @@ async fn consume(bus: EmbeddedBus, store: EmbeddedStore) {
                 }
             }
         }
+        // Raise versions first: see crate::cache for why this order is safe.
+        for (offset, envelope) in &decoded {
+            versions.advance(&envelope.tenant, *offset);
+        }
         let mut delay = Duration::from_millis(100);
         while let Err(error) = store.apply(&decoded).await {
             tracing::error!("applying rows to the store failed, retrying: {error}");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+
         since_trim += 1;
         if since_trim >= 16 {
             since_trim = 0;

@@ -1,17 +1,30 @@
-//! Bearer JWT authentication and role checks (DESIGN.md §4).
+//! Bearer authentication and role checks (DESIGN.md §4).
 //!
-//! Claims: `sub`, `tenant`, `roles`, `exp` (required), `iss` (checked when
-//! configured). HS256 only here: any other `alg` (including `none`) is refused.
-//! The secret comes from `auth.jwt_secret` / `ADPIPE_JWT_SECRET`, or from
-//! `<data_dir>/jwt-secret`, generated once with mode 0600.
+//! Two kinds of credentials reach the API:
+//! - **JWTs** with claims `sub`, `tenant`, `roles`, `exp` (required), `nbf`,
+//!   `iss` and `aud` (checked when present or configured). Verified either
+//!   with an HS256 secret (the default: `auth.jwt_secret` /
+//!   `ADPIPE_JWT_SECRET`, or `<data_dir>/jwt-secret`, generated once with mode
+//!   0600) or with public keys (`auth.public_key_file` PEM, `auth.jwks_file`),
+//!   never both: asymmetric mode accepts no HMAC algorithm, so a token signed
+//!   with the public key as an HMAC secret (algorithm confusion) is refused.
+//!   `alg: none` never parses. A token's `kid` selects its key.
+//! - **API keys** for machine clients (`adp_<id>_<secret>`); see
+//!   [`crate::apikeys`].
 
 use std::path::Path;
+use std::str::FromStr;
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
+use crate::config::AuthConfig;
+
 /// A role a token may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads insights and campaigns.
@@ -25,6 +38,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Ingest, Role::Admin];
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "viewer" => Some(Role::Viewer),
@@ -32,6 +47,15 @@ impl Role {
             "ingest" => Some(Role::Ingest),
             "admin" => Some(Role::Admin),
             _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Ingest => "ingest",
+            Role::Admin => "admin",
         }
     }
 
@@ -53,7 +77,11 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 impl Claims {
@@ -63,50 +91,168 @@ impl Claims {
     }
 }
 
-/// Why a token was refused.
+/// Why a credential was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error(
-        "missing bearer token: send `Authorization: Bearer <jwt>` (mint one with `adpipe token`)"
+        "missing credentials: send `Authorization: Bearer <jwt or API key>` (mint a token with `adpipe token`, a key with `adpipe keys create`)"
     )]
     Missing,
     #[error("the token has expired")]
     Expired,
     #[error("invalid token: {0}")]
     Invalid(String),
+    #[error("invalid API key: {0}")]
+    InvalidKey(&'static str),
 }
 
-/// Could not obtain a signing secret.
+/// Could not set up token verification.
 #[derive(Debug, thiserror::Error)]
-#[error("JWT secret file {path}")]
-pub struct SecretError {
-    path: String,
-    #[source]
-    source: std::io::Error,
+pub enum KeyError {
+    #[error("JWT key file {path}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
 }
 
-/// Signs and verifies tokens.
+/// One key tokens may be verified with.
+#[derive(Clone)]
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Signs (HS256 only) and verifies tokens.
 #[derive(Clone)]
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// Present in HS256 mode: `adpipe token` can mint.
+    signer: Option<EncodingKey>,
+    verifiers: Vec<VerifyingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+fn is_hmac(a: Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
 impl JwtKeys {
     /// Keys from a shared secret.
     pub fn hs256(secret: &[u8], issuer: Option<&str>) -> JwtKeys {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
-        if let Some(iss) = issuer {
-            validation.set_issuer(&[iss]);
-        }
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            signer: Some(EncodingKey::from_secret(secret)),
+            verifiers: vec![VerifyingKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+            }],
+            issuer: issuer.map(String::from),
+            audience: None,
         }
+    }
+
+    /// Expect this `aud` in every token.
+    pub fn with_audience(mut self, audience: Option<&str>) -> JwtKeys {
+        self.audience = audience.map(String::from);
+        self
+    }
+
+    /// Verification by public keys only (no minting).
+    pub fn public_keys(
+        pem: Option<(&Path, Algorithm, Option<&str>)>,
+        jwks: Option<&Path>,
+        issuer: Option<&str>,
+    ) -> Result<JwtKeys, KeyError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| KeyError::File {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let invalid = |path: &Path, reason: String| KeyError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut verifiers = Vec::new();
+        if let Some((path, algorithm, kid)) = pem {
+            let bytes = read(path)?;
+            let key = match algorithm {
+                Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512 => DecodingKey::from_rsa_pem(&bytes),
+                Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&bytes),
+                Algorithm::EdDSA => DecodingKey::from_ed_pem(&bytes),
+                other => {
+                    return Err(invalid(
+                        path,
+                        format!("{other:?} is not a public-key algorithm"),
+                    ))
+                }
+            }
+            .map_err(|e| invalid(path, format!("not a {algorithm:?} public key in PEM: {e}")))?;
+            verifiers.push(VerifyingKey {
+                kid: kid.map(String::from),
+                algorithm,
+                key,
+            });
+        }
+        if let Some(path) = jwks {
+            let set: JwkSet = serde_json::from_slice(&read(path)?)
+                .map_err(|e| invalid(path, format!("not a JWKS document: {e}")))?;
+            for (i, jwk) in set.keys.iter().enumerate() {
+                let algorithm = jwk_algorithm(jwk)
+                    .ok_or_else(|| invalid(path, format!("key {i}: no usable algorithm")))?;
+                if is_hmac(algorithm) {
+                    return Err(invalid(
+                        path,
+                        format!("key {i}: symmetric keys are not accepted in a JWKS"),
+                    ));
+                }
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| invalid(path, format!("key {i}: {e}")))?;
+                verifiers.push(VerifyingKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                });
+            }
+        }
+        Ok(JwtKeys {
+            signer: None,
+            verifiers,
+            issuer: issuer.map(String::from),
+            audience: None,
+        })
+    }
+
+    /// The keys `[auth]` describes: public keys when configured, else the
+    /// configured secret, else the data directory's generated one.
+    pub fn from_config(auth: &AuthConfig, data_dir: &Path) -> Result<JwtKeys, KeyError> {
+        let keys = if auth.public_key_file.is_some() || auth.jwks_file.is_some() {
+            let algorithm = Algorithm::from_str(auth.algorithm.as_deref().unwrap_or("RS256"))
+                .map_err(|_| KeyError::Invalid {
+                    path: "auth.algorithm".into(),
+                    reason: "unknown algorithm".into(),
+                })?;
+            Self::public_keys(
+                auth.public_key_file
+                    .as_deref()
+                    .map(|p| (p, algorithm, auth.public_key_id.as_deref())),
+                auth.jwks_file.as_deref(),
+                auth.issuer.as_deref(),
+            )?
+        } else {
+            Self::load(auth.jwt_secret.as_deref(), auth.issuer.as_deref(), data_dir)?
+        };
+        Ok(keys.with_audience(auth.audience.as_deref()))
     }
 
     /// The configured secret, or the data directory's generated one.
@@ -114,12 +260,12 @@ impl JwtKeys {
         configured: Option<&str>,
         issuer: Option<&str>,
         data_dir: &Path,
-    ) -> Result<JwtKeys, SecretError> {
+    ) -> Result<JwtKeys, KeyError> {
         if let Some(secret) = configured {
             return Ok(Self::hs256(secret.as_bytes(), issuer));
         }
         let path = data_dir.join("jwt-secret");
-        let err = |source| SecretError {
+        let err = |source| KeyError::File {
             path: path.display().to_string(),
             source,
         };
@@ -136,32 +282,121 @@ impl JwtKeys {
         Ok(Self::hs256(secret.as_bytes(), issuer))
     }
 
-    /// Mint a token.
-    pub fn mint(&self, claims: &Claims) -> String {
-        // Encoding HS256 with a valid key cannot fail for serializable claims.
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
+    /// Whether this process can mint tokens (HS256 mode).
+    pub fn can_mint(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// Mint a token (HS256 mode; `None` with public keys, whose private half
+    /// lives with the identity provider).
+    pub fn mint(&self, claims: &Claims) -> Option<String> {
+        let mut claims = claims.clone();
+        if claims.aud.is_none() {
+            claims.aud = self.audience.clone();
+        }
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            self.signer.as_ref()?,
+        )
+        .ok()
     }
 
     /// Verify a bearer token.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => {
-                    AuthError::Invalid("signature does not verify".into())
+        let header =
+            decode_header(token).map_err(|_| AuthError::Invalid("malformed token".into()))?;
+        if let Some(kid) = &header.kid {
+            if self.verifiers.iter().all(|k| k.kid.as_deref() != Some(kid)) {
+                // HS256 mode names no key ids: accept any `kid` there.
+                if self.verifiers.iter().any(|k| k.kid.is_some()) {
+                    return Err(AuthError::Invalid(format!("unknown key id `{kid}`")));
                 }
-                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
-                ErrorKind::InvalidIssuer => AuthError::Invalid("issuer not accepted".into()),
-                ErrorKind::MissingRequiredClaim(c) => {
-                    AuthError::Invalid(format!("missing claim `{c}`"))
-                }
-                ErrorKind::Json(_) => {
-                    AuthError::Invalid("claims are not of the expected shape".into())
-                }
-                _ => AuthError::Invalid("malformed token".into()),
+            }
+        }
+        let candidates: Vec<&VerifyingKey> = self
+            .verifiers
+            .iter()
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
             })
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} not accepted",
+                header.alg
+            )));
+        }
+        let mut last = AuthError::Invalid("signature does not verify".into());
+        for key in candidates {
+            let mut validation = Validation::new(key.algorithm);
+            validation.leeway = 0;
+            validation.validate_nbf = true;
+            validation.set_required_spec_claims(&["exp"]);
+            if let Some(iss) = &self.issuer {
+                validation.set_issuer(&[iss]);
+            }
+            match &self.audience {
+                Some(aud) => validation.set_audience(&[aud]),
+                None => validation.validate_aud = false,
+            }
+            match decode::<Claims>(token, &key.key, &validation) {
+                Ok(d) => return Ok(d.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature => return Err(AuthError::Expired),
+                        ErrorKind::ImmatureSignature => {
+                            return Err(AuthError::Invalid(
+                                "the token is not valid yet (nbf)".into(),
+                            ))
+                        }
+                        ErrorKind::InvalidSignature => {
+                            AuthError::Invalid("signature does not verify".into())
+                        }
+                        ErrorKind::InvalidAlgorithm => {
+                            AuthError::Invalid("algorithm not accepted".into())
+                        }
+                        ErrorKind::InvalidIssuer => {
+                            return Err(AuthError::Invalid("issuer not accepted".into()))
+                        }
+                        ErrorKind::InvalidAudience => {
+                            return Err(AuthError::Invalid("audience not accepted".into()))
+                        }
+                        ErrorKind::MissingRequiredClaim(c) => {
+                            return Err(AuthError::Invalid(format!("missing claim `{c}`")))
+                        }
+                        ErrorKind::Json(_) => {
+                            return Err(AuthError::Invalid(
+                                "claims are not of the expected shape".into(),
+                            ))
+                        }
+                        _ => AuthError::Invalid("malformed token".into()),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A JWK's algorithm: its `alg`, else what its key type implies.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    if let Some(alg) = &jwk.common.key_algorithm {
+        return Algorithm::from_str(&format!("{alg:?}")).ok();
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        AlgorithmParameters::OctetKey(_) => None,
     }
 }
 
@@ -215,17 +450,19 @@ mod tests {
             roles: vec![Role::Viewer],
             exp,
             iat: None,
+            nbf: None,
             iss: None,
+            aud: None,
         }
     }
 
     #[test]
     fn round_trip_and_expiry() {
         let keys = JwtKeys::hs256(b"0123456789abcdef0123456789abcdef", None);
-        let token = keys.mint(&claims(now_unix() + 60));
+        let token = keys.mint(&claims(now_unix() + 60)).expect("mint");
         assert_eq!(keys.verify(&token).expect("valid").tenant, "demo");
         assert_eq!(
-            keys.verify(&keys.mint(&claims(now_unix() - 1))),
+            keys.verify(&keys.mint(&claims(now_unix() - 1)).expect("mint")),
             Err(AuthError::Expired)
         );
         let other = JwtKeys::hs256(b"another-secret-another-secret-xx", None);

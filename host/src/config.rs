@@ -50,6 +50,20 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Reload plugins when their files change.
     pub watch_plugins: bool,
+    /// Longest a request may take before it is answered `503 timeout`.
+    pub request_timeout_ms: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsConfig>,
+    /// Browser origins allowed to call the API (CORS); empty = CORS off.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// `[server.tls]`: HTTPS with rustls.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +73,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             max_body_bytes: 10 * 1024 * 1024,
             watch_plugins: true,
+            request_timeout_ms: 30_000,
+            tls: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -71,6 +88,16 @@ pub struct AuthConfig {
     pub jwt_secret: Option<String>,
     /// Expected `iss`, when set.
     pub issuer: Option<String>,
+    /// Expected `aud`, when set.
+    pub audience: Option<String>,
+    /// Verify with this public key (PEM) instead of a secret.
+    pub public_key_file: Option<PathBuf>,
+    /// Algorithm of `public_key_file`: RS256 (default), RS384, RS512, PS256, ES256, ES384, EdDSA.
+    pub algorithm: Option<String>,
+    /// The `kid` tokens signed by `public_key_file` carry, if any.
+    pub public_key_id: Option<String>,
+    /// Verify with the keys of this JWKS document (each selected by `kid`).
+    pub jwks_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RedactedSecret<'_> {
@@ -88,9 +115,12 @@ impl AuthConfig {
     /// For logs: never the secret itself.
     pub fn describe(&self) -> String {
         format!(
-            "jwt_secret={:?} issuer={:?}",
+            "jwt_secret={:?} issuer={:?} audience={:?} public_key_file={:?} jwks_file={:?}",
             RedactedSecret(&self.jwt_secret),
-            self.issuer
+            self.issuer,
+            self.audience,
+            self.public_key_file,
+            self.jwks_file
         )
     }
 }
@@ -158,18 +188,93 @@ pub struct CacheConfig {
     pub url: Option<String>,
 }
 
-/// `[api]`: query limits.
+/// `[api]`: query limits, rate limits and the answer cache.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Longest `from..to` range `/v1/insights` accepts, in days.
     pub max_range_days: u32,
+    /// Most rows one `/v1/insights` page holds (`limit` defaults to it).
+    pub max_page_rows: u32,
+    pub rate_limits: RateLimitsConfig,
+    pub cache: AnswerCacheConfig,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_range_days: 731,
+            max_page_rows: 10_000,
+            rate_limits: RateLimitsConfig::default(),
+            cache: AnswerCacheConfig::default(),
+        }
+    }
+}
+
+/// `[api.rate_limits]`: GCRA limits per caller (token subject or API key) and
+/// per tenant, by route class. Webhooks count as `ingest`, keyed by pipeline.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    pub read: ClassLimits,
+    pub ingest: ClassLimits,
+    pub admin: ClassLimits,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        let limits = |caller, tenant| ClassLimits {
+            caller: Rate {
+                per_second: caller,
+                burst: caller * 2,
+            },
+            tenant: Rate {
+                per_second: tenant,
+                burst: tenant * 2,
+            },
+        };
+        RateLimitsConfig {
+            enabled: true,
+            read: limits(100, 400),
+            ingest: limits(50, 200),
+            admin: limits(10, 40),
+        }
+    }
+}
+
+/// One route class's limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassLimits {
+    pub caller: Rate,
+    pub tenant: Rate,
+}
+
+/// A sustained rate with a burst allowance.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// `[api.cache]`: insights answers kept in memory, keyed by tenant, query and
+/// the tenant's data version (so new data is never hidden by the cache).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerCacheConfig {
+    pub enabled: bool,
+    pub max_entries: u64,
+    pub ttl_seconds: u64,
+}
+
+impl Default for AnswerCacheConfig {
+    fn default() -> Self {
+        AnswerCacheConfig {
+            enabled: true,
+            max_entries: 10_000,
+            ttl_seconds: 300,
         }
     }
 }
@@ -412,6 +517,21 @@ impl Config {
                 plugin.path = base.join(&plugin.path);
             }
         }
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        if let Some(p) = config.auth.public_key_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = config.auth.jwks_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(tls) = config.server.tls.as_mut() {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        }
         let issues = config.validate(&file);
         if issues.is_empty() {
             Ok(config)
@@ -443,6 +563,92 @@ impl Config {
                 "must be at least 1024".into(),
                 "the default is 10485760 (10 MiB)",
             );
+        }
+        if self.server.request_timeout_ms < 100 {
+            issue(
+                "server.request_timeout_ms".into(),
+                "must be at least 100".into(),
+                "the default is 30000 (30 s)",
+            );
+        }
+        let asymmetric = self.auth.public_key_file.is_some() || self.auth.jwks_file.is_some();
+        if asymmetric && self.auth.jwt_secret.is_some() {
+            issue(
+                "auth.jwt_secret".into(),
+                "a JWT secret and public keys are both configured".into(),
+                "choose one: HS256 with a secret, or RS256/ES256 with public_key_file / jwks_file",
+            );
+        }
+        if let Some(alg) = &self.auth.algorithm {
+            let known = [
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            ];
+            if !known.contains(&alg.as_str()) {
+                issue(
+                    "auth.algorithm".into(),
+                    format!("`{alg}` is not a public-key algorithm adpipe accepts"),
+                    "one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+                );
+            }
+            if self.auth.public_key_file.is_none() {
+                issue(
+                    "auth.algorithm".into(),
+                    "is set but auth.public_key_file is not".into(),
+                    "the algorithm applies to public_key_file (JWKS keys carry their own)",
+                );
+            }
+        }
+        for (name, path) in [
+            ("auth.public_key_file", &self.auth.public_key_file),
+            ("auth.jwks_file", &self.auth.jwks_file),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    issue(
+                        name.into(),
+                        format!("{} does not exist", path.display()),
+                        "paths are relative to the configuration file",
+                    );
+                }
+            }
+        }
+        if let Some(tls) = &self.server.tls {
+            for (name, path) in [
+                ("server.tls.cert_file", &tls.cert_file),
+                ("server.tls.key_file", &tls.key_file),
+            ] {
+                if !path.is_file() {
+                    issue(
+                        name.into(),
+                        format!("{} does not exist", path.display()),
+                        "paths are relative to the configuration file",
+                    );
+                }
+            }
+        }
+        if self.api.max_page_rows == 0 {
+            issue(
+                "api.max_page_rows".into(),
+                "must be at least 1".into(),
+                "the default is 10000",
+            );
+        }
+        if self.api.rate_limits.enabled {
+            for (class, limits) in [
+                ("read", &self.api.rate_limits.read),
+                ("ingest", &self.api.rate_limits.ingest),
+                ("admin", &self.api.rate_limits.admin),
+            ] {
+                for (scope, rate) in [("caller", limits.caller), ("tenant", limits.tenant)] {
+                    if rate.per_second == 0 || rate.burst == 0 {
+                        issue(
+                            format!("api.rate_limits.{class}.{scope}"),
+                            "per_second and burst must be at least 1".into(),
+                            "set api.rate_limits.enabled = false to turn limits off",
+                        );
+                    }
+                }
+            }
         }
         if self.bus.kind == BusKind::Kafka {
             issue(

@@ -6,17 +6,22 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod apikeys;
 pub mod app;
 pub mod auth;
 pub mod authoring;
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod ingest;
 pub mod metadata;
 pub mod plugin;
 pub mod process;
 pub mod pull;
+pub mod ratelimit;
 pub mod row;
 pub mod signature;
 pub mod sqlite;
 pub mod store;
+pub mod telemetry;
+pub mod tls;

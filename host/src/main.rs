@@ -55,6 +55,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Manage API keys for machine clients (hashed at rest, scoped to a
+    /// tenant and roles, revocable).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[arg(long, default_value = "pipelines.toml", global = true)]
+        config: PathBuf,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Validate a configuration and explain every mistake.
     Check {
         #[arg(long, default_value = "pipelines.toml")]
@@ -106,6 +116,32 @@ enum PluginCommand {
         account_id: Option<String>,
         #[arg(long)]
         currency: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key; prints it once (only its digest is kept).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// viewer, analyst, ingest or admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// What the key is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List a tenant's keys (ids, names, roles, revocation).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
     },
 }
 
@@ -187,6 +223,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys {
+            command,
+            config,
+            data_dir,
+        } => {
+            let config = match load(&config, overrides(None, data_dir)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match keys_command(&config, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("adpipe keys: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Plugin { command } => match plugin_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -226,6 +279,94 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_roles(roles: &[String]) -> anyhow::Result<Vec<Role>> {
+    roles
+        .iter()
+        .map(|r| {
+            Role::parse(r)
+                .with_context(|| format!("`{r}` is not a role (viewer, analyst, ingest, admin)"))
+        })
+        .collect()
+}
+
+fn check_tenant(tenant: &str) -> anyhow::Result<()> {
+    if !adpipe::config::is_slug(tenant) {
+        anyhow::bail!("`{tenant}` is not a valid tenant id (lowercase letters, digits, '-', '_')");
+    }
+    Ok(())
+}
+
+fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    use adpipe::metadata::{AuditEntry, Metadata};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let url = config
+            .metadata
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let metadata = Metadata::open(&url).await.context("opening metadata")?;
+        let audit = |tenant: &str, action: &str, target: &str| AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            tenant: tenant.to_owned(),
+            actor: "cli".into(),
+            action: action.into(),
+            target: target.into(),
+            status: 0,
+            request_id: None,
+        };
+        match command {
+            KeysCommand::Create {
+                tenant,
+                roles,
+                name,
+            } => {
+                check_tenant(&tenant)?;
+                let roles = parse_roles(&roles)?;
+                let made = adpipe::apikeys::generate(&tenant, &name, &roles);
+                metadata.add_api_key(&made.record).await?;
+                metadata
+                    .audit(&audit(&tenant, "keys create", &made.record.id))
+                    .await?;
+                eprintln!(
+                    "created key {} for tenant {tenant} (shown once; store it now)",
+                    made.record.id
+                );
+                println!("{}", made.key);
+            }
+            KeysCommand::List { tenant } => {
+                for key in metadata.api_keys(&tenant).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        key.id,
+                        key.name,
+                        key.roles.join(","),
+                        if key.revoked_at_ms.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+            KeysCommand::Revoke { tenant, id } => {
+                if !metadata.revoke_api_key(&tenant, &id).await? {
+                    anyhow::bail!("tenant {tenant} has no live key `{id}`");
+                }
+                metadata.audit(&audit(&tenant, "keys revoke", &id)).await?;
+                eprintln!("revoked key {id}");
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
 fn token(
     config: &Config,
     tenant: String,
@@ -233,32 +374,23 @@ fn token(
     ttl: &str,
     sub: String,
 ) -> anyhow::Result<String> {
-    if !adpipe::config::is_slug(&tenant) {
-        anyhow::bail!("`{tenant}` is not a valid tenant id (lowercase letters, digits, '-', '_')");
-    }
-    let roles = roles
-        .iter()
-        .map(|r| {
-            Role::parse(r)
-                .with_context(|| format!("`{r}` is not a role (viewer, analyst, ingest, admin)"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    check_tenant(&tenant)?;
+    let roles = parse_roles(roles)?;
     let ttl = parse_ttl(ttl)
         .with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
-    let keys = JwtKeys::load(
-        config.auth.jwt_secret.as_deref(),
-        config.auth.issuer.as_deref(),
-        &config.server.data_dir,
-    )?;
+    let keys = JwtKeys::from_config(&config.auth, &config.server.data_dir)?;
     let now = now_unix();
-    Ok(keys.mint(&Claims {
+    keys.mint(&Claims {
         sub,
         tenant,
         roles,
         exp: now + ttl,
         iat: Some(now),
+        nbf: None,
         iss: config.auth.issuer.clone(),
-    }))
+        aud: config.auth.audience.clone(),
+    })
+    .context("tokens are minted by your identity provider when [auth] uses public keys; use an API key (`adpipe keys create`) for scripts")
 }
 
 fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
@@ -388,7 +520,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;
-    println!("adpipe listening on http://{local}");
+    let acceptor = match &config.server.tls {
+        Some(tls) => Some(adpipe::tls::acceptor(tls).context("server.tls")?),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    println!("adpipe listening on {scheme}://{local}");
     println!(
         "  pipelines: {}",
         config
@@ -406,10 +543,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map(|p| p.tenant.as_str())
             .unwrap_or("demo")
     );
-    axum::serve(listener, adpipe::api::router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let router = adpipe::api::router(app);
+    match acceptor {
+        Some(acceptor) => adpipe::tls::serve(listener, acceptor, router, shutdown_signal()).await,
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+    }
     tracing::info!("adpipe stopped");
     Ok(())
 }

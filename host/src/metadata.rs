@@ -1,6 +1,7 @@
 //! Operational metadata in SQL (SQLite by default, `<data_dir>/metadata.db`):
-//! the dead-letter store, where every payload that was accepted for
-//! processing but could not be turned into rows is kept with its reason.
+//! the dead-letter store (every payload that was accepted for processing but
+//! could not be turned into rows, with its reason), pull runs, API keys
+//! (hashed) and the audit log of admin actions.
 
 use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
@@ -54,7 +55,61 @@ const MIGRATIONS: &[(i64, &str)] = &[
         ALTER TABLE dead_letters ADD COLUMN currency TEXT;
         ALTER TABLE dead_letters ADD COLUMN retried_at_ms INTEGER",
     ),
+    (
+        4,
+        "CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            roles TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            revoked_at_ms INTEGER
+        );
+        CREATE INDEX api_keys_by_tenant ON api_keys (tenant, created_at_ms);
+        CREATE TABLE audit_log (
+            id TEXT PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            tenant TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            request_id TEXT
+        );
+        CREATE INDEX audit_log_by_tenant ON audit_log (tenant, at_ms)",
+    ),
 ];
+
+/// An API key as stored (never its secret).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    #[serde(skip)]
+    pub secret_sha256: String,
+}
+
+/// One admin action.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at_ms: i64,
+    pub tenant: String,
+    /// Token subject or `key:<id>` or `cli`.
+    pub actor: String,
+    /// E.g. `POST /v1/plugins/{name}/reload`.
+    pub action: String,
+    /// The concrete path or object acted on.
+    pub target: String,
+    /// HTTP status of the result (0 for CLI actions that succeeded).
+    pub status: i64,
+    pub request_id: Option<String>,
+}
 
 /// A payload to keep.
 #[derive(Clone, Debug)]
@@ -298,6 +353,127 @@ impl Metadata {
                 error: r.get(11),
             })
             .collect())
+    }
+
+    /// Store a new API key (its secret only as a SHA-256 digest).
+    pub async fn add_api_key(&self, key: &ApiKeyRecord) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant)
+        .bind(&key.name)
+        .bind(key.roles.join(","))
+        .bind(&key.secret_sha256)
+        .bind(key.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn api_key_from_row(r: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
+        let roles: String = r.get(3);
+        ApiKeyRecord {
+            id: r.get(0),
+            tenant: r.get(1),
+            name: r.get(2),
+            roles: roles
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            secret_sha256: r.get(4),
+            created_at_ms: r.get(5),
+            revoked_at_ms: r.get(6),
+        }
+    }
+
+    /// A key by id (any tenant: the id is how a presented key is found).
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, MetadataError> {
+        Ok(sqlx::query(
+            "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
+             FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::api_key_from_row))
+    }
+
+    /// The keys of `tenant` (revoked ones too), newest first.
+    pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, MetadataError> {
+        Ok(sqlx::query(
+            "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
+             FROM api_keys WHERE tenant = ? ORDER BY created_at_ms DESC, id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::api_key_from_row)
+        .collect())
+    }
+
+    /// Revoke a key of `tenant`; false if there is no such live key.
+    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = ? WHERE tenant = ? AND id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Record an admin action.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, tenant, actor, action, target, status, request_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&entry.id)
+        .bind(entry.at_ms)
+        .bind(&entry.tenant)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.status)
+        .bind(&entry.request_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest admin actions of `tenant`.
+    pub async fn audit_log(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, MetadataError> {
+        Ok(sqlx::query(
+            "SELECT id, at_ms, tenant, actor, action, target, status, request_id
+             FROM audit_log WHERE tenant = ? ORDER BY at_ms DESC, id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| AuditEntry {
+            id: r.get(0),
+            at_ms: r.get(1),
+            tenant: r.get(2),
+            actor: r.get(3),
+            action: r.get(4),
+            target: r.get(5),
+            status: r.get(6),
+            request_id: r.get(7),
+        })
+        .collect())
     }
 
     /// The database answers.

@@ -43,6 +43,7 @@ impl ApiError {
             AuthError::Missing => "missing_token",
             AuthError::Expired => "token_expired",
             AuthError::Invalid(_) => "invalid_token",
+            AuthError::InvalidKey(_) => "invalid_api_key",
         };
         Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
     }
@@ -72,6 +73,20 @@ impl ApiError {
             retry_after: Some(retry_after),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
         }
+    }
+    pub fn rate_limited(scope: &str, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests for this {scope}; retry in {retry_after} s"),
+            )
+        }
+    }
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
     }
     pub fn with_dead_letter(mut self, id: Option<String>) -> ApiError {
         if let Some(id) = &id {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::error::body_error;
-use super::{ApiError, Caller};
+use super::openapi::{Accepted, ErrorBody};
+use super::{ApiError, Caller, PathParam};
 use crate::app::{App, Pipeline};
 use crate::auth::Role;
 use crate::config::is_currency;
@@ -29,9 +30,20 @@ fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
 }
 
 /// `POST /v1/pipelines/{pipeline}/reports`: a report-API response body as the platform returned it.
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline}/reports", tag = "ingestion",
+    description = "A report-API response body exactly as the platform returned it. `202` once the rows are durable on the bus; an unparseable body is kept as a dead letter.",
+    params(("pipeline" = String, Path, description = "Pipeline name"),
+        ("account_id" = Option<String>, Query, description = "Account the rows belong to, when the body does not say"),
+        ("currency" = Option<String>, Query, description = "ISO 4217 currency of the rows, when the body does not say")),
+    request_body(content = String, content_type = "application/json", description = "The platform's report response"),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 500, description = "The adapter plugin failed", body = ErrorBody),
+        (status = 503, description = "Bus unavailable; see Retry-After", body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
 pub async fn push_report(
     State(app): State<App>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -81,9 +93,17 @@ pub async fn push_report(
 }
 
 /// `GET /v1/webhooks/{pipeline}`: the platform's verification handshake.
+#[utoipa::path(get, path = "/v1/webhooks/{pipeline}", tag = "ingestion",
+    description = "The platform's subscription handshake (Meta `hub.challenge`, LinkedIn `challengeCode`...).",
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses((status = 200, description = "The challenge answer", content(
+            (String = "text/plain"), (serde_json::Value = "application/json"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 500, description = "The adapter plugin failed", body = ErrorBody)))]
 pub async fn webhook_handshake(
     State(app): State<App>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let pipeline = pipeline(&app, &name)?;
@@ -144,9 +164,17 @@ pub async fn webhook_handshake(
 }
 
 /// `POST /v1/webhooks/{pipeline}`: a platform delivery, signature checked by the host.
+#[utoipa::path(post, path = "/v1/webhooks/{pipeline}", tag = "ingestion",
+    description = "A platform's webhook delivery; its signature is checked with the pipeline's secret before anything else.",
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    request_body(content = String, content_type = "application/json", description = "The platform's delivery"),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 500, description = "The adapter plugin failed", body = ErrorBody),
+        (status = 503, description = "Bus unavailable; see Retry-After", body = ErrorBody)))]
 pub async fn webhook(
     State(app): State<App>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,

@@ -2,55 +2,232 @@
 //!
 //! - [`ingest`]: report pushes and platform webhooks.
 //! - [`query`]: insights and campaigns.
-//! - [`ops`]: health, readiness, pipelines, plugins, dead letters.
+//! - [`ops`]: health, readiness, metrics, pipelines, plugins, dead letters.
+//! - [`admin`]: API keys, the audit log, `whoami`.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //!
-//! Every error is `{"error": {"code", "message"}}`; every route but health
-//! and webhooks (which check platform signatures) needs a bearer JWT.
+//! [`ROUTES`] declares every route's access (public, webhook signature, any
+//! authenticated caller, or a role) and rate-limit class; one middleware
+//! ([`guard`]) enforces it for all of them, so no handler can forget.
+//! Every error is `{"error": {"code", "message"}}`.
 
+pub mod admin;
 pub mod error;
 pub mod ingest;
+pub mod openapi;
 pub mod ops;
 pub mod query;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::auth::{AuthError, Claims, Role};
+use crate::ratelimit::{LimitState, RouteClass, Verdict};
 pub use error::ApiError;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No credentials (health).
+    Public,
+    /// Platform webhooks: the handler checks the platform's signature.
+    Webhook,
+    /// Any valid token or API key.
+    Authenticated,
+    /// A token or key holding a role that grants this one.
+    Role(Role),
+}
+
+/// One mounted route.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    /// Budget drawn from; `None` = not limited.
+    pub class: Option<RouteClass>,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    class: Option<RouteClass>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        class,
+    }
+}
+
+use Access::{Authenticated, Public, Webhook};
+const READ: Option<RouteClass> = Some(RouteClass::Read);
+const INGEST: Option<RouteClass> = Some(RouteClass::Ingest);
+const ADMIN: Option<RouteClass> = Some(RouteClass::Admin);
+const fn role(r: Role) -> Access {
+    Access::Role(r)
+}
+
+/// Every route, its access and its rate-limit class.
+pub const ROUTES: &[RouteSpec] = &[
+    route("GET", "/healthz", Public, None),
+    route("GET", "/readyz", Public, None),
+    route("GET", "/metrics", role(Role::Admin), ADMIN),
+    route("GET", "/openapi.json", Authenticated, READ),
+    route("GET", "/v1/whoami", Authenticated, READ),
+    route(
+        "POST",
+        "/v1/pipelines/{pipeline}/reports",
+        role(Role::Ingest),
+        INGEST,
+    ),
+    route("GET", "/v1/webhooks/{pipeline}", Webhook, INGEST),
+    route("POST", "/v1/webhooks/{pipeline}", Webhook, INGEST),
+    route("GET", "/v1/insights", role(Role::Viewer), READ),
+    route("GET", "/v1/campaigns", role(Role::Viewer), READ),
+    route("GET", "/v1/dead-letters", role(Role::Analyst), READ),
+    route(
+        "POST",
+        "/v1/dead-letters/{id}/retry",
+        role(Role::Admin),
+        ADMIN,
+    ),
+    route("GET", "/v1/pipelines", role(Role::Admin), ADMIN),
+    route(
+        "POST",
+        "/v1/pipelines/{pipeline}/pull",
+        role(Role::Admin),
+        ADMIN,
+    ),
+    route(
+        "GET",
+        "/v1/pipelines/{pipeline}/pulls",
+        role(Role::Admin),
+        ADMIN,
+    ),
+    route("GET", "/v1/plugins", role(Role::Admin), ADMIN),
+    route(
+        "POST",
+        "/v1/plugins/{name}/reload",
+        role(Role::Admin),
+        ADMIN,
+    ),
+    route("GET", "/v1/keys", role(Role::Admin), ADMIN),
+    route("POST", "/v1/keys", role(Role::Admin), ADMIN),
+    route("DELETE", "/v1/keys/{id}", role(Role::Admin), ADMIN),
+    route("GET", "/v1/audit", role(Role::Admin), ADMIN),
+];
+
+/// The spec of a matched route.
+pub fn spec(method: &Method, path: &str) -> Option<&'static RouteSpec> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method == method.as_str())
+}
+
+/// The handlers, mounted and documented together.
+pub fn documented_routes() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(admin::whoami))
+        .routes(routes!(ingest::push_report))
+        .routes(routes!(ingest::webhook_handshake, ingest::webhook))
+        .routes(routes!(query::insights))
+        .routes(routes!(query::campaigns))
+        .routes(routes!(ops::dead_letters))
+        .routes(routes!(ops::retry_dead_letter))
+        .routes(routes!(ops::pipelines))
+        .routes(routes!(ops::pull_now))
+        .routes(routes!(ops::pull_runs))
+        .routes(routes!(ops::plugins))
+        .routes(routes!(ops::reload_plugin))
+        .routes(routes!(admin::list_keys, admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::audit_log))
+}
 
 /// The whole router.
 pub fn router(app: App) -> Router {
     let max_body = app.config.server.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route(
-            "/v1/pipelines/{pipeline}/reports",
-            post(ingest::push_report),
-        )
-        .route(
-            "/v1/webhooks/{pipeline}",
-            get(ingest::webhook_handshake).post(ingest::webhook),
-        )
-        .route("/v1/insights", get(query::insights))
-        .route("/v1/campaigns", get(query::campaigns))
-        .route("/v1/pipelines", get(ops::pipelines))
-        .route("/v1/pipelines/{pipeline}/pull", post(ops::pull_now))
-        .route("/v1/pipelines/{pipeline}/pulls", get(ops::pull_runs))
-        .route("/v1/plugins", get(ops::plugins))
-        .route("/v1/plugins/{name}/reload", post(ops::reload_plugin))
-        .route("/v1/dead-letters", get(ops::dead_letters))
-        .route("/v1/dead-letters/{id}/retry", post(ops::retry_dead_letter))
+    let timeout = Duration::from_millis(app.config.server.request_timeout_ms);
+    let (routes, _) = documented_routes().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut router = routes
         .fallback(ops::not_found)
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn_with_state(
+            app.config.server.tls.is_some(),
+            security_headers,
+        ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    if !app.config.server.cors_allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = app
+            .config
+            .server
+            .cors_allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::IF_NONE_MATCH,
+                    HeaderName::from_static("x-api-key"),
+                ])
+                .expose_headers([
+                    header::ETAG,
+                    header::RETRY_AFTER,
+                    HeaderName::from_static("x-request-id"),
+                    HeaderName::from_static("ratelimit-limit"),
+                    HeaderName::from_static("ratelimit-remaining"),
+                    HeaderName::from_static("ratelimit-reset"),
+                ])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    router.with_state(app)
 }
 
-/// An authenticated caller.
+/// An authenticated caller, put in the request by [`guard`].
+#[derive(Clone, Debug)]
 pub struct Caller(pub Claims);
 
 impl Caller {
@@ -64,22 +241,225 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<App> for Caller {
+impl<S: Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::unauthorized(AuthError::Missing))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(ApiError::unauthorized(AuthError::Missing))?;
-        app.keys
-            .verify(token.trim())
-            .map(Caller)
-            .map_err(ApiError::unauthorized)
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ApiError::unauthorized(AuthError::Missing))
     }
+}
+
+/// Query parameters; a malformed query string is `400 invalid_parameter`.
+pub struct Params(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Params(q))
+            .map_err(|e: axum::extract::rejection::QueryRejection| {
+                ApiError::invalid_parameter("query", e.body_text())
+            })
+    }
+}
+
+/// The one path parameter of a route; undecodable is `400 invalid_parameter`.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathParam(p))
+            .map_err(|e| ApiError::invalid_parameter("path", e.body_text()))
+    }
+}
+
+/// The credential a request presents: `Authorization: Bearer …` or `X-API-Key`.
+fn credential(parts: &Parts) -> Option<&str> {
+    if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())?;
+    let (scheme, value) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(value.trim())
+}
+
+/// Who is calling: a JWT or an API key, verified.
+async fn authenticate(app: &App, parts: &Parts) -> Result<Claims, ApiError> {
+    let credential = credential(parts).ok_or(ApiError::unauthorized(AuthError::Missing))?;
+    if crate::apikeys::looks_like_key(credential) {
+        crate::apikeys::verify(&app.metadata, credential)
+            .await
+            .map_err(ApiError::unauthorized)
+    } else {
+        app.keys.verify(credential).map_err(ApiError::unauthorized)
+    }
+}
+
+fn rate_headers(response: &mut Response, state: &LimitState) {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(state.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(state.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(state.reset_secs));
+    if let Ok(policy) = HeaderValue::from_str(&state.policy) {
+        headers.insert("ratelimit-policy", policy);
+    }
+}
+
+/// Enforce [`ROUTES`]: authenticate, authorize, rate-limit, audit admin
+/// actions, count and time the request.
+pub async fn guard(
+    State(app): State<App>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route_path = matched.as_ref().map(|m| m.as_str()).unwrap_or("unmatched");
+    let spec = spec(&method, route_path);
+    let route_label = route_path.to_owned();
+    let response = match spec {
+        None => next.run(request).await,
+        Some(spec) => guarded(&app, spec, request, next).await,
+    };
+    app.telemetry.observe_request(
+        &route_label,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let (caller, limit_key, tenant) = match spec.access {
+        Access::Public => return next.run(Request::from_parts(parts, body)).await,
+        Access::Webhook => {
+            let pipeline = parts.uri.path().rsplit('/').next().unwrap_or_default();
+            let tenant = app
+                .pipelines
+                .get(pipeline)
+                .map(|p| p.config.tenant.clone())
+                .unwrap_or_else(|| "-".into());
+            (None, format!("webhook:{pipeline}"), tenant)
+        }
+        Access::Authenticated | Access::Role(_) => {
+            let claims = match authenticate(app, &parts).await {
+                Ok(c) => c,
+                Err(e) => return e.into_response(),
+            };
+            if let Access::Role(required) = spec.access {
+                if !claims.has(required) {
+                    return ApiError::forbidden(required).into_response();
+                }
+            }
+            let (key, tenant) = (claims.sub.clone(), claims.tenant.clone());
+            (Some(Caller(claims)), key, tenant)
+        }
+    };
+    let mut limit_state = None;
+    if let Some(class) = spec.class {
+        match app.rate_limits.check(class, &limit_key, &tenant) {
+            None => {}
+            Some(Verdict::Allowed(state)) => limit_state = Some(state),
+            Some(Verdict::Limited {
+                state,
+                retry_after_secs,
+                scope,
+            }) => {
+                app.telemetry.limited(class.as_str(), scope);
+                let mut response = ApiError::rate_limited(scope, retry_after_secs).into_response();
+                rate_headers(&mut response, &state);
+                return response;
+            }
+        }
+    }
+    let audit = spec.access == Access::Role(Role::Admin) && spec.method != "GET";
+    let target = parts.uri.path().to_owned();
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    if let Some(caller) = &caller {
+        parts.extensions.insert(caller.clone());
+    }
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(state) = &limit_state {
+        rate_headers(&mut response, state);
+    }
+    if let (true, Some(Caller(claims))) = (audit, &caller) {
+        let entry = crate::metadata::AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            tenant: claims.tenant.clone(),
+            actor: claims.sub.clone(),
+            action: format!("{} {}", spec.method, spec.path),
+            target,
+            status: i64::from(response.status().as_u16()),
+            request_id,
+        };
+        if let Err(e) = app.metadata.audit(&entry).await {
+            tracing::error!(action = %entry.action, "writing the audit log failed: {e}");
+        }
+    }
+    response
+}
+
+/// Answer `503 timeout` when a request runs longer than `server.request_timeout_ms`.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(
+            format!(
+                "the request took longer than {} ms (server.request_timeout_ms)",
+                limit.as_millis()
+            ),
+            1,
+        )
+        .with_code("timeout")
+        .into_response(),
+    }
+}
+
+/// Headers every answer carries.
+async fn security_headers(State(tls): State<bool>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }

@@ -3,23 +3,31 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{ApiError, Caller};
+use super::openapi::{
+    Accepted, DeadLetterList, ErrorBody, Health, PipelineList, PluginList, PullRunList, Readiness,
+    ReloadAnswer,
+};
+use super::{ApiError, Caller, Params, PathParam};
 use crate::app::App;
 use crate::auth::Role;
 use crate::plugin::SignatureScheme;
 
 /// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "operations", description = "The process is up.",
+    responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`.
+#[utoipa::path(get, path = "/readyz", tag = "operations", description = "Bus, store and metadata are reachable.",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(app): State<App>) -> Response {
     let bus = app.bus.ping().await.map_err(|e| e.to_string());
     let store = app.store.ping().await.map_err(|e| e.to_string());
@@ -44,6 +52,8 @@ pub async fn readyz(State(app): State<App>) -> Response {
 }
 
 /// `GET /v1/pipelines` (admin): the caller's tenant's pipelines.
+#[utoipa::path(get, path = "/v1/pipelines", tag = "admin", description = "The tenant's pipelines.",
+    responses((status = 200, body = PipelineList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let mut list: Vec<_> = app
@@ -80,10 +90,14 @@ fn tenant_pipeline<'a>(
 }
 
 /// `POST /v1/pipelines/{pipeline}/pull` (admin): pull every account now.
+#[utoipa::path(post, path = "/v1/pipelines/{pipeline}/pull", tag = "admin", description = "Pull every account of the pipeline now.",
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses((status = 200, body = PullRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "The pipeline has no pull section", body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn pull_now(
     State(app): State<App>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let pipeline = tenant_pipeline(&app, &caller, &name)?;
@@ -99,10 +113,13 @@ pub async fn pull_now(
 }
 
 /// `GET /v1/pipelines/{pipeline}/pulls` (admin): recent pull runs.
+#[utoipa::path(get, path = "/v1/pipelines/{pipeline}/pulls", tag = "admin", description = "Recent pull runs of the pipeline.",
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses((status = 200, body = PullRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn pull_runs(
     State(app): State<App>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     tenant_pipeline(&app, &caller, &name)?;
@@ -115,6 +132,8 @@ pub async fn pull_runs(
 }
 
 /// `GET /v1/plugins` (admin): every plugin, the version serving, its state.
+#[utoipa::path(get, path = "/v1/plugins", tag = "admin", description = "Every plugin: version, content hash, state, calls, failures.",
+    responses((status = 200, body = PluginList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let mut list: Vec<serde_json::Value> = app
@@ -148,10 +167,14 @@ pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response,
 }
 
 /// `POST /v1/plugins/{name}/reload` (admin): load the plugin's file again now.
+#[utoipa::path(post, path = "/v1/plugins/{name}/reload", tag = "admin", description = "Load the plugin's file again now; a broken build is refused and the serving version kept.",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, body = ReloadAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "The new build was refused", body = ReloadAnswer)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn reload_plugin(
     State(app): State<App>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let outcome = if let Some(slot) = app.plugins.get(&name) {
@@ -173,22 +196,16 @@ pub async fn reload_plugin(
 }
 
 /// `GET /v1/dead-letters` (analyst): the newest kept payloads of the caller's tenant.
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "admin", description = "The tenant's newest dead letters (analyst or admin).",
+    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn dead_letters(
     State(app): State<App>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    Params(query): Params,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Analyst)?;
-    let limit = match query.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter("limit", "must be a number from 1 to 1000")
-            })?,
-    };
+    let limit = limit_param(&query)?;
     let letters = app
         .metadata
         .dead_letters(&caller.0.tenant, limit)
@@ -197,12 +214,36 @@ pub async fn dead_letters(
     Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
 
+/// `limit`: 1 to 1000, default 100.
+pub fn limit_param(query: &HashMap<String, String>) -> Result<u32, ApiError> {
+    if let Some(unknown) = query.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::invalid_parameter(
+            unknown,
+            "unknown parameter (accepted: limit)",
+        ));
+    }
+    match query.get("limit") {
+        None => Ok(100),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::invalid_parameter("limit", "must be a number from 1 to 1000")),
+    }
+}
+
 /// `POST /v1/dead-letters/{id}/retry` (admin): run a kept payload through
 /// its pipeline again (after a fix or a reload); once per dead letter.
+#[utoipa::path(post, path = "/v1/dead-letters/{id}/retry", tag = "admin", description = "Run a kept payload through its pipeline again (once).",
+    params(("id" = String, Path, description = "Dead letter id")),
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Retried already", body = ErrorBody),
+        (status = 500, description = "The adapter plugin failed", body = ErrorBody),
+        (status = 503, description = "Bus unavailable", body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn retry_dead_letter(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     use crate::process::{process, Origin, Overrides, Payload};
     caller.require(Role::Admin)?;
@@ -255,89 +296,40 @@ pub async fn retry_dead_letter(
 
 /// `GET /metrics` (admin): Prometheus text format — plugins (calls,
 /// failures, reloads, quarantine), bus lag, dead letters.
+#[utoipa::path(get, path = "/metrics", tag = "operations", description = "Prometheus metrics (OpenMetrics text).",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
-    use std::fmt::Write as _;
+    use crate::telemetry::{PluginLabels, PluginVersionLabels, ReloadLabels, Telemetry};
     caller.require(Role::Admin)?;
-    let mut out = String::new();
-    fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let t = &app.telemetry;
+    for r in app.plugins.values().map(|slot| slot.report()) {
+        let version = PluginVersionLabels {
+            plugin: r.name.clone(),
+            version: r.version.clone(),
+        };
+        Telemetry::set_counter(&t.plugin_calls.get_or_create(&version), r.calls);
+        Telemetry::set_counter(&t.plugin_failures.get_or_create(&version), r.failures);
+        for (result, n) in [("reloaded", r.reloads), ("rejected", r.rejected_reloads)] {
+            let labels = ReloadLabels {
+                plugin: r.name.clone(),
+                result: result.into(),
+            };
+            Telemetry::set_counter(&t.plugin_reloads.get_or_create(&labels), n);
+        }
+        t.plugin_quarantined
+            .get_or_create(&PluginLabels {
+                plugin: r.name.clone(),
+            })
+            .set(i64::from(r.state == "quarantined"));
     }
-    family(
-        &mut out,
-        "adpipe_plugin_calls_total",
-        "counter",
-        "Calls into the plugin version serving now.",
-    );
-    let reports: Vec<_> = app.plugins.values().map(|slot| slot.report()).collect();
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "adpipe_plugin_calls_total{{plugin=\"{}\",version=\"{}\"}} {}",
-            r.name, r.version, r.calls
-        );
-    }
-    family(
-        &mut out,
-        "adpipe_plugin_failures_total",
-        "counter",
-        "Failed calls (traps, timeouts, rejected payloads).",
-    );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "adpipe_plugin_failures_total{{plugin=\"{}\",version=\"{}\"}} {}",
-            r.name, r.version, r.failures
-        );
-    }
-    family(
-        &mut out,
-        "adpipe_plugin_reloads_total",
-        "counter",
-        "Reloads by result.",
-    );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "adpipe_plugin_reloads_total{{plugin=\"{}\",result=\"reloaded\"}} {}",
-            r.name, r.reloads
-        );
-        let _ = writeln!(
-            out,
-            "adpipe_plugin_reloads_total{{plugin=\"{}\",result=\"rejected\"}} {}",
-            r.name, r.rejected_reloads
-        );
-    }
-    family(
-        &mut out,
-        "adpipe_plugin_quarantined",
-        "gauge",
-        "1 while the plugin's circuit breaker is open.",
-    );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "adpipe_plugin_quarantined{{plugin=\"{}\"}} {}",
-            r.name,
-            u8::from(r.state == "quarantined")
-        );
-    }
-    family(
-        &mut out,
-        "adpipe_bus_lag_records",
-        "gauge",
-        "Durable bus records not yet applied to the store.",
-    );
-    let _ = writeln!(
-        out,
-        "adpipe_bus_lag_records {}",
-        app.bus.head().saturating_sub(app.store.applied_offset())
-    );
+    t.bus_lag
+        .set(app.bus.head().saturating_sub(app.store.applied_offset()) as i64);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        out,
+        t.render(),
     )
         .into_response())
 }

@@ -5,24 +5,27 @@
 //! row durable on the bus when it arrived has been applied, so a dashboard
 //! that just got `202` sees its data.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderValue;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::{ApiError, Caller};
+use super::openapi::{CampaignList, ErrorBody, InsightsAnswer};
+use super::{ApiError, Caller, Params};
 use crate::aggregate::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
 use crate::app::App;
 use crate::auth::Role;
+use crate::cache::{AnswerCache, CachedAnswer};
 use crate::store::FactFilter;
 
-const INSIGHTS_PARAMS: [&str; 9] = [
+const INSIGHTS_PARAMS: [&str; 12] = [
     "from",
     "to",
     "granularity",
@@ -32,6 +35,9 @@ const INSIGHTS_PARAMS: [&str; 9] = [
     "campaign_id",
     "metrics",
     "currency",
+    "order_by",
+    "limit",
+    "cursor",
 ];
 
 /// How long an insights request waits for acknowledged rows to be applied.
@@ -46,6 +52,15 @@ fn comma_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+fn sorted_list(value: Option<&String>) -> Option<Vec<String>> {
+    value.map(|v| {
+        let mut list = comma_list(v);
+        list.sort();
+        list.dedup();
+        list
+    })
+}
+
 fn date_param(query: &HashMap<String, String>, name: &str) -> Result<NaiveDate, ApiError> {
     let value = query
         .get(name)
@@ -58,15 +73,105 @@ fn date_param(query: &HashMap<String, String>, name: &str) -> Result<NaiveDate, 
     })
 }
 
+/// One `order_by` key: a field, descending when written `-field`.
+#[derive(Clone, Debug, PartialEq)]
+struct SortKey {
+    field: String,
+    descending: bool,
+}
+
+/// Where a page starts, bound to the query it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    /// Rows already returned.
+    o: usize,
+    /// Digest of the query (without paging).
+    q: String,
+}
+
+fn digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str, query_digest: &str) -> Result<usize, ApiError> {
+    use base64::Engine as _;
+    let cursor: Cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("cursor", "is not a cursor this API returned")
+        })?;
+    if cursor.q != query_digest {
+        return Err(ApiError::invalid_parameter(
+            "cursor",
+            "belongs to a different query (keep every other parameter as it was)",
+        ));
+    }
+    Ok(cursor.o)
+}
+
+/// Order two cell values: numbers numerically, text lexically; missing or
+/// `null` values go last whatever the direction.
+fn compare_cells(a: Option<&Value>, b: Option<&Value>, descending: bool) -> Ordering {
+    fn present(v: Option<&Value>) -> Option<&Value> {
+        v.filter(|v| !v.is_null())
+    }
+    match (present(a), present(b)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            let ord = match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => x.as_str().unwrap_or("").cmp(y.as_str().unwrap_or("")),
+            };
+            if descending {
+                ord.reverse()
+            } else {
+                ord
+            }
+        }
+    }
+}
+
 /// `GET /v1/insights`.
+#[utoipa::path(get, path = "/v1/insights", tag = "serving",
+    description = "Metrics of the caller's tenant, bucketed and grouped. Answers carry an `ETag`; send it back in `If-None-Match` for `304`. Rows of different currencies are never summed.",
+    params(
+        ("from" = String, Query, description = "First day, inclusive (YYYY-MM-DD)"),
+        ("to" = String, Query, description = "Last day, inclusive (YYYY-MM-DD)"),
+        ("granularity" = Option<String>, Query, description = "day (default), week (ISO, Monday), month or total"),
+        ("group_by" = Option<String>, Query, description = "Comma list of platform, account_id, campaign_id, ad_group_id, ad_id"),
+        ("platform" = Option<String>, Query, description = "Comma list of platforms to keep"),
+        ("account_id" = Option<String>, Query, description = "Comma list of accounts to keep"),
+        ("campaign_id" = Option<String>, Query, description = "Comma list of campaigns to keep"),
+        ("currency" = Option<String>, Query, description = "Comma list of currencies to keep"),
+        ("metrics" = Option<String>, Query, description = "Comma list of metrics (default: every base and ratio metric)"),
+        ("order_by" = Option<String>, Query, description = "Comma list of fields (date, dimensions, currency, requested metrics); `-field` sorts descending; nulls last"),
+        ("limit" = Option<u32>, Query, description = "Rows per page (default and maximum: api.max_page_rows)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of an answer the client holds")),
+    responses((status = 200, body = InsightsAnswer, headers(("ETag" = String))),
+        (status = 304, description = "The answer has not changed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 500, description = "A metric plugin failed", body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
 pub async fn insights(
     State(app): State<App>,
     caller: Caller,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    Params(query): Params,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let tenant = &caller.0.tenant;
-    let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
     if let Some(unknown) = query
         .keys()
         .find(|k| !INSIGHTS_PARAMS.contains(&k.as_str()))
@@ -123,35 +228,97 @@ pub async fn insights(
         }
     }
     let filter = FactFilter {
-        platforms: query.get("platform").map(|v| comma_list(v)),
-        account_ids: query.get("account_id").map(|v| comma_list(v)),
-        campaign_ids: query.get("campaign_id").map(|v| comma_list(v)),
+        platforms: sorted_list(query.get("platform")),
+        account_ids: sorted_list(query.get("account_id")),
+        campaign_ids: sorted_list(query.get("campaign_id")),
     };
-    let currency_filter = query.get("currency").map(|v| comma_list(v));
+    let currency_filter = sorted_list(query.get("currency"));
+    let requested_metrics = query.get("metrics").map(|v| comma_list(v));
+    if requested_metrics.as_ref().is_some_and(|m| m.is_empty()) {
+        return Err(ApiError::invalid_parameter(
+            "metrics",
+            "must name at least one metric",
+        ));
+    }
+    let order_by: Vec<SortKey> = query
+        .get("order_by")
+        .map(|v| comma_list(v))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| match f.strip_prefix('-') {
+            Some(field) => SortKey {
+                field: field.to_owned(),
+                descending: true,
+            },
+            None => SortKey {
+                field: f.strip_prefix('+').unwrap_or(&f).to_owned(),
+                descending: false,
+            },
+        })
+        .collect();
+    let max_page = app.config.api.max_page_rows;
+    let limit = match query.get("limit") {
+        None => max_page,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max_page).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "limit",
+                    format!("must be a number from 1 to {max_page}"),
+                )
+            })?,
+    } as usize;
+    let normalized = format!(
+        "{from}|{to}|{}|{:?}|{:?}|{:?}|{:?}|{currency_filter:?}|{requested_metrics:?}|{order_by:?}",
+        granularity.as_str(),
+        group_by,
+        filter.platforms,
+        filter.account_ids,
+        filter.campaign_ids,
+    );
+    let query_digest = digest(&normalized);
+    let offset = match query.get("cursor") {
+        None => 0,
+        Some(c) => decode_cursor(c, &query_digest)?,
+    };
 
-    app.store
+    // Consistency: everything acknowledged before this request is applied,
+    // and the store holds the tenant's data through the version we key on.
+    let caught_up = app
+        .store
         .wait_applied(app.bus.head(), CONSISTENCY_WAIT)
         .await;
+    let version = app.data_versions.get(tenant);
+    let caught_up = caught_up && app.store.wait_applied(version, CONSISTENCY_WAIT).await;
+    let plugin_metrics = app.tenant_metrics(tenant);
+    let plugins: Vec<&str> = plugin_metrics.values().map(|p| p.content_hash()).collect();
+    let key = AnswerCache::key(
+        tenant,
+        version,
+        &format!("{normalized}|{plugins:?}|{offset}|{limit}"),
+    );
+    if caught_up && app.answers.enabled() {
+        let (found, hits, lookups) = app.answers.get(&key);
+        app.telemetry.cache_lookup(found.is_some(), hits, lookups);
+        if let Some(answer) = found {
+            return Ok(respond(&answer, &headers));
+        }
+    }
+
     let extras = app
         .store
         .extra_metric_names(tenant)
         .await
         .map_err(|e| ApiError::internal("reading metric names", e))?;
-    let plugin_metrics = app.tenant_metrics(tenant);
-    let metrics = match query.get("metrics") {
+    let metrics = match requested_metrics {
         None => BASE_METRICS
             .iter()
             .chain(RATIO_METRICS.iter())
             .map(|m| m.to_string())
             .collect(),
         Some(list) => {
-            let list = comma_list(list);
-            if list.is_empty() {
-                return Err(ApiError::invalid_parameter(
-                    "metrics",
-                    "must name at least one metric",
-                ));
-            }
             for m in &list {
                 if !BASE_METRICS.contains(&m.as_str())
                     && !RATIO_METRICS.contains(&m.as_str())
@@ -174,6 +341,19 @@ pub async fn insights(
             list
         }
     };
+    for key in &order_by {
+        let field = key.field.as_str();
+        let sortable = field == "date"
+            || field == "currency"
+            || group_by.iter().any(|d| d.as_str() == field)
+            || metrics.iter().any(|m| m == field);
+        if !sortable {
+            return Err(ApiError::invalid_parameter(
+                "order_by",
+                format!("`{field}` is not in the answer (date, currency, a group_by dimension or a requested metric)"),
+            ));
+        }
+    }
 
     let (from_day, to_day) = (aggregate::days_of(from), aggregate::days_of(to));
     let snapshots = app
@@ -200,19 +380,71 @@ pub async fn insights(
     };
     let groups = aggregate::rollup_groups(&snapshots, &deltas, &spec);
     let derived = derive(&plugin_metrics, &spec.metrics, &groups).await?;
-    let rows = aggregate::render(groups, &spec.metrics, &derived);
-    let mut response = Json(json!({
+    let mut rows = aggregate::render(groups, &spec.metrics, &derived);
+    if !order_by.is_empty() {
+        // Stable: ties keep the default (date, dimensions) order.
+        rows.sort_by(|a, b| {
+            order_by
+                .iter()
+                .map(|k| compare_cells(a.get(&k.field), b.get(&k.field), k.descending))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
+    }
+    let total = rows.len();
+    let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
+    let next_cursor = (offset + page.len() < total).then(|| {
+        encode_cursor(&Cursor {
+            o: offset + page.len(),
+            q: query_digest.clone(),
+        })
+    });
+    let body = serde_json::to_vec(&json!({
         "from": from.to_string(),
         "to": to.to_string(),
         "granularity": granularity.as_str(),
-        "rows": rows,
+        "rows": page,
+        "next_cursor": next_cursor,
     }))
-    .into_response();
-    response.headers_mut().insert(
-        "cache-control",
-        HeaderValue::from_static("private, no-cache"),
-    );
-    Ok(response)
+    .map_err(|e| ApiError::internal("rendering the answer", e))?;
+    let answer = Arc::new(CachedAnswer::new(body));
+    if caught_up {
+        app.answers.insert(key, answer.clone());
+    }
+    Ok(respond(&answer, &headers))
+}
+
+/// `200` with the answer and its ETag, or `304` when the client holds it.
+fn respond(answer: &CachedAnswer, headers: &HeaderMap) -> Response {
+    let etag = HeaderValue::from_str(&answer.etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let holds = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == answer.etag);
+    let cache_control = HeaderValue::from_static("private, no-cache");
+    if holds {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)],
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache_control),
+        ],
+        answer.body.clone(),
+    )
+        .into_response()
 }
 
 /// Metric plugins' values for the requested plugin metrics: one batch call
@@ -279,6 +511,10 @@ async fn derive(
 }
 
 /// `GET /v1/campaigns`.
+#[utoipa::path(get, path = "/v1/campaigns", tag = "serving", description = "The tenant's known campaigns.",
+    responses((status = 200, body = CampaignList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
 pub async fn campaigns(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let campaigns = app

@@ -230,16 +230,18 @@ async fn auth_statuses() {
         (answer.status, answer.code()),
         (StatusCode::UNAUTHORIZED, "token_expired")
     );
-    let forged = adpipe::auth::JwtKeys::hs256(b"not-the-server-secret-not-the-server", None).mint(
-        &adpipe::auth::Claims {
+    let forged = adpipe::auth::JwtKeys::hs256(b"not-the-server-secret-not-the-server", None)
+        .mint(&adpipe::auth::Claims {
             sub: "x".into(),
             tenant: "demo".into(),
             roles: vec![Role::Admin],
             exp: adpipe::auth::now_unix() + 60,
             iat: None,
+            nbf: None,
             iss: None,
-        },
-    );
+            aud: None,
+        })
+        .expect("mint");
     let answer = send(&env.app, post(uri, Some(&forged), body.clone())).await;
     assert_eq!(
         (answer.status, answer.code()),

@@ -82,8 +82,11 @@ pub fn token(tenant: &str, roles: &[Role], ttl_secs: i64) -> String {
         roles: roles.to_vec(),
         exp: (now_unix() as i64 + ttl_secs) as u64,
         iat: None,
+        nbf: None,
         iss: None,
+        aud: None,
     })
+    .expect("mint")
 }
 
 /// An answer: status, headers, body parsed as JSON when it is JSON.

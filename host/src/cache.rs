@@ -1,0 +1,138 @@
+//! The insights answer cache (`moka`) and the per-tenant data versions that
+//! keep it honest.
+//!
+//! A cached answer is keyed by tenant, the tenant's data version and the
+//! normalized query. A tenant's version is the newest bus offset holding rows
+//! of that tenant; the aggregation consumer raises it *before* applying those
+//! rows. An insights request first waits until every row acknowledged before
+//! it is applied, reads the version, and waits until the store has applied
+//! through it; an answer cached under version `v` therefore holds every row
+//! of the tenant up to `v`, and a request that needs newer rows asks for a
+//! newer version. Entries of old versions stop being asked for and age out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::AnswerCacheConfig;
+
+/// A rendered answer and its entity tag.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    pub body: axum::body::Bytes,
+    /// Quoted strong ETag.
+    pub etag: String,
+}
+
+impl CachedAnswer {
+    /// An answer with the ETag of its bytes.
+    pub fn new(body: Vec<u8>) -> CachedAnswer {
+        let digest = Sha256::digest(&body);
+        CachedAnswer {
+            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            body: body.into(),
+        }
+    }
+}
+
+/// Per-tenant data versions.
+#[derive(Default)]
+pub struct DataVersions {
+    versions: Mutex<HashMap<String, u64>>,
+}
+
+impl DataVersions {
+    /// The current version of `tenant`'s data.
+    pub fn get(&self, tenant: &str) -> u64 {
+        self.versions
+            .lock()
+            .map(|v| v.get(tenant).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Rows of `tenant` at bus offset `offset` are about to be applied.
+    pub fn advance(&self, tenant: &str, offset: u64) {
+        if let Ok(mut versions) = self.versions.lock() {
+            let v = versions.entry(tenant.to_owned()).or_insert(0);
+            *v = (*v).max(offset);
+        }
+    }
+}
+
+/// The cache of rendered insights answers.
+pub struct AnswerCache {
+    cache: Option<moka::sync::Cache<String, Arc<CachedAnswer>>>,
+    hits: AtomicU64,
+    lookups: AtomicU64,
+}
+
+impl AnswerCache {
+    pub fn new(config: &AnswerCacheConfig) -> AnswerCache {
+        AnswerCache {
+            cache: config.enabled.then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(config.max_entries)
+                    .time_to_live(Duration::from_secs(config.ttl_seconds.max(1)))
+                    .build()
+            }),
+            hits: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+        }
+    }
+
+    /// The key of a query: tenant, data version, normalized parameters.
+    pub fn key(tenant: &str, version: u64, normalized: &str) -> String {
+        format!("{tenant}\u{1f}{version}\u{1f}{normalized}")
+    }
+
+    /// A cached answer; also returns (hits, lookups) so far.
+    pub fn get(&self, key: &str) -> (Option<Arc<CachedAnswer>>, u64, u64) {
+        let Some(cache) = &self.cache else {
+            return (None, 0, 0);
+        };
+        let found = cache.get(key);
+        let lookups = self.lookups.fetch_add(1, Ordering::Relaxed) + 1;
+        let hits = if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.hits.load(Ordering::Relaxed)
+        };
+        (found, hits, lookups)
+    }
+
+    /// Keep an answer.
+    pub fn insert(&self, key: String, answer: Arc<CachedAnswer>) {
+        if let Some(cache) = &self.cache {
+            cache.insert(key, answer);
+        }
+    }
+
+    /// Whether answers are cached at all.
+    pub fn enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_separate_keys_and_etags_follow_bytes() {
+        let versions = DataVersions::default();
+        let before = AnswerCache::key("t", versions.get("t"), "q");
+        versions.advance("t", 7);
+        versions.advance("t", 3);
+        assert_eq!(versions.get("t"), 7);
+        assert_ne!(before, AnswerCache::key("t", versions.get("t"), "q"));
+        assert_eq!(versions.get("u"), 0);
+        let a = CachedAnswer::new(b"{\"rows\":[]}".to_vec());
+        let b = CachedAnswer::new(b"{\"rows\":[1]}".to_vec());
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(a.etag, CachedAnswer::new(b"{\"rows\":[]}".to_vec()).etag);
+        assert!(a.etag.starts_with('"') && a.etag.len() == 34);
+    }
+}
