@@ -142,12 +142,21 @@ pub async fn process(
     let parsed = {
         let slot = adapter.call_slot().await;
         let (adapter, context, payload) = (adapter.clone(), context.clone(), payload.clone());
-        let result = tokio::task::spawn_blocking(move || match payload.as_ref() {
-            Payload::Report(body) => adapter.parse_report(body, &context),
-            Payload::Webhook(request) => adapter.parse_webhook(request, &context),
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let parsed = match payload.as_ref() {
+                Payload::Report(body) => adapter.parse_report(body, &context),
+                Payload::Webhook(request) => adapter.parse_webhook(request, &context),
+            };
+            (parsed, started.elapsed())
         })
         .await;
         drop(slot);
+        let result = result.map(|(parsed, elapsed)| {
+            app.telemetry
+                .plugin_call(&pipeline.plugin.config.name, elapsed);
+            parsed
+        });
         result.map_err(|e| Failure {
             kind: FailureKind::Plugin,
             code: "plugin_failed",
@@ -248,6 +257,8 @@ pub async fn process(
             }
         })?;
     }
+    app.telemetry
+        .ingested(&config.name, &info.platform, accepted as u64);
     tracing::debug!(pipeline = %config.name, origin = origin.as_str(), accepted, "payload accepted");
     Ok(Accepted {
         rows: accepted,
@@ -279,13 +290,16 @@ async fn dead_letter(
         currency: context.currency.as_deref(),
     };
     match app.metadata.add_dead_letter(letter).await {
-        Ok(id) => Failure {
-            kind,
-            code,
-            message: format!("{message} (payload kept as dead letter {id})"),
-            dead_letter_id: Some(id),
-            retry_after: None,
-        },
+        Ok(id) => {
+            app.telemetry.dead_letter(&pipeline.config.name, code);
+            Failure {
+                kind,
+                code,
+                message: format!("{message} (payload kept as dead letter {id})"),
+                dead_letter_id: Some(id),
+                retry_after: None,
+            }
+        }
         Err(e) => Failure {
             kind: FailureKind::Unavailable,
             code: "unavailable",

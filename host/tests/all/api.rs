@@ -10,7 +10,7 @@ use crate::common::*;
 
 /// A Meta insights row as Graph API v21 returns it at level=ad.
 #[allow(clippy::too_many_arguments)]
-fn meta_row(
+pub(crate) fn meta_row(
     campaign: &str,
     adset: &str,
     ad: &str,
@@ -50,7 +50,7 @@ fn meta_row(
     row
 }
 
-fn page(rows: Vec<Value>) -> String {
+pub(crate) fn page(rows: Vec<Value>) -> String {
     json!({"data": rows, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}).to_string()
 }
 

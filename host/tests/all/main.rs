@@ -13,4 +13,5 @@ mod platforms;
 mod readme;
 mod restart;
 mod sandbox;
+mod serving;
 mod tutorial;
