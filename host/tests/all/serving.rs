@@ -173,10 +173,12 @@ async fn public_key_tokens_with_kid_nbf_aud_and_no_algorithm_confusion() {
         c.auth.audience = Some("adpipe".into());
     })
     .await;
-    let rsa = EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).unwrap())
-        .expect("rsa key");
-    let ec = EncodingKey::from_ec_pem(&std::fs::read(fixture("ec-private.pem")).unwrap())
-        .expect("ec key");
+    let rsa =
+        EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).expect("test value"))
+            .expect("rsa key");
+    let ec =
+        EncodingKey::from_ec_pem(&std::fs::read(fixture("ec-private.pem")).expect("test value"))
+            .expect("ec key");
     let now = now_unix();
     let ok = claims("demo", now + 60);
     let whoami = |t: String| {
@@ -215,7 +217,7 @@ async fn public_key_tokens_with_kid_nbf_aud_and_no_algorithm_confusion() {
         "not accepted",
     );
     // Algorithm confusion: HS256 keyed with the public key's bytes.
-    let public_pem = std::fs::read(fixture("rsa-public.pem")).unwrap();
+    let public_pem = std::fs::read(fixture("rsa-public.pem")).expect("test value");
     refused(
         &whoami(sign(
             Algorithm::HS256,
@@ -233,7 +235,7 @@ async fn public_key_tokens_with_kid_nbf_aud_and_no_algorithm_confusion() {
         let token = format!(
             "{}.{}.",
             b64(r#"{"alg":"none","typ":"JWT","kid":"rsa-1"}"#),
-            b64(&serde_json::to_string(&ok).unwrap())
+            b64(&serde_json::to_string(&ok).expect("test value"))
         );
         refused(&whoami(token).await, "malformed");
     }
@@ -288,7 +290,7 @@ async fn api_keys_are_scoped_revocable_and_audited() {
     assert!(key.starts_with(&format!("adp_{id}_")));
     assert!(!made.json["api_key"]
         .as_object()
-        .unwrap()
+        .expect("test value")
         .contains_key("secret_sha256"));
 
     // Bearer and X-API-Key both work; the key acts for its tenant and roles.
@@ -304,7 +306,7 @@ async fn api_keys_are_scoped_revocable_and_audited() {
     let by_header = Request::get("/v1/campaigns")
         .header("x-api-key", &key)
         .body(Body::empty())
-        .unwrap();
+        .expect("test value");
     assert_eq!(send(&app, by_header).await.status, StatusCode::OK);
     assert_eq!(
         send(&app, get("/v1/plugins", Some(&key))).await.status,
@@ -354,8 +356,8 @@ async fn api_keys_are_scoped_revocable_and_audited() {
         .map(|e| {
             assert_eq!(e["actor"], "test");
             (
-                e["action"].as_str().unwrap().to_owned(),
-                e["status"].as_i64().unwrap(),
+                e["action"].as_str().expect("test value").to_owned(),
+                e["status"].as_i64().expect("test value"),
             )
         })
         .collect();
@@ -452,17 +454,23 @@ async fn cached_answers_revalidate_with_etags_and_never_hide_new_data() {
     let first = send(&app, get(uri, Some(&viewer))).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.json["rows"][0]["impressions"], 100);
-    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    let etag = first.headers["etag"]
+        .to_str()
+        .expect("test value")
+        .to_owned();
     let second = send(&app, get(uri, Some(&viewer))).await;
     assert_eq!(
-        (second.headers["etag"].to_str().unwrap(), &second.text),
+        (
+            second.headers["etag"].to_str().expect("test value"),
+            &second.text
+        ),
         (etag.as_str(), &first.text)
     );
     let revalidate = Request::get(uri)
         .header("authorization", format!("Bearer {viewer}"))
         .header("if-none-match", &etag)
         .body(Body::empty())
-        .unwrap();
+        .expect("test value");
     let answer = send(&app, revalidate).await;
     assert_eq!(answer.status, StatusCode::NOT_MODIFIED);
     assert!(answer.text.is_empty());
@@ -475,7 +483,7 @@ async fn cached_answers_revalidate_with_etags_and_never_hide_new_data() {
     let third = send(&app, get(uri, Some(&viewer))).await;
     assert_eq!(third.json["rows"][0]["impressions"], 150);
     assert_eq!(third.json["rows"][0]["spend"], 12.5);
-    assert_ne!(third.headers["etag"].to_str().unwrap(), etag);
+    assert_ne!(third.headers["etag"].to_str().expect("test value"), etag);
     let metrics = send(
         &app,
         get("/metrics", Some(&token("demo", &[Role::Admin], 60))),
@@ -515,12 +523,12 @@ async fn order_by_and_cursor_pages_cover_every_row_once() {
     let base = "/v1/insights?from=2026-11-01&to=2026-11-30&granularity=total&group_by=campaign_id&order_by=-spend,campaign_id";
     let all = send(&app, get(base, Some(&viewer))).await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
-    let all_rows = all.json["rows"].as_array().unwrap().clone();
+    let all_rows = all.json["rows"].as_array().expect("test value").clone();
     assert_eq!(all_rows.len(), 7);
     assert_eq!(all.json["next_cursor"], Value::Null);
     let spends: Vec<f64> = all_rows
         .iter()
-        .map(|r| r["spend"].as_f64().unwrap())
+        .map(|r| r["spend"].as_f64().expect("test value"))
         .collect();
     assert!(spends.windows(2).all(|w| w[0] >= w[1]), "{spends:?}");
     let mut paged = Vec::new();
@@ -528,7 +536,13 @@ async fn order_by_and_cursor_pages_cover_every_row_once() {
     loop {
         let answer = send(&app, get(&uri, Some(&viewer))).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-        paged.extend(answer.json["rows"].as_array().unwrap().iter().cloned());
+        paged.extend(
+            answer.json["rows"]
+                .as_array()
+                .expect("test value")
+                .iter()
+                .cloned(),
+        );
         match answer.json["next_cursor"].as_str() {
             Some(c) => uri = format!("{base}&limit=3&cursor={c}"),
             None => break,
@@ -537,7 +551,7 @@ async fn order_by_and_cursor_pages_cover_every_row_once() {
     assert_eq!(paged, all_rows);
     // A cursor is bound to its query; order_by names fields of the answer.
     let first = send(&app, get(&format!("{base}&limit=3"), Some(&viewer))).await;
-    let cursor = first.json["next_cursor"].as_str().unwrap();
+    let cursor = first.json["next_cursor"].as_str().expect("test value");
     let answer = send(
         &app,
         get(
@@ -633,7 +647,7 @@ async fn no_route_reads_across_tenants() {
     let listed = send(&app, get("/v1/pipelines", Some(&other))).await;
     let names: Vec<&str> = listed.json["pipelines"]
         .as_array()
-        .unwrap()
+        .expect("test value")
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
@@ -656,7 +670,7 @@ async fn metrics_request_ids_and_security_headers() {
     .await;
     let viewer = token("demo", &[Role::Viewer], 60);
     let answer = send(&app, get("/v1/campaigns", Some(&viewer))).await;
-    let id = answer.headers["x-request-id"].to_str().unwrap();
+    let id = answer.headers["x-request-id"].to_str().expect("test value");
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(answer.headers["x-content-type-options"], "nosniff");
     assert_eq!(answer.headers["x-frame-options"], "DENY");
@@ -664,7 +678,7 @@ async fn metrics_request_ids_and_security_headers() {
         .header("x-request-id", "trace-me-42")
         .header("origin", "https://dash.example")
         .body(Body::empty())
-        .unwrap();
+        .expect("test value");
     let answer = send(&app, mine).await;
     assert_eq!(answer.headers["x-request-id"], "trace-me-42");
     assert_eq!(
@@ -674,7 +688,7 @@ async fn metrics_request_ids_and_security_headers() {
     let stranger = Request::get("/healthz")
         .header("origin", "https://evil.example")
         .body(Body::empty())
-        .unwrap();
+        .expect("test value");
     assert!(!send(&app, stranger)
         .await
         .headers
@@ -703,8 +717,9 @@ async fn metrics_request_ids_and_security_headers() {
 fn https_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("test value");
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
+        .expect("test value");
     let config = dir.path().join("adpipe.toml");
     std::fs::write(
         &config,
@@ -714,18 +729,23 @@ fn https_with_a_self_signed_certificate() {
             dir.path().join("data").display()
         ),
     )
-    .unwrap();
+    .expect("test value");
     let server = Server::spawn(&config, &[("ADPIPE_JWT_SECRET", JWT_SECRET)], &[]);
     assert!(server.base.starts_with("https://"), "{}", server.base);
-    let port = server.base.rsplit(':').next().unwrap().to_owned();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let port = server
+        .base
+        .rsplit(':')
+        .next()
+        .expect("test value")
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().expect("test value");
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .add_root_certificate(
-                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("test value"),
             )
             .build()
-            .unwrap();
+            .expect("test value");
         let url = format!("https://localhost:{port}");
         let health = client
             .get(format!("{url}/healthz"))
@@ -742,14 +762,14 @@ fn https_with_a_self_signed_certificate() {
             .bearer_auth(token("demo", &[Role::Viewer], 60))
             .send()
             .await
-            .unwrap();
+            .expect("test value");
         assert_eq!(me.status(), 200);
         // No plaintext on the TLS port, and no trust without the certificate.
         let plain = reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
             .await;
-        assert!(plain.is_err() || plain.unwrap().status() != 200);
+        assert!(plain.is_err() || plain.expect("test value").status() != 200);
         assert!(reqwest::Client::new()
             .get(format!("{url}/healthz"))
             .send()
