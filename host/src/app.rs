@@ -36,6 +36,8 @@ pub enum StartError {
     Plugin(#[from] crate::plugin::LoadError),
     #[error("loading the JWT keys")]
     Keys(#[from] crate::auth::KeyError),
+    #[error("connecting to Redis (cache.url): {0}")]
+    Cache(String),
     #[error("building the HTTP client: {0}")]
     Http(String),
 }
@@ -189,6 +191,12 @@ impl App {
         let metadata = Metadata::open(&metadata_url).await?;
         let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
 
+        let rate_limits = match &config.cache.url {
+            None => RateLimits::new(&config.api.rate_limits),
+            Some(url) => RateLimits::shared(&config.api.rate_limits, url)
+                .await
+                .map_err(|e| StartError::Cache(e.to_string()))?,
+        };
         let runtime = Runtime::with_fuel(config.sandbox.fuel)?;
         let plugin_cache = data_dir.join("plugin-cache");
         let mut plugins = BTreeMap::new();
@@ -297,7 +305,7 @@ impl App {
             store,
             metadata,
             keys,
-            rate_limits: RateLimits::new(&config.api.rate_limits),
+            rate_limits,
             answers: AnswerCache::new(&config.api.cache),
             data_versions: Arc::new(DataVersions::default()),
             telemetry: Telemetry::default(),

@@ -173,15 +173,16 @@ pub enum StoreKind {
     Clickhouse,
 }
 
-/// `[metadata]`: dead letters and operational state.
+/// `[metadata]`: dead letters, pull runs, API keys, the audit log.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
-    /// `sqlite://…`; default `sqlite://<data_dir>/metadata.db`.
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data_dir>/metadata.db`.
     pub url: Option<String>,
 }
 
-/// `[cache]`: unset url = in-process.
+/// `[cache]`: unset url = in-process; `redis://` / `rediss://` = rate-limit
+/// budgets shared by every process using that Redis.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
@@ -665,23 +666,24 @@ impl Config {
             );
         }
         if let Some(url) = &self.metadata.url {
-            if !url.starts_with("sqlite:") {
+            let scheme = url.split("://").next().unwrap_or("");
+            if !["sqlite", "postgres", "postgresql"].contains(&scheme) || !url.contains("://") {
                 issue(
                     "metadata.url".into(),
-                    format!(
-                        "unsupported metadata URL scheme in `{}`",
-                        url.split(':').next().unwrap_or("")
-                    ),
-                    "use sqlite://PATH, or leave unset for the data directory",
+                    format!("unsupported metadata URL scheme in `{scheme}`"),
+                    "use sqlite://PATH or postgres://USER@HOST:PORT/DB (add ?sslmode=require for TLS), or leave unset for the data directory",
                 );
             }
         }
-        if self.cache.url.is_some() {
-            issue(
-                "cache.url".into(),
-                "a shared cache is not available in this build".into(),
-                "leave cache.url unset for the in-process cache",
-            );
+        if let Some(url) = &self.cache.url {
+            let scheme = url.split("://").next().unwrap_or("");
+            if !["redis", "rediss"].contains(&scheme) || !url.contains("://") {
+                issue(
+                    "cache.url".into(),
+                    format!("unsupported cache URL scheme in `{scheme}`"),
+                    "use redis://HOST:6379 (rediss:// for TLS), or leave unset for in-process limits",
+                );
+            }
         }
         if let Some(secret) = &self.auth.jwt_secret {
             if secret.len() < 32 {

@@ -1,9 +1,14 @@
-//! Operational metadata in SQL (SQLite by default, `<data_dir>/metadata.db`):
+//! Operational metadata in SQL: SQLite by default (`<data_dir>/metadata.db`),
+//! PostgreSQL when `metadata.url` is `postgres://…` (TLS when the URL asks,
+//! e.g. `sslmode=require`). One set of migrations and queries serves both:
+//! `$n` placeholders (which SQLite also reads), and DDL whose few SQLite
+//! words are translated for PostgreSQL ([`Dialect::ddl`]). Holds:
 //! the dead-letter store (every payload that was accepted for processing but
 //! could not be turned into rows, with its reason), pull runs, API keys
 //! (hashed) and the audit log of admin actions.
 
 use serde::Serialize;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 
@@ -12,6 +17,42 @@ use sqlx::Row as _;
 pub enum MetadataError {
     #[error("metadata database error")]
     Database(#[from] sqlx::Error),
+    #[error("metadata.url `{0}` is neither sqlite:// nor postgres://")]
+    Scheme(String),
+}
+
+/// Which SQL a pool speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A migration's DDL in this dialect (written for SQLite).
+    pub fn ddl(self, sql: &str) -> String {
+        match self {
+            Dialect::Sqlite => sql.to_owned(),
+            Dialect::Postgres => sql.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA"),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run the same query text on whichever pool this is; `$pool` names the
+/// pool inside `$body`.
+macro_rules! on_pool {
+    ($pool_enum:expr, $pool:ident => $body:expr) => {
+        match $pool_enum {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
 }
 
 /// Ordered schema migrations; each runs once.
@@ -170,209 +211,10 @@ pub struct PullRun {
     pub error: Option<String>,
 }
 
-/// Handle to the metadata database.
-#[derive(Clone)]
-pub struct Metadata {
-    pool: SqlitePool,
-}
-
-impl Metadata {
-    /// Connect to `url` (`sqlite://PATH`) and migrate.
-    pub async fn open(url: &str) -> Result<Metadata, MetadataError> {
-        let pool = crate::sqlite::open(url).await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS adpipe_migrations (version INTEGER PRIMARY KEY)")
-            .execute(&pool)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query("SELECT 1 FROM adpipe_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !done {
-                for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                sqlx::query("INSERT INTO adpipe_migrations (version) VALUES (?)")
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(Metadata { pool })
-    }
-
-    /// Keep a payload; returns its id.
-    pub async fn add_dead_letter(
-        &self,
-        letter: NewDeadLetter<'_>,
-    ) -> Result<String, MetadataError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload,
-                account_id, currency)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(letter.tenant)
-        .bind(letter.pipeline)
-        .bind(letter.source)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(letter.code)
-        .bind(letter.message)
-        .bind(letter.payload)
-        .bind(letter.account_id)
-        .bind(letter.currency)
-        .execute(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    /// The newest dead letters of `tenant`.
-    pub async fn dead_letters(
-        &self,
-        tenant: &str,
-        limit: u32,
-    ) -> Result<Vec<DeadLetter>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT id, pipeline, source, received_at_ms, code, message, LENGTH(payload), retried_at_ms
-             FROM dead_letters WHERE tenant = ? ORDER BY received_at_ms DESC, id LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DeadLetter {
-                id: r.get(0),
-                pipeline: r.get(1),
-                source: r.get(2),
-                received_at_ms: r.get(3),
-                code: r.get(4),
-                message: r.get(5),
-                size: r.get(6),
-                retried_at_ms: r.get(7),
-            })
-            .collect())
-    }
-
-    /// A dead letter of `tenant`, with its payload.
-    pub async fn dead_letter(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> Result<Option<StoredDeadLetter>, MetadataError> {
-        Ok(sqlx::query(
-            "SELECT pipeline, source, payload, account_id, currency, retried_at_ms FROM dead_letters
-             WHERE tenant = ? AND id = ?",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| StoredDeadLetter {
-            pipeline: r.get(0),
-            source: r.get(1),
-            payload: r.get(2),
-            account_id: r.get(3),
-            currency: r.get(4),
-            retried_at_ms: r.get(5),
-        }))
-    }
-
-    /// Mark a dead letter retried (once); false if it already was.
-    pub async fn mark_retried(&self, tenant: &str, id: &str) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
-            "UPDATE dead_letters SET retried_at_ms = ? WHERE tenant = ? AND id = ? AND retried_at_ms IS NULL",
-        )
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(tenant)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Record a pull run of `tenant`.
-    pub async fn add_pull_run(&self, tenant: &str, run: &PullRun) -> Result<(), MetadataError> {
-        sqlx::query(
-            "INSERT INTO pull_runs (id, tenant, pipeline, account, since, until, started_at_ms, finished_at_ms,
-                status, pages, rows, retries, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&run.id)
-        .bind(tenant)
-        .bind(&run.pipeline)
-        .bind(&run.account)
-        .bind(&run.since)
-        .bind(&run.until)
-        .bind(run.started_at_ms)
-        .bind(run.finished_at_ms)
-        .bind(&run.status)
-        .bind(run.pages)
-        .bind(run.rows)
-        .bind(run.retries)
-        .bind(&run.error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The newest pull runs of a pipeline of `tenant`.
-    pub async fn pull_runs(
-        &self,
-        tenant: &str,
-        pipeline: &str,
-        limit: u32,
-    ) -> Result<Vec<PullRun>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT id, pipeline, account, since, until, started_at_ms, finished_at_ms, status, pages, rows, retries, error
-             FROM pull_runs WHERE tenant = ? AND pipeline = ? ORDER BY started_at_ms DESC, id LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(pipeline)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| PullRun {
-                id: r.get(0),
-                pipeline: r.get(1),
-                account: r.get(2),
-                since: r.get(3),
-                until: r.get(4),
-                started_at_ms: r.get(5),
-                finished_at_ms: r.get(6),
-                status: r.get(7),
-                pages: r.get(8),
-                rows: r.get(9),
-                retries: r.get(10),
-                error: r.get(11),
-            })
-            .collect())
-    }
-
-    /// Store a new API key (its secret only as a SHA-256 digest).
-    pub async fn add_api_key(&self, key: &ApiKeyRecord) -> Result<(), MetadataError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant)
-        .bind(&key.name)
-        .bind(key.roles.join(","))
-        .bind(&key.secret_sha256)
-        .bind(key.created_at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    fn api_key_from_row(r: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
+/// An `api_keys` row (id, tenant, name, roles, secret_sha256, created, revoked).
+macro_rules! api_key_row {
+    ($r:expr) => {{
+        let r = $r;
         let roles: String = r.get(3);
         ApiKeyRecord {
             id: r.get(0),
@@ -387,65 +229,327 @@ impl Metadata {
             created_at_ms: r.get(5),
             revoked_at_ms: r.get(6),
         }
+    }};
+}
+
+/// Handle to the metadata database.
+#[derive(Clone)]
+pub struct Metadata {
+    pool: Pool,
+}
+
+impl Metadata {
+    /// Connect to `url` (`sqlite://PATH` or `postgres://…`) and migrate.
+    pub async fn open(url: &str) -> Result<Metadata, MetadataError> {
+        let pool = if url.starts_with("sqlite:") {
+            Pool::Sqlite(crate::sqlite::open(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect(url)
+                    .await?,
+            )
+        } else {
+            return Err(MetadataError::Scheme(
+                url.split("://").next().unwrap_or(url).to_owned(),
+            ));
+        };
+        let metadata = Metadata { pool };
+        metadata.migrate().await?;
+        Ok(metadata)
+    }
+
+    /// The dialect of the connected database.
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), MetadataError> {
+        let dialect = self.dialect();
+        on_pool!(&self.pool, pool => {
+            sqlx::query("CREATE TABLE IF NOT EXISTS adpipe_migrations (version BIGINT PRIMARY KEY)")
+                .execute(pool)
+                .await?;
+            for (version, sql) in MIGRATIONS {
+                let mut tx = pool.begin().await?;
+                if dialect == Dialect::Postgres {
+                    // Several processes may start at once: one migrates, the others wait.
+                    sqlx::query("LOCK TABLE adpipe_migrations IN EXCLUSIVE MODE")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done = sqlx::query("SELECT 1 FROM adpipe_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if !done {
+                    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                        sqlx::query(&dialect.ddl(statement)).execute(&mut *tx).await?;
+                    }
+                    sqlx::query("INSERT INTO adpipe_migrations (version) VALUES ($1)")
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Keep a payload; returns its id.
+    pub async fn add_dead_letter(
+        &self,
+        letter: NewDeadLetter<'_>,
+    ) -> Result<String, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            let id = uuid::Uuid::new_v4().to_string();
+            sqlx::query(
+                "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload,
+                    account_id, currency)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&id)
+            .bind(letter.tenant)
+            .bind(letter.pipeline)
+            .bind(letter.source)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(letter.code)
+            .bind(letter.message)
+            .bind(letter.payload)
+            .bind(letter.account_id)
+            .bind(letter.currency)
+            .execute(pool)
+            .await?;
+            Ok(id)
+        })
+    }
+
+    /// The newest dead letters of `tenant`.
+    pub async fn dead_letters(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT id, pipeline, source, received_at_ms, code, message, CAST(LENGTH(payload) AS BIGINT), retried_at_ms
+                 FROM dead_letters WHERE tenant = $1 ORDER BY received_at_ms DESC, id LIMIT $2",
+            )
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| DeadLetter {
+                    id: r.get(0),
+                    pipeline: r.get(1),
+                    source: r.get(2),
+                    received_at_ms: r.get(3),
+                    code: r.get(4),
+                    message: r.get(5),
+                    size: r.get(6),
+                    retried_at_ms: r.get(7),
+                })
+                .collect())
+        })
+    }
+
+    /// A dead letter of `tenant`, with its payload.
+    pub async fn dead_letter(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<StoredDeadLetter>, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            Ok(sqlx::query(
+                "SELECT pipeline, source, payload, account_id, currency, retried_at_ms FROM dead_letters
+                 WHERE tenant = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| StoredDeadLetter {
+                pipeline: r.get(0),
+                source: r.get(1),
+                payload: r.get(2),
+                account_id: r.get(3),
+                currency: r.get(4),
+                retried_at_ms: r.get(5),
+            }))
+        })
+    }
+
+    /// Mark a dead letter retried (once); false if it already was.
+    pub async fn mark_retried(&self, tenant: &str, id: &str) -> Result<bool, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            let done = sqlx::query(
+                "UPDATE dead_letters SET retried_at_ms = $1 WHERE tenant = $2 AND id = $3 AND retried_at_ms IS NULL",
+            )
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(tenant)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Record a pull run of `tenant`.
+    pub async fn add_pull_run(&self, tenant: &str, run: &PullRun) -> Result<(), MetadataError> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "INSERT INTO pull_runs (id, tenant, pipeline, account, since, until, started_at_ms, finished_at_ms,
+                    status, pages, rows, retries, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&run.id)
+            .bind(tenant)
+            .bind(&run.pipeline)
+            .bind(&run.account)
+            .bind(&run.since)
+            .bind(&run.until)
+            .bind(run.started_at_ms)
+            .bind(run.finished_at_ms)
+            .bind(&run.status)
+            .bind(run.pages)
+            .bind(run.rows)
+            .bind(run.retries)
+            .bind(&run.error)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// The newest pull runs of a pipeline of `tenant`.
+    pub async fn pull_runs(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        limit: u32,
+    ) -> Result<Vec<PullRun>, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT id, pipeline, account, since, until, started_at_ms, finished_at_ms, status, pages, rows, retries, error
+                 FROM pull_runs WHERE tenant = $1 AND pipeline = $2 ORDER BY started_at_ms DESC, id LIMIT $3",
+            )
+            .bind(tenant)
+            .bind(pipeline)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| PullRun {
+                    id: r.get(0),
+                    pipeline: r.get(1),
+                    account: r.get(2),
+                    since: r.get(3),
+                    until: r.get(4),
+                    started_at_ms: r.get(5),
+                    finished_at_ms: r.get(6),
+                    status: r.get(7),
+                    pages: r.get(8),
+                    rows: r.get(9),
+                    retries: r.get(10),
+                    error: r.get(11),
+                })
+                .collect())
+        })
+    }
+
+    /// Store a new API key (its secret only as a SHA-256 digest).
+    pub async fn add_api_key(&self, key: &ApiKeyRecord) -> Result<(), MetadataError> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            )
+            .bind(&key.id)
+            .bind(&key.tenant)
+            .bind(&key.name)
+            .bind(key.roles.join(","))
+            .bind(&key.secret_sha256)
+            .bind(key.created_at_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// A key by id (any tenant: the id is how a presented key is found).
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, MetadataError> {
-        Ok(sqlx::query(
-            "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
-             FROM api_keys WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(Self::api_key_from_row))
+        on_pool!(&self.pool, pool => {
+            Ok(sqlx::query(
+                "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
+                 FROM api_keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(|r| api_key_row!(r)))
+        })
     }
 
     /// The keys of `tenant` (revoked ones too), newest first.
     pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, MetadataError> {
-        Ok(sqlx::query(
-            "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
-             FROM api_keys WHERE tenant = ? ORDER BY created_at_ms DESC, id",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::api_key_from_row)
-        .collect())
+        on_pool!(&self.pool, pool => {
+            Ok(sqlx::query(
+                "SELECT id, tenant, name, roles, secret_sha256, created_at_ms, revoked_at_ms
+                 FROM api_keys WHERE tenant = $1 ORDER BY created_at_ms DESC, id",
+            )
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| api_key_row!(r))
+            .collect())
+        })
     }
 
     /// Revoke a key of `tenant`; false if there is no such live key.
     pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = ? WHERE tenant = ? AND id = ? AND revoked_at_ms IS NULL",
-        )
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(tenant)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        on_pool!(&self.pool, pool => {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at_ms = $1 WHERE tenant = $2 AND id = $3 AND revoked_at_ms IS NULL",
+            )
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(tenant)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Record an admin action.
     pub async fn audit(&self, entry: &AuditEntry) -> Result<(), MetadataError> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at_ms, tenant, actor, action, target, status, request_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&entry.id)
-        .bind(entry.at_ms)
-        .bind(&entry.tenant)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.status)
-        .bind(&entry.request_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "INSERT INTO audit_log (id, at_ms, tenant, actor, action, target, status, request_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&entry.id)
+            .bind(entry.at_ms)
+            .bind(&entry.tenant)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(entry.status)
+            .bind(&entry.request_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The newest admin actions of `tenant`.
@@ -454,31 +558,35 @@ impl Metadata {
         tenant: &str,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, MetadataError> {
-        Ok(sqlx::query(
-            "SELECT id, at_ms, tenant, actor, action, target, status, request_id
-             FROM audit_log WHERE tenant = ? ORDER BY at_ms DESC, id LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| AuditEntry {
-            id: r.get(0),
-            at_ms: r.get(1),
-            tenant: r.get(2),
-            actor: r.get(3),
-            action: r.get(4),
-            target: r.get(5),
-            status: r.get(6),
-            request_id: r.get(7),
+        on_pool!(&self.pool, pool => {
+            Ok(sqlx::query(
+                "SELECT id, at_ms, tenant, actor, action, target, status, request_id
+                 FROM audit_log WHERE tenant = $1 ORDER BY at_ms DESC, id LIMIT $2",
+            )
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at_ms: r.get(1),
+                tenant: r.get(2),
+                actor: r.get(3),
+                action: r.get(4),
+                target: r.get(5),
+                status: r.get(6),
+                request_id: r.get(7),
+            })
+            .collect())
         })
-        .collect())
     }
 
     /// The database answers.
     pub async fn ping(&self) -> Result<(), MetadataError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        on_pool!(&self.pool, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
     }
 }

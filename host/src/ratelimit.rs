@@ -1,8 +1,13 @@
 //! Rate limits (GCRA through `governor`), per caller and per tenant, by
 //! route class: reads, ingestion (report pushes and webhooks, limited
-//! separately from reads) and admin actions. In-process; the answer carries
-//! `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and
-//! `RateLimit-Policy`, and a refusal `Retry-After`.
+//! separately from reads) and admin actions. In-process by default; with
+//! `cache.url = "redis://…"` (or `rediss://` for TLS) the budgets live in
+//! Redis, so every adpipe process sharing it draws from the same budget
+//! (the same GCRA, run atomically by a Lua script on Redis' clock). When
+//! Redis cannot be reached a request is judged by the in-process budget,
+//! never let through unlimited. The answer carries `RateLimit-Limit`,
+//! `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy`, and a
+//! refusal `Retry-After`.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -109,12 +114,39 @@ impl Budget {
     }
 }
 
+/// GCRA on Redis: KEYS[1] holds the theoretical arrival time (µs).
+/// ARGV: emission interval (µs), burst. Returns {allowed, retry_after_µs,
+/// remaining, reset_µs}.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tolerance = interval * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if now < allow_at then
+  return {0, allow_at - now, 0, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(tolerance / 1000) + 1)
+return {1, 0, math.floor((now + tolerance - new_tat) / interval), new_tat - now}
+";
+
+/// Budgets kept in Redis.
+struct SharedBudgets {
+    connection: redis::aio::ConnectionManager,
+    script: redis::Script,
+}
+
 /// All budgets of a running adpipe.
 pub struct RateLimits {
     enabled: bool,
     clock: DefaultClock,
     /// (caller, tenant) budgets of read, ingest, admin.
     budgets: [(Budget, Budget); 3],
+    shared: Option<SharedBudgets>,
 }
 
 impl RateLimits {
@@ -128,7 +160,73 @@ impl RateLimits {
                 pair(&config.ingest),
                 pair(&config.admin),
             ],
+            shared: None,
         }
+    }
+
+    /// Keep the budgets in Redis at `url` (`redis://` or `rediss://`).
+    pub async fn shared(
+        config: &RateLimitsConfig,
+        url: &str,
+    ) -> Result<RateLimits, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let connection = redis::aio::ConnectionManager::new(client).await?;
+        Ok(RateLimits {
+            shared: Some(SharedBudgets {
+                connection,
+                script: redis::Script::new(GCRA_SCRIPT),
+            }),
+            ..RateLimits::new(config)
+        })
+    }
+
+    /// Whether budgets are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Draw from the shared budget `key`; `None` when Redis failed.
+    async fn check_shared(
+        &self,
+        key: &str,
+        rate: Rate,
+    ) -> Option<Result<LimitState, (LimitState, u64)>> {
+        let shared = self.shared.as_ref()?;
+        let interval_us = 1_000_000 / u64::from(rate.per_second.max(1));
+        let mut connection = shared.connection.clone();
+        let reply: Result<(i64, i64, i64, i64), _> = shared
+            .script
+            .key(format!("adpipe:ratelimit:{key}"))
+            .arg(interval_us)
+            .arg(rate.burst.max(1))
+            .invoke_async(&mut connection)
+            .await;
+        let (allowed, retry_us, remaining, reset_us) = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("shared rate limit unavailable, using the local budget: {e}");
+                return None;
+            }
+        };
+        let window = (f64::from(rate.burst) / f64::from(rate.per_second.max(1))).ceil() as u64;
+        let state = LimitState {
+            limit: rate.burst,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+            reset_secs: (reset_us.max(0) as u64).div_ceil(1_000_000),
+            policy: format!("{};w={window}", rate.burst),
+        };
+        Some(if allowed == 1 {
+            Ok(state)
+        } else {
+            let retry = (retry_us.max(1) as u64).div_ceil(1_000_000).max(1);
+            Err((
+                LimitState {
+                    reset_secs: retry,
+                    ..state
+                },
+                retry,
+            ))
+        })
     }
 
     /// Whether limits apply at all.
@@ -137,12 +235,21 @@ impl RateLimits {
     }
 
     /// Draw one request from `caller`'s and `tenant`'s budgets of `class`.
-    pub fn check(&self, class: RouteClass, caller: &str, tenant: &str) -> Option<Verdict> {
+    pub async fn check(&self, class: RouteClass, caller: &str, tenant: &str) -> Option<Verdict> {
         if !self.enabled {
             return None;
         }
         let (by_caller, by_tenant) = &self.budgets[class as usize];
-        let caller_state = match by_caller.check(&format!("{tenant}\u{1f}{caller}"), &self.clock) {
+        let caller_key = format!("{tenant}\u{1f}{caller}");
+        let class_name = class.as_str();
+        let caller_result = match self
+            .check_shared(&format!("{class_name}:caller:{caller_key}"), by_caller.rate)
+            .await
+        {
+            Some(result) => result,
+            None => by_caller.check(&caller_key, &self.clock),
+        };
+        let caller_state = match caller_result {
             Ok(state) => state,
             Err((state, retry_after_secs)) => {
                 return Some(Verdict::Limited {
@@ -152,7 +259,14 @@ impl RateLimits {
                 })
             }
         };
-        let tenant_state = match by_tenant.check(tenant, &self.clock) {
+        let tenant_result = match self
+            .check_shared(&format!("{class_name}:tenant:{tenant}"), by_tenant.rate)
+            .await
+        {
+            Some(result) => result,
+            None => by_tenant.check(tenant, &self.clock),
+        };
+        let tenant_state = match tenant_result {
             Ok(state) => state,
             Err((state, retry_after_secs)) => {
                 return Some(Verdict::Limited {
@@ -204,11 +318,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn caller_budget_runs_out_then_tenant_budget() {
+    #[tokio::test]
+    async fn caller_budget_runs_out_then_tenant_budget() {
         let limits = RateLimits::new(&limits(3));
         for remaining in [2, 1, 0] {
-            match limits.check(RouteClass::Read, "a", "t") {
+            match limits.check(RouteClass::Read, "a", "t").await {
                 Some(Verdict::Allowed(s)) => {
                     assert_eq!((s.limit, s.remaining), (3, remaining));
                 }
@@ -216,7 +330,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            limits.check(RouteClass::Read, "a", "t"),
+            limits.check(RouteClass::Read, "a", "t").await,
             Some(Verdict::Limited {
                 scope: "caller",
                 retry_after_secs: 1,
@@ -225,18 +339,18 @@ mod tests {
         ));
         // Ingestion has its own budget.
         assert!(matches!(
-            limits.check(RouteClass::Ingest, "a", "t"),
+            limits.check(RouteClass::Ingest, "a", "t").await,
             Some(Verdict::Allowed(_))
         ));
         // Another caller of the same tenant: 3 of the tenant's 6 are used.
         for _ in 0..3 {
             assert!(matches!(
-                limits.check(RouteClass::Read, "b", "t"),
+                limits.check(RouteClass::Read, "b", "t").await,
                 Some(Verdict::Allowed(_))
             ));
         }
         assert!(matches!(
-            limits.check(RouteClass::Read, "c", "t"),
+            limits.check(RouteClass::Read, "c", "t").await,
             Some(Verdict::Limited {
                 scope: "tenant",
                 ..
@@ -244,7 +358,7 @@ mod tests {
         ));
         // Another tenant is untouched.
         assert!(matches!(
-            limits.check(RouteClass::Read, "a", "u"),
+            limits.check(RouteClass::Read, "a", "u").await,
             Some(Verdict::Allowed(_))
         ));
     }

@@ -375,7 +375,7 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
     };
     let mut limit_state = None;
     if let Some(class) = spec.class {
-        match app.rate_limits.check(class, &limit_key, &tenant) {
+        match app.rate_limits.check(class, &limit_key, &tenant).await {
             None => {}
             Some(Verdict::Allowed(state)) => limit_state = Some(state),
             Some(Verdict::Limited {

@@ -7,6 +7,7 @@ mod adapters;
 mod aggregation;
 mod api;
 mod common;
+mod engines;
 mod lifecycle;
 mod metrics;
 mod platforms;

@@ -1,0 +1,224 @@
+//! adpipe on the real shared engines that run on this machine: metadata in
+//! PostgreSQL (same migrations and queries as SQLite), rate-limit budgets in
+//! Redis shared by two apps. `ADPIPE_TEST_POSTGRES_URL` and
+//! `ADPIPE_TEST_REDIS_URL` point elsewhere than 127.0.0.1.
+
+use adpipe::app::App;
+use adpipe::auth::Role;
+use axum::http::StatusCode;
+use serde_json::json;
+use sqlx::Connection as _;
+
+use crate::api::{meta_row, page};
+use crate::common::*;
+
+fn postgres_base() -> String {
+    std::env::var("ADPIPE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("ADPIPE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh database on the PostgreSQL server; dropped by the guard.
+struct TempDatabase {
+    name: String,
+    url: String,
+}
+
+impl TempDatabase {
+    async fn create() -> TempDatabase {
+        let name = format!("adpipe_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&postgres_base())
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (see TESTING.md)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let base = postgres_base();
+        let url = format!("{}/{name}", &base[..base.rfind('/').expect("db in url")]);
+        TempDatabase { name, url }
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let (base, name) = (postgres_base(), self.name.clone());
+        // Best effort, off the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&base).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lives_in_postgres() {
+    let database = TempDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(
+        &dir,
+        vec![plugin("meta")],
+        vec![pipeline("meta", "demo", "meta")],
+    );
+    config.server.watch_plugins = false;
+    config.metadata.url = Some(database.url.clone());
+    let app = App::start(config.clone())
+        .await
+        .expect("start on PostgreSQL");
+
+    // A rejected payload, an API key and an admin action, all through the API.
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let bad = send(
+        &app,
+        post("/v1/pipelines/meta/reports", Some(&ingest), "{\"data\": 7}"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    let letter = bad.json["error"]["dead_letter_id"]
+        .as_str()
+        .expect("kept")
+        .to_owned();
+    let admin = token("demo", &[Role::Admin], 60);
+    let made = send(
+        &app,
+        post(
+            "/v1/keys",
+            Some(&admin),
+            json!({"name": "pg", "roles": ["viewer"]}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let key = made.json["key"].as_str().expect("key").to_owned();
+    assert_eq!(
+        send(&app, get("/v1/whoami", Some(&key))).await.status,
+        StatusCode::OK
+    );
+    let letters = send(&app, get("/v1/dead-letters", Some(&admin))).await;
+    assert_eq!(letters.json["dead_letters"][0]["id"], letter.as_str());
+    assert_eq!(letters.json["dead_letters"][0]["size"], 11);
+    let good = page(vec![meta_row(
+        "c1",
+        "s1",
+        "a1",
+        "2026-11-01",
+        10,
+        1,
+        "1.00",
+        0,
+    )]);
+    let retried = send(
+        &app,
+        post(
+            &format!("/v1/dead-letters/{letter}/retry"),
+            Some(&admin),
+            "",
+        ),
+    )
+    .await;
+    // The kept payload is still unparseable: the retry is refused and explained.
+    assert_eq!(retried.status, StatusCode::BAD_REQUEST, "{}", retried.text);
+    assert_eq!(
+        send(
+            &app,
+            post("/v1/pipelines/meta/reports", Some(&ingest), good)
+        )
+        .await
+        .status,
+        StatusCode::ACCEPTED
+    );
+
+    // The rows really are in PostgreSQL.
+    let mut pg = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("connect");
+    let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table} WHERE tenant = 'demo'");
+    let mut counts = vec![];
+    for table in ["dead_letters", "api_keys", "audit_log"] {
+        let n: i64 = sqlx::query_scalar(&count(table))
+            .fetch_one(&mut pg)
+            .await
+            .expect(table);
+        counts.push(n);
+    }
+    // Two dead letters (the original and its failed retry), one key, two audited actions.
+    assert_eq!(counts, vec![2, 1, 2]);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM adpipe_migrations ORDER BY version")
+            .fetch_all(&mut pg)
+            .await
+            .expect("migrations");
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+
+    // A second app on the same database migrates nothing and sees the same key.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let mut second = config.clone();
+    second.server.data_dir = dir2.path().to_path_buf();
+    let app2 = App::start(second).await.expect("second start");
+    let me = send(&app2, get("/v1/whoami", Some(&key))).await;
+    assert_eq!(
+        (me.status, me.json["tenant"].as_str()),
+        (StatusCode::OK, Some("demo"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis() {
+    let tenant = format!("rl-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut apps = vec![];
+    let mut dirs = vec![];
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config(
+            &dir,
+            vec![plugin("meta")],
+            vec![pipeline("meta", "demo", "meta")],
+        );
+        config.server.watch_plugins = false;
+        config.cache.url = Some(redis_url());
+        config.api.rate_limits.enabled = true;
+        config.api.rate_limits.read.caller = adpipe::config::Rate {
+            per_second: 1,
+            burst: 4,
+        };
+        let app = App::start(config).await.expect("start with Redis");
+        assert!(app.rate_limits.is_shared());
+        apps.push(app);
+        dirs.push(dir);
+    }
+    let viewer = token(&tenant, &[Role::Viewer], 60);
+    let mut remaining = vec![];
+    for i in 0..4 {
+        let answer = send(&apps[i % 2], get("/v1/whoami", Some(&viewer))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        remaining.push(
+            answer.headers["ratelimit-remaining"]
+                .to_str()
+                .expect("header")
+                .to_owned(),
+        );
+    }
+    // One budget across both processes: 3, 2, 1, 0 whichever app answered.
+    assert_eq!(remaining, vec!["3", "2", "1", "0"]);
+    for app in &apps {
+        let answer = send(app, get("/v1/whoami", Some(&viewer))).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        );
+        assert_eq!(answer.headers["retry-after"], "1");
+    }
+}
