@@ -18,7 +18,7 @@ use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
 use crate::ratelimit::RateLimits;
 use crate::row::RowEnvelope;
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, Store};
 use crate::telemetry::Telemetry;
 
 /// Starting adpipe failed.
@@ -28,7 +28,7 @@ pub enum StartError {
     DataDir(String, #[source] std::io::Error),
     #[error("opening the embedded bus")]
     Bus(#[from] crate::bus::BusError),
-    #[error("opening the embedded store")]
+    #[error("opening the store")]
     Store(#[from] crate::store::StoreError),
     #[error("opening the metadata database")]
     Metadata(#[from] crate::metadata::MetadataError),
@@ -150,7 +150,7 @@ pub struct AppInner {
     /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
     pub plugin_cache: std::path::PathBuf,
     pub bus: EmbeddedBus,
-    pub store: EmbeddedStore,
+    pub store: Store,
     pub metadata: Metadata,
     pub keys: JwtKeys,
     pub rate_limits: RateLimits,
@@ -182,7 +182,16 @@ impl App {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
         let bus = EmbeddedBus::open(&data_dir.join("bus.db")).await?;
-        let store = EmbeddedStore::open(&data_dir.join("store.db")).await?;
+        let store = match (config.store.kind, &config.store.url) {
+            (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(
+                crate::clickhouse_store::ClickHouseStore::open(
+                    url,
+                    config.store.database.as_deref(),
+                )
+                .await?,
+            ),
+            _ => Store::Embedded(EmbeddedStore::open(&data_dir.join("store.db")).await?),
+        };
         let metadata_url = config
             .metadata
             .url
@@ -345,7 +354,7 @@ impl App {
 const CONSUME_BATCH: u32 = 64;
 
 /// The aggregation consumer: applies bus records to the store, in order, forever.
-async fn consume(bus: EmbeddedBus, store: EmbeddedStore, versions: Arc<DataVersions>) {
+async fn consume(bus: EmbeddedBus, store: Store, versions: Arc<DataVersions>) {
     let mut since_trim = 0u32;
     loop {
         let from = store.applied_offset();

@@ -154,7 +154,10 @@ pub enum BusKind {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub kind: StoreKind,
+    /// ClickHouse HTTP endpoint, `http://host:8123` (`https://` for TLS).
     pub url: Option<String>,
+    /// ClickHouse database (created if missing); the server's default if unset.
+    pub database: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -162,6 +165,7 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Embedded,
             url: None,
+            database: None,
         }
     }
 }
@@ -659,11 +663,28 @@ impl Config {
             );
         }
         if self.store.kind == StoreKind::Clickhouse {
-            issue(
-                "store.kind".into(),
-                "the ClickHouse store is not available in this build".into(),
-                "use kind = \"embedded\"",
-            );
+            match &self.store.url {
+                None => issue(
+                    "store.url".into(),
+                    "store.kind = \"clickhouse\" needs the server's HTTP URL".into(),
+                    "e.g. url = \"http://127.0.0.1:8123\" (https:// for TLS)",
+                ),
+                Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => issue(
+                    "store.url".into(),
+                    format!("`{url}` is not an http:// or https:// URL"),
+                    "ClickHouse is reached over its HTTP interface, e.g. http://127.0.0.1:8123",
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(db) = &self.store.database {
+            if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                issue(
+                    "store.database".into(),
+                    format!("`{db}` is not a plain database name"),
+                    "letters, digits and underscores",
+                );
+            }
         }
         if let Some(url) = &self.metadata.url {
             let scheme = url.split("://").next().unwrap_or("");

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authoring;
 pub mod bus;
 pub mod cache;
+pub mod clickhouse_store;
 pub mod config;
 pub mod ingest;
 pub mod metadata;

@@ -28,6 +28,89 @@ use crate::row::{Row, RowEnvelope, RowKind};
 pub enum StoreError {
     #[error("store database error")]
     Database(#[from] sqlx::Error),
+    #[error("ClickHouse: {0}")]
+    Engine(String),
+}
+
+/// The configured store: embedded SQLite or ClickHouse.
+#[derive(Clone)]
+pub enum Store {
+    Embedded(EmbeddedStore),
+    ClickHouse(crate::clickhouse_store::ClickHouseStore),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            Store::Embedded($s) => $body,
+            Store::ClickHouse($s) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Bus offset of the last applied record.
+    pub fn applied_offset(&self) -> u64 {
+        dispatch!(self, s => s.applied_offset())
+    }
+
+    /// Wait until records through `offset` are applied; false on timeout.
+    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        dispatch!(self, s => s.wait_applied(offset, timeout).await)
+    }
+
+    /// Apply records (bus offset, rows) and record the offset.
+    pub async fn apply(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.apply(records).await)
+    }
+
+    /// Snapshot facts of `tenant` in `[from, to]` (day numbers) matching `filter`.
+    pub async fn snapshots(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
+        dispatch!(self, s => s.snapshots(tenant, from, to, filter).await)
+    }
+
+    /// Deltas of `tenant` in `[from, to]`, placed through the ad hierarchy.
+    pub async fn deltas(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
+        dispatch!(self, s => s.deltas(tenant, from, to, filter).await)
+    }
+
+    /// Extra metric names seen for `tenant`.
+    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.extra_metric_names(tenant).await)
+    }
+
+    /// Campaigns of `tenant`.
+    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+        dispatch!(self, s => s.campaigns(tenant).await)
+    }
+
+    /// Stored rows of `tenant` per producing adapter and version (embedded only).
+    pub async fn adapter_versions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.adapter_versions(tenant).await,
+            Store::ClickHouse(_) => Ok(vec![]),
+        }
+    }
+
+    /// The store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
 }
 
 const SCHEMA: &[&str] = &[
@@ -468,18 +551,22 @@ async fn insert_deltas(
     Ok(())
 }
 
-type EntityKey = (String, String, &'static str, String);
+pub(crate) type EntityKey = (String, String, &'static str, String);
 
 /// What the hierarchy knows of one campaign, ad group or ad.
-struct Entity {
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: Option<String>,
-    campaign_name: Option<String>,
-    currency: String,
+pub(crate) struct Entity {
+    pub(crate) account_id: String,
+    pub(crate) campaign_id: String,
+    pub(crate) ad_group_id: Option<String>,
+    pub(crate) campaign_name: Option<String>,
+    pub(crate) currency: String,
 }
 
-fn collect_hierarchy(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, row: &Row) {
+pub(crate) fn collect_hierarchy(
+    entities: &mut BTreeMap<EntityKey, Entity>,
+    tenant: &str,
+    row: &Row,
+) {
     let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
         return;
     };

@@ -222,3 +222,110 @@ async fn rate_limits_are_shared_through_redis() {
         assert_eq!(answer.headers["retry-after"], "1");
     }
 }
+
+fn clickhouse_url() -> String {
+    std::env::var("ADPIPE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
+    let database = format!(
+        "adpipe_test_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut apps = vec![];
+    let mut dirs = vec![];
+    for clickhouse in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config(
+            &dir,
+            vec![plugin("meta")],
+            vec![pipeline("meta", "demo", "meta")],
+        );
+        config.server.watch_plugins = false;
+        if clickhouse {
+            config.store.kind = adpipe::config::StoreKind::Clickhouse;
+            config.store.url = Some(clickhouse_url());
+            config.store.database = Some(database.clone());
+        }
+        apps.push(
+            App::start(config)
+                .await
+                .expect("start (ClickHouse: scripts/services.sh up)"),
+        );
+        dirs.push(dir);
+    }
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let viewer = token("demo", &[Role::Viewer], 60);
+    // Two campaigns over three days, then a restatement of one day with new
+    // totals, and the same page delivered twice.
+    let first = page(vec![
+        meta_row("c1", "s1", "a1", "2026-11-01", 1000, 25, "12.50", 2),
+        meta_row("c1", "s1", "a2", "2026-11-01", 500, 5, "3.10", 0),
+        meta_row("c1", "s1", "a1", "2026-11-02", 800, 20, "10.00", 1),
+        meta_row("c2", "s2", "a3", "2026-11-02", 300, 3, "1.99", 0),
+        meta_row("c2", "s2", "a3", "2026-11-09", 90, 9, "0.90", 3),
+    ]);
+    let restated = page(vec![meta_row(
+        "c1",
+        "s1",
+        "a1",
+        "2026-11-02",
+        900,
+        22,
+        "11.25",
+        2,
+    )]);
+    for app in &apps {
+        for body in [&first, &restated, &restated] {
+            let answer = send(
+                app,
+                post("/v1/pipelines/meta/reports", Some(&ingest), body.clone()),
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        }
+    }
+    let queries = [
+        "from=2026-11-01&to=2026-11-30&granularity=day",
+        "from=2026-11-01&to=2026-11-30&granularity=week&group_by=campaign_id",
+        "from=2026-11-01&to=2026-11-30&granularity=total&group_by=ad_id",
+        "from=2026-11-02&to=2026-11-02&granularity=total&campaign_id=c1",
+        "from=2026-11-01&to=2026-11-30&granularity=month&group_by=platform,account_id&order_by=-spend",
+    ];
+    for q in queries {
+        let uri = format!("/v1/insights?{q}");
+        let embedded = send(&apps[0], get(&uri, Some(&viewer))).await;
+        let clickhouse = send(&apps[1], get(&uri, Some(&viewer))).await;
+        assert_eq!(embedded.status, StatusCode::OK, "{}", embedded.text);
+        assert_eq!(clickhouse.json, embedded.json, "{q}");
+        assert!(
+            !embedded.json["rows"].as_array().expect("rows").is_empty(),
+            "{q}"
+        );
+    }
+    // The restated day counts its new totals once.
+    let day = send(
+        &apps[1],
+        get(
+            "/v1/insights?from=2026-11-02&to=2026-11-02&granularity=total&campaign_id=c1",
+            Some(&viewer),
+        ),
+    )
+    .await;
+    assert_eq!(day.json["rows"][0]["impressions"], 900);
+    assert_eq!(day.json["rows"][0]["spend"], 11.25);
+    let campaigns = send(&apps[1], get("/v1/campaigns", Some(&viewer))).await;
+    assert_eq!(
+        campaigns.json,
+        send(&apps[0], get("/v1/campaigns", Some(&viewer)))
+            .await
+            .json
+    );
+    assert_eq!(
+        campaigns.json["campaigns"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let ready = send(&apps[1], get("/readyz", None)).await;
+    assert_eq!(ready.json["checks"]["store"], "ok");
+}

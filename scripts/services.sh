@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The shared engines adpipe's distributed mode and its tests use, idempotently:
+#   scripts/services.sh up     install (once) and start what is not running
+#   scripts/services.sh down   stop what this script started
+#   scripts/services.sh status
+# PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are expected to run already
+# (the development and CI machines start them); this script checks them.
+# ClickHouse: Debian's clickhouse-server (18.16), HTTP on 127.0.0.1:8123.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state="${ADPIPE_SERVICES_DIR:-/tmp/adpipe-services}"
+mkdir -p "$state"
+
+clickhouse_up() {
+  if curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1; then echo "clickhouse: up"; return 0; fi
+  if ! command -v clickhouse-server >/dev/null 2>&1; then
+    echo "installing clickhouse-server (Debian package)..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >"$state/apt.log" 2>&1 \
+      || { cat "$state/apt.log"; exit 1; }
+  fi
+  mkdir -p /var/lib/clickhouse /var/log/clickhouse-server
+  if id clickhouse >/dev/null 2>&1; then
+    chown -R clickhouse:clickhouse /var/lib/clickhouse /var/log/clickhouse-server
+    start-stop-daemon --start --background --make-pidfile --pidfile "$state/clickhouse.pid" \
+      --chuid clickhouse --exec /usr/sbin/clickhouse-server -- --config-file=/etc/clickhouse-server/config.xml
+  else
+    start-stop-daemon --start --background --make-pidfile --pidfile "$state/clickhouse.pid" \
+      --exec /usr/sbin/clickhouse-server -- --config-file=/etc/clickhouse-server/config.xml
+  fi
+  for _ in $(seq 1 300); do
+    curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1 && { echo "clickhouse: up"; return 0; }
+    sleep 0.1
+  done
+  echo "clickhouse did not start; see /var/log/clickhouse-server/"; exit 1
+}
+
+check_port() { # name port
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then echo "$1: up"; else echo "$1: NOT reachable on 127.0.0.1:$2"; return 1; fi
+}
+
+case "${1:-up}" in
+  up)
+    check_port postgresql 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    check_port redis 6379 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
+    clickhouse_up
+    ;;
+  down)
+    if [ -f "$state/clickhouse.pid" ]; then
+      start-stop-daemon --stop --oknodo --pidfile "$state/clickhouse.pid" --retry 10 >/dev/null
+      rm -f "$state/clickhouse.pid"; echo "clickhouse: stopped"
+    fi
+    ;;
+  status)
+    check_port postgresql 5432 || true
+    check_port redis 6379 || true
+    curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1 && echo "clickhouse: up" || echo "clickhouse: down"
+    ;;
+  *) echo "usage: $0 up|down|status"; exit 2 ;;
+esac
