@@ -6,6 +6,7 @@
 # PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are expected to run already
 # (the development and CI machines start them); this script checks them.
 # ClickHouse: Debian's clickhouse-server (18.16), HTTP on 127.0.0.1:8123.
+# Kafka protocol: tansu (cargo install, once; ~10 min), memory storage, 127.0.0.1:9092.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state="${ADPIPE_SERVICES_DIR:-/tmp/adpipe-services}"
@@ -34,6 +35,25 @@ clickhouse_up() {
   echo "clickhouse did not start; see /var/log/clickhouse-server/"; exit 1
 }
 
+kafka_up() {
+  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then echo "kafka (tansu): up"; return 0; fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v tansu >/dev/null 2>&1; then
+    echo "installing tansu (cargo install, once)..."
+    cargo install tansu --locked --features dynostore,postgres >"$state/tansu-install.log" 2>&1 \
+      || { tail -30 "$state/tansu-install.log"; exit 1; }
+  fi
+  nohup setsid tansu broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    >"$state/tansu.log" 2>&1 </dev/null &
+  echo $! >"$state/tansu.pid"
+  for _ in $(seq 1 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && { echo "kafka (tansu): up"; return 0; }
+    sleep 0.1
+  done
+  echo "tansu did not start:"; cat "$state/tansu.log"; exit 1
+}
+
 check_port() { # name port
   if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then echo "$1: up"; else echo "$1: NOT reachable on 127.0.0.1:$2"; return 1; fi
 }
@@ -43,8 +63,13 @@ case "${1:-up}" in
     check_port postgresql 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
     check_port redis 6379 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
     clickhouse_up
+    kafka_up
     ;;
   down)
+    if [ -f "$state/tansu.pid" ]; then
+      kill "$(cat "$state/tansu.pid")" 2>/dev/null || true
+      rm -f "$state/tansu.pid"; echo "kafka (tansu): stopped"
+    fi
     if [ -f "$state/clickhouse.pid" ]; then
       start-stop-daemon --stop --oknodo --pidfile "$state/clickhouse.pid" --retry 10 >/dev/null
       rm -f "$state/clickhouse.pid"; echo "clickhouse: stopped"
@@ -54,6 +79,7 @@ case "${1:-up}" in
     check_port postgresql 5432 || true
     check_port redis 6379 || true
     curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1 && echo "clickhouse: up" || echo "clickhouse: down"
+    check_port "kafka (tansu)" 9092 || true
     ;;
   *) echo "usage: $0 up|down|status"; exit 2 ;;
 esac

@@ -242,7 +242,10 @@ fn e2e_embedded(c: &mut Criterion) {
                     }
                     assert!(
                         app.store
-                            .wait_applied(app.bus.head(), Duration::from_secs(120))
+                            .wait_applied(
+                                app.bus.embedded().expect("embedded bus").head(),
+                                Duration::from_secs(120)
+                            )
                             .await
                     );
                     elapsed += started.elapsed();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::JwtKeys;
-use crate::bus::EmbeddedBus;
+use crate::bus::{Bus, EmbeddedBus};
 use crate::cache::{AnswerCache, DataVersions};
 use crate::config::{Config, PipelineConfig, PluginKind};
 use crate::ingest::Stamp;
@@ -36,6 +36,8 @@ pub enum StartError {
     Plugin(#[from] crate::plugin::LoadError),
     #[error("loading the JWT keys")]
     Keys(#[from] crate::auth::KeyError),
+    #[error("connecting to Kafka (bus.brokers): {0}")]
+    Kafka(String),
     #[error("connecting to Redis (cache.url): {0}")]
     Cache(String),
     #[error("building the HTTP client: {0}")]
@@ -149,7 +151,7 @@ pub struct AppInner {
     pub runtime: Runtime,
     /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
     pub plugin_cache: std::path::PathBuf,
-    pub bus: EmbeddedBus,
+    pub bus: Bus,
     pub store: Store,
     pub metadata: Metadata,
     pub keys: JwtKeys,
@@ -181,7 +183,16 @@ impl App {
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
-        let bus = EmbeddedBus::open(&data_dir.join("bus.db")).await?;
+        let bus = match config.bus.kind {
+            crate::config::BusKind::Kafka => Bus::Kafka(
+                crate::kafka::KafkaBus::open(&config.bus)
+                    .await
+                    .map_err(|e| StartError::Kafka(e.to_string()))?,
+            ),
+            crate::config::BusKind::Embedded => {
+                Bus::Embedded(EmbeddedBus::open(&data_dir.join("bus.db")).await?)
+            }
+        };
         let store = match (config.store.kind, &config.store.url) {
             (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(
                 crate::clickhouse_store::ClickHouseStore::open(
@@ -327,11 +338,25 @@ impl App {
             started: Instant::now(),
             config,
         }));
-        tokio::spawn(consume(
-            app.bus.clone(),
-            app.store.clone(),
-            app.data_versions.clone(),
-        ));
+        match &app.bus {
+            Bus::Embedded(bus) => {
+                tokio::spawn(consume(
+                    bus.clone(),
+                    app.store.clone(),
+                    app.data_versions.clone(),
+                ));
+            }
+            Bus::Kafka(bus) => {
+                let consumer = bus
+                    .consumer(&app.config.bus)
+                    .map_err(|e| StartError::Kafka(e.to_string()))?;
+                tokio::spawn(crate::kafka::consume(
+                    consumer,
+                    app.store.clone(),
+                    app.config.bus.topic.clone(),
+                ));
+            }
+        }
         let forget = app.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));

@@ -84,7 +84,7 @@ impl AnswerCache {
     }
 
     /// The key of a query: tenant, data version, normalized parameters.
-    pub fn key(tenant: &str, version: u64, normalized: &str) -> String {
+    pub fn key(tenant: &str, version: &str, normalized: &str) -> String {
         format!("{tenant}\u{1f}{version}\u{1f}{normalized}")
     }
 
@@ -123,11 +123,14 @@ mod tests {
     #[test]
     fn versions_separate_keys_and_etags_follow_bytes() {
         let versions = DataVersions::default();
-        let before = AnswerCache::key("t", versions.get("t"), "q");
+        let before = AnswerCache::key("t", &versions.get("t").to_string(), "q");
         versions.advance("t", 7);
         versions.advance("t", 3);
         assert_eq!(versions.get("t"), 7);
-        assert_ne!(before, AnswerCache::key("t", versions.get("t"), "q"));
+        assert_ne!(
+            before,
+            AnswerCache::key("t", &versions.get("t").to_string(), "q")
+        );
         assert_eq!(versions.get("u"), 0);
         let a = CachedAnswer::new(b"{\"rows\":[]}".to_vec());
         let b = CachedAnswer::new(b"{\"rows\":[1]}".to_vec());

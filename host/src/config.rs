@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Browser origins allowed to call the API (CORS); empty = CORS off.
     pub cors_allowed_origins: Vec<String>,
+    /// Keep accepted payloads in metadata so `adpipe replay` can re-derive
+    /// their rows through a newer adapter.
+    pub keep_payloads: bool,
 }
 
 /// `[server.tls]`: HTTPS with rustls.
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             tls: None,
             cors_allowed_origins: Vec::new(),
+            keep_payloads: true,
         }
     }
 }
@@ -130,7 +134,18 @@ impl AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     pub kind: BusKind,
+    /// Kafka bootstrap servers, `host:port,...`.
     pub brokers: Option<String>,
+    /// Topic of normalized rows (its dead letters go to `<topic>.dead-letters`).
+    pub topic: String,
+    /// Consumer group of the aggregation workers (one per deployment).
+    pub group: String,
+    /// Partitions of the rows topic when adpipe creates it.
+    pub partitions: i32,
+    /// How long a publish may wait for the brokers' acknowledgement.
+    pub timeout_ms: u64,
+    /// Extra librdkafka settings, e.g. `"security.protocol" = "ssl"`.
+    pub client: BTreeMap<String, String>,
 }
 
 impl Default for BusConfig {
@@ -138,6 +153,11 @@ impl Default for BusConfig {
         BusConfig {
             kind: BusKind::Embedded,
             brokers: None,
+            topic: "adpipe.rows".into(),
+            group: "adpipe-aggregators".into(),
+            partitions: 6,
+            timeout_ms: 5000,
+            client: BTreeMap::new(),
         }
     }
 }
@@ -656,10 +676,38 @@ impl Config {
             }
         }
         if self.bus.kind == BusKind::Kafka {
+            if self
+                .bus
+                .brokers
+                .as_deref()
+                .is_none_or(|b| b.trim().is_empty())
+            {
+                issue(
+                    "bus.brokers".into(),
+                    "bus.kind = \"kafka\" needs bootstrap servers".into(),
+                    "e.g. brokers = \"127.0.0.1:9092\" (or ADPIPE_BUS__BROKERS)",
+                );
+            }
+            if self.store.kind != StoreKind::Clickhouse {
+                issue(
+                    "store.kind".into(),
+                    "the Kafka bus needs a shared store".into(),
+                    "several processes consume the topic: use store.kind = \"clickhouse\"",
+                );
+            }
+        }
+        if !(1..=1000).contains(&self.bus.partitions) {
             issue(
-                "bus.kind".into(),
-                "the Kafka bus is not available in this build".into(),
-                "use kind = \"embedded\"",
+                "bus.partitions".into(),
+                "must be from 1 to 1000".into(),
+                "the default is 6",
+            );
+        }
+        if self.bus.timeout_ms < 100 {
+            issue(
+                "bus.timeout_ms".into(),
+                "must be at least 100".into(),
+                "the default is 5000",
             );
         }
         if self.store.kind == StoreKind::Clickhouse {

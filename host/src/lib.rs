@@ -15,6 +15,7 @@ pub mod cache;
 pub mod clickhouse_store;
 pub mod config;
 pub mod ingest;
+pub mod kafka;
 pub mod metadata;
 pub mod plugin;
 pub mod process;

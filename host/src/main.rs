@@ -65,6 +65,20 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Ask a running server to re-derive a pipeline's rows from the payloads
+    /// it received between two days, through the adapter serving now.
+    Replay {
+        #[arg(long)]
+        pipeline: String,
+        /// First day (UTC) payloads were received, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day (UTC), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Validate a configuration and explain every mistake.
     Check {
         #[arg(long, default_value = "pipelines.toml")]
@@ -236,6 +250,21 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("adpipe keys: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Replay {
+            pipeline,
+            from,
+            to,
+            server,
+        } => {
+            let body = serde_json::json!({"pipeline": pipeline, "from": from, "to": to});
+            match call_server(&server, "POST", "/v1/replay", Some(body), None) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("adpipe replay: {e:#}");
                     ExitCode::from(2)
                 }
             }
@@ -448,6 +477,17 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             });
         }
     };
+    call_server(server, method, &path, None, None)
+}
+
+/// Call a running server as an admin and print its JSON answer.
+fn call_server(
+    server: &ServerArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    tenant: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let config = load(&server.config, overrides(None, server.data_dir.clone()))
         .map_err(|_| anyhow::anyhow!("the configuration is invalid (run `adpipe check`)"))?;
     let base = server
@@ -457,10 +497,9 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
     let token = match &server.token {
         Some(t) => t.clone(),
         None => {
-            let tenant = config
-                .pipelines
-                .first()
-                .map(|p| p.tenant.clone())
+            let tenant = tenant
+                .map(String::from)
+                .or_else(|| config.pipelines.first().map(|p| p.tenant.clone()))
                 .unwrap_or_else(|| "admin".into());
             token(
                 &config,
@@ -474,23 +513,26 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, body) = runtime.block_on(async {
+    let (status, answer) = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let request = if method == "POST" {
+        let mut request = if method == "POST" {
             client.post(format!("{base}{path}"))
         } else {
             client.get(format!("{base}{path}"))
         };
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
         let response = request
             .bearer_auth(&token)
             .send()
             .await
             .with_context(|| format!("reaching {base}"))?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.context("reading the answer")?;
-        anyhow::Ok((status, body))
+        let answer: serde_json::Value = response.json().await.context("reading the answer")?;
+        anyhow::Ok((status, answer))
     })?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {

@@ -120,7 +120,32 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX audit_log_by_tenant ON audit_log (tenant, at_ms)",
     ),
+    (
+        5,
+        "CREATE TABLE payloads (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            pipeline TEXT NOT NULL,
+            source TEXT NOT NULL,
+            received_at_ms INTEGER NOT NULL,
+            account_id TEXT,
+            currency TEXT,
+            payload BLOB NOT NULL
+        );
+        CREATE INDEX payloads_by_pipeline ON payloads (tenant, pipeline, received_at_ms)",
+    ),
 ];
+
+/// An accepted payload kept for replay.
+#[derive(Clone, Debug)]
+pub struct KeptPayload {
+    pub id: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub account_id: Option<String>,
+    pub currency: Option<String>,
+    pub payload: Vec<u8>,
+}
 
 /// An API key as stored (never its secret).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -528,6 +553,70 @@ impl Metadata {
             .execute(pool)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Keep an accepted payload so it can be replayed through a newer adapter.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn keep_payload(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        source: &str,
+        account_id: Option<&str>,
+        currency: Option<&str>,
+        payload: &[u8],
+    ) -> Result<(), MetadataError> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(tenant)
+            .bind(pipeline)
+            .bind(source)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(account_id)
+            .bind(currency)
+            .bind(payload)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Kept payloads of a pipeline received in `[from_ms, to_ms)`, oldest first.
+    pub async fn kept_payloads(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<KeptPayload>, MetadataError> {
+        on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT id, source, received_at_ms, account_id, currency, payload FROM payloads
+                 WHERE tenant = $1 AND pipeline = $2 AND received_at_ms >= $3 AND received_at_ms < $4
+                 ORDER BY received_at_ms, id",
+            )
+            .bind(tenant)
+            .bind(pipeline)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| KeptPayload {
+                    id: r.get(0),
+                    source: r.get(1),
+                    received_at_ms: r.get(2),
+                    account_id: r.get(3),
+                    currency: r.get(4),
+                    payload: r.get(5),
+                })
+                .collect())
         })
     }
 

@@ -36,7 +36,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Origin::Report => "report",
             Origin::Webhook => "webhook",
@@ -52,6 +52,8 @@ pub struct Overrides {
     pub currency: Option<String>,
     /// Extra options for the plugin (e.g. `request.url` of a pulled page).
     pub options: Vec<(String, String)>,
+    /// A replay of a kept payload: not kept again.
+    pub replay: bool,
 }
 
 /// A processed payload.
@@ -112,6 +114,7 @@ pub async fn process(
     let config = &pipeline.config;
     let mut options = pipeline.options.clone();
     options.extend(overrides.options);
+    let replay = overrides.replay;
     let context = ParseContext {
         options,
         account_id: overrides.account_id.or_else(|| config.account_id.clone()),
@@ -239,15 +242,8 @@ pub async fn process(
             pipeline: config.name.clone(),
             rows,
         };
-        let record = serde_json::to_vec(&envelope).map_err(|e| Failure {
-            kind: FailureKind::Plugin,
-            code: "internal",
-            message: format!("encoding rows: {e}"),
-            dead_letter_id: None,
-            retry_after: None,
-        })?;
-        app.bus.append(record).await.map_err(|e| {
-            tracing::error!(pipeline = %config.name, "bus append failed: {e}");
+        app.bus.publish(&envelope).await.map_err(|e| {
+            tracing::error!(pipeline = %config.name, "bus publish failed: {e}");
             Failure {
                 kind: FailureKind::Unavailable,
                 code: "unavailable",
@@ -256,6 +252,23 @@ pub async fn process(
                 retry_after: Some(1),
             }
         })?;
+    }
+    if !replay && app.config.server.keep_payloads {
+        if let Err(e) = app
+            .metadata
+            .keep_payload(
+                &config.tenant,
+                &config.name,
+                origin.as_str(),
+                context.account_id.as_deref(),
+                context.currency.as_deref(),
+                payload.raw(),
+            )
+            .await
+        {
+            // The rows are durable; only a later replay would miss this payload.
+            tracing::error!(pipeline = %config.name, "keeping the payload for replay failed: {e}");
+        }
     }
     app.telemetry
         .ingested(&config.name, &info.platform, accepted as u64);
@@ -289,6 +302,20 @@ async fn dead_letter(
         account_id: context.account_id.as_deref(),
         currency: context.currency.as_deref(),
     };
+    if let crate::bus::Bus::Kafka(bus) = &app.bus {
+        if let Err(e) = bus
+            .dead_letter(
+                &pipeline.config.tenant,
+                &pipeline.config.name,
+                code,
+                &message,
+                payload.raw(),
+            )
+            .await
+        {
+            tracing::warn!(pipeline = %pipeline.config.name, "publishing the dead letter to Kafka failed (it is kept in metadata): {e}");
+        }
+    }
     match app.metadata.add_dead_letter(letter).await {
         Ok(id) => {
             app.telemetry.dead_letter(&pipeline.config.name, code);

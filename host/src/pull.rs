@@ -189,6 +189,7 @@ async fn fetch_all(
             account_id: Some(account.to_owned()),
             currency: None,
             options: vec![("request.url".into(), url)],
+            replay: false,
         };
         let accepted = process(
             app,

@@ -81,6 +81,7 @@ pub async fn push_report(
         account_id,
         currency,
         options: vec![],
+        replay: false,
     };
     accept(
         &app,

@@ -129,6 +129,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/v1/keys", role(Role::Admin), ADMIN),
     route("DELETE", "/v1/keys/{id}", role(Role::Admin), ADMIN),
     route("GET", "/v1/audit", role(Role::Admin), ADMIN),
+    route("POST", "/v1/replay", role(Role::Admin), ADMIN),
 ];
 
 /// The spec of a matched route.
@@ -160,6 +161,7 @@ pub fn documented_routes() -> OpenApiRouter<App> {
         .routes(routes!(admin::list_keys, admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::audit_log))
+        .routes(routes!(ops::replay))
 }
 
 /// The whole router.

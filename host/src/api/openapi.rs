@@ -240,3 +240,18 @@ pub struct PullRunList {
     /// id, pipeline, account, since, until, started_at_ms, finished_at_ms, status, pages, rows, retries, error.
     pub runs: Vec<serde_json::Value>,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct ReplayAnswer {
+    pub pipeline: String,
+    /// The adapter version the payloads went through.
+    pub adapter_version: String,
+    /// Kept payloads replayed.
+    pub payloads: u64,
+    /// Rows they produced.
+    pub rows: u64,
+    /// Payloads the adapter refused now (kept as dead letters).
+    pub failed: u64,
+    /// The first refusals: payload id, code, message.
+    pub errors: Vec<serde_json::Value>,
+}

@@ -286,17 +286,15 @@ pub async fn insights(
 
     // Consistency: everything acknowledged before this request is applied,
     // and the store holds the tenant's data through the version we key on.
-    let caught_up = app
-        .store
-        .wait_applied(app.bus.head(), CONSISTENCY_WAIT)
+    let (caught_up, version) = app
+        .bus
+        .catch_up(&app.store, &app.data_versions, tenant, CONSISTENCY_WAIT)
         .await;
-    let version = app.data_versions.get(tenant);
-    let caught_up = caught_up && app.store.wait_applied(version, CONSISTENCY_WAIT).await;
     let plugin_metrics = app.tenant_metrics(tenant);
     let plugins: Vec<&str> = plugin_metrics.values().map(|p| p.content_hash()).collect();
     let key = AnswerCache::key(
         tenant,
-        version,
+        &version,
         &format!("{normalized}|{plugins:?}|{offset}|{limit}"),
     );
     if caught_up && app.answers.enabled() {

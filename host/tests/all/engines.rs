@@ -22,13 +22,13 @@ fn redis_url() -> String {
 }
 
 /// A fresh database on the PostgreSQL server; dropped by the guard.
-struct TempDatabase {
+pub(crate) struct TempDatabase {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TempDatabase {
-    async fn create() -> TempDatabase {
+    pub(crate) async fn create() -> TempDatabase {
         let name = format!("adpipe_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&postgres_base())
             .await

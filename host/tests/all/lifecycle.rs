@@ -131,7 +131,10 @@ async fn hot_reload_under_load_fails_and_loses_nothing() {
     // Nothing lost: every request's row is stored, each with the version that produced it.
     assert!(
         app.store
-            .wait_applied(app.bus.head(), Duration::from_secs(10))
+            .wait_applied(
+                app.bus.embedded().expect("embedded bus").head(),
+                Duration::from_secs(10)
+            )
             .await
     );
     let versions = app.store.adapter_versions("demo").await.expect("versions");

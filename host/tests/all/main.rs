@@ -7,6 +7,7 @@ mod adapters;
 mod aggregation;
 mod api;
 mod common;
+mod distributed;
 mod engines;
 mod lifecycle;
 mod metrics;

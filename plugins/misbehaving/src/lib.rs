@@ -96,7 +96,13 @@ impl Guest for Misbehaving {
                     },
                     hour: None,
                     currency: Some(2),
-                    impressions: 100,
+                    // The "fixed" release (0.0.2) counts twice the impressions:
+                    // replaying old payloads through it must change totals.
+                    impressions: if option_env!("ADPIPE_TEST_PLUGIN_VERSION") == Some("0.0.2") {
+                        200
+                    } else {
+                        100
+                    },
                     clicks: 3,
                     spend_micros: 1_500_000,
                     conversions_micros: 0,

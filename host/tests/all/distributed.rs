@@ -1,0 +1,513 @@
+//! Distributed mode against running engines: Kafka protocol (tansu, started
+//! by scripts/services.sh on 127.0.0.1:9092, or a private broker a test
+//! starts and stops), ClickHouse (127.0.0.1:8123), PostgreSQL and Redis.
+//! Each test uses its own topic, consumer group, ClickHouse database and
+//! PostgreSQL database, so tests never see each other's data.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adpipe::app::App;
+use adpipe::auth::Role;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::api::{meta_row, page};
+use crate::common::*;
+
+fn brokers() -> String {
+    std::env::var("ADPIPE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn clickhouse_url() -> String {
+    std::env::var("ADPIPE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A config in distributed mode: Kafka topic/group and ClickHouse database of its own.
+fn distributed(dir: &tempfile::TempDir, tag: &str, brokers: &str) -> adpipe::config::Config {
+    let mut config = config(
+        dir,
+        vec![plugin("meta")],
+        vec![pipeline("meta", "demo", "meta")],
+    );
+    config.server.watch_plugins = false;
+    config.bus.kind = adpipe::config::BusKind::Kafka;
+    config.bus.brokers = Some(brokers.to_owned());
+    config.bus.topic = format!("adpipe.{tag}");
+    config.bus.group = format!("adpipe-{tag}");
+    config.bus.partitions = 3;
+    config.bus.timeout_ms = 2000;
+    config.store.kind = adpipe::config::StoreKind::Clickhouse;
+    config.store.url = Some(clickhouse_url());
+    config.store.database = Some(tag.to_owned());
+    config
+}
+
+async fn insights(app: &App, query: &str) -> Value {
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let answer = send(app, get(&format!("/v1/insights?{query}"), Some(&viewer))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["rows"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_through_kafka_and_clickhouse_are_exact_at_once() {
+    let tag = unique("e2e");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = App::start(distributed(&dir, &tag, &brokers()))
+        .await
+        .expect("start on Kafka + ClickHouse (scripts/services.sh up)");
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let mut expected = (0i64, 0i64);
+    for (i, day) in ["2026-11-01", "2026-11-02", "2026-11-03"]
+        .iter()
+        .enumerate()
+    {
+        let i = i as u64 + 1;
+        let rows = vec![
+            meta_row("c1", "s1", "a1", day, 100 * i, i, "1.50", 0),
+            meta_row("c2", "s2", "a2", day, 10 * i, 1, "0.25", 0),
+        ];
+        expected.0 += (110 * i) as i64;
+        expected.1 += (i + 1) as i64;
+        let answer = send(
+            &app,
+            post("/v1/pipelines/meta/reports", Some(&ingest), page(rows)),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        // Read-your-writes: the answer right after 202 already has the rows.
+        let rows = insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await;
+        assert_eq!(rows[0]["impressions"], expected.0);
+    }
+    let rows = insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await;
+    assert_eq!(
+        (rows[0]["impressions"].as_i64(), rows[0]["clicks"].as_i64()),
+        (Some(expected.0), Some(expected.1))
+    );
+    assert_eq!(rows[0]["spend"], 5.25);
+    // An unparseable payload is explained, kept, and on the dead-letter topic.
+    let bad = send(
+        &app,
+        post("/v1/pipelines/meta/reports", Some(&ingest), "{\"data\": 3}"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let dead = read_dead_letters(&format!("adpipe.{tag}.dead-letters"), 1).await;
+    assert_eq!(dead[0].0, "{\"data\": 3}");
+    assert!(dead[0]
+        .1
+        .contains(&("pipeline".to_owned(), "meta".to_owned())));
+    assert!(dead[0]
+        .1
+        .iter()
+        .any(|(k, v)| k == "reason" && !v.is_empty()));
+    let ready = send(&app, get("/readyz", None)).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.json["bus_lag_records"], 0);
+}
+
+/// Payload and headers of the first `n` records of a topic.
+async fn read_dead_letters(topic: &str, n: usize) -> Vec<(String, Vec<(String, String)>)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = vec![];
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("a dead letter within 20 s")
+            .expect("receive");
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            headers,
+        ));
+    }
+    out
+}
+
+/// A TCP relay to `target` that can be cut and restored, standing for an
+/// engine that goes down and comes back.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(target: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (flag, target) = (up.clone(), target.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while flag.load(Ordering::SeqCst) {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_pauses_consumption_without_committing() {
+    let tag = unique("chdown");
+    let relay = Relay::start("127.0.0.1:8123");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = distributed(&dir, &tag, &brokers());
+    config.store.url = Some(format!("http://127.0.0.1:{}", relay.port));
+    let app = App::start(config).await.expect("start");
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let post_day = |day: &'static str, impressions: u64| {
+        let app = app.clone();
+        let ingest = ingest.clone();
+        async move {
+            let body = page(vec![meta_row(
+                "c1",
+                "s1",
+                "a1",
+                day,
+                impressions,
+                1,
+                "1.00",
+                0,
+            )]);
+            send(
+                &app,
+                post("/v1/pipelines/meta/reports", Some(&ingest), body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        post_day("2026-11-01", 100).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await[0]["impressions"],
+        100
+    );
+    // ClickHouse unreachable: ingestion still answers 202 (the broker has the
+    // rows), the consumer stops committing, and lag shows it.
+    relay.set(false);
+    for (day, n) in [("2026-11-02", 20), ("2026-11-03", 3)] {
+        assert_eq!(post_day(day, n).await.status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ready = send(&app, get("/readyz", None)).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    assert_eq!(ready.json["bus_lag_records"], 2, "{}", ready.text);
+    // Back: consumption resumes from the uncommitted offsets; nothing lost.
+    relay.set(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = send(&app, get("/readyz", None)).await;
+        if ready.json["bus_lag_records"] == 0 && ready.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumption did not resume: {}",
+            ready.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await;
+    assert_eq!(rows[0]["impressions"], 123);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_through_a_newer_adapter_corrects_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("plugins");
+    std::fs::create_dir_all(&live).expect("mkdir");
+    let path = live.join("misbehaving.wasm");
+    std::fs::copy(plugin_path("misbehaving"), &path).expect("copy v1");
+    let mut adapter = plugin("misbehaving");
+    adapter.path = path.clone();
+    let mut config = config(
+        &dir,
+        vec![adapter],
+        vec![pipeline("test", "demo", "misbehaving")],
+    );
+    config.server.watch_plugins = false;
+    let app = App::start(config).await.expect("start");
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let admin = token("demo", &[Role::Admin], 60);
+    for campaign in ["fine:c1", "fine:c2"] {
+        let answer = send(
+            &app,
+            post("/v1/pipelines/test/reports", Some(&ingest), campaign),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    }
+    let total = |app: App| async move {
+        insights(&app, "from=2026-11-01&to=2026-11-01&granularity=total").await[0]["impressions"]
+            .as_i64()
+    };
+    assert_eq!(total(app.clone()).await, Some(200));
+    // Release 0.0.2 counts impressions differently; reload, then replay today's payloads.
+    std::fs::copy(plugin_path("misbehaving-v2"), &path).expect("copy v2");
+    let reload = send(
+        &app,
+        post("/v1/plugins/misbehaving/reload", Some(&admin), ""),
+    )
+    .await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text);
+    let today = chrono::Utc::now().date_naive().to_string();
+    let body = json!({"pipeline": "test", "from": today, "to": today}).to_string();
+    let replay = send(&app, post("/v1/replay", Some(&admin), body)).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
+    assert_eq!(
+        (
+            replay.json["payloads"].as_u64(),
+            replay.json["rows"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(replay.json["adapter_version"], "0.0.2");
+    // Corrected, not doubled.
+    assert_eq!(total(app.clone()).await, Some(400));
+    // A second replay changes nothing, and is audited.
+    let body = json!({"pipeline": "test", "from": today, "to": today}).to_string();
+    let again = send(&app, post("/v1/replay", Some(&admin), body)).await;
+    assert_eq!(again.json["payloads"], 2);
+    assert_eq!(total(app.clone()).await, Some(400));
+    let audit = send(&app, get("/v1/audit", Some(&admin))).await;
+    assert!(audit.text.contains("POST /v1/replay"), "{}", audit.text);
+    // Another tenant cannot replay this pipeline.
+    let other = token("other", &[Role::Admin], 60);
+    let body = json!({"pipeline": "test", "from": today, "to": today}).to_string();
+    assert_eq!(
+        send(&app, post("/v1/replay", Some(&other), body))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// One page of distinct rows: `rows` ads of campaign `c{page % 4}` on one day.
+fn numbered_page(page: u64, rows: u64) -> (String, i64) {
+    let day = format!("2026-10-{:02}", 1 + page % 28);
+    let mut total = 0;
+    let rows: Vec<Value> = (0..rows)
+        .map(|r| {
+            let impressions = 10 + page * 7 + r;
+            total += impressions as i64;
+            meta_row(
+                &format!("c{}", page % 4),
+                "s",
+                &format!("p{page}a{r}"),
+                &day,
+                impressions,
+                1,
+                "0.10",
+                0,
+            )
+        })
+        .collect();
+    (crate::api::page(rows), total)
+}
+
+#[test]
+fn two_processes_share_the_work_and_survive_a_sigkill() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let database = runtime.block_on(crate::engines::TempDatabase::create());
+    let tag = unique("twoproc");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_for = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+watch_plugins = false
+[bus]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "adpipe.{tag}"
+group = "adpipe-{tag}"
+partitions = 4
+[store]
+kind = "clickhouse"
+url = "{clickhouse}"
+database = "{tag}"
+[metadata]
+url = "{postgres}"
+[cache]
+url = "redis://127.0.0.1:6379"
+[api.rate_limits]
+enabled = false
+[[plugins]]
+name = "meta"
+path = "{meta}"
+[[pipelines]]
+name = "meta"
+tenant = "demo"
+adapter = "meta"
+"#,
+                data = dir.path().join(name).display(),
+                brokers = brokers(),
+                clickhouse = clickhouse_url(),
+                postgres = database.url,
+                meta = plugin_path("meta").display(),
+            ),
+        )
+        .expect("write config");
+        path
+    };
+    let env = [("ADPIPE_JWT_SECRET", JWT_SECRET)];
+    let a = Server::spawn(&config_for("a"), &env, &[]);
+    let b = Server::spawn(&config_for("b"), &env, &[]);
+    let (base_a, base_b) = (a.base.clone(), b.base.clone());
+    let ingest = token("demo", &[Role::Ingest], 600);
+    let viewer = token("demo", &[Role::Viewer], 600);
+    let client = reqwest::Client::new();
+    let post_page = |base: String, body: String| {
+        let (client, ingest) = (client.clone(), ingest.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/pipelines/meta/reports"))
+                .bearer_auth(&ingest)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let total_of = |base: String| {
+        let (client, viewer) = (client.clone(), viewer.clone());
+        async move {
+            let answer: Value = client
+                .get(format!(
+                    "{base}/v1/insights?from=2026-10-01&to=2026-10-31&granularity=total"
+                ))
+                .bearer_auth(&viewer)
+                .send()
+                .await
+                .expect("insights")
+                .json()
+                .await
+                .expect("json");
+            answer["rows"][0]["impressions"].as_i64().unwrap_or(0)
+        }
+    };
+    runtime.block_on(async {
+        let mut expected = 0;
+        // Phase 1: both take pages; both answer the same.
+        for page in 0..10u64 {
+            let (body, total) = numbered_page(page, 20);
+            expected += total;
+            let base = if page % 2 == 0 { &base_a } else { &base_b };
+            assert_eq!(post_page(base.clone(), body).await, 202);
+        }
+        let (ta, tb) = (
+            total_of(base_a.clone()).await,
+            total_of(base_b.clone()).await,
+        );
+        assert_eq!((ta, tb), (expected, expected));
+
+        // Phase 2: a stream through both; A dies with SIGKILL mid-stream. A
+        // client whose request to A failed sends the page to B (at-least-once).
+        let mut a = Some(a);
+        let mut resent = 0;
+        for page in 10..50u64 {
+            let (body, total) = numbered_page(page, 20);
+            expected += total;
+            if page == 27 {
+                drop(a.take()); // SIGKILL
+            }
+            let first = if page % 2 == 0 { &base_a } else { &base_b };
+            let mut status = post_page(first.clone(), body.clone()).await;
+            if status != 202 {
+                resent += 1;
+                status = post_page(base_b.clone(), body).await;
+            }
+            assert_eq!(status, 202, "page {page}");
+        }
+        assert!(resent > 0, "A was killed mid-stream");
+        // B takes over A's partitions after the group's session timeout.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let total = total_of(base_b.clone()).await;
+            if total == expected {
+                break;
+            }
+            assert!(total <= expected, "double counted: {total} > {expected}");
+            assert!(Instant::now() < deadline, "lost rows: {total} < {expected}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        drop(b);
+    });
+}
