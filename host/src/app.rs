@@ -211,11 +211,22 @@ impl App {
         let metadata = Metadata::open(&metadata_url).await?;
         let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
 
-        let rate_limits = match &config.cache.url {
-            None => RateLimits::new(&config.api.rate_limits),
-            Some(url) => RateLimits::shared(&config.api.rate_limits, url)
-                .await
-                .map_err(|e| StartError::Cache(e.to_string()))?,
+        let (rate_limits, answers) = match &config.cache.url {
+            None => (
+                RateLimits::new(&config.api.rate_limits),
+                AnswerCache::new(&config.api.cache),
+            ),
+            Some(url) => {
+                let connection = redis::Client::open(url.as_str())
+                    .map_err(|e| StartError::Cache(e.to_string()))?
+                    .get_connection_manager()
+                    .await
+                    .map_err(|e| StartError::Cache(e.to_string()))?;
+                (
+                    RateLimits::shared(&config.api.rate_limits, connection.clone()),
+                    AnswerCache::new(&config.api.cache).with_redis(connection),
+                )
+            }
         };
         let runtime = Runtime::with_fuel(config.sandbox.fuel)?;
         let plugin_cache = data_dir.join("plugin-cache");
@@ -326,7 +337,7 @@ impl App {
             metadata,
             keys,
             rate_limits,
-            answers: AnswerCache::new(&config.api.cache),
+            answers,
             data_versions: Arc::new(DataVersions::default()),
             telemetry: Telemetry::default(),
             stamp: Stamp::default(),

@@ -62,11 +62,21 @@ impl DataVersions {
     }
 }
 
-/// The cache of rendered insights answers.
+/// The cache of rendered insights answers: in memory, and in Redis when
+/// `cache.url` is set so that every process shares what any computed.
 pub struct AnswerCache {
     cache: Option<moka::sync::Cache<String, Arc<CachedAnswer>>>,
+    shared: Option<redis::aio::ConnectionManager>,
+    ttl: Duration,
     hits: AtomicU64,
     lookups: AtomicU64,
+}
+
+fn shared_key(key: &str) -> String {
+    format!(
+        "adpipe:answer:{}",
+        hex::encode(Sha256::digest(key.as_bytes()))
+    )
 }
 
 impl AnswerCache {
@@ -78,9 +88,19 @@ impl AnswerCache {
                     .time_to_live(Duration::from_secs(config.ttl_seconds.max(1)))
                     .build()
             }),
+            shared: None,
+            ttl: Duration::from_secs(config.ttl_seconds.max(1)),
             hits: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
         }
+    }
+
+    /// Also keep answers in Redis (`redis://` or `rediss://`).
+    pub fn with_redis(mut self, connection: redis::aio::ConnectionManager) -> AnswerCache {
+        if self.cache.is_some() {
+            self.shared = Some(connection);
+        }
+        self
     }
 
     /// The key of a query: tenant, data version, normalized parameters.
@@ -89,11 +109,34 @@ impl AnswerCache {
     }
 
     /// A cached answer; also returns (hits, lookups) so far.
-    pub fn get(&self, key: &str) -> (Option<Arc<CachedAnswer>>, u64, u64) {
+    pub async fn get(&self, key: &str) -> (Option<Arc<CachedAnswer>>, u64, u64) {
         let Some(cache) = &self.cache else {
             return (None, 0, 0);
         };
-        let found = cache.get(key);
+        let mut found = cache.get(key);
+        if found.is_none() {
+            if let Some(connection) = &self.shared {
+                let mut connection = connection.clone();
+                let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+                    .arg(shared_key(key))
+                    .query_async(&mut connection)
+                    .await;
+                match stored {
+                    Ok(Some(bytes)) => {
+                        if let Some(at) = bytes.iter().position(|&b| b == b'\n') {
+                            let answer = Arc::new(CachedAnswer {
+                                etag: String::from_utf8_lossy(&bytes[..at]).into_owned(),
+                                body: bytes[at + 1..].to_vec().into(),
+                            });
+                            cache.insert(key.to_owned(), answer.clone());
+                            found = Some(answer);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("shared answer cache unavailable: {e}"),
+                }
+            }
+        }
         let lookups = self.lookups.fetch_add(1, Ordering::Relaxed) + 1;
         let hits = if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed) + 1
@@ -104,10 +147,32 @@ impl AnswerCache {
     }
 
     /// Keep an answer.
-    pub fn insert(&self, key: String, answer: Arc<CachedAnswer>) {
+    pub async fn insert(&self, key: String, answer: Arc<CachedAnswer>) {
+        if let Some(connection) = &self.shared {
+            let mut value = Vec::with_capacity(answer.etag.len() + 1 + answer.body.len());
+            value.extend_from_slice(answer.etag.as_bytes());
+            value.push(b'\n');
+            value.extend_from_slice(&answer.body);
+            let mut connection = connection.clone();
+            let stored: Result<(), _> = redis::cmd("SET")
+                .arg(shared_key(&key))
+                .arg(value)
+                .arg("PX")
+                .arg(self.ttl.as_millis() as u64)
+                .query_async(&mut connection)
+                .await;
+            if let Err(e) = stored {
+                tracing::warn!("shared answer cache unavailable: {e}");
+            }
+        }
         if let Some(cache) = &self.cache {
             cache.insert(key, answer);
         }
+    }
+
+    /// Whether answers are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// Whether answers are cached at all.

@@ -164,20 +164,18 @@ impl RateLimits {
         }
     }
 
-    /// Keep the budgets in Redis at `url` (`redis://` or `rediss://`).
-    pub async fn shared(
+    /// Keep the budgets in Redis (connected from `cache.url`).
+    pub fn shared(
         config: &RateLimitsConfig,
-        url: &str,
-    ) -> Result<RateLimits, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
-        Ok(RateLimits {
+        connection: redis::aio::ConnectionManager,
+    ) -> RateLimits {
+        RateLimits {
             shared: Some(SharedBudgets {
                 connection,
                 script: redis::Script::new(GCRA_SCRIPT),
             }),
             ..RateLimits::new(config)
-        })
+        }
     }
 
     /// Whether budgets are shared through Redis.

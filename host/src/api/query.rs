@@ -298,7 +298,7 @@ pub async fn insights(
         &format!("{normalized}|{plugins:?}|{offset}|{limit}"),
     );
     if caught_up && app.answers.enabled() {
-        let (found, hits, lookups) = app.answers.get(&key);
+        let (found, hits, lookups) = app.answers.get(&key).await;
         app.telemetry.cache_lookup(found.is_some(), hits, lookups);
         if let Some(answer) = found {
             return Ok(respond(&answer, &headers));
@@ -407,7 +407,7 @@ pub async fn insights(
     .map_err(|e| ApiError::internal("rendering the answer", e))?;
     let answer = Arc::new(CachedAnswer::new(body));
     if caught_up {
-        app.answers.insert(key, answer.clone());
+        app.answers.insert(key, answer.clone()).await;
     }
     Ok(respond(&answer, &headers))
 }

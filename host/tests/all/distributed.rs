@@ -477,6 +477,40 @@ adapter = "meta"
             total_of(base_b.clone()).await,
         );
         assert_eq!((ta, tb), (expected, expected));
+        // The answer cache is shared: what B computed, A serves as a hit.
+        let by_campaign =
+            "/v1/insights?from=2026-10-01&to=2026-10-31&granularity=week&group_by=campaign_id";
+        let fetch = |base: &String| {
+            let url = format!("{base}{by_campaign}");
+            let (client, viewer) = (client.clone(), viewer.clone());
+            async move {
+                let r = client
+                    .get(url)
+                    .bearer_auth(&viewer)
+                    .send()
+                    .await
+                    .expect("insights");
+                let etag = r.headers()["etag"].to_str().expect("etag").to_owned();
+                (etag, r.text().await.expect("body"))
+            }
+        };
+        let from_b = fetch(&base_b).await;
+        let from_a = fetch(&base_a).await;
+        assert_eq!(from_a, from_b);
+        let admin = token("demo", &[Role::Admin], 600);
+        let metrics = client
+            .get(format!("{base_a}/metrics"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("adpipe_insights_cache_requests_total{result=\"hit\"} 1"),
+            "{metrics}"
+        );
 
         // Phase 2: a stream through both; A dies with SIGKILL mid-stream. A
         // client whose request to A failed sends the page to B (at-least-once).
