@@ -224,7 +224,23 @@ impl App {
                     .map_err(|e| StartError::Cache(e.to_string()))?;
                 (
                     RateLimits::shared(&config.api.rate_limits, connection.clone()),
-                    AnswerCache::new(&config.api.cache).with_redis(connection),
+                    AnswerCache::new(&config.api.cache).with_redis(
+                        connection,
+                        match config.bus.kind {
+                            // Shared data: every process of the deployment agrees.
+                            crate::config::BusKind::Kafka => format!(
+                                "kafka|{}|{}|{:?}|{:?}",
+                                config.bus.brokers.as_deref().unwrap_or(""),
+                                config.bus.topic,
+                                config.store.url,
+                                config.store.database
+                            ),
+                            // Embedded data belongs to one data directory.
+                            crate::config::BusKind::Embedded => {
+                                format!("embedded|{}", data_dir.display())
+                            }
+                        },
+                    ),
                 )
             }
         };
@@ -362,9 +378,10 @@ impl App {
                     .consumer(&app.config.bus)
                     .map_err(|e| StartError::Kafka(e.to_string()))?;
                 tokio::spawn(crate::kafka::consume(
-                    consumer,
+                    Arc::new(consumer),
                     app.store.clone(),
                     app.config.bus.topic.clone(),
+                    bus.clone(),
                 ));
             }
         }

@@ -65,6 +65,9 @@ impl DataVersions {
 /// The cache of rendered insights answers: in memory, and in Redis when
 /// `cache.url` is set so that every process shares what any computed.
 pub struct AnswerCache {
+    /// Which data the answers are of (bus and store), so deployments
+    /// sharing one Redis never serve each other's answers.
+    namespace: String,
     cache: Option<moka::sync::Cache<String, Arc<CachedAnswer>>>,
     shared: Option<redis::aio::ConnectionManager>,
     ttl: Duration,
@@ -72,16 +75,18 @@ pub struct AnswerCache {
     lookups: AtomicU64,
 }
 
-fn shared_key(key: &str) -> String {
-    format!(
-        "adpipe:answer:{}",
-        hex::encode(Sha256::digest(key.as_bytes()))
-    )
+fn shared_key(namespace: &str, key: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(namespace.as_bytes());
+    digest.update([0x1f]);
+    digest.update(key.as_bytes());
+    format!("adpipe:answer:{}", hex::encode(digest.finalize()))
 }
 
 impl AnswerCache {
     pub fn new(config: &AnswerCacheConfig) -> AnswerCache {
         AnswerCache {
+            namespace: String::new(),
             cache: config.enabled.then(|| {
                 moka::sync::Cache::builder()
                     .max_capacity(config.max_entries)
@@ -95,10 +100,16 @@ impl AnswerCache {
         }
     }
 
-    /// Also keep answers in Redis (`redis://` or `rediss://`).
-    pub fn with_redis(mut self, connection: redis::aio::ConnectionManager) -> AnswerCache {
+    /// Also keep answers in Redis (`redis://` or `rediss://`), under
+    /// `namespace` (what identifies the data: bus topic, store database).
+    pub fn with_redis(
+        mut self,
+        connection: redis::aio::ConnectionManager,
+        namespace: String,
+    ) -> AnswerCache {
         if self.cache.is_some() {
             self.shared = Some(connection);
+            self.namespace = namespace;
         }
         self
     }
@@ -118,7 +129,7 @@ impl AnswerCache {
             if let Some(connection) = &self.shared {
                 let mut connection = connection.clone();
                 let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
-                    .arg(shared_key(key))
+                    .arg(shared_key(&self.namespace, key))
                     .query_async(&mut connection)
                     .await;
                 match stored {
@@ -155,7 +166,7 @@ impl AnswerCache {
             value.extend_from_slice(&answer.body);
             let mut connection = connection.clone();
             let stored: Result<(), _> = redis::cmd("SET")
-                .arg(shared_key(&key))
+                .arg(shared_key(&self.namespace, &key))
                 .arg(value)
                 .arg("PX")
                 .arg(self.ttl.as_millis() as u64)

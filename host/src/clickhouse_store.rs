@@ -189,15 +189,33 @@ pub struct ClickHouseStore {
 impl ClickHouseStore {
     /// Connect to `url`, create the tables if missing, read the applied offset.
     pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore, StoreError> {
-        let mut client = Client::default()
-            .with_url(url)
-            .with_validation(false)
-            .with_compression(clickhouse::Compression::None);
-        if let Some(db) = database {
+        let plain = || {
             Client::default()
                 .with_url(url)
                 .with_validation(false)
                 .with_compression(clickhouse::Compression::None)
+        };
+        // Feature detection: LZ4-compressed HTTP exchanges where the server
+        // supports them (not 18.16, Debian's package).
+        let version: String = plain()
+            .query("SELECT version()")
+            .fetch_one()
+            .await
+            .map_err(engine)?;
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let compression = if major >= 20 {
+            clickhouse::Compression::Lz4
+        } else {
+            clickhouse::Compression::None
+        };
+        tracing::info!(%version, ?compression, "ClickHouse store");
+        let mut client = plain().with_compression(compression);
+        if let Some(db) = database {
+            plain()
                 .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
                 .execute()
                 .await

@@ -58,6 +58,30 @@ impl Fence {
     }
 }
 
+/// Logs every partition assignment change of the aggregation consumer.
+pub struct RebalanceLog;
+
+impl rdkafka::ClientContext for RebalanceLog {}
+
+impl rdkafka::consumer::ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "kafka partitions assigned");
+            }
+            rdkafka::consumer::Rebalance::Revoke(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "kafka partitions revoked");
+            }
+            rdkafka::consumer::Rebalance::Error(e) => tracing::warn!("kafka rebalance failed: {e}"),
+        }
+    }
+}
+
+/// The aggregation consumer's type.
+pub type RowConsumer = StreamConsumer<RebalanceLog>;
+
 /// Handle to the Kafka bus; cheap to clone.
 #[derive(Clone)]
 pub struct KafkaBus {
@@ -316,14 +340,14 @@ impl KafkaBus {
     }
 
     /// A group member that consumes the rows topic.
-    pub fn consumer(&self, config: &BusConfig) -> Result<StreamConsumer, KafkaError> {
-        let consumer: StreamConsumer = client_config(config)
+    pub fn consumer(&self, config: &BusConfig) -> Result<RowConsumer, KafkaError> {
+        let consumer: RowConsumer = client_config(config)
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
-            .create()?;
+            .create_with_context(RebalanceLog)?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)
     }
@@ -334,9 +358,66 @@ impl KafkaBus {
     }
 }
 
+/// How long a partition may hold unconsumed records, unassigned to this
+/// process and with its committed offset standing still, before this
+/// process asks the group to rebalance.
+const ORPHAN_AFTER: Duration = Duration::from_secs(12);
+
+/// Watchdog: a partition whose owner died must be taken over. Kafka's
+/// coordinator reassigns it after the owner's session times out; some
+/// Kafka-protocol brokers (tansu) keep the dead member's assignment in the
+/// next generation. When a partition has records waiting, no member here
+/// owns it, and its committed offset has not moved for [`ORPHAN_AFTER`],
+/// rejoin the group so the assignment is computed again.
+async fn watch_orphans(consumer: Arc<RowConsumer>, bus: KafkaBus, topic: String) {
+    let mut stalled_since: std::collections::HashMap<i32, (i64, Instant)> = Default::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (Ok(fence), Ok(committed)) = (bus.fence().await, bus.committed().await) else {
+            continue;
+        };
+        let owned: Vec<i32> = match consumer.assignment() {
+            Ok(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Err(_) => continue,
+        };
+        let now = Instant::now();
+        let mut orphaned = vec![];
+        for (p, (&high, &done)) in fence.0.iter().zip(&committed).enumerate() {
+            let p = p as i32;
+            if high <= done.max(0) || owned.contains(&p) {
+                stalled_since.remove(&p);
+                continue;
+            }
+            let entry = stalled_since.entry(p).or_insert((done, now));
+            if entry.0 != done {
+                *entry = (done, now);
+            } else if now.duration_since(entry.1) >= ORPHAN_AFTER {
+                orphaned.push(p);
+            }
+        }
+        if !orphaned.is_empty() {
+            tracing::warn!(
+                ?orphaned,
+                "partitions with waiting records have no live owner; rejoining the group"
+            );
+            consumer.unsubscribe();
+            if let Err(e) = consumer.subscribe(&[&topic]) {
+                tracing::error!("rejoining the consumer group failed: {e}");
+            }
+            stalled_since.clear();
+        }
+    }
+}
+
 /// The aggregation consumer of Kafka mode: receive, apply to the store,
 /// then commit. Never commits what the store does not have.
-pub async fn consume(consumer: StreamConsumer, store: crate::store::Store, topic: String) {
+pub async fn consume(
+    consumer: Arc<RowConsumer>,
+    store: crate::store::Store,
+    topic: String,
+    bus: KafkaBus,
+) {
+    tokio::spawn(watch_orphans(consumer.clone(), bus, topic.clone()));
     const BATCH: usize = 256;
     loop {
         let mut batch: Vec<(i32, i64, RowEnvelope)> = Vec::new();
@@ -397,7 +478,9 @@ pub async fn consume(consumer: StreamConsumer, store: crate::store::Store, topic
                 tracing::error!("building the commit failed: {e}");
             }
         }
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+        // Asynchronous: a commit stuck in a rebalance must not stall
+        // consumption (the rows are stored; a redelivery is harmless).
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
             // A rebalance took the partitions: the new owner re-applies, harmlessly.
             tracing::warn!(
                 "committing offsets failed (the rows are stored; a redelivery is harmless): {e}"

@@ -181,8 +181,13 @@ impl Server {
                 }
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout (logs) so the child never blocks on a full
+        // pipe; pass it on, so a failing test shows what the server said.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("[adpipe] {line}");
+            }
+        });
         Server { child, base }
     }
 }

@@ -426,7 +426,10 @@ adapter = "meta"
         .expect("write config");
         path
     };
-    let env = [("ADPIPE_JWT_SECRET", JWT_SECRET)];
+    let env = [
+        ("ADPIPE_JWT_SECRET", JWT_SECRET),
+        ("ADPIPE_LOG", "warn,adpipe::kafka=info"),
+    ];
     let a = Server::spawn(&config_for("a"), &env, &[]);
     let b = Server::spawn(&config_for("b"), &env, &[]);
     let (base_a, base_b) = (a.base.clone(), b.base.clone());
@@ -539,7 +542,17 @@ adapter = "meta"
                 break;
             }
             assert!(total <= expected, "double counted: {total} > {expected}");
-            assert!(Instant::now() < deadline, "lost rows: {total} < {expected}");
+            if Instant::now() >= deadline {
+                let ready = client
+                    .get(format!("{base_b}/readyz"))
+                    .send()
+                    .await
+                    .expect("readyz")
+                    .text()
+                    .await
+                    .expect("text");
+                panic!("lost rows: {total} < {expected}; B: {ready}");
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         drop(b);
