@@ -85,7 +85,12 @@ pub type RowConsumer = StreamConsumer<RebalanceLog>;
 /// Handle to the Kafka bus; cheap to clone.
 #[derive(Clone)]
 pub struct KafkaBus {
-    producer: FutureProducer,
+    /// Replaced when librdkafka declares it fatally failed (an idempotent
+    /// producer whose messages timed out while the brokers were away).
+    producer: Arc<std::sync::RwLock<FutureProducer>>,
+    config: BusConfig,
+    /// When the producer was last replaced (at most once per timeout).
+    renewed: Arc<std::sync::Mutex<Instant>>,
     /// Not subscribed: reads watermarks and the group's committed offsets.
     observer: Arc<BaseConsumer>,
     topic: String,
@@ -113,18 +118,15 @@ impl KafkaBus {
     /// Connect, create the topics if missing, and check the broker answers.
     pub async fn open(config: &BusConfig) -> Result<KafkaBus, KafkaError> {
         let timeout = Duration::from_millis(config.timeout_ms);
-        let producer: FutureProducer = client_config(config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", config.timeout_ms.to_string())
-            .create()?;
+        let producer = Self::producer(config)?;
         let observer: BaseConsumer = client_config(config)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .create()?;
         let bus = KafkaBus {
-            producer,
+            producer: Arc::new(std::sync::RwLock::new(producer)),
+            config: config.clone(),
+            renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
             observer: Arc::new(observer),
             topic: config.topic.clone(),
             dead_letter_topic: format!("{}.dead-letters", config.topic),
@@ -135,6 +137,69 @@ impl KafkaBus {
         };
         bus.create_topics(config).await?;
         Ok(bus)
+    }
+
+    fn producer(config: &BusConfig) -> Result<FutureProducer, KafkaError> {
+        Ok(client_config(config)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", config.timeout_ms.to_string())
+            .create()?)
+    }
+
+    fn current_producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// After a failed publish: replace a fatally failed producer, and
+    /// create the topics again if the cluster lost them.
+    async fn recover(&self, error: &KafkaError) {
+        use rdkafka::producer::Producer as _;
+        // A fatally failed producer is replaced; so is one whose messages
+        // timed out (its idempotence state may not match a restarted
+        // cluster's), at most once per publish timeout.
+        let fatal = self.current_producer().client().fatal_error();
+        let timed_out = matches!(
+            error,
+            KafkaError::Client(rdkafka::error::KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            ))
+        );
+        let due = self
+            .renewed
+            .lock()
+            .map(|at| at.elapsed() >= self.timeout)
+            .unwrap_or(true);
+        if fatal.is_some() || (timed_out && due) {
+            if let Some((code, reason)) = &fatal {
+                tracing::warn!(?code, %reason, "the Kafka producer failed fatally; starting a new one");
+            }
+            match Self::producer(&self.config) {
+                Ok(fresh) => {
+                    if let Ok(mut slot) = self.producer.write() {
+                        *slot = fresh;
+                    }
+                    if let Ok(mut at) = self.renewed.lock() {
+                        *at = Instant::now();
+                    }
+                }
+                Err(e) => tracing::error!("starting a new Kafka producer failed: {e}"),
+            }
+        }
+        // A restarted or replaced cluster may have lost the topics: messages
+        // to a missing topic time out rather than fail. Re-create them in the
+        // background (existing topics are left alone), keeping the 503 fast.
+        let _ = error;
+        let bus = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bus.create_topics(&bus.config).await {
+                tracing::debug!("re-creating the topics failed: {e}");
+            }
+        });
     }
 
     async fn create_topics(&self, config: &BusConfig) -> Result<(), KafkaError> {
@@ -163,6 +228,15 @@ impl KafkaBus {
     /// Publish an envelope's rows, one message per campaign, and wait for
     /// the broker's acknowledgement of all of them.
     pub async fn publish(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+        let result = self.publish_once(envelope).await;
+        if let Err(e) = &result {
+            self.recover(e).await;
+        }
+        result
+    }
+
+    async fn publish_once(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+        let producer = self.current_producer();
         let mut by_campaign: std::collections::BTreeMap<&str, Vec<&crate::row::Row>> =
             Default::default();
         for row in &envelope.rows {
@@ -183,8 +257,7 @@ impl KafkaBus {
                 serde_json::to_vec(&part).map_err(|e| KafkaError::Other(e.to_string()))?;
             let key = format!("{}/{campaign}", envelope.tenant);
             let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-            let delivery = self
-                .producer
+            let delivery = producer
                 .send_result(record)
                 .map_err(|(e, _)| KafkaError::Client(e))?;
             deliveries.push(delivery);
@@ -226,7 +299,7 @@ impl KafkaBus {
                 key: "reason",
                 value: Some(message),
             });
-        self.producer
+        self.current_producer()
             .send(
                 FutureRecord::to(&self.dead_letter_topic)
                     .key(pipeline)

@@ -247,7 +247,7 @@ pub async fn process(
             Failure {
                 kind: FailureKind::Unavailable,
                 code: "unavailable",
-                message: "the bus cannot take rows right now; retry later".into(),
+                message: format!("the bus cannot take rows right now ({e}); retry later"),
                 dead_letter_id: None,
                 retry_after: Some(1),
             }

@@ -119,11 +119,16 @@ async fn reports_through_kafka_and_clickhouse_are_exact_at_once() {
 
 /// Payload and headers of the first `n` records of a topic.
 async fn read_dead_letters(topic: &str, n: usize) -> Vec<(String, Vec<(String, String)>)> {
+    read_topic(&brokers(), topic, n).await
+}
+
+/// Payload and headers of the first `n` records of a topic on `brokers`.
+async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(String, Vec<(String, String)>)> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
     use rdkafka::Message;
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .create()
@@ -557,4 +562,144 @@ adapter = "meta"
         }
         drop(b);
     });
+}
+
+/// A private broker this test starts, stops and starts again.
+struct Broker {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Broker {
+    fn start(port: u16) -> Broker {
+        let tansu = std::env::var("ADPIPE_TEST_TANSU").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.cargo/bin/tansu")
+        });
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu (scripts/services.sh up installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_answers_503_then_ingestion_resumes() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut broker = Broker::start(port);
+    let tag = unique("brokerdown");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = App::start(distributed(
+        &dir,
+        &tag,
+        &format!("127.0.0.1:{}", broker.port),
+    ))
+    .await
+    .expect("start");
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let post_day = |day: &'static str, impressions: u64| {
+        let (app, ingest) = (app.clone(), ingest.clone());
+        async move {
+            let body = page(vec![meta_row(
+                "c1",
+                "s1",
+                "a1",
+                day,
+                impressions,
+                1,
+                "1.00",
+                0,
+            )]);
+            send(
+                &app,
+                post("/v1/pipelines/meta/reports", Some(&ingest), body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        post_day("2026-11-01", 100).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await[0]["impressions"],
+        100
+    );
+    // Broker gone: not a silent drop, a 503 the client can retry.
+    broker.stop();
+    let refused = post_day("2026-11-02", 20).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.code(), "unavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+    // Broker back: the client's retry is accepted. (This test broker keeps
+    // nothing across restarts, unlike a real cluster, so the retried rows
+    // are checked on the new broker's topic; the rows acknowledged before
+    // the outage are in the store.)
+    let _broker = Broker::start(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = post_day("2026-11-02", 20).await;
+        if answer.status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.text
+        );
+        assert!(
+            Instant::now() < deadline,
+            "ingestion did not resume: {}",
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let records = read_topic(&format!("127.0.0.1:{port}"), &format!("adpipe.{tag}"), 1).await;
+    let envelope: Value = serde_json::from_str(&records[0].0).expect("envelope");
+    assert_eq!(envelope["rows"][0]["impressions"], 20);
+    assert_eq!(envelope["rows"][0]["campaign_id"], "c1");
+    let rows = insights(&app, "from=2026-11-01&to=2026-11-01&granularity=total").await;
+    assert_eq!(rows[0]["impressions"], 100);
 }

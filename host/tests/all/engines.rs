@@ -147,21 +147,22 @@ async fn metadata_lives_in_postgres() {
         .expect("connect");
     let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table} WHERE tenant = 'demo'");
     let mut counts = vec![];
-    for table in ["dead_letters", "api_keys", "audit_log"] {
+    for table in ["dead_letters", "api_keys", "audit_log", "payloads"] {
         let n: i64 = sqlx::query_scalar(&count(table))
             .fetch_one(&mut pg)
             .await
             .expect(table);
         counts.push(n);
     }
-    // Two dead letters (the original and its failed retry), one key, two audited actions.
-    assert_eq!(counts, vec![2, 1, 2]);
+    // Two dead letters (the original and its failed retry), one key, two
+    // audited actions, one accepted payload kept for replay.
+    assert_eq!(counts, vec![2, 1, 2, 1]);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM adpipe_migrations ORDER BY version")
             .fetch_all(&mut pg)
             .await
             .expect("migrations");
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
 
     // A second app on the same database migrates nothing and sees the same key.
     let dir2 = tempfile::tempdir().expect("tempdir");
