@@ -184,23 +184,23 @@ impl App {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
         let bus = match config.bus.kind {
-            crate::config::BusKind::Kafka => Bus::Kafka(
+            crate::config::BusKind::Kafka => Bus::Kafka(Box::new(
                 crate::kafka::KafkaBus::open(&config.bus)
                     .await
                     .map_err(|e| StartError::Kafka(e.to_string()))?,
-            ),
+            )),
             crate::config::BusKind::Embedded => {
                 Bus::Embedded(EmbeddedBus::open(&data_dir.join("bus.db")).await?)
             }
         };
         let store = match (config.store.kind, &config.store.url) {
-            (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(
+            (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(Box::new(
                 crate::clickhouse_store::ClickHouseStore::open(
                     url,
                     config.store.database.as_deref(),
                 )
                 .await?,
-            ),
+            )),
             _ => Store::Embedded(EmbeddedStore::open(&data_dir.join("store.db")).await?),
         };
         let metadata_url = config
@@ -381,7 +381,7 @@ impl App {
                     Arc::new(consumer),
                     app.store.clone(),
                     app.config.bus.topic.clone(),
-                    bus.clone(),
+                    (**bus).clone(),
                 ));
             }
         }

@@ -29,7 +29,7 @@ pub enum BusError {
 #[derive(Clone)]
 pub enum Bus {
     Embedded(EmbeddedBus),
-    Kafka(crate::kafka::KafkaBus),
+    Kafka(Box<crate::kafka::KafkaBus>),
 }
 
 impl Bus {

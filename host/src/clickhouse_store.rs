@@ -358,9 +358,9 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    async fn insert<T: ChRow + Serialize>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
-        for<'a> T: ChRow<Value<'a> = T>,
+        for<'a> T: ChRow<Value<'a> = T> + Serialize,
     {
         if rows.is_empty() {
             return Ok(());

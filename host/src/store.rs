@@ -36,7 +36,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub enum Store {
     Embedded(EmbeddedStore),
-    ClickHouse(crate::clickhouse_store::ClickHouseStore),
+    ClickHouse(Box<crate::clickhouse_store::ClickHouseStore>),
 }
 
 macro_rules! dispatch {
