@@ -217,7 +217,22 @@ impl App {
                 AnswerCache::new(&config.api.cache),
             ),
             Some(url) => {
-                let connection = redis::Client::open(url.as_str())
+                let client = match &config.cache.ca_file {
+                    None => redis::Client::open(url.as_str()),
+                    Some(ca) => {
+                        let root = std::fs::read(ca).map_err(|e| {
+                            StartError::Cache(format!("cache.ca_file {}: {e}", ca.display()))
+                        })?;
+                        redis::Client::build_with_tls(
+                            url.as_str(),
+                            redis::TlsCertificates {
+                                client_tls: None,
+                                root_cert: Some(root),
+                            },
+                        )
+                    }
+                };
+                let connection = client
                     .map_err(|e| StartError::Cache(e.to_string()))?
                     .get_connection_manager()
                     .await

@@ -211,6 +211,8 @@ pub struct MetadataConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub url: Option<String>,
+    /// PEM certificate(s) to trust for `rediss://` instead of the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[api]`: query limits, rate limits and the answer cache.
@@ -557,6 +559,9 @@ impl Config {
             resolve(&mut tls.cert_file);
             resolve(&mut tls.key_file);
         }
+        if let Some(p) = config.cache.ca_file.as_mut() {
+            resolve(p);
+        }
         let issues = config.validate(&file);
         if issues.is_empty() {
             Ok(config)
@@ -626,6 +631,7 @@ impl Config {
         for (name, path) in [
             ("auth.public_key_file", &self.auth.public_key_file),
             ("auth.jwks_file", &self.auth.jwks_file),
+            ("cache.ca_file", &self.cache.ca_file),
         ] {
             if let Some(path) = path {
                 if !path.is_file() {

@@ -74,7 +74,8 @@ async fn metadata_lives_in_postgres() {
         vec![pipeline("meta", "demo", "meta")],
     );
     config.server.watch_plugins = false;
-    config.metadata.url = Some(database.url.clone());
+    // Over TLS: the URL asks for it (the server has ssl = on).
+    config.metadata.url = Some(format!("{}?sslmode=require", database.url));
     let app = App::start(config.clone())
         .await
         .expect("start on PostgreSQL");
@@ -164,6 +165,16 @@ async fn metadata_lives_in_postgres() {
             .expect("migrations");
     assert_eq!(versions, vec![1, 2, 3, 4, 5]);
 
+    // adpipe's own connections to this database are encrypted.
+    let encrypted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = $1 AND s.ssl AND a.pid <> pg_backend_pid()",
+    )
+    .bind(&database.name)
+    .fetch_one(&mut pg)
+    .await
+    .expect("pg_stat_ssl");
+    assert!(encrypted >= 1, "no TLS connection from adpipe");
     // A second app on the same database migrates nothing and sees the same key.
     let dir2 = tempfile::tempdir().expect("tempdir");
     let mut second = config.clone();
@@ -329,4 +340,91 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
     );
     let ready = send(&apps[1], get("/readyz", None)).await;
     assert_eq!(ready.json["checks"]["store"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_reach_redis_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert_path)
+        .arg("--tls-key-file")
+        .arg(&key_path)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert_path)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis TLS port");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("rediss://localhost:{port}");
+    let mut config = config(
+        &dir,
+        vec![plugin("meta")],
+        vec![pipeline("meta", "demo", "meta")],
+    );
+    config.server.watch_plugins = false;
+    config.cache.url = Some(url.clone());
+    config.cache.ca_file = Some(cert_path.clone());
+    config.api.rate_limits.enabled = true;
+    let app = App::start(config).await.expect("start with rediss://");
+    assert!(app.rate_limits.is_shared());
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let answer = send(&app, get("/v1/whoami", Some(&viewer))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // The budget lives in the TLS-only Redis.
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(cert.cert.pem().into_bytes()),
+        },
+    )
+    .expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("TLS connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("adpipe:ratelimit:*")
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 2, "{keys:?}"); // the caller's and the tenant's read budgets
+                                           // Without the certificate the server is not trusted.
+    let untrusted = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await;
+    assert!(untrusted.is_err());
+    let _ = server.kill();
+    let _ = server.wait();
 }
