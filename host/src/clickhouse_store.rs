@@ -346,6 +346,10 @@ impl ClickHouseStore {
             .map(|(tenant, name)| NameRow { tenant, name })
             .collect();
         self.insert("adpipe_extra_metrics", &name_rows).await?;
+        if last == 0 {
+            // Kafka mode: positions are the consumer group's committed offsets.
+            return Ok(());
+        }
         self.insert(
             "adpipe_offsets",
             &[OffsetRow {

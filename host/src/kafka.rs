@@ -91,6 +91,11 @@ pub struct KafkaBus {
     config: BusConfig,
     /// When the producer was last replaced (at most once per timeout).
     renewed: Arc<std::sync::Mutex<Instant>>,
+    /// Replaced producers, kept until they hold no message (dropping a
+    /// librdkafka handle with requests in flight is not safe).
+    retired: Arc<std::sync::Mutex<Vec<FutureProducer>>>,
+    /// One admin client for (re)creating topics.
+    admin: Arc<AdminClient<DefaultClientContext>>,
     /// Not subscribed: reads watermarks and the group's committed offsets.
     observer: Arc<BaseConsumer>,
     topic: String,
@@ -127,6 +132,8 @@ impl KafkaBus {
             producer: Arc::new(std::sync::RwLock::new(producer)),
             config: config.clone(),
             renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
+            retired: Arc::new(std::sync::Mutex::new(Vec::new())),
+            admin: Arc::new(client_config(config).create()?),
             observer: Arc::new(observer),
             topic: config.topic.clone(),
             dead_letter_topic: format!("{}.dead-letters", config.topic),
@@ -181,7 +188,11 @@ impl KafkaBus {
             match Self::producer(&self.config) {
                 Ok(fresh) => {
                     if let Ok(mut slot) = self.producer.write() {
-                        *slot = fresh;
+                        let old = std::mem::replace(&mut *slot, fresh);
+                        if let Ok(mut retired) = self.retired.lock() {
+                            retired.retain(|p| p.in_flight_count() > 0);
+                            retired.push(old);
+                        }
                     }
                     if let Ok(mut at) = self.renewed.lock() {
                         *at = Instant::now();
@@ -203,7 +214,8 @@ impl KafkaBus {
     }
 
     async fn create_topics(&self, config: &BusConfig) -> Result<(), KafkaError> {
-        let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
+        let _ = config;
+        let admin = &self.admin;
         let topics = [
             NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
             NewTopic::new(&self.dead_letter_topic, 1, TopicReplication::Fixed(1)),
