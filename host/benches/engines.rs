@@ -146,6 +146,19 @@ fn engines(c: &mut Criterion) {
         })
         .collect();
     let bare_topic = format!("adpipe.{tag}.bare");
+    {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .create()
+            .expect("admin");
+        runtime
+            .block_on(admin.create_topics(
+                &[NewTopic::new(&bare_topic, 6, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            ))
+            .expect("create topic");
+    }
     group.bench_function("bare_rdkafka", |b| {
         b.to_async(&runtime).iter(|| async {
             let deliveries: Vec<_> = messages
