@@ -176,12 +176,26 @@ impl KafkaBus {
                 RDKafkaErrorCode::MessageTimedOut
             ))
         );
+        // After an outage the brokers may fence the old producer id.
+        let fenced = matches!(
+            error,
+            KafkaError::Client(rdkafka::error::KafkaError::MessageProduction(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            ))
+        );
         let due = self
             .renewed
             .lock()
             .map(|at| at.elapsed() >= self.timeout)
             .unwrap_or(true);
-        if fatal.is_some() || (timed_out && due) {
+        // Renew only with the brokers reachable again: replacing a producer
+        // while its connections are being refused crashed librdkafka here.
+        let reachable =
+            (fatal.is_some() || ((timed_out || fenced) && due)) && self.ping().await.is_ok();
+        if reachable {
             if let Some((code, reason)) = &fatal {
                 tracing::warn!(?code, %reason, "the Kafka producer failed fatally; starting a new one");
             }
