@@ -412,7 +412,9 @@ url = "{postgres}"
 [cache]
 url = "redis://127.0.0.1:6379"
 [api.rate_limits]
-enabled = false
+read = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
+ingest = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
+admin = {{ caller = {{ per_second = 1, burst = 3 }}, tenant = {{ per_second = 1000, burst = 1000 }} }}
 [[plugins]]
 name = "meta"
 path = "{meta}"
@@ -502,6 +504,21 @@ adapter = "meta"
                 (etag, r.text().await.expect("body"))
             }
         };
+        // Rate limits are shared too: one admin budget of 3 across A and B.
+        let limits_admin = token("demo", &[Role::Admin], 600);
+        let mut statuses = vec![];
+        for base in [&base_a, &base_b, &base_a, &base_b] {
+            let r = client
+                .get(format!("{base}/v1/pipelines"))
+                .bearer_auth(&limits_admin)
+                .send()
+                .await
+                .expect("pipelines");
+            statuses.push(r.status().as_u16());
+        }
+        assert_eq!(statuses, vec![200, 200, 200, 429]);
+        // One request's worth of budget comes back after a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let from_b = fetch(&base_b).await;
         let from_a = fetch(&base_a).await;
         assert_eq!(from_a, from_b);
