@@ -181,11 +181,6 @@ impl AnswerCache {
         }
     }
 
-    /// Whether answers are shared through Redis.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// Whether answers are cached at all.
     pub fn enabled(&self) -> bool {
         self.cache.is_some()

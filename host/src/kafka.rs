@@ -101,7 +101,6 @@ pub struct KafkaBus {
     topic: String,
     dead_letter_topic: String,
     group: String,
-    brokers: String,
     partitions: i32,
     timeout: Duration,
 }
@@ -138,11 +137,10 @@ impl KafkaBus {
             topic: config.topic.clone(),
             dead_letter_topic: format!("{}.dead-letters", config.topic),
             group: config.group.clone(),
-            brokers: config.brokers.clone().unwrap_or_default(),
             partitions: config.partitions,
             timeout,
         };
-        bus.create_topics(config).await?;
+        bus.create_topics().await?;
         Ok(bus)
     }
 
@@ -218,17 +216,15 @@ impl KafkaBus {
         // A restarted or replaced cluster may have lost the topics: messages
         // to a missing topic time out rather than fail. Re-create them in the
         // background (existing topics are left alone), keeping the 503 fast.
-        let _ = error;
         let bus = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = bus.create_topics(&bus.config).await {
+            if let Err(e) = bus.create_topics().await {
                 tracing::debug!("re-creating the topics failed: {e}");
             }
         });
     }
 
-    async fn create_topics(&self, config: &BusConfig) -> Result<(), KafkaError> {
-        let _ = config;
+    async fn create_topics(&self) -> Result<(), KafkaError> {
         let admin = &self.admin;
         let topics = [
             NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
@@ -449,11 +445,6 @@ impl KafkaBus {
             .create_with_context(RebalanceLog)?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)
-    }
-
-    /// Brokers, for logs.
-    pub fn brokers(&self) -> &str {
-        &self.brokers
     }
 }
 

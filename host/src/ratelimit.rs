@@ -227,11 +227,6 @@ impl RateLimits {
         })
     }
 
-    /// Whether limits apply at all.
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Draw one request from `caller`'s and `tenant`'s budgets of `class`.
     pub async fn check(&self, class: RouteClass, caller: &str, tenant: &str) -> Option<Verdict> {
         if !self.enabled {
