@@ -15,6 +15,7 @@ use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext,
     PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
 };
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -47,6 +48,9 @@ impl Adapter for Google {
 
 adpipe_plugin_sdk::export_adapter!(Google);
 
+/// One `SearchGoogleAdsResponse` or `SearchGoogleAdsStreamResponse` chunk.
+/// Proto3 JSON omits empty repeated fields, so a page without rows has no
+/// `results` at all: `{"fieldMask": "...", "requestId": "..."}`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Batch<'a> {
@@ -56,6 +60,28 @@ struct Batch<'a> {
     next_page_token: Option<Text<'a>>,
     #[serde(default)]
     error: Option<Value>,
+    #[serde(default)]
+    field_mask: Option<IgnoredAny>,
+    #[serde(default)]
+    request_id: Option<IgnoredAny>,
+    #[serde(default)]
+    total_results_count: Option<IgnoredAny>,
+    #[serde(default)]
+    summary_row: Option<IgnoredAny>,
+    #[serde(default)]
+    query_resource_consumption: Option<IgnoredAny>,
+}
+
+impl Batch<'_> {
+    /// Carries a field only a Search/SearchStream response has (besides `results`).
+    fn is_response(&self) -> bool {
+        self.next_page_token.is_some()
+            || self.field_mask.is_some()
+            || self.request_id.is_some()
+            || self.total_results_count.is_some()
+            || self.summary_row.is_some()
+            || self.query_resource_consumption.is_some()
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -184,12 +210,13 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             return Err(platform_error(error));
         }
         let Some(results) = &batch.results else {
-            if stream || batch.next_page_token.is_some() {
-                continue; // an empty batch: no rows matched
+            if stream || batch.is_response() {
+                continue; // proto3 JSON omits an empty `results`: no rows matched
             }
             return Err(PluginError::shape(
                 format!("{prefix}/results"),
-                "missing: expected a GoogleAdsService Search or SearchStream response",
+                "missing: expected a GoogleAdsService Search or SearchStream response \
+                 (`results`, `fieldMask`, `requestId`...)",
             ));
         };
         for (i, result) in results.iter().enumerate() {
@@ -243,9 +270,18 @@ fn row(
                 .and_then(|rn| id_from_resource(rn, "campaigns"))
         })
         .ok_or_else(|| {
+            let level = if r.ad_group_ad.is_some() {
+                "an ad_group_ad (ad-level) row"
+            } else if r.ad_group.is_some() {
+                "an ad_group (ad-group-level) row"
+            } else {
+                "a row without campaign, ad_group or ad_group_ad (customer-level)"
+            };
             PluginError::shape(
                 at("campaign/id"),
-                "missing: select campaign.id (customer-level rows carry no campaign)",
+                format!(
+                    "missing: {level} without campaign.id; add campaign.id to the query's SELECT"
+                ),
             )
         })?;
     let ad_group_id = r.ad_group.as_ref().and_then(|g| {

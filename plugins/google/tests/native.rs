@@ -121,3 +121,44 @@ fn restated_hourly_empty_and_error() {
         "Google Ads API error 400 INVALID_ARGUMENT: Request contains an invalid argument."
     );
 }
+
+#[test]
+fn a_search_page_without_results_is_zero_rows() {
+    // Proto3 JSON omits the empty `results` list: an empty Search page is only
+    // `fieldMask` and `requestId` (and a searchStream of such chunks).
+    let page = parse("search_empty_page.json");
+    assert!(page.rows.is_empty() && page.notices.is_empty());
+    assert!(parse("searchstream_no_results.json").rows.is_empty());
+    // Something that is not a Search response at all is still refused.
+    for body in [&b"{}"[..], br#"{"data":[]}"#] {
+        let e = parse_report(body, &ParseContext::default()).expect_err("not a response");
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::InvalidShape, "/results")
+        );
+    }
+}
+
+#[test]
+fn a_row_without_campaign_names_its_level() {
+    let ctx = ParseContext {
+        account_id: Some("1234567890".into()),
+        ..Default::default()
+    };
+    let ad = br#"{"results":[{"adGroup":{"id":"5"},"adGroupAd":{"resourceName":"customers/1234567890/adGroupAds/5~6","ad":{"id":"6"}},
+        "segments":{"date":"2026-11-01"}}],"fieldMask":"adGroup.id,adGroupAd.ad.id,segments.date"}"#;
+    let e = parse_report(ad, &ctx).expect_err("no campaign");
+    assert_eq!(e.path, "/results/0/campaign/id");
+    assert!(
+        e.message.contains("ad_group_ad") && e.message.contains("campaign.id"),
+        "{e}"
+    );
+    assert!(!e.message.contains("customer-level"), "{e}");
+    let group =
+        br#"{"results":[{"adGroup":{"id":"5"},"segments":{"date":"2026-11-01"}}],"fieldMask":"x"}"#;
+    let e = parse_report(group, &ctx).expect_err("no campaign");
+    assert!(e.message.contains("ad_group (ad-group-level)"), "{e}");
+    let customer = br#"{"results":[{"customer":{"id":"1"},"segments":{"date":"2026-11-01"}}],"fieldMask":"x"}"#;
+    let e = parse_report(customer, &ctx).expect_err("no campaign");
+    assert!(e.message.contains("customer-level"), "{e}");
+}
