@@ -8,8 +8,14 @@
 //! `adgroup_id`, `campaign_name` and `currency` may be requested as metrics.
 //! `data.page_info` drives paging.
 //!
+//! TikTok returns exactly the metrics a request asked for, and `"-"` for one
+//! it cannot compute (`null` through some connectors): a counted metric that
+//! is `"-"` or `null` is zero, one missing from the row was not requested and
+//! is refused naming it; metrics the adapter does not count are ignored.
+//!
 //! Options: `conversion_metric` (default `conversion`), `conversion_value_metric`
-//! (default `total_complete_payment_rate`, TikTok's purchase value),
+//! (default `total_complete_payment_rate`, TikTok's purchase value; `none`
+//! for either counts nothing),
 //! `extra_metrics` (default `complete_payment,result,video_play_actions,likes`).
 //!
 //! Webhooks: lead events become `leads` deltas keyed by `lead_id`; the host
@@ -95,7 +101,91 @@ struct Entry<'a> {
     #[serde(borrow, default)]
     dimensions: Option<std::collections::HashMap<&'a str, Num<'a>>>,
     #[serde(borrow, default)]
-    metrics: Option<std::collections::HashMap<&'a str, Num<'a>>>,
+    metrics: Option<std::collections::HashMap<&'a str, Cell<'a>>>,
+}
+
+/// One value of `metrics`. TikTok answers `"-"` for a metric it cannot
+/// compute, and some connectors turn that into `null` (Airbyte's
+/// `TransformEmptyMetrics`): both are [`Cell::Empty`]. Any other JSON value is
+/// kept as [`Cell::Other`] and only refused if the adapter reads that metric,
+/// so an unused metric never rejects a page.
+enum Cell<'a> {
+    Num(Num<'a>),
+    Empty,
+    Other,
+}
+
+impl<'a> Cell<'a> {
+    fn num(&self) -> Option<&Num<'a>> {
+        match self {
+            Cell::Num(n) => Some(n),
+            Cell::Empty | Cell::Other => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        use std::borrow::Cow;
+        struct CellVisitor;
+        impl<'de> Visitor<'de> for CellVisitor {
+            type Value = Cell<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a metric value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cell<'de>, E> {
+                Ok(text_cell(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell<'de>, E> {
+                Ok(text_cell(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Cell<'de>, E> {
+                Ok(text_cell(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell<'de>, E> {
+                Ok(Cell::Num(Num::Int(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell<'de>, E> {
+                Ok(Cell::Num(Num::UInt(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell<'de>, E> {
+                Ok(Cell::Num(Num::Float(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Cell<'de>, E> {
+                Ok(Cell::Empty)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Cell<'de>, E> {
+                Ok(Cell::Empty)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Cell<'de>, E> {
+                Ok(Cell::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cell<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Cell::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Cell::Other)
+            }
+        }
+        deserializer.deserialize_any(CellVisitor)
+    }
+}
+
+fn text_cell(text: std::borrow::Cow<'_, str>) -> Cell<'_> {
+    if text.trim() == "-" {
+        Cell::Empty
+    } else {
+        Cell::Num(Num::Text(text))
+    }
+}
+
+/// Whether an option names a metric to count; `none` (or empty) counts nothing.
+fn counted(option: &str) -> Option<&str> {
+    let name = option.trim();
+    (!name.is_empty() && name != "none").then_some(name)
 }
 
 /// Parse one report page.
@@ -127,10 +217,11 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
     let list = data
         .list
         .ok_or_else(|| PluginError::shape("/data/list", "missing"))?;
-    let conversion = ctx.option("conversion_metric").unwrap_or("conversion");
-    let value_metric = ctx
-        .option("conversion_value_metric")
-        .unwrap_or("total_complete_payment_rate");
+    let conversion = counted(ctx.option("conversion_metric").unwrap_or("conversion"));
+    let value_metric = counted(
+        ctx.option("conversion_value_metric")
+            .unwrap_or("total_complete_payment_rate"),
+    );
     let extras: Vec<&str> = ctx
         .option("extra_metrics")
         .unwrap_or(DEFAULT_EXTRAS)
@@ -150,7 +241,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         let met_at = |f: &str| format!("/data/list/{i}/metrics/{f}");
         let id = |key: &str| {
             dims.get(key)
-                .or_else(|| metrics.get(key))
+                .or_else(|| metrics.get(key).and_then(Cell::num))
                 .map(|v| v.text().into_owned())
                 .filter(|s| !s.is_empty() && s != "-")
         };
@@ -200,10 +291,33 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
                     "no advertiser: pass ?account_id= or request advertiser_id",
                 )
             })?;
-        let count = |key: &str| count_at(metrics.get(key), || met_at(key));
-        let micros = |key: &str| micros_at(metrics.get(key), || met_at(key));
-        let name = metrics.get("campaign_name").map(|n| n.text().into_owned());
-        let currency = metrics.get("currency").map(|n| n.text().into_owned());
+        // A metric TikTok was asked for is in every row ("-" or null when it
+        // cannot be computed: zero); one it is not in was not requested.
+        let requested = |key: &str| -> Result<Option<&Num<'_>>, PluginError> {
+            match metrics.get(key) {
+                Some(Cell::Num(n)) => Ok(Some(n)),
+                Some(Cell::Empty) => Ok(None),
+                Some(Cell::Other) => Err(PluginError::value(
+                    met_at(key),
+                    "expected a number, a numeric string, \"-\" or null",
+                )),
+                None => Err(PluginError::shape(
+                    met_at(key),
+                    format!("missing: the report was not asked for `{key}`; add it to `metrics`"),
+                )),
+            }
+        };
+        let count = |key: &str| count_at(requested(key)?, || met_at(key));
+        let micros = |key: &str| micros_at(requested(key)?, || met_at(key));
+        let counted_micros = |key: Option<&str>| key.map_or(Ok(0), micros);
+        let text = |key: &str| {
+            metrics
+                .get(key)
+                .and_then(Cell::num)
+                .map(|n| n.text().into_owned())
+        };
+        let name = text("campaign_name");
+        let currency = text("currency");
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(out.intern(&account)),
@@ -217,14 +331,22 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             impressions: count("impressions")?,
             clicks: count("clicks")?,
             spend_micros: micros("spend")?,
-            conversions_micros: micros(conversion)?,
-            conversion_value_micros: micros(value_metric)?,
+            conversions_micros: counted_micros(conversion)?,
+            conversion_value_micros: counted_micros(value_metric)?,
             observed_at_ms: None,
             dedup_key: None,
         };
         let index = out.push(row);
         for extra in &extras {
-            out.extra(index, extra, micros(extra)?);
+            // Extra metrics are kept when the report carries them.
+            if let Some(value) = metrics.get(extra).and_then(Cell::num) {
+                out.extra(index, extra, micros_at(Some(value), || met_at(extra))?);
+            } else if let Some(Cell::Other) = metrics.get(extra) {
+                return Err(PluginError::value(
+                    met_at(extra),
+                    "expected a number, a numeric string, \"-\" or null",
+                ));
+            }
         }
     }
     if let Some(PageInfo {
@@ -282,10 +404,10 @@ fn explain(body: &[u8], error: serde_json::Error) -> PluginError {
                 match entry.get(part) {
                     None | Some(Value::Null) => {}
                     Some(Value::Object(fields)) => {
-                        if let Some((k, _)) = fields
-                            .iter()
-                            .find(|(_, v)| !(v.is_string() || v.is_number()))
-                        {
+                        // Any metric value is accepted (checked when read).
+                        if let Some((k, _)) = fields.iter().find(|(_, v)| {
+                            part == "dimensions" && !(v.is_string() || v.is_number())
+                        }) {
                             return PluginError::shape(
                                 format!("/data/list/{i}/{part}/{k}"),
                                 "expected a string or number",
@@ -502,7 +624,7 @@ mod tests {
         );
         assert_eq!(e.path, "/data/list/0/dimensions/campaign_id");
         let e = bad(
-            r#"{"code":0,"data":{"list":[{"dimensions":{"campaign_id":"1","stat_time_day":"2026-11-01 00:00:00"},"metrics":{"spend":"1,5"}}]}}"#,
+            r#"{"code":0,"data":{"list":[{"dimensions":{"campaign_id":"1","stat_time_day":"2026-11-01 00:00:00"},"metrics":{"impressions":"1","clicks":"0","spend":"1,5","conversion":"0","total_complete_payment_rate":"0"}}]}}"#,
         );
         assert_eq!(e.path, "/data/list/0/metrics/spend");
         let e = bad(r#"{"code":0,"data":{"list":[{"dimensions":{"campaign_id":{"x":1}}}]}}"#);

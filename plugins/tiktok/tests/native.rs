@@ -100,3 +100,80 @@ fn lead_events_become_deltas() {
     assert_eq!(b.rows[0].date.to_string(), "2026-11-01");
     assert_eq!(b.notices.len(), 1);
 }
+
+#[test]
+fn placeholders_are_absent_values_and_unused_metrics_are_ignored() {
+    // TikTok answers "-" for a metric it cannot compute; some connectors pass
+    // null. Counted ones are zero; unused ones (cost_per_secondary_goal_result)
+    // never reject the page, whatever their value.
+    let b = parse("report_placeholders.json");
+    assert_eq!(b.rows.len(), 3);
+    let sums = |r: &adpipe_plugin_sdk::Row| {
+        (
+            r.impressions,
+            r.clicks,
+            r.spend_micros,
+            r.conversions_micros,
+            r.conversion_value_micros,
+        )
+    };
+    assert_eq!(sums(&b.rows[0]), (3_120, 41, 15_200_000, 0, 0));
+    assert_eq!(
+        sums(&b.rows[1]),
+        (2_010, 17, 9_800_000, 2_000_000, 58_000_000)
+    );
+    assert_eq!(sums(&b.rows[2]), (0, 0, 0, 0, 0));
+    assert_eq!(
+        b.extras_of(1).collect::<Vec<_>>(),
+        vec![("complete_payment", 2_000_000)]
+    );
+    assert_eq!(b.extras_of(0).count(), 0);
+    // An unused metric of any JSON type is ignored.
+    let body = String::from_utf8(fixture("report_placeholders.json"))
+        .expect("utf8")
+        .replace(
+            r#""cost_per_conversion": "4.90""#,
+            r#""cost_per_conversion": {"odd": [1, true]}"#,
+        );
+    assert_eq!(
+        parse_report(body.as_bytes(), &ctx())
+            .expect("parses")
+            .rows
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn a_counted_metric_that_was_not_requested_is_an_error_not_zero() {
+    // TikTok returns only the metrics the request asked for.
+    let body = String::from_utf8(fixture("report_placeholders.json"))
+        .expect("utf8")
+        .replace(r#""spend": "9.80","#, "");
+    let e = parse_report(body.as_bytes(), &ctx()).expect_err("no spend");
+    assert_eq!(
+        (e.kind, e.path.as_str()),
+        (ErrorKind::InvalidShape, "/data/list/1/metrics/spend")
+    );
+    assert!(
+        e.message.contains("`spend`") && e.message.contains("metrics"),
+        "{e}"
+    );
+    // A report without conversions is fine once the pipeline says it counts none.
+    let body = String::from_utf8(fixture("report_placeholders.json"))
+        .expect("utf8")
+        .replace(r#""conversion": "2","#, "");
+    let e = parse_report(body.as_bytes(), &ctx()).expect_err("no conversion");
+    assert_eq!(e.path, "/data/list/1/metrics/conversion");
+    let mut none = ctx();
+    none.options
+        .push(("conversion_metric".into(), "none".into()));
+    let b = parse_report(body.as_bytes(), &none).expect("conversions not counted");
+    assert_eq!(b.rows[1].conversions_micros, 0);
+    // A counted metric of the wrong type is refused naming it.
+    let body = String::from_utf8(fixture("report_placeholders.json"))
+        .expect("utf8")
+        .replace(r#""clicks": "17""#, r#""clicks": [17]"#);
+    let e = parse_report(body.as_bytes(), &ctx()).expect_err("bad clicks");
+    assert_eq!(e.path, "/data/list/1/metrics/clicks");
+}
