@@ -176,10 +176,15 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
             }
         };
         let Some(campaign) = insight.campaign_id.as_ref().map(|c| c.text()) else {
-            return Err(PluginError::shape(
-                at("campaign_id"),
-                "missing: account-level insights carry no campaign; request level=campaign, adset or ad",
-            ));
+            let message = if insight.ad_id.is_some() {
+                "missing: an ad-level row (ad_id) without campaign_id; add campaign_id to `fields`"
+            } else if insight.adset_id.is_some() {
+                "missing: an ad-set-level row (adset_id) without campaign_id; add campaign_id to `fields`"
+            } else {
+                "missing: a row without campaign_id, adset_id or ad_id (account-level); \
+                 request level=campaign, adset or ad with campaign_id in `fields`"
+            };
+            return Err(PluginError::shape(at("campaign_id"), message));
         };
         let start = insight
             .date_start

@@ -1,9 +1,11 @@
 //! Meta Webhooks deliveries (object `page`) → `leads` deltas.
 //!
-//! Each `leadgen` change is one lead: +1 of the extra metric `leads` for its ad
-//! and ad set, deduplicated by `leadgen_id` (Meta retries deliveries). The
-//! payload names no campaign or account: the host places the lead through the
-//! ad hierarchy it learned from reports. Other change fields are acknowledged
+//! Each `leadgen` change is one lead: +1 of the extra metric `leads` for its
+//! ad, deduplicated by `leadgen_id` (Meta retries deliveries). The payload
+//! names no ad set, campaign or account: the host places the lead through the
+//! ad hierarchy it learned from reports. `adgroup_id` is Meta's legacy name of
+//! the *ad* (an "adgroup" was an ad in the old Ads API), never an ad set: it
+//! only stands in for a missing `ad_id`. Other change fields are acknowledged
 //! as notices.
 
 use adpipe_plugin_sdk::{BatchBuilder, Date, ParseContext, PluginError, Row, RowBatch, RowKind};
@@ -95,7 +97,8 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                 .as_ref()
                 .map(|l| l.text())
                 .ok_or_else(|| PluginError::shape(at("leadgen_id"), "missing"))?;
-            let Some(ad_id) = lead.ad_id.as_ref().map(|a| a.text()) else {
+            let ad_id = lead.ad_id.as_ref().or(lead.adgroup_id.as_ref());
+            let Some(ad_id) = ad_id.map(|a| a.text()) else {
                 batch.notice(format!(
                     "lead {leadgen_id} has no ad_id (organic lead): not attributed"
                 ));
@@ -115,7 +118,8 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                 account_id: account.as_deref().map(|a| batch.intern(a)),
                 campaign_id: None,
                 campaign_name: None,
-                ad_group_id: lead.adgroup_id.as_ref().map(|g| batch.intern(&g.text())),
+                // The ad set comes from the hierarchy, never from `adgroup_id`.
+                ad_group_id: None,
                 ad_id: Some(batch.intern(&ad_id)),
                 date,
                 hour: None,
@@ -172,7 +176,7 @@ mod tests {
         let b = parse(body, &ctx).expect("parses");
         assert_eq!(b.rows.len(), 2);
         assert_eq!(b.str(b.rows[0].ad_id.expect("ad")), "23851");
-        assert_eq!(b.str(b.rows[0].ad_group_id.expect("adset")), "23850");
+        assert_eq!(b.rows[0].ad_group_id, None, "adgroup_id is not an ad set");
         assert_eq!(b.str(b.rows[0].dedup_key.expect("key")), "leadgen:1950");
         assert_eq!(b.str(b.rows[0].account_id.expect("account")), "42");
         assert_eq!(b.rows[0].observed_at_ms, Some(1_761_998_400_000));

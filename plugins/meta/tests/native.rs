@@ -197,6 +197,10 @@ fn leadgen_deliveries_become_deduplicable_deltas() {
         .rows
         .iter()
         .all(|r| r.kind == RowKind::Delta && r.campaign_id.is_none()));
+    assert!(
+        b.rows.iter().all(|r| r.ad_group_id.is_none()),
+        "adgroup_id is Meta's legacy name of the ad, never an ad set"
+    );
     assert!(b.rows.iter().all(|r| r.date.to_string() == "2026-11-01"));
     assert_eq!(b.extras.len(), 3);
     assert!(b
@@ -206,4 +210,47 @@ fn leadgen_deliveries_become_deduplicable_deltas() {
     assert_eq!(b.notices.len(), 2, "{:?}", b.notices);
     assert!(b.notices.iter().any(|n| n.contains("organic")));
     assert!(b.notices.iter().any(|n| n.contains("\"feed\"")));
+}
+
+#[test]
+fn a_leads_adgroup_id_is_its_ad_not_an_ad_set() {
+    // In Meta's legacy naming an "adgroup" is an ad: real deliveries carry
+    // adgroup_id equal to ad_id. The lead is attached to its ad (ad_id, else
+    // adgroup_id); its ad set and campaign come from reports, never from here.
+    let b = parse_webhook(
+        &fixture("webhook_leadgen_adgroup.json"),
+        &ParseContext::default(),
+    )
+    .expect("delivery parses");
+    assert_eq!(b.rows.len(), 2);
+    let ads: Vec<_> = b.rows.iter().map(|r| b.str(r.ad_id.expect("ad"))).collect();
+    assert_eq!(ads, ["23851000000311", "23851000000312"]);
+    assert!(b.rows.iter().all(|r| r.ad_group_id.is_none()));
+    assert!(b.notices.is_empty(), "{:?}", b.notices);
+}
+
+#[test]
+fn a_row_without_campaign_names_its_level() {
+    let ctx = ParseContext {
+        account_id: Some("act_1".into()),
+        currency: Some("USD".into()),
+        ..Default::default()
+    };
+    let ad = br#"{"data":[{"account_id":"1","adset_id":"5","ad_id":"6","date_start":"2026-11-01","date_stop":"2026-11-01"}]}"#;
+    let e = parse_report(ad, &ctx).expect_err("no campaign");
+    assert_eq!(
+        (e.kind, e.path.as_str()),
+        (ErrorKind::InvalidShape, "/data/0/campaign_id")
+    );
+    assert!(
+        e.message.contains("ad-level") && e.message.contains("campaign_id"),
+        "{e}"
+    );
+    assert!(!e.message.contains("account-level"), "{e}");
+    let adset = br#"{"data":[{"account_id":"1","adset_id":"5","date_start":"2026-11-01"}]}"#;
+    let e = parse_report(adset, &ctx).expect_err("no campaign");
+    assert!(e.message.contains("ad-set-level"), "{e}");
+    let account = br#"{"data":[{"account_id":"1","date_start":"2026-11-01"}]}"#;
+    let e = parse_report(account, &ctx).expect_err("no campaign");
+    assert!(e.message.contains("account-level"), "{e}");
 }
