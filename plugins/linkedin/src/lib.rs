@@ -4,10 +4,14 @@
 //! `q=statistics` with up to three `pivots`) at `timeGranularity=DAILY` (or
 //! `ALL` when the range is one day): `elements[]` with `dateRange.start/end`
 //! as `{year, month, day}`, `pivotValues` as URNs, `impressions`, `clicks`,
-//! `costInLocalCurrency` (spend; `costInUsd` is ignored), and
+//! `costInLocalCurrency` (spend; `costInUsd` stands in only when the row's
+//! currency is USD, otherwise the row is refused), and
 //! `externalWebsiteConversions` / `conversionValueInLocalCurrency`.
 //! Rows name no account or currency: they come from the pipeline or the
 //! request (`?account_id=`, `?currency=`), or from an ACCOUNT pivot.
+//! LinkedIn returns only the metrics `fields` asked for: a counted metric
+//! absent from every element of a page was not requested and is refused
+//! naming it; absent from some elements only, it is zero there.
 //!
 //! Webhooks: lead notifications (`LEAD_ACTION`) become `leads` deltas keyed by
 //! the form response URN; the host answers the `challengeCode` validation
@@ -45,8 +49,14 @@ impl Adapter for LinkedIn {
 
     fn handshake(query: &[(String, String)]) -> HandshakePlan {
         match adpipe_plugin_sdk::option(query, "challengeCode") {
-            Some(code) if !code.is_empty() => HandshakePlan::HmacChallenge(code.to_owned()),
-            _ => HandshakePlan::Reject(
+            // LinkedIn sends a type-4 UUID; answering the HMAC of anything else
+            // would sign attacker-chosen text (a signing oracle).
+            Some(code) if is_uuid(code) => HandshakePlan::HmacChallenge(code.to_owned()),
+            Some(_) => HandshakePlan::Reject(
+                "challengeCode is not a UUID (8-4-4-4-12 hex digits), so it is not LinkedIn's"
+                    .into(),
+            ),
+            None => HandshakePlan::Reject(
                 "not a LinkedIn webhook validation: missing challengeCode".into(),
             ),
         }
@@ -69,6 +79,16 @@ impl Adapter for LinkedIn {
 }
 
 adpipe_plugin_sdk::export_adapter!(LinkedIn);
+
+/// `890e4665-4dfe-4ab1-b689-ed553bceeed0`: 8-4-4-4-12 hex digits, nothing else.
+pub fn is_uuid(code: &str) -> bool {
+    let groups: Vec<&str> = code.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 #[derive(Deserialize)]
 struct Response<'a> {
@@ -113,6 +133,8 @@ struct Element<'a> {
     clicks: Option<Num<'a>>,
     #[serde(borrow, default)]
     cost_in_local_currency: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    cost_in_usd: Option<Num<'a>>,
     #[serde(borrow, default)]
     external_website_conversions: Option<Num<'a>>,
     #[serde(borrow, default)]
@@ -166,6 +188,32 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             "missing: expected the `elements` array of an adAnalytics response",
         ));
     };
+    // LinkedIn returns only the metrics the request's `fields` asked for: one
+    // absent from every element of the page was not requested (an error, not
+    // a zero); one absent from some elements only is zero there.
+    let requested = |f: fn(&Element<'_>) -> bool| elements.iter().any(f);
+    let not_requested = [
+        ("impressions", requested(|e| e.impressions.is_some())),
+        ("clicks", requested(|e| e.clicks.is_some())),
+        (
+            "costInLocalCurrency",
+            requested(|e| e.cost_in_local_currency.is_some() || e.cost_in_usd.is_some()),
+        ),
+        (
+            "externalWebsiteConversions",
+            requested(|e| e.external_website_conversions.is_some()),
+        ),
+        (
+            "conversionValueInLocalCurrency",
+            requested(|e| e.conversion_value_in_local_currency.is_some()),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(field, present)| (!present).then_some(field));
+    let usd = ctx
+        .currency
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("USD"));
     let mut out = BatchBuilder::new();
     for (i, e) in elements.iter().enumerate() {
         let at = |f: &str| format!("/elements/{i}/{f}");
@@ -237,8 +285,33 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
                 "no account: pass ?account_id= or add the ACCOUNT pivot",
             )
         })?;
+        if let Some(field) = not_requested {
+            return Err(PluginError::shape(
+                at(field),
+                format!(
+                    "missing from every element: the request did not ask for it; add {field} to `fields`"
+                ),
+            ));
+        }
         let count = |v: &Option<Num<'_>>, f: &str| count_at(v.as_ref(), || at(f));
         let micros = |v: &Option<Num<'_>>, f: &str| micros_at(v.as_ref(), || at(f));
+        let spend = match (&e.cost_in_local_currency, &e.cost_in_usd) {
+            (Some(_), _) | (None, None) => {
+                micros(&e.cost_in_local_currency, "costInLocalCurrency")?
+            }
+            (None, Some(_)) if usd => micros(&e.cost_in_usd, "costInUsd")?,
+            (None, Some(_)) => {
+                return Err(PluginError::new(
+                    ErrorKind::MissingContext,
+                    at("costInLocalCurrency"),
+                    format!(
+                        "missing: the row has only costInUsd and its currency is {}, not USD; \
+                         add costInLocalCurrency to `fields`",
+                        ctx.currency.as_deref().unwrap_or("unknown")
+                    ),
+                ))
+            }
+        };
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(out.intern(&account)),
@@ -251,7 +324,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             currency: None,
             impressions: count(&e.impressions, "impressions")?,
             clicks: count(&e.clicks, "clicks")?,
-            spend_micros: micros(&e.cost_in_local_currency, "costInLocalCurrency")?,
+            spend_micros: spend,
             conversions_micros: micros(
                 &e.external_website_conversions,
                 "externalWebsiteConversions",
@@ -554,7 +627,7 @@ mod tests {
         assert_eq!(e.path, "/elements/0/dateRange/end");
         let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCreative:1"]}]}"#, &ctx()).expect_err("no campaign");
         assert_eq!(e.path, "/elements/0/pivotValues");
-        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCampaign:1"],"costInLocalCurrency":"abc"}]}"#, &ctx()).expect_err("bad cost");
+        let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCampaign:1"],"impressions":1,"clicks":0,"costInLocalCurrency":"abc","externalWebsiteConversions":0,"conversionValueInLocalCurrency":"0"}]}"#, &ctx()).expect_err("bad cost");
         assert_eq!(e.path, "/elements/0/costInLocalCurrency");
         let e = parse_report(br#"{"elements":[{"dateRange":{"start":{"year":2026,"month":11,"day":1}},"pivotValues":["urn:li:sponsoredCampaign:1"]}]}"#, &ParseContext::default()).expect_err("no account");
         assert_eq!(e.kind, ErrorKind::MissingContext);
@@ -567,10 +640,29 @@ mod tests {
 
     #[test]
     fn challenge_and_pull_plan() {
+        let uuid = "890e4665-4dfe-4ab1-b689-ed553bceeed0";
         assert_eq!(
-            LinkedIn::handshake(&[("challengeCode".into(), "abc".into())]),
-            HandshakePlan::HmacChallenge("abc".into())
+            LinkedIn::handshake(&[("challengeCode".into(), uuid.into())]),
+            HandshakePlan::HmacChallenge(uuid.into())
         );
+        for code in [
+            "abc",
+            "{\"type\":\"LEAD_ACTION\"}",
+            "hmacsha256={}",
+            "890e4665-4dfe-4ab1-b689-ed553bceeed0x",
+            "890e4665-4dfe-4ab1-b689ed553bceeed0",
+            "890e4665-4dfe-4ab1-b689-ed553bceeedg",
+            "{890e4665-4dfe-4ab1-b689-ed553bceeed0}",
+            "890e46654dfe4ab1b689ed553bceeed0",
+        ] {
+            assert!(
+                matches!(
+                    LinkedIn::handshake(&[("challengeCode".into(), code.into())]),
+                    HandshakePlan::Reject(_)
+                ),
+                "{code}"
+            );
+        }
         assert!(matches!(LinkedIn::handshake(&[]), HandshakePlan::Reject(_)));
         let plan = plan_pull(&PullRequest {
             account_id: "509".into(),

@@ -137,3 +137,64 @@ fn lead_notifications_become_deltas() {
         "the organic lead is acknowledged, not counted"
     );
 }
+
+#[test]
+fn cost_in_usd_stands_in_only_for_usd_rows() {
+    // A request whose `fields` asked for costInUsd but not costInLocalCurrency.
+    let b = parse("adanalytics_cost_in_usd_only.json");
+    assert_eq!(
+        sum(&b, "612345001", "2026-11-04"),
+        (5_120, 31, 162_400_000, 2_000_000, 310_000_000),
+        "USD rows: costInUsd is the spend, never 0"
+    );
+    for currency in [Some("EUR"), None] {
+        let ctx = ParseContext {
+            currency: currency.map(str::to_owned),
+            ..ctx()
+        };
+        let e =
+            parse_report(&fixture("adanalytics_cost_in_usd_only.json"), &ctx).expect_err("not USD");
+        assert_eq!(
+            (e.kind, e.path.as_str()),
+            (ErrorKind::MissingContext, "/elements/0/costInLocalCurrency")
+        );
+        assert!(e.message.contains("add costInLocalCurrency"), "{e}");
+    }
+}
+
+#[test]
+fn a_metric_the_request_did_not_ask_for_is_an_error_not_zero() {
+    // LinkedIn returns only what `fields` asked for: absent from every element.
+    let page: serde_json::Value =
+        serde_json::from_slice(&fixture("adanalytics_statistics_page1.json")).expect("json");
+    for field in [
+        "impressions",
+        "clicks",
+        "externalWebsiteConversions",
+        "conversionValueInLocalCurrency",
+    ] {
+        let mut p = page.clone();
+        for e in p["elements"].as_array_mut().expect("elements") {
+            e.as_object_mut().expect("element").remove(field);
+        }
+        let e = parse_report(&serde_json::to_vec(&p).expect("json"), &ctx())
+            .expect_err("not requested");
+        assert_eq!(
+            (e.kind, e.path.clone()),
+            (ErrorKind::InvalidShape, format!("/elements/0/{field}")),
+            "{e}"
+        );
+        assert!(
+            e.message.contains(&format!("add {field} to `fields`")),
+            "{e}"
+        );
+    }
+    let mut p = page.clone();
+    for e in p["elements"].as_array_mut().expect("elements") {
+        let e = e.as_object_mut().expect("element");
+        e.remove("costInLocalCurrency");
+        e.remove("costInUsd");
+    }
+    let e = parse_report(&serde_json::to_vec(&p).expect("json"), &ctx()).expect_err("no cost");
+    assert_eq!(e.path, "/elements/0/costInLocalCurrency");
+}
