@@ -152,6 +152,15 @@ pub async fn webhook_handshake(
             }
         }
         HandshakePlan::HmacChallenge(code) => {
+            // Whatever the plugin planned, only a UUID-shaped code is signed:
+            // answering the HMAC of any text would be a signing oracle.
+            if !signature::is_uuid_challenge(&code) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_handshake",
+                    "challengeCode must be a UUID (8-4-4-4-12 hex digits), as LinkedIn sends",
+                ));
+            }
             let secret = webhook_secret(pipeline)?;
             let response = signature::hmac_hex(secret.as_bytes(), code.as_bytes());
             Ok(Json(json!({"challengeCode": code, "challengeResponse": response})).into_response())
@@ -186,6 +195,15 @@ pub async fn webhook(
     let secret = webhook_secret(pipeline)?;
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = match scheme {
+        SignatureScheme::HmacSha256Body(h) if signature::signs_prefixed_body(&h.header) => {
+            signature::verify_prefixed_body(
+                secret.as_bytes(),
+                &body,
+                &h.header,
+                header_value(&h.header),
+                &h.prefix,
+            )
+        }
         SignatureScheme::HmacSha256Body(h) => signature::verify_body(
             secret.as_bytes(),
             &body,

@@ -411,6 +411,22 @@ async fn pulls_follow_pages_retry_and_land_exact_totals() {
     );
 }
 
+/// Hex HMAC-SHA256 of the concatenated `parts`, with the `hmac` crate directly.
+fn independent_hmac(secret: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What LinkedIn puts in `X-LI-Signature`: hex HMAC-SHA256(client secret,
+/// "hmacsha256=" + body) (learn.microsoft.com/en-us/linkedin/shared/api-guide/webhook-validation).
+fn li_signature(secret: &[u8], body: &[u8]) -> String {
+    independent_hmac(secret, &[b"hmacsha256=", body])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkedin_tiktok_and_google_webhooks() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -427,19 +443,19 @@ async fn linkedin_tiktok_and_google_webhooks() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    let expected =
-        adpipe::signature::hmac_hex(b"li-client-secret", b"890e4665-4dfe-4ab1-b689-ed553bceeed4");
+    let expected = independent_hmac(
+        b"li-client-secret",
+        &[b"890e4665-4dfe-4ab1-b689-ed553bceeed4"],
+    );
     assert_eq!(
         answer.json,
         json!({"challengeCode": "890e4665-4dfe-4ab1-b689-ed553bceeed4", "challengeResponse": expected})
     );
 
-    // LinkedIn notifications carry X-LI-Signature: hmacsha256=<hex>.
+    // LinkedIn notifications carry X-LI-Signature: hex HMAC-SHA256(client secret,
+    // "hmacsha256=" + body), computed here without adpipe's signing code.
     let body = fixture("linkedin", "webhook_leads.json");
-    let signed = format!(
-        "hmacsha256={}",
-        adpipe::signature::hmac_hex(b"li-client-secret", body.as_bytes())
-    );
+    let signed = li_signature(b"li-client-secret", body.as_bytes());
     let request = |sig: &str| {
         axum::http::Request::post("/v1/webhooks/linkedin")
             .header("x-li-signature", sig)
@@ -453,11 +469,22 @@ async fn linkedin_tiktok_and_google_webhooks() {
         "{}",
         answer.text
     );
-    let answer = send(&app, request("hmacsha256=00")).await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (StatusCode::UNAUTHORIZED, "invalid_signature")
-    );
+    let answer = send(&app, request(&format!("hmacsha256={signed}"))).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    // The digest of the bare body (adpipe's old reading of the docs) is not LinkedIn's.
+    let bare = independent_hmac(b"li-client-secret", &[body.as_bytes()]);
+    for sig in [
+        "hmacsha256=00".to_owned(),
+        bare.clone(),
+        format!("hmacsha256={bare}"),
+    ] {
+        let answer = send(&app, request(&sig)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            "{sig}"
+        );
+    }
 
     // TikTok: TikTok-Signature t=<ts>,s=<hex HMAC(secret, "<ts>.<body>")>, stale ones refused.
     let body = fixture("tiktok", "webhook_leads.json");
@@ -540,4 +567,109 @@ async fn linkedin_tiktok_and_google_webhooks() {
         "{}",
         answer.text
     );
+}
+
+/// The LinkedIn validation route is no signing oracle, on a real `adpipe serve`:
+/// a JSON body sent as `challengeCode` is refused, so posting that JSON with
+/// whatever came back is refused too — for the old reading of the scheme
+/// (digest of the bare body) and for LinkedIn's (digest of `hmacsha256=` + body).
+#[test]
+fn linkedin_challenge_is_no_signing_oracle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("adpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nwatch_plugins = false\n\n\
+             [[plugins]]\nname = \"linkedin\"\npath = \"{}\"\n\n\
+             [[pipelines]]\nname = \"linkedin\"\ntenant = \"demo\"\nadapter = \"linkedin\"\n\
+             webhook_secret_env = \"ADPIPE_TEST_ORACLE_LI_SECRET\"\ncurrency = \"USD\"\naccount_id = \"509876\"\n",
+            dir.path().join("data").display(),
+            plugin_path("linkedin").display()
+        ),
+    )
+    .expect("config");
+    let secret = b"oracle-client-secret";
+    let server = Server::spawn(
+        &config,
+        &[
+            ("ADPIPE_JWT_SECRET", JWT_SECRET),
+            ("ADPIPE_TEST_ORACLE_LI_SECRET", "oracle-client-secret"),
+        ],
+        &[],
+    );
+    let url = format!("{}/v1/webhooks/linkedin", server.base);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let challenge = |code: String| {
+            let request = client.get(&url).query(&[("challengeCode", code)]);
+            async move {
+                let response = request.send().await.expect("get");
+                let status = response.status();
+                let json: Value = response.json().await.unwrap_or(Value::Null);
+                (status, json)
+            }
+        };
+        let deliver = |body: &str, signature: String| {
+            let request = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-li-signature", signature)
+                .body(body.to_owned());
+            async move {
+                let response = request.send().await.expect("post");
+                let status = response.status();
+                let json: Value = response.json().await.unwrap_or(Value::Null);
+                (status, json)
+            }
+        };
+
+        // LinkedIn's own validation: a type-4 UUID, answered with its HMAC.
+        let uuid = "890e4665-4dfe-4ab1-b689-ed553bceeed0";
+        let (status, json) = challenge(uuid.into()).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(
+            json,
+            json!({"challengeCode": uuid, "challengeResponse": independent_hmac(secret, &[uuid.as_bytes()])})
+        );
+
+        // A genuine delivery (signed as LinkedIn signs) is accepted, with or
+        // without the prefix on the digest.
+        let body = fixture("linkedin", "webhook_leads.json");
+        let genuine = li_signature(secret, body.as_bytes());
+        let (status, json) = deliver(&body, genuine.clone()).await;
+        assert_eq!(status, 202, "{json}");
+        let (status, json) = deliver(&body, format!("hmacsha256={genuine}")).await;
+        assert_eq!(status, 202, "{json}");
+
+        // The attack: have the forged notification signed through the handshake...
+        let forged = r#"{"type":"LEAD_ACTION","leadAction":"CREATED","leadGenFormResponse":"urn:li:leadGenFormResponse:forged-1","owner":{"sponsoredAccount":"urn:li:sponsoredAccount:509876"},"associatedEntity":{"sponsoredCampaign":"urn:li:sponsoredCampaign:612345001"},"occuredAt":1793541200000}"#;
+        for (scheme, code) in [
+            ("old: digest of the bare body", forged.to_owned()),
+            ("LinkedIn's: digest of hmacsha256= + body", format!("hmacsha256={forged}")),
+        ] {
+            let (status, json) = challenge(code).await;
+            assert_eq!(status, 400, "{scheme}: the oracle answered {json}");
+            assert_eq!(json["error"]["code"], "invalid_handshake", "{scheme}: {json}");
+            assert!(
+                json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{scheme}: {json}"
+            );
+            // ...then post it with what came back: refused.
+            let digest = json["challengeResponse"].as_str().unwrap_or("").to_owned();
+            for signature in [digest.clone(), format!("hmacsha256={digest}")] {
+                let (status, json) = deliver(forged, signature).await;
+                assert_eq!(status, 401, "{scheme}: {json}");
+                assert_eq!(json["error"]["code"], "invalid_signature", "{scheme}: {json}");
+            }
+        }
+        // The digest the old oracle would have returned (HMAC of the bare body),
+        // computed here, is no signature of that body either.
+        let old_oracle = independent_hmac(secret, &[forged.as_bytes()]);
+        for signature in [old_oracle.clone(), format!("hmacsha256={old_oracle}")] {
+            let (status, json) = deliver(forged, signature).await;
+            assert_eq!(status, 401, "{json}");
+        }
+    });
 }
