@@ -522,8 +522,9 @@ async fn meta_webhooks_verify_and_count_leads_once_through_the_hierarchy() {
         (StatusCode::BAD_REQUEST, "invalid_handshake")
     );
 
-    // Signatures.
-    let body = leadgen("L1", "a9", "s9");
+    // Signatures. Real deliveries carry adgroup_id = ad_id: in Meta's legacy
+    // naming an "adgroup" is the ad, so it must never be taken for an ad set.
+    let body = leadgen("L1", "a9", "a9");
     let answer = send(&env.app, webhook(&body, None)).await;
     assert_eq!(
         (answer.status, answer.code()),
@@ -561,7 +562,7 @@ async fn meta_webhooks_verify_and_count_leads_once_through_the_hierarchy() {
             answer.text
         );
     }
-    let second = leadgen("L2", "a9", "s9");
+    let second = leadgen("L2", "a9", "a9");
     assert_eq!(
         send(
             &env.app,
