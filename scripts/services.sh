@@ -6,7 +6,13 @@
 # PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are expected to run already
 # (the development and CI machines start them); this script checks them.
 # ClickHouse: Debian's clickhouse-server (18.16), HTTP on 127.0.0.1:8123.
-# Kafka protocol: tansu (cargo install, once; ~10 min), memory storage, 127.0.0.1:9092.
+# Kafka protocol: tansu 0.6.0 (cargo install, once; ~10 min) with its SQLite storage, 127.0.0.1:9092.
+#   SQLite, not memory storage: tansu's memory storage answers a fetch that starts inside a
+#   record batch with the *next* batch, so a consumer resuming from a committed offset inside
+#   a producer batch never sees the rest of it (issue 17); the SQLite storage fetches record
+#   by record and keeps its data across a broker restart, as a real Kafka cluster does.
+#   Installed into its own root, so an older tansu elsewhere on PATH is never picked up.
+#   Its data: $state/tansu/tansu.db (ADPIPE_TANSU_RESET=1 starts from an empty one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state="${ADPIPE_SERVICES_DIR:-/tmp/adpipe-services}"
@@ -35,18 +41,36 @@ clickhouse_up() {
   echo "clickhouse did not start; see /var/log/clickhouse-server/"; exit 1
 }
 
+# The tansu binary the tests use too (host/tests/all/distributed.rs reads ADPIPE_TEST_TANSU).
+tansu_root="${ADPIPE_TANSU_ROOT:-$HOME/.cargo/adpipe-tansu-0.6.0-sqlite}"
+tansu_bin="$tansu_root/bin/tansu"
+
+tansu_install() {
+  [ -x "$tansu_bin" ] && return 0
+  echo "installing tansu 0.6.0 with SQLite storage (cargo install, once)..."
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$tansu_root" \
+    >"$state/tansu-install.log" 2>&1 || { tail -30 "$state/tansu-install.log"; exit 1; }
+}
+
 kafka_up() {
-  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then echo "kafka (tansu): up"; return 0; fi
-  export PATH="$HOME/.cargo/bin:$PATH"
-  if ! command -v tansu >/dev/null 2>&1; then
-    echo "installing tansu (cargo install, once)..."
-    cargo install tansu --locked --features dynostore,postgres >"$state/tansu-install.log" 2>&1 \
-      || { tail -30 "$state/tansu-install.log"; exit 1; }
+  tansu_install
+  # A broker this script started earlier on memory storage (before issue 17) is replaced.
+  if [ -f "$state/tansu.pid" ] && tr '\0' ' ' <"/proc/$(cat "$state/tansu.pid")/cmdline" 2>/dev/null | grep -q 'memory://'; then
+    echo "kafka (tansu): replacing a memory-storage broker with the SQLite one"
+    kill "$(cat "$state/tansu.pid")" 2>/dev/null || true
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || break; sleep 0.1; done
   fi
-  nohup setsid tansu broker --listener-url tcp://127.0.0.1:9092 \
-    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
-    >"$state/tansu.log" 2>&1 </dev/null &
-  echo $! >"$state/tansu.pid"
+  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then echo "kafka (tansu): up"; return 0; fi
+  mkdir -p "$state/tansu"
+  if [ "${ADPIPE_TANSU_RESET:-0}" = 1 ]; then rm -f "$state/tansu/tansu.db"*; fi
+  # The SQLite path is relative to the broker's working directory.
+  (
+    cd "$state/tansu"
+    nohup setsid "$tansu_bin" broker --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine sqlite://tansu.db \
+      >"$state/tansu.log" 2>&1 </dev/null &
+    echo $! >"$state/tansu.pid"
+  )
   for _ in $(seq 1 300); do
     (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && { echo "kafka (tansu): up"; return 0; }
     sleep 0.1
@@ -81,5 +105,9 @@ case "${1:-up}" in
     curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1 && echo "clickhouse: up" || echo "clickhouse: down"
     check_port "kafka (tansu)" 9092 || true
     ;;
-  *) echo "usage: $0 up|down|status"; exit 2 ;;
+  tansu-path)
+    tansu_install >&2
+    echo "$tansu_bin"
+    ;;
+  *) echo "usage: $0 up|down|status|tansu-path"; exit 2 ;;
 esac

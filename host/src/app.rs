@@ -397,6 +397,7 @@ impl App {
                     app.store.clone(),
                     app.config.bus.topic.clone(),
                     (**bus).clone(),
+                    app.telemetry.bus_consumer.clone(),
                 ));
             }
         }

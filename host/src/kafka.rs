@@ -58,13 +58,26 @@ impl Fence {
     }
 }
 
-/// Logs every partition assignment change of the aggregation consumer.
-pub struct RebalanceLog;
+/// Logs every partition assignment change of the aggregation consumer and
+/// counts them, so the consumer knows where each partition restarted.
+#[derive(Default)]
+pub struct RebalanceLog {
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl RebalanceLog {
+    /// How many assignment changes this member has seen.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
 
 impl rdkafka::ClientContext for RebalanceLog {}
 
 impl rdkafka::consumer::ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         match rebalance {
             rdkafka::consumer::Rebalance::Assign(list) => {
                 let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
@@ -89,8 +102,10 @@ pub struct KafkaBus {
     /// producer whose messages timed out while the brokers were away).
     producer: Arc<std::sync::RwLock<FutureProducer>>,
     config: BusConfig,
-    /// When the producer was last replaced (at most once per timeout).
-    renewed: Arc<std::sync::Mutex<Instant>>,
+    /// Set when a publish failed: the producer is replaced before the next.
+    suspect: Arc<std::sync::atomic::AtomicBool>,
+    /// One replacement at a time.
+    renewing: Arc<tokio::sync::Mutex<()>>,
     /// Replaced producers, kept until they hold no message (dropping a
     /// librdkafka handle with requests in flight is not safe).
     retired: Arc<std::sync::Mutex<Vec<FutureProducer>>>,
@@ -130,7 +145,8 @@ impl KafkaBus {
         let bus = KafkaBus {
             producer: Arc::new(std::sync::RwLock::new(producer)),
             config: config.clone(),
-            renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
+            suspect: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            renewing: Arc::new(tokio::sync::Mutex::new(())),
             retired: Arc::new(std::sync::Mutex::new(Vec::new())),
             admin: Arc::new(client_config(config).create()?),
             observer: Arc::new(observer),
@@ -149,6 +165,9 @@ impl KafkaBus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
+            // Bounded record batches: a member that resumes inside one never
+            // has to look back further than this (see `Resume`).
+            .set("batch.num.messages", PRODUCER_BATCH_MESSAGES.to_string())
             .set("message.timeout.ms", config.timeout_ms.to_string())
             .create()?)
     }
@@ -160,58 +179,27 @@ impl KafkaBus {
         }
     }
 
-    /// After a failed publish: replace a fatally failed producer, and
-    /// create the topics again if the cluster lost them.
+    /// After a failed publish: mark the producer for replacement, and create
+    /// the topics again if the cluster lost them.
     async fn recover(&self, error: &KafkaError) {
         use rdkafka::producer::Producer as _;
-        // A fatally failed producer is replaced; so is one whose messages
-        // timed out (its idempotence state may not match a restarted
-        // cluster's), at most once per publish timeout.
+        // A producer whose messages failed (timed out, or refused by brokers
+        // that came back) is not used again: its idempotence state (producer
+        // id, sequence numbers) may no longer match the brokers'. A fenced id
+        // fails every later message; tansu 0.6.0's SQLite storage even stops
+        // serving anyone once such a producer sends its next batch after a
+        // timeout. A fatally failed one is replaced too.
         let fatal = self.current_producer().client().fatal_error();
-        let timed_out = matches!(
+        let produce_failed = matches!(
             error,
-            KafkaError::Client(rdkafka::error::KafkaError::MessageProduction(
-                RDKafkaErrorCode::MessageTimedOut
-            ))
+            KafkaError::Client(rdkafka::error::KafkaError::MessageProduction(_))
         );
-        // After an outage the brokers may fence the old producer id.
-        let fenced = matches!(
-            error,
-            KafkaError::Client(rdkafka::error::KafkaError::MessageProduction(
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::UnknownProducerId
-                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
-            ))
-        );
-        let due = self
-            .renewed
-            .lock()
-            .map(|at| at.elapsed() >= self.timeout)
-            .unwrap_or(true);
-        // Renew only with the brokers reachable again: replacing a producer
-        // while its connections are being refused crashed librdkafka here.
-        let reachable =
-            (fatal.is_some() || ((timed_out || fenced) && due)) && self.ping().await.is_ok();
-        if reachable {
+        if fatal.is_some() || produce_failed {
             if let Some((code, reason)) = &fatal {
-                tracing::warn!(?code, %reason, "the Kafka producer failed fatally; starting a new one");
+                tracing::warn!(?code, %reason, "the Kafka producer failed fatally");
             }
-            match Self::producer(&self.config) {
-                Ok(fresh) => {
-                    if let Ok(mut slot) = self.producer.write() {
-                        let old = std::mem::replace(&mut *slot, fresh);
-                        if let Ok(mut retired) = self.retired.lock() {
-                            retired.retain(|p| p.in_flight_count() > 0);
-                            retired.push(old);
-                        }
-                    }
-                    if let Ok(mut at) = self.renewed.lock() {
-                        *at = Instant::now();
-                    }
-                }
-                Err(e) => tracing::error!("starting a new Kafka producer failed: {e}"),
-            }
+            self.suspect
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         // A restarted or replaced cluster may have lost the topics: messages
         // to a missing topic time out rather than fail. Re-create them in the
@@ -222,6 +210,34 @@ impl KafkaBus {
                 tracing::debug!("re-creating the topics failed: {e}");
             }
         });
+    }
+
+    /// Before publishing: replace a producer marked by [`Self::recover`], once
+    /// the brokers answer again (replacing a producer while its connections
+    /// are being refused crashed librdkafka here). Until they answer, publish
+    /// fails at once.
+    async fn renew_if_suspect(&self) -> Result<(), KafkaError> {
+        use std::sync::atomic::Ordering;
+        if !self.suspect.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.renewing.lock().await;
+        if !self.suspect.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.ping().await?;
+        let fresh = Self::producer(&self.config)?;
+        tracing::warn!("publishing failed earlier; starting a new Kafka producer");
+        if let Ok(mut slot) = self.producer.write() {
+            let old = std::mem::replace(&mut *slot, fresh);
+            if let Ok(mut retired) = self.retired.lock() {
+                use rdkafka::producer::Producer as _;
+                retired.retain(|p| p.in_flight_count() > 0);
+                retired.push(old);
+            }
+        }
+        self.suspect.store(false, Ordering::Release);
+        Ok(())
     }
 
     async fn create_topics(&self) -> Result<(), KafkaError> {
@@ -250,6 +266,7 @@ impl KafkaBus {
     /// Publish an envelope's rows, one message per campaign, and wait for
     /// the broker's acknowledgement of all of them.
     pub async fn publish(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+        self.renew_if_suspect().await?;
         let result = self.publish_once(envelope).await;
         if let Err(e) = &result {
             self.recover(e).await;
@@ -321,7 +338,9 @@ impl KafkaBus {
                 key: "reason",
                 value: Some(message),
             });
-        self.current_producer()
+        self.renew_if_suspect().await?;
+        let result = self
+            .current_producer()
             .send(
                 FutureRecord::to(&self.dead_letter_topic)
                     .key(pipeline)
@@ -331,7 +350,11 @@ impl KafkaBus {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| KafkaError::Client(e))
+            .map_err(|(e, _)| KafkaError::Client(e));
+        if let Err(e) = &result {
+            self.recover(e).await;
+        }
+        result
     }
 
     /// The rows topic's high watermarks now.
@@ -442,7 +465,7 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(RebalanceLog)?;
+            .create_with_context(RebalanceLog::default())?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)
     }
@@ -499,18 +522,135 @@ async fn watch_orphans(consumer: Arc<RowConsumer>, bus: KafkaBus, topic: String)
     }
 }
 
+/// Records per producer batch (librdkafka `batch.num.messages`): also the
+/// first step back when a partition must be rewound (see [`Continuity`]).
+pub const PRODUCER_BATCH_MESSAGES: i64 = 64;
+
+/// What the consumer does with one received record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The next record of its partition: apply it (and commit past it).
+    Apply,
+    /// Already applied (a record before the partition's position, read again
+    /// after a rewind): neither apply nor commit it.
+    Skip,
+    /// Records before this one were never delivered: seek the partition back
+    /// to `to`, and drop what else of it this batch holds.
+    Rewind { to: i64 },
+}
+
+/// Keeps every partition's records in order with none missing.
+///
+/// On this topic (no compaction, no transactions) a Kafka broker never skips
+/// an offset, so a record that arrives past the partition's expected offset
+/// means the broker skipped records. tansu 0.6.0's memory storage does: a
+/// fetch that starts inside a record batch is answered from the *next* batch,
+/// so a member that resumes from a committed offset inside a producer batch
+/// (a host died mid-stream) would never see the rest of that batch (issue 17).
+/// The partition is then rewound and read again — re-applying is harmless,
+/// since snapshots replace and deltas are kept once per dedup key — first by
+/// [`PRODUCER_BATCH_MESSAGES`] records (producer batches are at most that
+/// long), then twice as far each time, until the expected record arrives or
+/// the start of the partition is reached; records the broker no longer has
+/// at all are reported as skipped.
+#[derive(Debug, Default)]
+pub struct Continuity {
+    /// The next offset to apply, per partition.
+    next: std::collections::HashMap<i32, i64>,
+    /// Where an unfinished rewind last sought to, per partition.
+    rewound_to: std::collections::HashMap<i32, i64>,
+}
+
+impl Continuity {
+    /// A new assignment: each partition resumes from `start` (the greater of
+    /// the group's committed offset and what this member applied itself).
+    pub fn restart(&mut self, starts: impl IntoIterator<Item = (i32, i64)>) {
+        self.rewound_to.clear();
+        for (partition, start) in starts {
+            let next = self.next.entry(partition).or_insert(start);
+            *next = (*next).max(start);
+        }
+    }
+
+    /// Judge one record; `low` gives the partition's first retained offset
+    /// (asked only when records are missing). The second value counts
+    /// records given up as missing from the broker.
+    pub fn observe(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        low: impl FnOnce() -> i64,
+    ) -> (Verdict, i64) {
+        let Some(&expected) = self.next.get(&partition) else {
+            self.next.insert(partition, offset + 1);
+            return (Verdict::Apply, 0);
+        };
+        if offset < expected {
+            return (Verdict::Skip, 0);
+        }
+        if offset == expected {
+            self.next.insert(partition, offset + 1);
+            self.rewound_to.remove(&partition);
+            return (Verdict::Apply, 0);
+        }
+        let low = low().min(expected);
+        let to = match self.rewound_to.get(&partition) {
+            None => expected - PRODUCER_BATCH_MESSAGES,
+            Some(&last) if last > low => expected - 2 * (expected - last),
+            // Read from the very start and still missing: the broker does not have them.
+            Some(_) => {
+                self.rewound_to.remove(&partition);
+                self.next.insert(partition, offset + 1);
+                return (Verdict::Apply, offset - expected);
+            }
+        }
+        .max(low);
+        self.rewound_to.insert(partition, to);
+        (Verdict::Rewind { to }, 0)
+    }
+
+    /// The next offset to apply of a partition: what to commit once the
+    /// records before it are stored.
+    pub fn position(&self, partition: i32) -> Option<i64> {
+        self.next.get(&partition).copied()
+    }
+}
+
+/// Where each partition of `topic` resumes after an assignment: the group's
+/// committed offset, or the first retained record where none is committed.
+fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
+    committed
+        .iter()
+        .enumerate()
+        .filter_map(|(p, &c)| {
+            let p = p as i32;
+            if c >= 0 {
+                Some((p, c))
+            } else {
+                bus.observer
+                    .fetch_watermarks(&bus.topic, p, bus.timeout)
+                    .ok()
+                    .map(|(low, _)| (p, low))
+            }
+        })
+        .collect()
+}
+
 /// The aggregation consumer of Kafka mode: receive, apply to the store,
-/// then commit. Never commits what the store does not have.
+/// then commit. Never commits what the store does not have, and never skips
+/// a record (see [`Continuity`]).
 pub async fn consume(
     consumer: Arc<RowConsumer>,
     store: crate::store::Store,
     topic: String,
     bus: KafkaBus,
+    metrics: crate::telemetry::BusConsumerMetrics,
 ) {
-    tokio::spawn(watch_orphans(consumer.clone(), bus, topic.clone()));
+    tokio::spawn(watch_orphans(consumer.clone(), bus.clone(), topic.clone()));
     const BATCH: usize = 256;
+    let mut continuity = Continuity::default();
+    let mut generation = u64::MAX;
     loop {
-        let mut batch: Vec<(i32, i64, RowEnvelope)> = Vec::new();
         let first = match consumer.recv().await {
             Ok(m) => m.detach(),
             Err(e) => {
@@ -529,44 +669,97 @@ pub async fn consume(
                 _ => break,
             }
         }
+        // After an assignment change, learn where each partition resumed.
+        let now = consumer.context().generation();
+        if now != generation {
+            match bus.committed().await {
+                Ok(committed) => {
+                    let observer = bus.clone();
+                    let starts = tokio::task::spawn_blocking(move || {
+                        resume_positions(&observer, &committed)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    continuity.restart(starts);
+                    generation = now;
+                }
+                Err(e) => tracing::warn!("reading the group's offsets failed: {e}"),
+            }
+        }
+        let mut batch: Vec<(u64, RowEnvelope)> = Vec::new();
+        let mut touched: std::collections::BTreeSet<i32> = Default::default();
+        let mut rewound: std::collections::BTreeSet<i32> = Default::default();
+        let mut applied = 0u64;
         for m in &messages {
+            let (partition, offset) = (m.partition(), m.offset());
+            if rewound.contains(&partition) {
+                continue;
+            }
+            let low = || {
+                bus.observer
+                    .fetch_watermarks(&topic, partition, bus.timeout)
+                    .map(|(low, _)| low)
+                    .unwrap_or(0)
+            };
+            let (verdict, missing) = continuity.observe(partition, offset, low);
+            if missing > 0 {
+                tracing::error!(
+                    partition,
+                    offset,
+                    missing,
+                    "records before this one are not on the broker any more; they are skipped"
+                );
+                metrics.skipped_records.inc_by(missing as u64);
+            }
+            touched.insert(partition);
+            match verdict {
+                Verdict::Skip => continue,
+                Verdict::Rewind { to } => {
+                    tracing::warn!(partition, offset, rewind_to = to, "the broker skipped records of this partition; reading it again from an earlier offset");
+                    metrics.rewinds.inc();
+                    rewound.insert(partition);
+                    if let Err(e) =
+                        consumer.seek(&topic, partition, Offset::Offset(to), bus.timeout)
+                    {
+                        tracing::error!(partition, "rewinding the partition failed: {e}");
+                    }
+                    continue;
+                }
+                Verdict::Apply => applied += 1,
+            }
             match m
                 .payload()
                 .map(serde_json::from_slice::<RowEnvelope>)
                 .transpose()
             {
-                Ok(Some(envelope)) => batch.push((m.partition(), m.offset(), envelope)),
+                Ok(Some(envelope)) => batch.push((0, envelope)),
                 Ok(None) => {}
-                Err(e) => tracing::error!(
-                    partition = m.partition(),
-                    offset = m.offset(),
-                    "undecodable record skipped: {e}"
-                ),
+                Err(e) => tracing::error!(partition, offset, "undecodable record skipped: {e}"),
             }
         }
-        let records: Vec<(u64, RowEnvelope)> = batch
-            .iter()
-            .map(|(_, _, envelope)| (0, envelope.clone()))
-            .collect();
         let mut delay = Duration::from_millis(100);
-        while let Err(error) = store.apply(&records).await {
+        while let Err(error) = store.apply(&batch).await {
             tracing::error!(
                 "applying rows to the store failed; consumption paused, retrying: {error}"
             );
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+        metrics.applied_records.inc_by(applied);
+        // Commit each partition's position: past what was applied, and past
+        // records read again that were applied before.
         let mut offsets = TopicPartitionList::new();
-        let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
-        for m in &messages {
-            let entry = next.entry(m.partition()).or_insert(m.offset() + 1);
-            *entry = (*entry).max(m.offset() + 1);
-        }
-        for (partition, offset) in next {
-            if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))
+        for partition in touched.difference(&rewound) {
+            let Some(offset) = continuity.position(*partition) else {
+                continue;
+            };
+            if let Err(e) = offsets.add_partition_offset(&topic, *partition, Offset::Offset(offset))
             {
                 tracing::error!("building the commit failed: {e}");
             }
+        }
+        if offsets.count() == 0 {
+            continue;
         }
         // Asynchronous: a commit stuck in a rebalance must not stall
         // consumption (the rows are stored; a redelivery is harmless).
@@ -576,5 +769,63 @@ pub async fn consume(
                 "committing offsets failed (the rows are stored; a redelivery is harmless): {e}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_order_are_applied_and_repeats_skipped() {
+        let mut c = Continuity::default();
+        c.restart([(0, 10)]);
+        assert_eq!(c.observe(0, 10, || 0), (Verdict::Apply, 0));
+        assert_eq!(c.observe(0, 11, || 0), (Verdict::Apply, 0));
+        assert_eq!(c.observe(0, 5, || 0), (Verdict::Skip, 0));
+        assert_eq!(c.observe(0, 11, || 0), (Verdict::Skip, 0));
+        // A partition never seen starts where its first record is.
+        assert_eq!(c.observe(3, 40, || 0), (Verdict::Apply, 0));
+        assert_eq!(c.observe(3, 41, || 0), (Verdict::Apply, 0));
+    }
+
+    #[test]
+    fn a_gap_rewinds_further_each_time_until_the_record_arrives() {
+        let mut c = Continuity::default();
+        c.restart([(1, 200)]);
+        // The broker answered a fetch from 200 with the next batch, at 230.
+        assert_eq!(c.observe(1, 230, || 0), (Verdict::Rewind { to: 136 }, 0));
+        assert_eq!(c.observe(1, 230, || 0), (Verdict::Rewind { to: 72 }, 0));
+        // From 72 the broker returns the batch that holds 200.
+        assert_eq!(c.observe(1, 150, || 0), (Verdict::Skip, 0));
+        assert_eq!(c.observe(1, 200, || 0), (Verdict::Apply, 0));
+        assert_eq!(c.observe(1, 201, || 0), (Verdict::Apply, 0));
+        // A later gap starts again with the smallest step.
+        assert_eq!(c.observe(1, 300, || 0), (Verdict::Rewind { to: 138 }, 0));
+    }
+
+    #[test]
+    fn rewinds_stop_at_the_start_and_report_what_the_broker_lacks() {
+        let mut c = Continuity::default();
+        c.restart([(0, 30)]);
+        assert_eq!(c.observe(0, 40, || 20), (Verdict::Rewind { to: 20 }, 0));
+        // Read from the first retained record and 30..39 still missing.
+        assert_eq!(c.observe(0, 40, || 20), (Verdict::Apply, 10));
+        assert_eq!(c.observe(0, 41, || 20), (Verdict::Apply, 0));
+    }
+
+    #[test]
+    fn a_restart_never_moves_a_partition_back() {
+        let mut c = Continuity::default();
+        c.restart([(0, 10)]);
+        assert_eq!(c.observe(0, 10, || 0), (Verdict::Apply, 0));
+        // The group's commit of 11 has not landed yet: this member knows better.
+        c.restart([(0, 5)]);
+        assert_eq!(c.observe(0, 10, || 0), (Verdict::Skip, 0));
+        assert_eq!(c.observe(0, 11, || 0), (Verdict::Apply, 0));
+        // Another member moved it on meanwhile.
+        c.restart([(0, 50)]);
+        assert_eq!(c.observe(0, 20, || 0), (Verdict::Skip, 0));
+        assert_eq!(c.observe(0, 50, || 0), (Verdict::Apply, 0));
     }
 }

@@ -75,6 +75,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// The Kafka consumer's series (cheap to clone: the consumer task keeps one).
+#[derive(Clone, Debug, Default)]
+pub struct BusConsumerMetrics {
+    /// Bus records this process applied to the store.
+    pub applied_records: Counter,
+    /// Partitions read again because the broker skipped records.
+    pub rewinds: Counter,
+    /// Records the broker skipped and no longer held when read again.
+    pub skipped_records: Counter,
+}
+
 /// Every series adpipe exports.
 pub struct Telemetry {
     registry: Registry,
@@ -88,6 +99,7 @@ pub struct Telemetry {
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
     pub bus_lag: Gauge,
+    pub bus_consumer: BusConsumerMetrics,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub cache_hit_ratio: Gauge<f64, AtomicU64>,
     pub rate_limited: Family<LimitLabels, Counter>,
@@ -107,6 +119,7 @@ impl Default for Telemetry {
             plugin_reloads: Family::default(),
             plugin_quarantined: Family::default(),
             bus_lag: Gauge::default(),
+            bus_consumer: BusConsumerMetrics::default(),
             cache_requests: Family::default(),
             cache_hit_ratio: Gauge::default(),
             rate_limited: Family::default(),
@@ -161,6 +174,21 @@ impl Default for Telemetry {
             "bus_lag_records",
             "Durable bus records not yet applied to the store",
             t.bus_lag.clone(),
+        );
+        registry.register(
+            "bus_applied_records",
+            "Bus records this process's consumer applied to the store (Kafka mode)",
+            t.bus_consumer.applied_records.clone(),
+        );
+        registry.register(
+            "bus_rewinds",
+            "Partitions read again from an earlier offset because the broker skipped records",
+            t.bus_consumer.rewinds.clone(),
+        );
+        registry.register(
+            "bus_skipped_records",
+            "Records the broker skipped and no longer held when read again (lost upstream of adpipe)",
+            t.bus_consumer.skipped_records.clone(),
         );
         registry.register(
             "insights_cache_requests",

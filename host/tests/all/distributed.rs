@@ -581,20 +581,44 @@ adapter = "meta"
     });
 }
 
-/// A private broker this test starts, stops and starts again.
+/// The tansu binary: `ADPIPE_TEST_TANSU`, else the one scripts/services.sh installs.
+fn tansu_binary() -> String {
+    std::env::var("ADPIPE_TEST_TANSU").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cargo/adpipe-tansu-0.6.0-sqlite/bin/tansu")
+    })
+}
+
+/// A private broker a test starts, stops and starts again: SQLite storage in
+/// a directory of its own (kept across restarts, as a real cluster keeps its
+/// log), or memory storage where a test needs that storage's behaviour.
 struct Broker {
     port: u16,
+    storage: &'static str,
+    dir: tempfile::TempDir,
     child: Option<std::process::Child>,
 }
 
 impl Broker {
     fn start(port: u16) -> Broker {
-        let tansu = std::env::var("ADPIPE_TEST_TANSU").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_default();
-            format!("{home}/.cargo/bin/tansu")
-        });
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(tansu)
+        Broker::with_storage(port, "sqlite://tansu.db")
+    }
+
+    fn with_storage(port: u16, storage: &'static str) -> Broker {
+        let mut broker = Broker {
+            port,
+            storage,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Start (again) on the same port and storage.
+    fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(tansu_binary())
             .args([
                 "broker",
                 "--listener-url",
@@ -602,20 +626,18 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", self.storage])
+            .current_dir(self.dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("tansu (scripts/services.sh up installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker {
-            port,
-            child: Some(child),
-        }
+        self.child = Some(child);
     }
 
     fn stop(&mut self) {
@@ -644,12 +666,7 @@ impl Drop for Broker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_answers_503_then_ingestion_resumes() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let broker = Broker::start(port);
+    let mut broker = Broker::start(free_port());
     let tag = unique("brokerdown");
     let dir = tempfile::tempdir().expect("tempdir");
     let app = App::start(distributed(
@@ -722,16 +739,240 @@ async fn broker_down_answers_503_then_ingestion_resumes() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(post_day("2026-11-03", 3).await.status, StatusCode::ACCEPTED);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let settled = |want: i64| {
+        let app = app.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let rows = insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await;
+                if rows[0]["impressions"] == want {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "acknowledged rows missing (want {want}): {rows}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    settled(123).await;
+    // The broker process dies and starts again on its storage: what it
+    // acknowledged before is still there, and ingestion resumes.
+    broker.stop();
+    let refused = post_day("2026-11-04", 1000).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    broker.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rows = insights(&app, "from=2026-11-01&to=2026-11-30&granularity=total").await;
-        if rows[0]["impressions"] == 123 {
+        let answer = post_day("2026-11-04", 1000).await;
+        if answer.status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.text
+        );
+        assert!(
+            Instant::now() < deadline,
+            "ingestion did not resume after the broker restarted: {}",
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    settled(1123).await;
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One bus record as adpipe's producer writes it: campaign `c{n}`'s row.
+fn envelope(n: i64) -> Vec<u8> {
+    use adpipe::row::{Row, RowEnvelope, RowKind};
+    let row = Row {
+        kind: RowKind::Snapshot,
+        platform: "meta".into(),
+        account_id: "1234567890".into(),
+        campaign_id: Some(format!("c{n:02}")),
+        campaign_name: None,
+        ad_group_id: Some("s".into()),
+        ad_id: Some(format!("a{n}")),
+        date: 20_758, // 2026-11-01
+        hour: None,
+        currency: Some("USD".into()),
+        impressions: 1_000 + n,
+        clicks: 1,
+        spend_micros: 1_000_000,
+        conversions_micros: 0,
+        conversion_value_micros: 0,
+        extras: Default::default(),
+        observed_at_us: 1_790_000_000_000_000,
+        dedup_key: None,
+        adapter: "meta".into(),
+        adapter_version: "test".into(),
+    };
+    serde_json::to_vec(&RowEnvelope {
+        tenant: "demo".into(),
+        pipeline: "meta".into(),
+        rows: vec![row],
+    })
+    .expect("json")
+}
+
+/// Issue 17, reproduced directly: 30 records produced in one batch and 5 in
+/// a second, the group's offset committed at 10 (a member died after
+/// applying 0..9), then adpipe joins the group. Every record from 10 on must be applied: on the
+/// shared broker (SQLite storage, which fetches from inside a batch
+/// correctly) and on tansu 0.6.0 with memory storage, which answers a fetch
+/// from offset 10 with the *next* batch — there adpipe must notice the gap
+/// and read the partition again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_resuming_inside_a_producer_batch_applies_the_rest() {
+    resume_inside_a_batch(&brokers(), false).await;
+    let broker = Broker::with_storage(free_port(), "memory://tansu/");
+    resume_inside_a_batch(&format!("127.0.0.1:{}", broker.port), true).await;
+}
+
+async fn resume_inside_a_batch(brokers: &str, broker_skips: bool) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Message as _, Offset, TopicPartitionList};
+    let tag = unique("midbatch");
+    let topic = format!("adpipe.{tag}");
+    let group = format!("adpipe-{tag}");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    // Two producer batches: 0..29, enqueued well within the linger time,
+    // then 30..34 once the first is acknowledged.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "200")
+        .create()
+        .expect("producer");
+    for batch in [0..30, 30..35] {
+        let deliveries: Vec<_> = batch
+            .clone()
+            .map(|n| {
+                let payload = envelope(n);
+                let key = format!("demo/c{n:02}");
+                producer
+                    .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+                    .expect("enqueue")
+            })
+            .collect();
+        for (n, delivery) in batch.zip(deliveries) {
+            let delivered = delivery.await.expect("delivered").expect("acked");
+            assert_eq!((delivered.partition, delivered.offset), (0, n));
+        }
+    }
+    // The group's position: 10, inside the batch; a probe group's too.
+    let probe_group = format!("{group}-probe");
+    let mut position = TopicPartitionList::new();
+    position
+        .add_partition_offset(&topic, 0, Offset::Offset(10))
+        .expect("tpl");
+    for group in [&group, &probe_group] {
+        let committer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        committer
+            .commit(&position, CommitMode::Sync)
+            .expect("commit 10");
+    }
+    // What the broker answers a plain member resuming at offset 10 with.
+    let probe: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &probe_group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("probe");
+    probe.subscribe(&[&topic]).expect("subscribe");
+    let first = tokio::time::timeout(Duration::from_secs(30), probe.recv())
+        .await
+        .expect("probe: a record after offset 10 within 30 s")
+        .expect("probe: receive")
+        .offset();
+    drop(probe);
+    if broker_skips {
+        // tansu 0.6.0's memory storage answers with the next batch (30); if
+        // this fails, that broker was fixed and the case below proves less.
+        assert!(
+            first > 10,
+            "expected the broker to skip records, it sent {first}"
+        );
+    } else {
+        assert_eq!(
+            first, 10,
+            "the shared broker must fetch from inside a batch correctly"
+        );
+    }
+    // adpipe joins the group and must apply c10..c34, exactly.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = distributed(&dir, &tag, brokers);
+    config.bus.partitions = 1;
+    let app = App::start(config).await.expect("start");
+    let want: Vec<(String, i64)> = (10..35).map(|n| (format!("c{n:02}"), 1_000 + n)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = insights(
+            &app,
+            "from=2026-11-01&to=2026-11-01&granularity=total&group_by=campaign_id",
+        )
+        .await;
+        let mut got: Vec<(String, i64)> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["campaign_id"].as_str().unwrap_or_default().to_owned(),
+                    r["impressions"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "acknowledged rows missing: {rows}"
+            "records after the committed offset were not applied (broker skips: {broker_skips}): {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    if broker_skips {
+        assert!(
+            app.telemetry.bus_consumer.rewinds.get() > 0,
+            "the gap was noticed"
+        );
+    }
+    assert_eq!(app.telemetry.bus_consumer.skipped_records.get(), 0);
 }
