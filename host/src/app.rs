@@ -380,13 +380,18 @@ impl App {
             started: Instant::now(),
             config,
         }));
+        let applier = crate::apply::Applier {
+            store: app.store.clone(),
+            metadata: app.metadata.clone(),
+            kafka: match &app.bus {
+                Bus::Kafka(bus) => Some((**bus).clone()),
+                Bus::Embedded(_) => None,
+            },
+            dead_letters: app.telemetry.dead_letters.clone(),
+        };
         match &app.bus {
             Bus::Embedded(bus) => {
-                tokio::spawn(consume(
-                    bus.clone(),
-                    app.store.clone(),
-                    app.data_versions.clone(),
-                ));
+                tokio::spawn(consume(bus.clone(), applier, app.data_versions.clone()));
             }
             Bus::Kafka(bus) => {
                 let consumer = bus
@@ -394,7 +399,7 @@ impl App {
                     .map_err(|e| StartError::Kafka(e.to_string()))?;
                 tokio::spawn(crate::kafka::consume(
                     Arc::new(consumer),
-                    app.store.clone(),
+                    applier,
                     app.config.bus.topic.clone(),
                     (**bus).clone(),
                     app.telemetry.bus_consumer.clone(),
@@ -423,7 +428,8 @@ impl App {
 const CONSUME_BATCH: u32 = 64;
 
 /// The aggregation consumer: applies bus records to the store, in order, forever.
-async fn consume(bus: EmbeddedBus, store: Store, versions: Arc<DataVersions>) {
+async fn consume(bus: EmbeddedBus, applier: crate::apply::Applier, versions: Arc<DataVersions>) {
+    let store = applier.store.clone();
     let mut since_trim = 0u32;
     loop {
         let from = store.applied_offset();
@@ -461,12 +467,7 @@ async fn consume(bus: EmbeddedBus, store: Store, versions: Arc<DataVersions>) {
         for (offset, envelope) in &decoded {
             versions.advance(&envelope.tenant, *offset);
         }
-        let mut delay = Duration::from_millis(100);
-        while let Err(error) = store.apply(&decoded).await {
-            tracing::error!("applying rows to the store failed, retrying: {error}");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        applier.apply(&decoded).await;
 
         since_trim += 1;
         if since_trim >= 16 {

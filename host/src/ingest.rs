@@ -114,6 +114,15 @@ pub fn normalize(
                 ),
             )
         })?;
+        if !STORABLE_DAYS.contains(&date) {
+            return Err(client(
+                "invalid_value",
+                format!(
+                    "row {i}: date {:04}-{:02}-{:02} is outside 1970-01-01..2149-06-06, the days adpipe can store",
+                    r.date.year, r.date.month, r.date.day
+                ),
+            ));
+        }
         if r.hour.is_some_and(|h| h > 23) {
             return Err(NormalizeError::Plugin(format!(
                 "row {i}: hour {:?} is out of range",
@@ -218,6 +227,11 @@ pub fn normalize(
     Ok(rows)
 }
 
+/// The days every store can hold: ClickHouse's `Date` is 1970-01-01 ..=
+/// 2149-06-06 (days 0 ..= 65535). A row outside would be accepted and then
+/// refused by the store forever.
+pub const STORABLE_DAYS: std::ops::RangeInclusive<i32> = 0..=65_535;
+
 fn sdk_date(d: wit::Date) -> Option<i32> {
     adpipe_plugin_sdk::Date::new(d.year, d.month, d.day)
         .and_then(|d| i32::try_from(d.days_since_epoch()).ok())
@@ -293,6 +307,36 @@ mod tests {
         assert_eq!(rows[0].observed_at_us, 7);
         assert_eq!(rows[0].date, 20_758);
         assert_eq!(rows[0].adapter_version, "0.1.0");
+    }
+
+    #[test]
+    fn dates_no_store_can_hold_are_refused_naming_the_date() {
+        let ctx = IngestContext {
+            currency: Some("USD"),
+            ..CTX
+        };
+        for (year, month, day, ok) in [
+            (1969, 12, 31, false),
+            (1970, 1, 1, true),
+            (2149, 6, 6, true),
+            (2149, 6, 7, false),
+            (9999, 12, 31, false),
+        ] {
+            let mut r = row(wit::RowKind::Snapshot);
+            r.date = wit::Date { year, month, day };
+            match normalize(&batch(vec![r]), &ctx, 1) {
+                Ok(_) => assert!(ok, "{year}-{month}-{day} accepted"),
+                Err(NormalizeError::Client { code, message }) => {
+                    assert!(!ok, "{year}-{month}-{day} refused: {message}");
+                    assert_eq!(code, "invalid_value");
+                    assert!(
+                        message.contains(&format!("{year:04}-{month:02}-{day:02}")),
+                        "{message}"
+                    );
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     #[test]

@@ -637,11 +637,12 @@ fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
 }
 
 /// The aggregation consumer of Kafka mode: receive, apply to the store,
-/// then commit. Never commits what the store does not have, and never skips
-/// a record (see [`Continuity`]).
+/// then commit. Never commits what the store does not have (a record it
+/// keeps refusing is a dead letter first, see [`crate::apply`]), and never
+/// skips a record (see [`Continuity`]).
 pub async fn consume(
     consumer: Arc<RowConsumer>,
-    store: crate::store::Store,
+    applier: crate::apply::Applier,
     topic: String,
     bus: KafkaBus,
     metrics: crate::telemetry::BusConsumerMetrics,
@@ -737,14 +738,7 @@ pub async fn consume(
                 Err(e) => tracing::error!(partition, offset, "undecodable record skipped: {e}"),
             }
         }
-        let mut delay = Duration::from_millis(100);
-        while let Err(error) = store.apply(&batch).await {
-            tracing::error!(
-                "applying rows to the store failed; consumption paused, retrying: {error}"
-            );
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        applier.apply(&batch).await;
         metrics.applied_records.inc_by(applied);
         // Commit each partition's position: past what was applied, and past
         // records read again that were applied before.

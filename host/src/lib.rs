@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod api;
 pub mod apikeys;
 pub mod app;
+pub mod apply;
 pub mod auth;
 pub mod authoring;
 pub mod bus;

@@ -368,6 +368,34 @@ pub async fn retry_dead_letter(
         ));
     }
     let pipeline = tenant_pipeline(&app, &caller, &letter.pipeline)?;
+    if letter.source == crate::apply::SOURCE {
+        // Normalized rows the store refused: published to the bus again
+        // (after the store was fixed), not parsed again.
+        let envelope: crate::row::RowEnvelope = serde_json::from_slice(&letter.payload)
+            .map_err(|e| ApiError::internal("reading the kept rows", e))?;
+        if envelope.tenant != caller.0.tenant {
+            return Err(ApiError::not_found(
+                "unknown_dead_letter",
+                format!("no dead letter `{id}`"),
+            ));
+        }
+        app.bus.publish(&envelope).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the bus cannot take rows right now ({e}); retry later"),
+            )
+        })?;
+        app.metadata
+            .mark_retried(&caller.0.tenant, &id)
+            .await
+            .map_err(|e| ApiError::internal("marking the dead letter", e))?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "accepted": envelope.rows.len(), "dead_letter_id": id })),
+        )
+            .into_response());
+    }
     let (origin, payload) = match letter.source.as_str() {
         "webhook" => (
             Origin::Webhook,

@@ -976,3 +976,93 @@ async fn resume_inside_a_batch(brokers: &str, broker_skips: bool) {
     }
     assert_eq!(app.telemetry.bus_consumer.skipped_records.get(), 0);
 }
+
+/// Issue 10: a record the store keeps refusing (a day ClickHouse's `Date`
+/// cannot hold, produced straight to the topic since the API refuses it)
+/// between two good ones: the good ones are counted, the poison one becomes
+/// a dead letter (metadata and the dead-letter topic) and consumption goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_store_refuses_is_set_aside_and_consumption_goes_on() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let tag = unique("poison");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = distributed(&dir, &tag, &brokers());
+    config.bus.partitions = 1;
+    let topic = config.bus.topic.clone();
+    let app = App::start(config).await.expect("start");
+    let poison = {
+        let mut envelope: adpipe::row::RowEnvelope =
+            serde_json::from_slice(&envelope(2)).expect("envelope");
+        envelope.rows[0].date = 70_000; // 2161-08-..: past ClickHouse's Date
+        serde_json::to_vec(&envelope).expect("json")
+    };
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    for payload in [envelope(1), poison, envelope(3)] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("demo/c").payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("produced");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = insights(
+            &app,
+            "from=2026-11-01&to=2026-11-01&granularity=total&group_by=campaign_id",
+        )
+        .await;
+        let mut got: Vec<(String, i64)> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["campaign_id"].as_str().unwrap_or_default().to_owned(),
+                    r["impressions"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == vec![("c01".to_owned(), 1_001), ("c03".to_owned(), 1_003)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "good records not applied: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let analyst = token("demo", &[Role::Analyst], 60);
+    let letters = send(&app, get("/v1/dead-letters", Some(&analyst))).await;
+    assert_eq!(letters.status, StatusCode::OK, "{}", letters.text);
+    let list = letters.json["dead_letters"]
+        .as_array()
+        .or_else(|| letters.json.as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1, "{}", letters.text);
+    assert_eq!(list[0]["code"], "store_refused", "{}", letters.text);
+    let on_topic = read_dead_letters(&format!("{topic}.dead-letters"), 1).await;
+    assert!(on_topic[0]
+        .1
+        .contains(&("code".to_owned(), "store_refused".to_owned())));
+    assert!(
+        on_topic[0].0.contains("\"date\":70000"),
+        "{}",
+        on_topic[0].0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = send(&app, get("/readyz", None)).await;
+        if ready.json["bus_lag_records"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag stays: {}", ready.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
