@@ -8,7 +8,9 @@
 //!
 //! [`ROUTES`] declares every route's access (public, webhook signature, any
 //! authenticated caller, or a role) and rate-limit class; one middleware
-//! ([`guard`]) enforces it for all of them, so no handler can forget.
+//! ([`guard`]) enforces it for all of them, so no handler can forget. `HEAD`
+//! is guarded as the `GET` it mirrors; a method a route does not accept is
+//! `405 method_not_allowed` with `Allow`.
 //! Every error is `{"error": {"code", "message"}}`.
 
 pub mod admin;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -132,11 +134,15 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/v1/replay", role(Role::Admin), ADMIN),
 ];
 
-/// The spec of a matched route.
+/// The spec of a matched route; `HEAD` is the `GET` it mirrors (axum answers
+/// it with the `GET` handler), so it is guarded and limited alike.
 pub fn spec(method: &Method, path: &str) -> Option<&'static RouteSpec> {
-    ROUTES
-        .iter()
-        .find(|r| r.path == path && r.method == method.as_str())
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    ROUTES.iter().find(|r| r.path == path && r.method == method)
 }
 
 /// The handlers, mounted and documented together.
@@ -172,6 +178,7 @@ pub fn router(app: App) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = routes
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
@@ -422,6 +429,15 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
         }
     }
     response
+}
+
+/// A method the route does not accept (axum adds `Allow`).
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not accept {method}; the Allow header lists the methods it does"),
+    )
 }
 
 /// Answer `503 timeout` when a request runs longer than `server.request_timeout_ms`.

@@ -9,6 +9,7 @@ mod api;
 mod common;
 mod distributed;
 mod engines;
+mod hardening;
 mod lifecycle;
 mod metrics;
 mod platforms;
