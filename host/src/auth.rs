@@ -4,11 +4,14 @@
 //! - **JWTs** with claims `sub`, `tenant`, `roles`, `exp` (required), `nbf`,
 //!   `iss` and `aud` (checked when present or configured). Verified either
 //!   with an HS256 secret (the default: `auth.jwt_secret` /
-//!   `ADPIPE_JWT_SECRET`, or `<data_dir>/jwt-secret`, generated once with mode
-//!   0600) or with public keys (`auth.public_key_file` PEM, `auth.jwks_file`),
-//!   never both: asymmetric mode accepts no HMAC algorithm, so a token signed
-//!   with the public key as an HMAC secret (algorithm confusion) is refused.
-//!   `alg: none` never parses. A token's `kid` selects its key.
+//!   `ADPIPE_JWT_SECRET`, or `<data_dir>/jwt-secret`, generated once and
+//!   written atomically with mode 0600 in a 0700 directory; a secret shorter
+//!   than 32 bytes, wherever it comes from, is refused) or with public keys
+//!   (`auth.public_key_file` PEM, `auth.jwks_file`, and then `auth.audience`
+//!   is required), never both: asymmetric mode accepts no HMAC algorithm, so
+//!   a token signed with the public key as an HMAC secret (algorithm
+//!   confusion) is refused. `alg: none` never parses. A token's `kid` selects
+//!   its key.
 //! - **API keys** for machine clients (`adp_<id>_<secret>`); see
 //!   [`crate::apikeys`].
 
@@ -21,7 +24,7 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, MIN_JWT_SECRET_BYTES};
 
 /// A role a token may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +120,12 @@ pub enum KeyError {
     },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("the JWT secret from {origin} is {len} bytes; at least {MIN_JWT_SECRET_BYTES} are needed ({hint})")]
+    WeakSecret {
+        origin: String,
+        len: usize,
+        hint: &'static str,
+    },
 }
 
 /// One key tokens may be verified with.
@@ -236,7 +245,7 @@ impl JwtKeys {
     /// The keys `[auth]` describes: public keys when configured, else the
     /// configured secret, else the data directory's generated one.
     pub fn from_config(auth: &AuthConfig, data_dir: &Path) -> Result<JwtKeys, KeyError> {
-        let keys = if auth.public_key_file.is_some() || auth.jwks_file.is_some() {
+        let keys = if auth.uses_public_keys() {
             let algorithm = Algorithm::from_str(auth.algorithm.as_deref().unwrap_or("RS256"))
                 .map_err(|_| KeyError::Invalid {
                     path: "auth.algorithm".into(),
@@ -255,13 +264,21 @@ impl JwtKeys {
         Ok(keys.with_audience(auth.audience.as_deref()))
     }
 
-    /// The configured secret, or the data directory's generated one.
+    /// The configured secret, or the data directory's generated one; either
+    /// must hold at least [`MIN_JWT_SECRET_BYTES`] bytes.
     pub fn load(
         configured: Option<&str>,
         issuer: Option<&str>,
         data_dir: &Path,
     ) -> Result<JwtKeys, KeyError> {
         if let Some(secret) = configured {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(KeyError::WeakSecret {
+                    origin: "auth.jwt_secret / ADPIPE_AUTH__JWT_SECRET / ADPIPE_JWT_SECRET".into(),
+                    len: secret.len(),
+                    hint: "generate one with `openssl rand -hex 32`",
+                });
+            }
             return Ok(Self::hs256(secret.as_bytes(), issuer));
         }
         let path = data_dir.join("jwt-secret");
@@ -272,13 +289,30 @@ impl JwtKeys {
         let secret = match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().to_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(err)?;
+                create_private_dir(data_dir).map_err(err)?;
                 let secret = hex::encode(rand::random::<[u8; 32]>());
-                write_private(&path, &secret).map_err(err)?;
-                secret
+                match write_private_once(&path, &secret) {
+                    Ok(()) => secret,
+                    // Another process (`adpipe token` beside `adpipe serve`)
+                    // wrote it first: use theirs, so both mint alike.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::read_to_string(&path)
+                            .map_err(err)?
+                            .trim()
+                            .to_owned()
+                    }
+                    Err(e) => return Err(err(e)),
+                }
             }
             Err(e) => return Err(err(e)),
         };
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(KeyError::WeakSecret {
+                origin: path.display().to_string(),
+                len: secret.len(),
+                hint: "delete the file to have a new one generated, or set ADPIPE_AUTH__JWT_SECRET",
+            });
+        }
         Ok(Self::hs256(secret.as_bytes(), issuer))
     }
 
@@ -400,16 +434,43 @@ fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+/// Create `dir` (and missing parents) readable by the owner only (0700 on
+/// Unix); an existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    options.open(path)?.write_all(contents.as_bytes())
+    builder.create(dir)
+}
+
+/// Write `contents` to `path` atomically and only if `path` does not exist:
+/// a temporary file in the same directory (mode 0600, from `tempfile`),
+/// flushed to disk, then moved into place without replacing anything
+/// (`persist_noclobber`: `renameat2(RENAME_NOREPLACE)` or link + unlink), and
+/// the directory synced so the name survives a crash. A reader never sees a
+/// partial secret; `AlreadyExists` when another process won the race.
+fn write_private_once(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".jwt-secret.")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist_noclobber(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.
@@ -480,6 +541,58 @@ mod tests {
             b64(&payload)
         );
         assert!(matches!(keys.verify(&token), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_from_the_file_or_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("jwt-secret"), "too-short\n").expect("write");
+        let err = JwtKeys::load(None, None, dir.path())
+            .err()
+            .expect("a 9-byte secret file must be refused");
+        let text = err.to_string();
+        assert!(text.contains("jwt-secret"), "names the file: {text}");
+        assert!(
+            text.contains("9 bytes") && text.contains("at least 32"),
+            "{text}"
+        );
+        let err = JwtKeys::load(Some("short"), None, dir.path())
+            .err()
+            .expect("a 5-byte configured secret must be refused");
+        assert!(err.to_string().contains("ADPIPE_JWT_SECRET"), "{err}");
+        assert!(JwtKeys::load(Some(&"x".repeat(32)), None, dir.path()).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_generated_secret_is_written_whole_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let data_dir = root.path().join("fresh").join("data");
+        let first = JwtKeys::load(None, None, &data_dir).expect("generated");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&data_dir),
+            0o700,
+            "the data directory is the owner's only"
+        );
+        let path = data_dir.join("jwt-secret");
+        assert_eq!(mode(&path), 0o600);
+        let secret = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(secret.len(), 64, "32 random bytes, hex");
+        // Nothing but the secret: the temporary file was renamed, not left.
+        let names: Vec<_> = std::fs::read_dir(&data_dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("jwt-secret")]);
+        // Loaded again (another process), it is the same key.
+        let again = JwtKeys::load(None, None, &data_dir).expect("loaded");
+        let token = first.mint(&claims(now_unix() + 60)).expect("mint");
+        assert!(again.verify(&token).is_ok());
+        // An existing secret is never replaced.
+        write_private_once(&path, "other").expect_err("must not clobber");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), secret);
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Default for ServerConfig {
 }
 
 /// `[auth]`: JWT verification.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 secret; prefer the environment form `ADPIPE_AUTH__JWT_SECRET`.
@@ -102,7 +102,27 @@ pub struct AuthConfig {
     pub public_key_id: Option<String>,
     /// Verify with the keys of this JWKS document (each selected by `kid`).
     pub jwks_file: Option<PathBuf>,
+    /// Longest lifetime `adpipe token --ttl` may give a token (`30d`, `12h`...).
+    pub max_token_ttl: String,
 }
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            issuer: None,
+            audience: None,
+            public_key_file: None,
+            algorithm: None,
+            public_key_id: None,
+            jwks_file: None,
+            max_token_ttl: "30d".into(),
+        }
+    }
+}
+
+/// Fewest bytes an HS256 secret may have (RFC 7518 §3.2: at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl fmt::Debug for RedactedSecret<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,6 +136,16 @@ impl fmt::Debug for RedactedSecret<'_> {
 struct RedactedSecret<'a>(&'a Option<String>);
 
 impl AuthConfig {
+    /// Tokens are verified with public keys (RS256/ES256/JWKS), not a secret.
+    pub fn uses_public_keys(&self) -> bool {
+        self.public_key_file.is_some() || self.jwks_file.is_some()
+    }
+
+    /// `max_token_ttl` in seconds (`None` when it does not parse).
+    pub fn max_token_ttl_secs(&self) -> Option<u64> {
+        crate::auth::parse_ttl(&self.max_token_ttl)
+    }
+
     /// For logs: never the secret itself.
     pub fn describe(&self) -> String {
         format!(
@@ -601,7 +631,32 @@ impl Config {
                 "the default is 30000 (30 s)",
             );
         }
-        let asymmetric = self.auth.public_key_file.is_some() || self.auth.jwks_file.is_some();
+        let asymmetric = self.auth.uses_public_keys();
+        if asymmetric
+            && self
+                .auth
+                .audience
+                .as_deref()
+                .is_none_or(|a| a.trim().is_empty())
+        {
+            let key = if self.auth.public_key_file.is_some() {
+                "auth.public_key_file"
+            } else {
+                "auth.jwks_file"
+            };
+            issue(
+                "auth.audience".into(),
+                format!("{key} is set (public-key mode) but no audience is"),
+                "set audience = \"<the aud your identity provider puts in adpipe's tokens>\": a token the provider issued for another application must not be accepted here",
+            );
+        }
+        if self.auth.max_token_ttl_secs().is_none() {
+            issue(
+                "auth.max_token_ttl".into(),
+                format!("`{}` is not a lifetime", self.auth.max_token_ttl),
+                "use e.g. 12h, 7d or 30d (the default)",
+            );
+        }
         if asymmetric && self.auth.jwt_secret.is_some() {
             issue(
                 "auth.jwt_secret".into(),
@@ -761,10 +816,13 @@ impl Config {
             }
         }
         if let Some(secret) = &self.auth.jwt_secret {
-            if secret.len() < 32 {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
                 issue(
                     "auth.jwt_secret".into(),
-                    "the JWT secret is shorter than 32 bytes".into(),
+                    format!(
+                        "the JWT secret (from auth.jwt_secret, ADPIPE_AUTH__JWT_SECRET or ADPIPE_JWT_SECRET) is {} bytes; at least {MIN_JWT_SECRET_BYTES} are needed",
+                        secret.len()
+                    ),
                     "generate one with `openssl rand -hex 32` and pass it as ADPIPE_AUTH__JWT_SECRET",
                 );
             }
@@ -1115,6 +1173,33 @@ currency = "usd"
             "{text}"
         );
         assert!(text.contains("expected one of"), "{text}");
+    }
+
+    #[test]
+    fn public_key_mode_needs_an_audience_and_lifetimes_must_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("idp.pem"), "-----").expect("write key");
+        let path = write(
+            dir.path(),
+            "[auth]\npublic_key_file = \"idp.pem\"\nmax_token_ttl = \"1y\"\n",
+        );
+        let errors = Config::load(&path).expect_err("no audience");
+        let text = errors.to_string();
+        assert_eq!(errors.0.len(), 2, "{text}");
+        assert!(
+            text.contains("pipelines.toml: auth.audience: auth.public_key_file is set"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.max_token_ttl: `1y` is not a lifetime"),
+            "{text}"
+        );
+        let path = write(
+            dir.path(),
+            "[auth]\npublic_key_file = \"idp.pem\"\naudience = \"adpipe\"\nmax_token_ttl = \"12h\"\n",
+        );
+        let config = Config::load(&path).expect("valid");
+        assert_eq!(config.auth.max_token_ttl_secs(), Some(12 * 3600));
     }
 
     #[test]

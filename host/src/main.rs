@@ -45,7 +45,7 @@ enum Command {
         /// viewer, analyst, ingest or admin (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
-        /// Lifetime: 3600, 90s, 15m, 1h, 7d.
+        /// Lifetime: 3600, 90s, 15m, 1h, 7d (at most auth.max_token_ttl, default 30d).
         #[arg(long, default_value = "1h")]
         ttl: String,
         #[arg(long, default_value = "local")]
@@ -332,7 +332,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir)
+        adpipe::auth::create_private_dir(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let url = config
             .metadata
@@ -405,8 +405,19 @@ fn token(
 ) -> anyhow::Result<String> {
     check_tenant(&tenant)?;
     let roles = parse_roles(roles)?;
-    let ttl = parse_ttl(ttl)
+    let ttl_secs = parse_ttl(ttl)
         .with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
+    // Validated by `load`; the default if it somehow is not.
+    let max = config.auth.max_token_ttl_secs().unwrap_or(30 * 86_400);
+    if ttl_secs > max {
+        anyhow::bail!(
+            "--ttl {ttl} is longer than the longest lifetime allowed, {} (auth.max_token_ttl); \
+             a leaked token stays valid until it expires: mint shorter ones, or use an API key \
+             (`adpipe keys create`, revocable) for long-lived clients",
+            config.auth.max_token_ttl
+        );
+    }
+    let ttl = ttl_secs;
     let keys = JwtKeys::from_config(&config.auth, &config.server.data_dir)?;
     let now = now_unix();
     keys.mint(&Claims {
@@ -555,6 +566,9 @@ fn init_tracing(json: bool) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen: SocketAddr = config.server.listen.parse().context("server.listen")?;
     tracing::info!(auth = %config.auth.describe(), data_dir = %config.server.data_dir.display(), "starting adpipe");
+    // Before anything writes into it: payloads, secrets and databases are the owner's only.
+    adpipe::auth::create_private_dir(&config.server.data_dir)
+        .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
     let app = adpipe::app::App::start(config.clone())
         .await
         .context("starting adpipe")?;
