@@ -59,6 +59,15 @@ pub struct ServerConfig {
     /// Keep accepted payloads in metadata so `adpipe replay` can re-derive
     /// their rows through a newer adapter.
     pub keep_payloads: bool,
+    /// Largest accepted webhook delivery body (413 beyond); platforms send
+    /// small notifications, so this is far below `max_body_bytes`.
+    pub max_webhook_body_bytes: usize,
+    /// Requests served at once, all routes together; beyond it `503 overloaded`
+    /// with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Time a client has to send a request's line and headers (and, on the
+    /// TLS port, to finish the handshake) before its connection is closed.
+    pub header_read_timeout_ms: u64,
 }
 
 /// `[server.tls]`: HTTPS with rustls.
@@ -80,6 +89,9 @@ impl Default for ServerConfig {
             tls: None,
             cors_allowed_origins: Vec::new(),
             keep_payloads: true,
+            max_webhook_body_bytes: 1024 * 1024,
+            max_concurrent_requests: 1024,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -629,6 +641,27 @@ impl Config {
                 "server.request_timeout_ms".into(),
                 "must be at least 100".into(),
                 "the default is 30000 (30 s)",
+            );
+        }
+        if self.server.max_webhook_body_bytes < 1024 {
+            issue(
+                "server.max_webhook_body_bytes".into(),
+                "must be at least 1024".into(),
+                "the default is 1048576 (1 MiB)",
+            );
+        }
+        if self.server.max_concurrent_requests == 0 {
+            issue(
+                "server.max_concurrent_requests".into(),
+                "must be at least 1".into(),
+                "the default is 1024",
+            );
+        }
+        if !(100..=600_000).contains(&self.server.header_read_timeout_ms) {
+            issue(
+                "server.header_read_timeout_ms".into(),
+                "must be between 100 and 600000".into(),
+                "the default is 10000 (10 s)",
             );
         }
         let asymmetric = self.auth.uses_public_keys();
@@ -1200,6 +1233,27 @@ currency = "usd"
         );
         let config = Config::load(&path).expect("valid");
         assert_eq!(config.auth.max_token_ttl_secs(), Some(12 * 3600));
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "[server]\nmax_webhook_body_bytes = 10\nmax_concurrent_requests = 0\nheader_read_timeout_ms = 5\n",
+        );
+        let text = Config::load(&path).expect_err("invalid").to_string();
+        for key in [
+            "server.max_webhook_body_bytes: must be at least 1024",
+            "server.max_concurrent_requests: must be at least 1",
+            "server.header_read_timeout_ms: must be between 100 and 600000",
+        ] {
+            assert!(text.contains(key), "`{key}` missing in {text}");
+        }
+        let config = Config::default();
+        assert_eq!(config.server.max_webhook_body_bytes, 1024 * 1024);
+        assert_eq!(config.server.header_read_timeout_ms, 10_000);
+        assert_eq!(config.auth.max_token_ttl_secs(), Some(30 * 86_400));
     }
 
     #[test]

@@ -600,13 +600,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .unwrap_or("demo")
     );
     let router = adpipe::api::router(app);
-    match acceptor {
-        Some(acceptor) => adpipe::tls::serve(listener, acceptor, router, shutdown_signal()).await,
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?,
-    }
+    adpipe::tls::serve(
+        listener,
+        acceptor,
+        router,
+        adpipe::tls::Settings::from(&config.server),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("adpipe stopped");
     Ok(())
 }

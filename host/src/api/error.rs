@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::auth::{AuthError, Role};
+use crate::ratelimit::LimitState;
 
 /// An error answer.
 #[derive(Debug)]
@@ -16,6 +17,8 @@ pub struct ApiError {
     /// Id of the dead letter keeping the payload, when one was kept.
     pub dead_letter_id: Option<String>,
     pub retry_after: Option<u64>,
+    /// Budget state for `RateLimit-*` headers (on a `429`).
+    pub rate_limit: Option<Box<LimitState>>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             message: message.into(),
             dead_letter_id: None,
             retry_after: None,
+            rate_limit: None,
         }
     }
     pub fn invalid_parameter(name: &str, message: impl std::fmt::Display) -> ApiError {
@@ -109,18 +113,40 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(state) = &self.rate_limit {
+            rate_headers(&mut response, state);
+        }
         response
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` of a budget.
+pub fn rate_headers(response: &mut Response, state: &LimitState) {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(state.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(state.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(state.reset_secs));
+    if let Ok(policy) = HeaderValue::from_str(&state.policy) {
+        headers.insert("ratelimit-policy", policy);
     }
 }
 
 /// Map a body-reading failure (413 beyond the limit) to an error answer.
 pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    body_error_limited_by(rejection, "server.max_body_bytes")
+}
+
+/// [`body_error`] naming the setting that limits the route's bodies.
+pub fn body_error_limited_by(
+    rejection: axum::extract::rejection::BytesRejection,
+    setting: &str,
+) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             status,
             "payload_too_large",
-            "the request body exceeds the configured server.max_body_bytes",
+            format!("the request body exceeds the configured {setting}"),
         )
     } else {
         ApiError::new(status, "unreadable_body", rejection.body_text())

@@ -1,6 +1,13 @@
 //! Ingestion routes: `POST /v1/pipelines/{p}/reports`, `GET|POST /v1/webhooks/{p}`.
 //!
 //! receive → verify (host-held secrets) → [`crate::process`] → `202 {"accepted": N}`.
+//!
+//! Webhooks are public, so anyone can post junk to them: a delivery is
+//! charged to the pipeline's ingest budget (per pipeline and per tenant) only
+//! once its signature verifies, and a handshake only once its verify token
+//! matches (Meta) or its challenge is UUID-shaped (LinkedIn). Junk costs an
+//! HMAC over at most `server.max_webhook_body_bytes` and is bounded by the
+//! global concurrency limit, never by the tenant's budget.
 
 use std::collections::HashMap;
 
@@ -13,15 +20,34 @@ use axum::Json;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::error::body_error;
+use super::error::{body_error, body_error_limited_by, rate_headers};
 use super::openapi::{Accepted, ErrorBody};
-use super::{ApiError, Caller, PathParam};
+use super::{draw, ApiError, Caller, PathParam};
 use crate::app::{App, Pipeline};
 use crate::auth::Role;
 use crate::config::is_currency;
 use crate::plugin::{HandshakePlan, SignatureScheme, WebhookRequest};
 use crate::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
+use crate::ratelimit::{LimitState, RouteClass};
 use crate::signature;
+
+/// Draw a verified webhook request from its pipeline's ingest budget.
+async fn charge(app: &App, pipeline: &Pipeline) -> Result<Option<LimitState>, ApiError> {
+    draw(
+        app,
+        RouteClass::Ingest,
+        &format!("webhook:{}", pipeline.config.name),
+        &pipeline.config.tenant,
+    )
+    .await
+}
+
+fn with_rate_headers(mut response: Response, state: Option<LimitState>) -> Response {
+    if let Some(state) = &state {
+        rate_headers(&mut response, state);
+    }
+    response
+}
 
 fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
     app.pipelines.get(name).ok_or_else(|| {
@@ -138,11 +164,15 @@ pub async fn webhook_handshake(
                 ));
             };
             if bool::from(echo.token.as_bytes().ct_eq(expected.expose().as_bytes())) {
-                Ok((
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    echo.challenge,
-                )
-                    .into_response())
+                let limit = charge(&app, pipeline).await?;
+                Ok(with_rate_headers(
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        echo.challenge,
+                    )
+                        .into_response(),
+                    limit,
+                ))
             } else {
                 Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -162,8 +192,12 @@ pub async fn webhook_handshake(
                 ));
             }
             let secret = webhook_secret(pipeline)?;
+            let limit = charge(&app, pipeline).await?;
             let response = signature::hmac_hex(secret.as_bytes(), code.as_bytes());
-            Ok(Json(json!({"challengeCode": code, "challengeResponse": response})).into_response())
+            Ok(with_rate_headers(
+                Json(json!({"challengeCode": code, "challengeResponse": response})).into_response(),
+                limit,
+            ))
         }
         HandshakePlan::Reject(reason) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -191,7 +225,7 @@ pub async fn webhook(
 ) -> Result<Response, ApiError> {
     let pipeline = pipeline(&app, &name)?;
     let scheme = webhooks_supported(pipeline)?;
-    let body = body.map_err(body_error)?;
+    let body = body.map_err(|e| body_error_limited_by(e, "server.max_webhook_body_bytes"))?;
     let secret = webhook_secret(pipeline)?;
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = match scheme {
@@ -223,6 +257,8 @@ pub async fn webhook(
     };
     verified
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
+    // Only a delivery the platform signed spends the tenant's budget.
+    let limit = charge(&app, pipeline).await?;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
     let request = WebhookRequest {
         query,
@@ -234,14 +270,15 @@ pub async fn webhook(
             .collect(),
         body: body.to_vec(),
     };
-    accept(
+    let response = accept(
         &app,
         pipeline,
         Origin::Webhook,
         Payload::Webhook(request),
         Overrides::default(),
     )
-    .await
+    .await?;
+    Ok(with_rate_headers(response, limit))
 }
 
 fn webhooks_supported(pipeline: &Pipeline) -> Result<SignatureScheme, ApiError> {

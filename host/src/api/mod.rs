@@ -10,7 +10,14 @@
 //! authenticated caller, or a role) and rate-limit class; one middleware
 //! ([`guard`]) enforces it for all of them, so no handler can forget. `HEAD`
 //! is guarded as the `GET` it mirrors; a method a route does not accept is
-//! `405 method_not_allowed` with `Allow`.
+//! `405 method_not_allowed` with `Allow`. Webhooks are the one exception to
+//! charging in the guard: their handlers check the platform's signature first
+//! and only then draw from the pipeline's ingest budget ([`draw`]), so
+//! unsigned junk cannot spend a tenant's budget.
+//!
+//! Around every route: a global concurrency limit (`503 overloaded` beyond
+//! `server.max_concurrent_requests`), the request time limit, body limits
+//! (`server.max_body_bytes`; webhooks `server.max_webhook_body_bytes`).
 //! Every error is `{"error": {"code", "message"}}`.
 
 pub mod admin;
@@ -22,12 +29,16 @@ pub mod query;
 
 use std::time::{Duration, Instant};
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,6 +47,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::auth::{AuthError, Claims, Role};
 use crate::ratelimit::{LimitState, RouteClass, Verdict};
+use error::rate_headers;
 pub use error::ApiError;
 
 /// Who may call a route.
@@ -43,7 +55,8 @@ pub use error::ApiError;
 pub enum Access {
     /// No credentials (health).
     Public,
-    /// Platform webhooks: the handler checks the platform's signature.
+    /// Platform webhooks: the handler checks the platform's signature, then
+    /// draws from the route class's budget (see [`draw`]).
     Webhook,
     /// Any valid token or API key.
     Authenticated,
@@ -147,6 +160,14 @@ pub fn spec(method: &Method, path: &str) -> Option<&'static RouteSpec> {
 
 /// The handlers, mounted and documented together.
 pub fn documented_routes() -> OpenApiRouter<App> {
+    documented_routes_with(crate::config::ServerConfig::default().max_webhook_body_bytes)
+}
+
+/// [`documented_routes`] with the webhook routes' own body limit.
+fn documented_routes_with(max_webhook_body: usize) -> OpenApiRouter<App> {
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(ingest::webhook_handshake, ingest::webhook))
+        .layer(DefaultBodyLimit::max(max_webhook_body));
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -154,7 +175,7 @@ pub fn documented_routes() -> OpenApiRouter<App> {
         .routes(routes!(openapi::document))
         .routes(routes!(admin::whoami))
         .routes(routes!(ingest::push_report))
-        .routes(routes!(ingest::webhook_handshake, ingest::webhook))
+        .merge(webhooks)
         .routes(routes!(query::insights))
         .routes(routes!(query::campaigns))
         .routes(routes!(ops::dead_letters))
@@ -174,7 +195,8 @@ pub fn documented_routes() -> OpenApiRouter<App> {
 pub fn router(app: App) -> Router {
     let max_body = app.config.server.max_body_bytes;
     let timeout = Duration::from_millis(app.config.server.request_timeout_ms);
-    let (routes, _) = documented_routes().split_for_parts();
+    let (routes, _) =
+        documented_routes_with(app.config.server.max_webhook_body_bytes).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = routes
         .fallback(ops::not_found)
@@ -182,6 +204,17 @@ pub fn router(app: App) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
+        // tower's limit + load shedding rather than a hand-made counter: one
+        // semaphore shared by every route (`Global…`: axum layers each route
+        // separately), and a full semaphore refuses at once instead of queueing.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    app.config.server.max_concurrent_requests,
+                )),
+        )
         .layer(middleware::from_fn_with_state(
             app.config.server.tls.is_some(),
             security_headers,
@@ -319,13 +352,28 @@ async fn authenticate(app: &App, parts: &Parts) -> Result<Claims, ApiError> {
     }
 }
 
-fn rate_headers(response: &mut Response, state: &LimitState) {
-    let headers = response.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(state.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(state.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(state.reset_secs));
-    if let Ok(policy) = HeaderValue::from_str(&state.policy) {
-        headers.insert("ratelimit-policy", policy);
+/// Draw one request from `class`'s budgets of `caller` and `tenant`: the
+/// state for the answer's `RateLimit-*` headers (`None` when limits are
+/// off), or the `429` answer.
+pub async fn draw(
+    app: &App,
+    class: RouteClass,
+    caller: &str,
+    tenant: &str,
+) -> Result<Option<LimitState>, ApiError> {
+    match app.rate_limits.check(class, caller, tenant).await {
+        None => Ok(None),
+        Some(Verdict::Allowed(state)) => Ok(Some(state)),
+        Some(Verdict::Limited {
+            state,
+            retry_after_secs,
+            scope,
+        }) => {
+            app.telemetry.limited(class.as_str(), scope);
+            let mut error = ApiError::rate_limited(scope, retry_after_secs);
+            error.rate_limit = Some(Box::new(state));
+            Err(error)
+        }
     }
 }
 
@@ -357,46 +405,27 @@ pub async fn guard(
 
 async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let (caller, limit_key, tenant) = match spec.access {
-        Access::Public => return next.run(Request::from_parts(parts, body)).await,
-        Access::Webhook => {
-            let pipeline = parts.uri.path().rsplit('/').next().unwrap_or_default();
-            let tenant = app
-                .pipelines
-                .get(pipeline)
-                .map(|p| p.config.tenant.clone())
-                .unwrap_or_else(|| "-".into());
-            (None, format!("webhook:{pipeline}"), tenant)
+    let claims = match spec.access {
+        // Webhook handlers verify the delivery first and only then draw from
+        // the pipeline's budget: unsigned junk must not spend it.
+        Access::Public | Access::Webhook => {
+            return next.run(Request::from_parts(parts, body)).await
         }
-        Access::Authenticated | Access::Role(_) => {
-            let claims = match authenticate(app, &parts).await {
-                Ok(c) => c,
-                Err(e) => return e.into_response(),
-            };
-            if let Access::Role(required) = spec.access {
-                if !claims.has(required) {
-                    return ApiError::forbidden(required).into_response();
-                }
-            }
-            let (key, tenant) = (claims.sub.clone(), claims.tenant.clone());
-            (Some(Caller(claims)), key, tenant)
-        }
+        Access::Authenticated | Access::Role(_) => match authenticate(app, &parts).await {
+            Ok(claims) => claims,
+            Err(e) => return e.into_response(),
+        },
     };
+    if let Access::Role(required) = spec.access {
+        if !claims.has(required) {
+            return ApiError::forbidden(required).into_response();
+        }
+    }
     let mut limit_state = None;
     if let Some(class) = spec.class {
-        match app.rate_limits.check(class, &limit_key, &tenant).await {
-            None => {}
-            Some(Verdict::Allowed(state)) => limit_state = Some(state),
-            Some(Verdict::Limited {
-                state,
-                retry_after_secs,
-                scope,
-            }) => {
-                app.telemetry.limited(class.as_str(), scope);
-                let mut response = ApiError::rate_limited(scope, retry_after_secs).into_response();
-                rate_headers(&mut response, &state);
-                return response;
-            }
+        match draw(app, class, &claims.sub, &claims.tenant).await {
+            Ok(state) => limit_state = state,
+            Err(refusal) => return refusal.into_response(),
         }
     }
     let audit = spec.access == Access::Role(Role::Admin) && spec.method != "GET";
@@ -406,14 +435,12 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    if let Some(caller) = &caller {
-        parts.extensions.insert(caller.clone());
-    }
+    parts.extensions.insert(Caller(claims.clone()));
     let mut response = next.run(Request::from_parts(parts, body)).await;
     if let Some(state) = &limit_state {
         rate_headers(&mut response, state);
     }
-    if let (true, Some(Caller(claims))) = (audit, &caller) {
+    if audit {
         let entry = crate::metadata::AuditEntry {
             id: uuid::Uuid::new_v4().to_string(),
             at_ms: chrono::Utc::now().timestamp_millis(),
@@ -438,6 +465,19 @@ async fn method_not_allowed(method: Method) -> ApiError {
         "method_not_allowed",
         format!("this route does not accept {method}; the Allow header lists the methods it does"),
     )
+}
+
+/// `503 overloaded` when `server.max_concurrent_requests` are being served.
+async fn overloaded(error: tower::BoxError) -> ApiError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable(
+            "the server is serving as many requests as it may at once (server.max_concurrent_requests); retry shortly",
+            1,
+        )
+        .with_code("overloaded")
+    } else {
+        ApiError::internal("serving the request failed", error)
+    }
 }
 
 /// Answer `503 timeout` when a request runs longer than `server.request_timeout_ms`.
