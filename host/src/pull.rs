@@ -217,10 +217,7 @@ async fn fetch(
     run: &mut PullRun,
 ) -> Result<(String, Vec<u8>), PullError> {
     let mut url = Url::parse(&request.url).map_err(|_| PullError::BadUrl(request.url.clone()))?;
-    if !request.query.is_empty() {
-        url.query_pairs_mut()
-            .extend_pairs(request.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    }
+    append_query(&mut url, &request.query);
     check_host(pipeline, &url)?;
     let public_url = url.to_string();
     let secrets = &pipeline.pull_secrets;
@@ -325,6 +322,51 @@ async fn fetch(
     }
 }
 
+/// Append the plugin's query pairs to `url` as the plugin wrote them: a value
+/// is sent as is (Rest.li's `List(urn%3Ali%3A...)` and `(start:(year:2026))`
+/// stay exactly that), so a plugin percent-encodes what it means literally
+/// (`%25`, `%2B`, `%26`). Only what cannot stand inside one `key=value` pair is
+/// escaped: bytes a URL query may not hold (space, `"`, `#`, `<`, `>`, `'`,
+/// brackets and braces, `|`, `\`, `^`, `` ` ``, controls, non-ASCII), `&`,
+/// `=` in a key, and a `%` that starts no escape.
+fn append_query(url: &mut Url, pairs: &[(String, String)]) {
+    if pairs.is_empty() {
+        return;
+    }
+    let mut query = url.query().unwrap_or_default().to_owned();
+    for (key, value) in pairs {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        escape_into(&mut query, key, true);
+        query.push('=');
+        escape_into(&mut query, value, false);
+    }
+    url.set_query(Some(&query));
+}
+
+fn escape_into(out: &mut String, text: &str, key: bool) {
+    use std::fmt::Write as _;
+    let bytes = text.as_bytes();
+    let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+    for (i, &b) in bytes.iter().enumerate() {
+        let keep = match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
+            b'!' | b'$' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b':' | b'@' | b'/' | b'?' => {
+                true
+            }
+            b'=' => !key,
+            b'%' => hex(i + 1) && hex(i + 2),
+            _ => false,
+        };
+        if keep {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
@@ -365,5 +407,60 @@ fn check_host(pipeline: &Pipeline, url: &Url) -> Result<(), PullError> {
             "{}://{host}",
             url.scheme()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+        let mut url = Url::parse(base).expect("url");
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        append_query(&mut url, &pairs);
+        url.to_string()
+    }
+
+    #[test]
+    fn restli_queries_are_sent_as_the_plugin_built_them() {
+        let url = with_query(
+            "https://api.linkedin.com/rest/adAnalytics",
+            &[
+                ("q", "statistics"),
+                ("pivots", "List(CAMPAIGN,CREATIVE)"),
+                (
+                    "dateRange",
+                    "(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))",
+                ),
+                ("accounts", "List(urn%3Ali%3AsponsoredAccount%3A509876)"),
+            ],
+        );
+        assert_eq!(
+            url,
+            "https://api.linkedin.com/rest/adAnalytics?q=statistics&pivots=List(CAMPAIGN,CREATIVE)\
+             &dateRange=(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))\
+             &accounts=List(urn%3Ali%3AsponsoredAccount%3A509876)"
+        );
+    }
+
+    #[test]
+    fn only_what_cannot_stand_in_a_pair_is_escaped() {
+        let url = with_query(
+            "http://127.0.0.1:9/x?page=2",
+            &[
+                ("time_range", r#"{"since":"2026-11-01"}"#),
+                ("a&b=c", "x&y=z #1"),
+                ("p", "100% 50%2B"),
+                ("n", "café"),
+            ],
+        );
+        assert_eq!(
+            url,
+            "http://127.0.0.1:9/x?page=2&time_range=%7B%22since%22:%222026-11-01%22%7D\
+             &a%26b%3Dc=x%26y=z%20%231&p=100%25%2050%2B&n=caf%C3%A9"
+        );
     }
 }

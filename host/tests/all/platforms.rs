@@ -11,7 +11,7 @@ use std::sync::Arc;
 use adpipe::app::App;
 use adpipe::auth::Role;
 use adpipe::config::PullConfig;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
@@ -37,6 +37,8 @@ struct Fake {
     restated: AtomicBool,
     /// Make Meta's next page point off the allow-list.
     evil_next: AtomicBool,
+    /// Raw query strings of the adAnalytics requests, as they arrived.
+    linkedin_queries: std::sync::Mutex<Vec<String>>,
 }
 
 type Shared = Arc<Fake>;
@@ -111,8 +113,50 @@ async fn google_stream(
     fixture("google", "searchstream_ad_group_ad.json").into_response()
 }
 
+/// Why LinkedIn's Rest.li 2.0 gateway would refuse this raw query, if it would:
+/// `( ) : ,` are Rest.li syntax and must arrive raw, and the URNs inside a value
+/// are percent-encoded once (`urn%3Ali%3A...`), so a double-encoded `%253A` or an
+/// escaped `%28` / `%29` / `%2C` is a malformed value (protocol-version page of
+/// learn.microsoft.com/en-us/linkedin/shared/api-guide/concepts).
+fn restli_refusal(raw: &str) -> Option<String> {
+    let mut params = HashMap::new();
+    for pair in raw.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let upper = value.to_ascii_uppercase();
+        if upper.contains("%25") {
+            return Some(format!("double-encoded value of `{key}`: {value}"));
+        }
+        for escaped in ["%28", "%29", "%2C"] {
+            if upper.contains(escaped) {
+                return Some(format!("Rest.li syntax escaped in `{key}`: {value}"));
+            }
+        }
+        params.insert(key, value);
+    }
+    let accounts = params.get("accounts").copied().unwrap_or("");
+    let urns = accounts
+        .strip_prefix("List(")
+        .and_then(|a| a.strip_suffix(')'));
+    let valid_urns = urns.is_some_and(|list| {
+        list.split(',').all(|urn| {
+            urn.strip_prefix("urn%3Ali%3AsponsoredAccount%3A")
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+    });
+    if !valid_urns {
+        return Some(format!("invalid accounts: {accounts}"));
+    }
+    let date_range = params.get("dateRange").copied().unwrap_or("");
+    if !date_range.starts_with("(start:(year:") {
+        return Some(format!("invalid dateRange: {date_range}"));
+    }
+    None
+}
+
 async fn linkedin_analytics(
+    State(fake): State<Shared>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer li-token") {
@@ -121,6 +165,14 @@ async fn linkedin_analytics(
             "{\"status\":401,\"message\":\"Invalid access token\"}",
         )
             .into_response();
+    }
+    let raw = raw.unwrap_or_default();
+    if let Ok(mut seen) = fake.linkedin_queries.lock() {
+        seen.push(raw.clone());
+    }
+    if let Some(why) = restli_refusal(&raw) {
+        let error = json!({"status": 400, "message": why});
+        return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
     }
     assert_eq!(query.get("q").map(String::as_str), Some("statistics"));
     match query.get("start").map(String::as_str) {
@@ -672,4 +724,105 @@ fn linkedin_challenge_is_no_signing_oracle() {
             assert_eq!(status, 401, "{json}");
         }
     });
+}
+
+/// An app with the one pipeline `name` (adapter `name`) pulling per `pull`.
+async fn start_one(dir: &tempfile::TempDir, name: &str, pull: Option<PullConfig>) -> App {
+    std::env::set_var("ADPIPE_TEST_LI_TOKEN", "li-token");
+    std::env::set_var("ADPIPE_TEST_TT_TOKEN", "tt-token");
+    let mut one = pipeline(name, "demo", name);
+    one.pull = pull;
+    if name == "linkedin" {
+        one.currency = Some("USD".into());
+    }
+    App::start(config(dir, vec![plugin(name)], vec![one]))
+        .await
+        .expect("start")
+}
+
+/// LinkedIn pulls send the Rest.li query exactly as the plugin built it, so a
+/// fake that refuses what the real API refuses (double-encoded URNs, escaped
+/// brackets) answers, and a *scheduled* pull lands the exact totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkedin_scheduled_pull_sends_the_restli_query_as_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, base) = start_fake().await;
+
+    // The fake is as strict as LinkedIn: what the old host sent is a 400.
+    let client = reqwest::Client::new();
+    for query in [
+        "q=statistics&dateRange=(start:(year:2026,month:11,day:1))&accounts=List%28urn%253Ali%253AsponsoredAccount%253A509876%29",
+        "q=statistics&dateRange=%28start%3A%28year%3A2026%2Cmonth%3A11%2Cday%3A1%29%29&accounts=List(urn%3Ali%3AsponsoredAccount%3A509876)",
+        "q=statistics&dateRange=(start:(year:2026,month:11,day:1))&accounts=List(urn:li:sponsoredAccount:509876)",
+    ] {
+        let response = client
+            .get(format!("{base}/rest/adAnalytics?{query}"))
+            .bearer_auth("li-token")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{query}");
+    }
+    if let Ok(mut seen) = fake.linkedin_queries.lock() {
+        seen.clear();
+    }
+
+    let mut pull = pull(&base, "509876", "ADPIPE_TEST_LI_TOKEN");
+    if let Some(p) = pull.as_mut() {
+        p.every = Some("1h".into()); // the first tick runs at start
+    }
+    let app = start_one(&dir, "linkedin", pull).await;
+    let admin = token("demo", &[Role::Admin], 60);
+    let mut run = Value::Null;
+    for _ in 0..200 {
+        let runs = send(&app, get("/v1/pipelines/linkedin/pulls", Some(&admin))).await;
+        if let Some(first) = runs.json["runs"].as_array().and_then(|r| r.first()) {
+            run = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (
+            run["status"].as_str(),
+            run["pages"].as_i64(),
+            run["rows"].as_i64()
+        ),
+        (Some("ok"), Some(2), Some(7)),
+        "{run}"
+    );
+    let first = fake
+        .linkedin_queries
+        .lock()
+        .map(|q| q.first().cloned().unwrap_or_default())
+        .unwrap_or_default();
+    for part in [
+        "q=statistics&",
+        "&pivots=List(CAMPAIGN,CREATIVE)&",
+        "&dateRange=(start:(year:",
+        "&accounts=List(urn%3Ali%3AsponsoredAccount%3A509876)&",
+        "&fields=dateRange,pivotValues,impressions,clicks,",
+    ] {
+        assert!(first.contains(part), "`{part}` not in {first}");
+    }
+    let expected = row(
+        "2026-11-01",
+        "linkedin",
+        "612345001",
+        "USD",
+        20_330,
+        119,
+        562.42,
+        6.0,
+        1500.0,
+    );
+    let mut linkedin = Vec::new();
+    for _ in 0..100 {
+        linkedin = totals(&app, "linkedin").await;
+        if linkedin.first() == Some(&expected) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(linkedin.first(), Some(&expected), "{linkedin:?}");
 }

@@ -673,9 +673,23 @@ mod tests {
         })
         .expect("plan");
         assert_eq!(plan[0].url, "https://api.linkedin.com/rest/adAnalytics");
-        assert!(plan[0].query.contains(&(
-            "dateRange".into(),
-            "(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))".into()
-        )));
+        // Rest.li 2.0 as LinkedIn documents it (and established connectors
+        // send it): syntax raw, the URN inside the list encoded once.
+        for pair in [
+            ("q", "statistics"),
+            ("pivots", "List(CAMPAIGN,CREATIVE)"),
+            ("timeGranularity", "DAILY"),
+            (
+                "dateRange",
+                "(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))",
+            ),
+            ("accounts", "List(urn%3Ali%3AsponsoredAccount%3A509)"),
+        ] {
+            assert!(
+                plan[0].query.contains(&(pair.0.into(), pair.1.into())),
+                "{pair:?} in {:?}",
+                plan[0].query
+            );
+        }
     }
 }

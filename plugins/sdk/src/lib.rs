@@ -260,6 +260,11 @@ pub struct Extra {
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
+    /// Query pairs, appended to `url` as written: the host escapes only what
+    /// cannot stand inside one `key=value` pair (space, `&`, `#`, quotes,
+    /// brackets, non-ASCII, a `%` that starts no escape), so percent-encode
+    /// what you mean literally (`%25`, `%2B`) and leave syntax such as
+    /// Rest.li's `List(urn%3Ali%3A...)` and `(start:(year:2026))` raw.
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
