@@ -375,6 +375,9 @@ impl App {
             http: reqwest::Client::builder()
                 .user_agent(concat!("adpipe/", env!("CARGO_PKG_VERSION")))
                 .timeout(Duration::from_secs(120))
+                // Pulls follow redirects themselves, each target allow-listed
+                // and without the host's secrets off the original origin.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| StartError::Http(e.to_string()))?,
             started: Instant::now(),

@@ -474,10 +474,21 @@ pub struct PullConfig {
     /// Safety bound on pages followed per account and run.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
+    /// Largest response body read per page, enforced while reading; a larger
+    /// one fails the run and nothing of it is ingested.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 fn default_max_pages() -> u32 {
     1000
+}
+
+/// Default of `pull.max_response_bytes`: 64 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 /// A pipeline option's value: any TOML scalar, handed to plugins as text.
@@ -1067,6 +1078,13 @@ impl Config {
                         "the default is 1000",
                     );
                 }
+                if !(1024..=(4u64 << 30)).contains(&pull.max_response_bytes) {
+                    issue(
+                        at("pull.max_response_bytes"),
+                        "must be between 1024 and 4294967296 (4 GiB)".into(),
+                        "the default is 67108864 (64 MiB)",
+                    );
+                }
             }
             for name in &pipeline.metrics {
                 if !self
@@ -1254,6 +1272,22 @@ currency = "usd"
         assert_eq!(config.server.max_webhook_body_bytes, 1024 * 1024);
         assert_eq!(config.server.header_read_timeout_ms, 10_000);
         assert_eq!(config.auth.max_token_ttl_secs(), Some(30 * 86_400));
+    }
+
+    #[test]
+    fn pull_response_limit_is_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pipeline = "[[plugins]]\nname = \"meta\"\npath = \"meta.wasm\"\n[[pipelines]]\nname = \"meta\"\ntenant = \"demo\"\nadapter = \"meta\"\n[pipelines.pull]\naccounts = [\"1\"]\n";
+        let path = write(dir.path(), &format!("{pipeline}max_response_bytes = 10\n"));
+        let text = Config::load(&path).expect_err("invalid").to_string();
+        assert!(
+            text.contains("pipelines[0].pull.max_response_bytes: must be between 1024"),
+            "{text}"
+        );
+        let path = write(dir.path(), pipeline);
+        let config = Config::load(&path).expect("valid");
+        let pull = config.pipelines[0].pull.as_ref().expect("pull");
+        assert_eq!(pull.max_response_bytes, 64 * 1024 * 1024);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::app::{App, Pipeline};
@@ -28,8 +28,10 @@ const ATTEMPTS: u32 = 5;
 const BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait honoured from `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// Largest response body accepted.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Most redirects followed per request (each one allow-listed).
+const MAX_REDIRECTS: usize = 5;
+/// Most bytes of an error response read for the run's error message.
+const SNIPPET_BYTES: usize = 4096;
 
 /// A pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,12 @@ enum PullError {
     TooManyPages(u32),
     #[error("page rejected: {0}")]
     Rejected(String),
+    #[error("response body over {0} bytes (pull.max_response_bytes); the page was not ingested")]
+    TooLarge(u64),
+    #[error("redirect to `{0}` not followed: it is not on the plugin's allow-list")]
+    RedirectNotAllowed(String),
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
 }
 
 /// Pull every configured account of `pipeline` now; one run per account.
@@ -220,6 +228,13 @@ async fn fetch(
     append_query(&mut url, &request.query);
     check_host(pipeline, &url)?;
     let public_url = url.to_string();
+    let limit = pipeline
+        .config
+        .pull
+        .as_ref()
+        .map_or(crate::config::DEFAULT_MAX_RESPONSE_BYTES, |p| {
+            p.max_response_bytes
+        });
     let secrets = &pipeline.pull_secrets;
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
@@ -230,13 +245,16 @@ async fn fetch(
             headers.insert(n, v);
         }
     }
-    for (name, secret) in &secrets.headers {
+    // Host-injected secrets travel apart: they are sent to the request's own
+    // origin only, never on a redirect to another one.
+    let mut secret = HeaderMap::new();
+    for (name, value) in &secrets.headers {
         if let (Ok(n), Ok(mut v)) = (
             HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(secret.expose()),
+            HeaderValue::try_from(value.expose()),
         ) {
             v.set_sensitive(true);
-            headers.insert(n, v);
+            secret.insert(n, v);
         }
     }
     if !matches!(request.credential, CredentialSlot::None) {
@@ -255,7 +273,7 @@ async fn fetch(
                 let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose()))
                     .map_err(|e| PullError::Http(e.to_string()))?;
                 v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
+                secret.insert(reqwest::header::AUTHORIZATION, v);
             }
             CredentialSlot::Header(name) => {
                 let n = HeaderName::try_from(name.as_str())
@@ -263,7 +281,7 @@ async fn fetch(
                 let mut v = HeaderValue::try_from(token.expose())
                     .map_err(|e| PullError::Http(e.to_string()))?;
                 v.set_sensitive(true);
-                headers.insert(n, v);
+                secret.insert(n, v);
             }
             CredentialSlot::Query(name) => {
                 url.query_pairs_mut().append_pair(name, token.expose());
@@ -276,36 +294,37 @@ async fn fetch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut builder = app
-            .http
-            .request(method.clone(), url.clone())
-            .headers(headers.clone());
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let outcome = builder.send().await;
+        let outcome = send_following(
+            app,
+            pipeline,
+            &method,
+            &url,
+            &headers,
+            &secret,
+            request.body.as_deref(),
+        )
+        .await?;
         let wait = match outcome {
-            Ok(response) if response.status().is_success() => {
-                let body = response
-                    .bytes()
+            Ok(mut response) if response.status().is_success() => {
+                let body = read_limited(&mut response, limit)
                     .await
-                    .map_err(|e| PullError::Http(redact(&e.to_string(), &url, &public_url)))?;
-                if body.len() > MAX_BODY {
-                    return Err(PullError::Http(format!(
-                        "response body over {MAX_BODY} bytes"
-                    )));
-                }
-                return Ok((public_url, body.to_vec()));
+                    .map_err(|e| match e {
+                        ReadError::TooLarge => PullError::TooLarge(limit),
+                        ReadError::Http(e) => {
+                            PullError::Http(redact(&e.to_string(), &url, &public_url))
+                        }
+                    })?;
+                return Ok((public_url, body));
             }
             Ok(response) if retryable(response.status()) && attempt < ATTEMPTS => {
                 retry_after(response.headers()).unwrap_or(BACKOFF * 2u32.pow(attempt - 1))
             }
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
-                let text = response.text().await.unwrap_or_default();
+                let text = snippet(&mut response).await;
                 return Err(PullError::Status {
                     status,
-                    snippet: text.chars().take(300).collect(),
+                    snippet: text,
                 });
             }
             Err(e) if attempt < ATTEMPTS => {
@@ -320,6 +339,103 @@ async fn fetch(
         run.retries += 1;
         tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
     }
+}
+
+/// Send one request, following redirects here rather than in the client (it
+/// follows none): each target must pass the pipeline's allow-list before it is
+/// contacted, and the host's secrets go to the original origin only. The outer
+/// error is a refusal (not retried), the inner one a transport error.
+async fn send_following(
+    app: &App,
+    pipeline: &Pipeline,
+    method: &Method,
+    url: &Url,
+    headers: &HeaderMap,
+    secret: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Result<Result<reqwest::Response, reqwest::Error>, PullError> {
+    let origin = url.origin();
+    let mut current = url.clone();
+    let mut method = method.clone();
+    let mut body = body.map(<[u8]>::to_vec);
+    for _ in 0..=MAX_REDIRECTS {
+        let mut sent = headers.clone();
+        if current.origin() == origin {
+            for (name, value) in secret {
+                sent.insert(name.clone(), value.clone());
+            }
+        }
+        let mut builder = app
+            .http
+            .request(method.clone(), current.clone())
+            .headers(sent);
+        if let Some(body) = &body {
+            builder = builder.body(body.clone());
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => return Ok(Err(e)),
+        };
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok());
+        let (true, Some(location)) = (status.is_redirection(), location) else {
+            return Ok(Ok(response));
+        };
+        let next = current
+            .join(location)
+            .map_err(|_| PullError::BadUrl(location.to_owned()))?;
+        if check_host(pipeline, &next).is_err() {
+            // Name the target's origin only: a Location may echo a token.
+            return Err(PullError::RedirectNotAllowed(
+                next.origin().ascii_serialization(),
+            ));
+        }
+        if status == StatusCode::SEE_OTHER
+            || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                && method == Method::POST)
+        {
+            method = Method::GET;
+            body = None;
+        }
+        current = next;
+    }
+    Err(PullError::TooManyRedirects)
+}
+
+enum ReadError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// The body, read chunk by chunk and abandoned (connection dropped) as soon as
+/// it would pass `limit` bytes.
+async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Http)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The start of an error response, for the run's error: never the whole body.
+async fn snippet(response: &mut reqwest::Response) -> String {
+    let mut head = Vec::new();
+    while head.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).chars().take(300).collect()
 }
 
 /// Append the plugin's query pairs to `url` as the plugin wrote them: a value

@@ -224,6 +224,7 @@ fn pull(base: &str, account: &str, credential_env: &str) -> Option<PullConfig> {
         credential_env: Some(credential_env.into()),
         header_envs: Default::default(),
         max_pages: 10,
+        max_response_bytes: 64 * 1024 * 1024,
     })
 }
 
@@ -825,4 +826,178 @@ async fn linkedin_scheduled_pull_sends_the_restli_query_as_built() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(linkedin.first(), Some(&expected), "{linkedin:?}");
+}
+
+/// What a host off the allow-list saw.
+#[derive(Default)]
+struct Target {
+    requests: AtomicU32,
+    credentials: std::sync::Mutex<Vec<String>>,
+}
+
+/// The pull client follows no redirect off the plugin's allow-list (the target
+/// never sees a request, let alone the credential); a redirect on the same
+/// origin is followed with the credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_redirects_off_the_allow_list_are_not_followed() {
+    let target: Arc<Target> = Arc::default();
+    let evil = Router::new()
+        .fallback(
+            |State(t): State<Arc<Target>>, headers: HeaderMap| async move {
+                t.requests.fetch_add(1, Ordering::SeqCst);
+                for name in ["access-token", "authorization"] {
+                    if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                        if let Ok(mut seen) = t.credentials.lock() {
+                            seen.push(format!("{name}: {v}"));
+                        }
+                    }
+                }
+                fixture("tiktok", "report_ad_page2.json")
+            },
+        )
+        .with_state(target.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let evil_base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, evil).await });
+
+    // TikTok's report route moves (same origin), and the new place sends the
+    // caller to another host.
+    let moved_with_token: Arc<AtomicU32> = Arc::default();
+    let seen = moved_with_token.clone();
+    let platform = Router::new()
+        .route(
+            "/open_api/v1.3/report/integrated/get/",
+            routing::get(|| async { (StatusCode::FOUND, [("location", "/moved/report")]) }),
+        )
+        .route(
+            "/moved/report",
+            routing::get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                let evil_base = evil_base.clone();
+                async move {
+                    if headers.get("access-token").and_then(|v| v.to_str().ok()) == Some("tt-token")
+                    {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [("location", format!("{evil_base}/collect?page=1"))],
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, platform).await });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_one(
+        &dir,
+        "tiktok",
+        pull(&base, "7012345678901234567", "ADPIPE_TEST_TT_TOKEN"),
+    )
+    .await;
+    let run = pull_now(&app, "tiktok").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("redirect")
+            && error.contains("not followed")
+            && error.contains("allow-list"),
+        "{run}"
+    );
+    assert!(
+        !error.contains("collect"),
+        "only the origin is named: {run}"
+    );
+    assert_eq!(
+        moved_with_token.load(Ordering::SeqCst),
+        1,
+        "the same-origin redirect is followed with the credential"
+    );
+    assert_eq!(target.requests.load(Ordering::SeqCst), 0);
+    assert!(target
+        .credentials
+        .lock()
+        .map(|c| c.is_empty())
+        .unwrap_or(false));
+}
+
+/// A body over `pull.max_response_bytes` fails the run while it is being read:
+/// the fake offers 256 MiB and the host stops long before, ingesting nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_bodies_over_the_limit_fail_while_reading() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const OFFERED: u64 = 256 * 1024 * 1024;
+    let sent: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let start = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(start).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let frame = [
+                    format!("{:x}\r\n", chunk.len()).into_bytes(),
+                    chunk,
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                let mut total = 0u64;
+                while total < OFFERED {
+                    if socket.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    total += 64 * 1024;
+                    counter.store(total, Ordering::SeqCst);
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pull = pull(&base, "509876", "ADPIPE_TEST_LI_TOKEN");
+    if let Some(p) = pull.as_mut() {
+        p.max_response_bytes = 1024 * 1024;
+    }
+    let app = start_one(&dir, "linkedin", pull).await;
+    let run = pull_now(&app, "linkedin").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().is_some_and(
+            |e| e.contains("over 1048576 bytes") && e.contains("pull.max_response_bytes")
+        ),
+        "{run}"
+    );
+    assert_eq!(
+        (run["pages"].as_i64(), run["rows"].as_i64()),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+    let streamed = sent.load(Ordering::SeqCst);
+    assert!(
+        streamed < 64 * 1024 * 1024,
+        "the host read on after the limit: {streamed} bytes streamed"
+    );
+    assert!(totals(&app, "linkedin").await.is_empty());
 }
