@@ -184,6 +184,9 @@ pub struct BusConfig {
     pub group: String,
     /// Partitions of the rows topic when adpipe creates it.
     pub partitions: i32,
+    /// Replicas of each topic adpipe creates (fewer, with a warning, when
+    /// the cluster has fewer brokers); `min.insync.replicas` is one less.
+    pub replication_factor: i32,
     /// How long a publish may wait for the brokers' acknowledgement.
     pub timeout_ms: u64,
     /// Extra librdkafka settings, e.g. `"security.protocol" = "ssl"`.
@@ -198,6 +201,7 @@ impl Default for BusConfig {
             topic: "adpipe.rows".into(),
             group: "adpipe-aggregators".into(),
             partitions: 6,
+            replication_factor: 3,
             timeout_ms: 5000,
             client: BTreeMap::new(),
         }
@@ -806,6 +810,13 @@ impl Config {
                 "bus.partitions".into(),
                 "must be from 1 to 1000".into(),
                 "the default is 6",
+            );
+        }
+        if !(1..=32).contains(&self.bus.replication_factor) {
+            issue(
+                "bus.replication_factor".into(),
+                "must be from 1 to 32".into(),
+                "the default is 3",
             );
         }
         if self.bus.timeout_ms < 100 {

@@ -242,9 +242,37 @@ impl KafkaBus {
 
     async fn create_topics(&self) -> Result<(), KafkaError> {
         let admin = &self.admin;
+        let (observer, timeout) = (self.observer.clone(), self.timeout);
+        let brokers = tokio::task::spawn_blocking(move || {
+            observer
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| KafkaError::Other(e.to_string()))??;
+        let replicas = Replicas::for_cluster(self.config.replication_factor, brokers);
+        if replicas.factor < self.config.replication_factor {
+            tracing::warn!(
+                wanted = self.config.replication_factor,
+                brokers,
+                "bus.replication_factor is more than the cluster's brokers; topics adpipe creates get {} replica(s)",
+                replicas.factor
+            );
+        }
+        let min_insync = replicas.min_insync.to_string();
         let topics = [
-            NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
-            NewTopic::new(&self.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(
+                &self.topic,
+                self.partitions,
+                TopicReplication::Fixed(replicas.factor),
+            )
+            .set("min.insync.replicas", &min_insync),
+            NewTopic::new(
+                &self.dead_letter_topic,
+                1,
+                TopicReplication::Fixed(replicas.factor),
+            )
+            .set("min.insync.replicas", &min_insync),
         ];
         let results = admin
             .create_topics(
@@ -522,6 +550,28 @@ async fn watch_orphans(consumer: Arc<RowConsumer>, bus: KafkaBus, topic: String)
     }
 }
 
+/// Replication of the topics adpipe creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replicas {
+    pub factor: i32,
+    /// `min.insync.replicas`: one less than the factor (at least 1), so a
+    /// write acknowledged with `acks=all` survives one broker's loss and one
+    /// broker may be down without stopping writes.
+    pub min_insync: i32,
+}
+
+impl Replicas {
+    /// `wanted` replicas, at most one per broker the cluster has.
+    pub fn for_cluster(wanted: i32, brokers: usize) -> Replicas {
+        let brokers = i32::try_from(brokers).unwrap_or(i32::MAX).max(1);
+        let factor = wanted.clamp(1, brokers);
+        Replicas {
+            factor,
+            min_insync: (factor - 1).max(1),
+        }
+    }
+}
+
 /// Records per producer batch (librdkafka `batch.num.messages`): also the
 /// first step back when a partition must be rewound (see [`Continuity`]).
 pub const PRODUCER_BATCH_MESSAGES: i64 = 64;
@@ -769,6 +819,20 @@ pub async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_follow_the_cluster_and_keep_one_spare() {
+        let r = |wanted, brokers| {
+            let r = Replicas::for_cluster(wanted, brokers);
+            (r.factor, r.min_insync)
+        };
+        assert_eq!(r(3, 5), (3, 2));
+        assert_eq!(r(3, 3), (3, 2));
+        assert_eq!(r(3, 2), (2, 1));
+        assert_eq!(r(3, 1), (1, 1));
+        assert_eq!(r(1, 3), (1, 1));
+        assert_eq!(r(5, 0), (1, 1));
+    }
 
     #[test]
     fn records_in_order_are_applied_and_repeats_skipped() {
