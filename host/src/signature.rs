@@ -47,10 +47,23 @@ pub fn verify_body(
         .trim()
         .strip_prefix(prefix)
         .ok_or_else(|| SignatureError::Malformed(header.to_owned()))?;
+    verify_hex(secret, &[body], header, hex_part)
+}
+
+/// Check that `hex_digest` is the hex HMAC-SHA256(secret, the `signed` parts
+/// in order), in constant time.
+fn verify_hex(
+    secret: &[u8],
+    signed: &[&[u8]],
+    header: &str,
+    hex_digest: &str,
+) -> Result<(), SignatureError> {
     let expected =
-        hex::decode(hex_part).map_err(|_| SignatureError::Malformed(header.to_owned()))?;
+        hex::decode(hex_digest).map_err(|_| SignatureError::Malformed(header.to_owned()))?;
     let mut mac = mac(secret);
-    mac.update(body);
+    for part in signed {
+        mac.update(part);
+    }
     mac.verify_slice(&expected)
         .map_err(|_| SignatureError::Mismatch)
 }
@@ -81,13 +94,7 @@ pub fn verify_prefixed_body(
     let value = header_value.ok_or_else(|| SignatureError::Missing(header.to_owned()))?;
     let value = value.trim();
     let hex_part = value.strip_prefix(prefix).unwrap_or(value);
-    let expected =
-        hex::decode(hex_part).map_err(|_| SignatureError::Malformed(header.to_owned()))?;
-    let mut mac = mac(secret);
-    mac.update(prefix.as_bytes());
-    mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    verify_hex(secret, &[prefix.as_bytes(), body], header, hex_part)
 }
 
 /// Whether a LinkedIn `challengeCode` is a UUID (`8-4-4-4-12` hex digits, as

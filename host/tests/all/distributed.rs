@@ -831,6 +831,35 @@ fn envelope(n: i64) -> Vec<u8> {
     .expect("json")
 }
 
+/// (campaign, impressions) of 2026-11-01, sorted, once they equal `want`
+/// or after 60 s.
+async fn campaigns_on_2026_11_01(app: &App, want: &[(String, i64)]) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = insights(
+            app,
+            "from=2026-11-01&to=2026-11-01&granularity=total&group_by=campaign_id",
+        )
+        .await;
+        let mut got: Vec<(String, i64)> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["campaign_id"].as_str().unwrap_or_default().to_owned(),
+                    r["impressions"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Issue 17, reproduced directly: 30 records produced in one batch and 5 in
 /// a second, the group's offset committed at 10 (a member died after
 /// applying 0..9), then adpipe joins the group. Every record from 10 on must be applied: on the
@@ -940,34 +969,11 @@ async fn resume_inside_a_batch(brokers: &str, broker_skips: bool) {
     config.bus.partitions = 1;
     let app = App::start(config).await.expect("start");
     let want: Vec<(String, i64)> = (10..35).map(|n| (format!("c{n:02}"), 1_000 + n)).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = insights(
-            &app,
-            "from=2026-11-01&to=2026-11-01&granularity=total&group_by=campaign_id",
-        )
-        .await;
-        let mut got: Vec<(String, i64)> = rows
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| {
-                (
-                    r["campaign_id"].as_str().unwrap_or_default().to_owned(),
-                    r["impressions"].as_i64().unwrap_or_default(),
-                )
-            })
-            .collect();
-        got.sort();
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "records after the committed offset were not applied (broker skips: {broker_skips}): {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let got = campaigns_on_2026_11_01(&app, &want).await;
+    assert_eq!(
+        got, want,
+        "records after the committed offset were not applied (broker skips: {broker_skips})"
+    );
     if broker_skips {
         assert!(
             app.telemetry.bus_consumer.rewinds.get() > 0,
@@ -1009,34 +1015,9 @@ async fn a_record_the_store_refuses_is_set_aside_and_consumption_goes_on() {
             .await
             .expect("produced");
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = insights(
-            &app,
-            "from=2026-11-01&to=2026-11-01&granularity=total&group_by=campaign_id",
-        )
-        .await;
-        let mut got: Vec<(String, i64)> = rows
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| {
-                (
-                    r["campaign_id"].as_str().unwrap_or_default().to_owned(),
-                    r["impressions"].as_i64().unwrap_or_default(),
-                )
-            })
-            .collect();
-        got.sort();
-        if got == vec![("c01".to_owned(), 1_001), ("c03".to_owned(), 1_003)] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "good records not applied: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let want = vec![("c01".to_owned(), 1_001), ("c03".to_owned(), 1_003)];
+    let got = campaigns_on_2026_11_01(&app, &want).await;
+    assert_eq!(got, want, "good records not applied");
     let analyst = token("demo", &[Role::Analyst], 60);
     let letters = send(&app, get("/v1/dead-letters", Some(&analyst))).await;
     assert_eq!(letters.status, StatusCode::OK, "{}", letters.text);
