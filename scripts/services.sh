@@ -55,7 +55,8 @@ tansu_install() {
 kafka_up() {
   tansu_install
   # A broker this script started earlier on memory storage (before issue 17) is replaced.
-  if [ -f "$state/tansu.pid" ] && tr '\0' ' ' <"/proc/$(cat "$state/tansu.pid")/cmdline" 2>/dev/null | grep -q 'memory://'; then
+  local cmdline="/proc/$(cat "$state/tansu.pid" 2>/dev/null)/cmdline"
+  if [ -r "$cmdline" ] && tr '\0' ' ' <"$cmdline" | grep -q 'memory://'; then
     echo "kafka (tansu): replacing a memory-storage broker with the SQLite one"
     kill "$(cat "$state/tansu.pid")" 2>/dev/null || true
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || break; sleep 0.1; done
