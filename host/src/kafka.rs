@@ -166,7 +166,7 @@ impl KafkaBus {
             .set("acks", "all")
             .set("linger.ms", "2")
             // Bounded record batches: a member that resumes inside one never
-            // has to look back further than this (see `Resume`).
+            // has to look back further than this (see `Continuity`).
             .set("batch.num.messages", PRODUCER_BATCH_MESSAGES.to_string())
             .set("message.timeout.ms", config.timeout_ms.to_string())
             .create()?)
