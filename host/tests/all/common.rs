@@ -126,12 +126,17 @@ pub async fn send(app: &App, request: Request<Body>) -> Answer {
     }
 }
 
-pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {
-    let mut b = Request::get(uri);
+/// An empty-bodied request, with a bearer token when given.
+pub fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
     }
     b.body(Body::empty()).expect("request")
+}
+
+pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    request("GET", uri, token)
 }
 
 pub fn post(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {

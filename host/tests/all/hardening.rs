@@ -189,14 +189,6 @@ async fn app_with(tune: impl FnOnce(&mut adpipe::config::Config)) -> (App, tempf
     (app, dir)
 }
 
-fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(Body::empty()).expect("request")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_and_unknown_methods_go_through_the_guard() {
     let (app, _dir) = app_with(|c| {

@@ -397,15 +397,7 @@ async fn pulls_follow_pages_retry_and_land_exact_totals() {
 
     // LinkedIn: relative `next` link on the same host; currency from the pipeline.
     let run = pull_now(&app, "linkedin").await;
-    assert_eq!(
-        (
-            run["status"].as_str(),
-            run["pages"].as_i64(),
-            run["rows"].as_i64()
-        ),
-        (Some("ok"), Some(2), Some(7)),
-        "{run}"
-    );
+    assert_eq!(outcome(&run), (Some("ok"), Some(2), Some(7)), "{run}");
     let linkedin = totals(&app, "linkedin").await;
     assert_eq!(
         linkedin[0],
@@ -424,15 +416,7 @@ async fn pulls_follow_pages_retry_and_land_exact_totals() {
 
     // TikTok: page_info paging through the request URL; Access-Token header.
     let run = pull_now(&app, "tiktok").await;
-    assert_eq!(
-        (
-            run["status"].as_str(),
-            run["pages"].as_i64(),
-            run["rows"].as_i64()
-        ),
-        (Some("ok"), Some(2), Some(6)),
-        "{run}"
-    );
+    assert_eq!(outcome(&run), (Some("ok"), Some(2), Some(6)), "{run}");
     let tiktok = totals(&app, "tiktok").await;
     assert_eq!(
         tiktok[0],
@@ -783,15 +767,7 @@ async fn linkedin_scheduled_pull_sends_the_restli_query_as_built() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        (
-            run["status"].as_str(),
-            run["pages"].as_i64(),
-            run["rows"].as_i64()
-        ),
-        (Some("ok"), Some(2), Some(7)),
-        "{run}"
-    );
+    assert_eq!(outcome(&run), (Some("ok"), Some(2), Some(7)), "{run}");
     let first = fake
         .linkedin_queries
         .lock()
@@ -1000,4 +976,13 @@ async fn pull_bodies_over_the_limit_fail_while_reading() {
         "the host read on after the limit: {streamed} bytes streamed"
     );
     assert!(totals(&app, "linkedin").await.is_empty());
+}
+
+/// A pull run's status, pages and rows.
+fn outcome(run: &Value) -> (Option<&str>, Option<i64>, Option<i64>) {
+    (
+        run["status"].as_str(),
+        run["pages"].as_i64(),
+        run["rows"].as_i64(),
+    )
 }

@@ -39,14 +39,6 @@ async fn start_with(tune: impl FnOnce(&mut adpipe::config::Config)) -> (App, tem
     (app, dir)
 }
 
-fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(Body::empty()).expect("request")
-}
-
 fn concrete(path: &str) -> String {
     path.replace("{pipeline}", "meta")
         .replace("{name}", "meta")
