@@ -130,6 +130,10 @@ fn engines(c: &mut Criterion) {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
+        .set(
+            "batch.num.messages",
+            adpipe::kafka::PRODUCER_BATCH_MESSAGES.to_string(),
+        )
         .create()
         .expect("producer");
     let messages: Vec<(String, Vec<u8>)> = (0..CAMPAIGNS)
