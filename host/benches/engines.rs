@@ -132,7 +132,7 @@ fn engines(c: &mut Criterion) {
         .set("linger.ms", "2")
         .set(
             "batch.num.messages",
-            adpipe::kafka::PRODUCER_BATCH_MESSAGES.to_string(),
+            adpipe::bus::kafka::PRODUCER_BATCH_MESSAGES.to_string(),
         )
         .create()
         .expect("producer");

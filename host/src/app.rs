@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::auth::JwtKeys;
 use crate::bus::{Bus, EmbeddedBus};
-use crate::cache::{AnswerCache, DataVersions};
 use crate::config::{Config, PipelineConfig, PluginKind};
-use crate::ingest::Stamp;
+use crate::insights::cache::{AnswerCache, DataVersions};
 use crate::metadata::Metadata;
+use crate::pipeline::normalize::Stamp;
 use crate::plugin::metric::MetricPlugin;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
@@ -185,7 +185,7 @@ impl App {
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
         let bus = match config.bus.kind {
             crate::config::BusKind::Kafka => Bus::Kafka(Box::new(
-                crate::kafka::KafkaBus::open(&config.bus)
+                crate::bus::kafka::KafkaBus::open(&config.bus)
                     .await
                     .map_err(|e| StartError::Kafka(e.to_string()))?,
             )),
@@ -195,7 +195,7 @@ impl App {
         };
         let store = match (config.store.kind, &config.store.url) {
             (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(Box::new(
-                crate::clickhouse_store::ClickHouseStore::open(
+                crate::store::clickhouse::ClickHouseStore::open(
                     url,
                     config.store.database.as_deref(),
                 )
@@ -383,7 +383,7 @@ impl App {
             started: Instant::now(),
             config,
         }));
-        let applier = crate::apply::Applier {
+        let applier = crate::pipeline::consume::Applier {
             store: app.store.clone(),
             metadata: app.metadata.clone(),
             kafka: match &app.bus {
@@ -400,7 +400,7 @@ impl App {
                 let consumer = bus
                     .consumer(&app.config.bus)
                     .map_err(|e| StartError::Kafka(e.to_string()))?;
-                tokio::spawn(crate::kafka::consume(
+                tokio::spawn(crate::bus::kafka::consume(
                     Arc::new(consumer),
                     applier,
                     app.config.bus.topic.clone(),
@@ -417,7 +417,7 @@ impl App {
                 forget.rate_limits.forget_idle();
             }
         });
-        crate::pull::spawn_schedules(&app);
+        crate::pipeline::pull::spawn_schedules(&app);
         if app.config.server.watch_plugins {
             if let Err(e) = crate::plugin::watch::spawn(&app) {
                 tracing::warn!("watching plugin files failed, reload them with POST /v1/plugins/{{name}}/reload: {e}");
@@ -431,7 +431,11 @@ impl App {
 const CONSUME_BATCH: u32 = 64;
 
 /// The aggregation consumer: applies bus records to the store, in order, forever.
-async fn consume(bus: EmbeddedBus, applier: crate::apply::Applier, versions: Arc<DataVersions>) {
+async fn consume(
+    bus: EmbeddedBus,
+    applier: crate::pipeline::consume::Applier,
+    versions: Arc<DataVersions>,
+) {
     let store = applier.store.clone();
     let mut since_trim = 0u32;
     loop {
@@ -466,7 +470,7 @@ async fn consume(bus: EmbeddedBus, applier: crate::apply::Applier, versions: Arc
                 }
             }
         }
-        // Raise versions first: see crate::cache for why this order is safe.
+        // Raise versions first: see crate::insights::cache for why this order is safe.
         for (offset, envelope) in &decoded {
             versions.advance(&envelope.tenant, *offset);
         }

@@ -1,29 +1,24 @@
 //! adpipe: ingest ad-performance data through sandboxed WASM adapters,
 //! aggregate it exactly once, serve insights over REST.
 //!
-//! Data path: receive → verify ([`signature`]) → adapt ([`plugin`]) →
-//! durable bus ([`bus`]) → aggregate ([`store`]) → serve ([`api`]).
+//! Data path, folder by folder: a request arrives at [`api`]; webhooks are
+//! verified and every payload is adapted by a [`plugin`] and normalized into
+//! rows ([`pipeline`]); rows become durable on the [`bus`]; the consumer
+//! ([`pipeline::consume`]) applies them exactly once to the [`store`];
+//! [`insights`] are computed from the store and served by [`api`].
+//! [`config`] is parsed once into typed values; [`app`] wires the parts.
 
-pub mod aggregate;
 pub mod api;
-pub mod apikeys;
 pub mod app;
-pub mod apply;
 pub mod auth;
-pub mod authoring;
 pub mod bus;
-pub mod cache;
-pub mod clickhouse_store;
 pub mod config;
-pub mod ingest;
-pub mod kafka;
+pub mod insights;
 pub mod metadata;
+pub mod pipeline;
 pub mod plugin;
-pub mod process;
-pub mod pull;
 pub mod ratelimit;
 pub mod row;
-pub mod signature;
 pub mod sqlite;
 pub mod store;
 pub mod telemetry;

@@ -358,7 +358,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             } => {
                 check_tenant(&tenant)?;
                 let roles = parse_roles(&roles)?;
-                let made = adpipe::apikeys::generate(&tenant, &name, &roles);
+                let made = adpipe::auth::apikeys::generate(&tenant, &name, &roles);
                 metadata.add_api_key(&made.record).await?;
                 metadata
                     .audit(&audit(&tenant, "keys create", &made.record.id))
@@ -443,7 +443,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("plugins").join(name));
-            for file in adpipe::authoring::scaffold(name, &dir, sdk)? {
+            for file in adpipe::plugin::authoring::scaffold(name, &dir, sdk)? {
                 println!("created {}", file.display());
             }
             println!(
@@ -461,12 +461,12 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             account_id,
             currency,
         } => {
-            let run = adpipe::authoring::FixtureRun {
+            let run = adpipe::plugin::authoring::FixtureRun {
                 account_id: account_id.clone(),
                 currency: currency.clone(),
                 bless: *bless,
             };
-            let results = adpipe::authoring::test_fixtures(path, fixtures, &run)?;
+            let results = adpipe::plugin::authoring::test_fixtures(path, fixtures, &run)?;
             let mut failed = 0;
             for r in &results {
                 let verdict = match r.matches {

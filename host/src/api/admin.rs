@@ -82,7 +82,7 @@ pub async fn create_key(
             "must name at least one role",
         ));
     }
-    let made = crate::apikeys::generate(&caller.0.tenant, name, &roles);
+    let made = crate::auth::apikeys::generate(&caller.0.tenant, name, &roles);
     app.metadata
         .add_api_key(&made.record)
         .await

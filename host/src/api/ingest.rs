@@ -1,6 +1,6 @@
 //! Ingestion routes: `POST /v1/pipelines/{p}/reports`, `GET|POST /v1/webhooks/{p}`.
 //!
-//! receive → verify (host-held secrets) → [`crate::process`] → `202 {"accepted": N}`.
+//! receive → verify (host-held secrets) → [`crate::pipeline::process`] → `202 {"accepted": N}`.
 //!
 //! Webhooks are public, so anyone can post junk to them: a delivery is
 //! charged to the pipeline's ingest budget (per pipeline and per tenant) only
@@ -26,10 +26,10 @@ use super::{draw, ApiError, Caller, PathParam};
 use crate::app::{App, Pipeline};
 use crate::auth::Role;
 use crate::config::is_currency;
+use crate::pipeline::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
+use crate::pipeline::signature;
 use crate::plugin::{HandshakePlan, SignatureScheme, WebhookRequest};
-use crate::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
 use crate::ratelimit::{LimitState, RouteClass};
-use crate::signature;
 
 /// Draw a verified webhook request from its pipeline's ingest budget.
 async fn charge(app: &App, pipeline: &Pipeline) -> Result<Option<LimitState>, ApiError> {

@@ -343,8 +343,8 @@ fn credential(parts: &Parts) -> Option<&str> {
 /// Who is calling: a JWT or an API key, verified.
 async fn authenticate(app: &App, parts: &Parts) -> Result<Claims, ApiError> {
     let credential = credential(parts).ok_or(ApiError::unauthorized(AuthError::Missing))?;
-    if crate::apikeys::looks_like_key(credential) {
-        crate::apikeys::verify(&app.metadata, credential)
+    if crate::auth::apikeys::looks_like_key(credential) {
+        crate::auth::apikeys::verify(&app.metadata, credential)
             .await
             .map_err(ApiError::unauthorized)
     } else {

@@ -108,7 +108,7 @@ pub async fn pull_now(
             format!("pipeline `{name}` has no [pipelines.pull] section"),
         ));
     }
-    let runs = crate::pull::pull_pipeline(&app, pipeline).await;
+    let runs = crate::pipeline::pull::pull_pipeline(&app, pipeline).await;
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
@@ -241,7 +241,7 @@ pub async fn replay(
     caller: Caller,
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    use crate::process::{process, FailureKind, Origin, Overrides, Payload};
+    use crate::pipeline::process::{process, FailureKind, Origin, Overrides, Payload};
     caller.require(Role::Admin)?;
     let Json(request) = body.map_err(|e| ApiError::invalid_parameter("body", e.body_text()))?;
     let day = |name: &str, value: &str| {
@@ -350,7 +350,7 @@ pub async fn retry_dead_letter(
     caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    use crate::process::{process, Origin, Overrides, Payload};
+    use crate::pipeline::process::{process, Origin, Overrides, Payload};
     caller.require(Role::Admin)?;
     let letter = app
         .metadata
@@ -368,7 +368,7 @@ pub async fn retry_dead_letter(
         ));
     }
     let pipeline = tenant_pipeline(&app, &caller, &letter.pipeline)?;
-    if letter.source == crate::apply::SOURCE {
+    if letter.source == crate::pipeline::consume::SOURCE {
         // Normalized rows the store refused: published to the bus again
         // (after the store was fixed), not parsed again.
         let envelope: crate::row::RowEnvelope = serde_json::from_slice(&letter.payload)

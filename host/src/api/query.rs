@@ -19,10 +19,10 @@ use serde_json::{json, Value};
 
 use super::openapi::{CampaignList, ErrorBody, InsightsAnswer};
 use super::{ApiError, Caller, Params};
-use crate::aggregate::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
 use crate::app::App;
 use crate::auth::Role;
-use crate::cache::{AnswerCache, CachedAnswer};
+use crate::insights::cache::{AnswerCache, CachedAnswer};
+use crate::insights::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
 use crate::store::FactFilter;
 
 const INSIGHTS_PARAMS: [&str; 12] = [
@@ -353,7 +353,7 @@ pub async fn insights(
         }
     }
 
-    let (from_day, to_day) = (aggregate::days_of(from), aggregate::days_of(to));
+    let (from_day, to_day) = (insights::days_of(from), insights::days_of(to));
     let snapshots = app
         .store
         .snapshots(tenant, from_day, to_day, &filter)
@@ -364,7 +364,7 @@ pub async fn insights(
         .deltas(tenant, from_day, to_day, &filter)
         .await
         .map_err(|e| ApiError::internal("reading deltas", e))?;
-    let keep = |f: &aggregate::Fact| {
+    let keep = |f: &insights::Fact| {
         currency_filter
             .as_ref()
             .is_none_or(|c| c.contains(&f.currency))
@@ -376,9 +376,9 @@ pub async fn insights(
         group_by,
         metrics,
     };
-    let groups = aggregate::rollup_groups(&snapshots, &deltas, &spec);
+    let groups = insights::rollup_groups(&snapshots, &deltas, &spec);
     let derived = derive(&plugin_metrics, &spec.metrics, &groups).await?;
-    let mut rows = aggregate::render(groups, &spec.metrics, &derived);
+    let mut rows = insights::render(groups, &spec.metrics, &derived);
     if !order_by.is_empty() {
         // Stable: ties keep the default (date, dimensions) order.
         rows.sort_by(|a, b| {
@@ -450,7 +450,7 @@ fn respond(answer: &CachedAnswer, headers: &HeaderMap) -> Response {
 async fn derive(
     plugins: &std::collections::BTreeMap<String, crate::plugin::metric::MetricPlugin>,
     metrics: &[String],
-    groups: &[aggregate::Group],
+    groups: &[insights::Group],
 ) -> Result<HashMap<String, Vec<Option<f64>>>, ApiError> {
     use crate::plugin::metric::ComputeRequest;
     let mut by_plugin: std::collections::BTreeMap<

@@ -7,6 +7,7 @@
 //! deadline, memory limit) fails the one call; the instance is discarded and
 //! the host carries on.
 
+pub mod authoring;
 pub mod bindings;
 pub mod metric;
 pub mod registry;

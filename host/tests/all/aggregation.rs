@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use adpipe::aggregate::{rollup, Dimension, Granularity, Rollup};
+use adpipe::insights::{rollup, Dimension, Granularity, Rollup};
 use adpipe::row::{Row, RowEnvelope, RowKind};
 use adpipe::store::{EmbeddedStore, FactFilter};
 use proptest::prelude::*;

@@ -467,7 +467,7 @@ async fn bad_payloads_are_explained_and_kept() {
 fn signed(secret: &str, body: &str) -> String {
     format!(
         "sha256={}",
-        adpipe::signature::hmac_hex(secret.as_bytes(), body.as_bytes())
+        adpipe::pipeline::signature::hmac_hex(secret.as_bytes(), body.as_bytes())
     )
 }
 

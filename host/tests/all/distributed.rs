@@ -435,7 +435,7 @@ adapter = "meta"
     };
     let env = [
         ("ADPIPE_JWT_SECRET", JWT_SECRET),
-        ("ADPIPE_LOG", "warn,adpipe::kafka=info"),
+        ("ADPIPE_LOG", "warn,adpipe::bus::kafka=info"),
     ];
     let a = Server::spawn(&config_for("a"), &env, &[]);
     let b = Server::spawn(&config_for("b"), &env, &[]);

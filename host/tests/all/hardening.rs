@@ -285,7 +285,7 @@ fn delivery(body: impl Into<Body>, signature: Option<&str>) -> Request<Body> {
 fn sign(secret: &str, body: &[u8]) -> String {
     format!(
         "sha256={}",
-        adpipe::signature::hmac_hex(secret.as_bytes(), body)
+        adpipe::pipeline::signature::hmac_hex(secret.as_bytes(), body)
     )
 }
 

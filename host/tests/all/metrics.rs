@@ -60,7 +60,7 @@ async fn metric_plugins_compute_from_summed_components() {
         let body = lead(id, ad);
         let signature = format!(
             "sha256={}",
-            adpipe::signature::hmac_hex(b"s", body.as_bytes())
+            adpipe::pipeline::signature::hmac_hex(b"s", body.as_bytes())
         );
         let request = axum::http::Request::post("/v1/webhooks/meta")
             .header("x-hub-signature-256", signature)

@@ -526,7 +526,7 @@ async fn linkedin_tiktok_and_google_webhooks() {
     // TikTok: TikTok-Signature t=<ts>,s=<hex HMAC(secret, "<ts>.<body>")>, stale ones refused.
     let body = fixture("tiktok", "webhook_leads.json");
     let tiktok = |ts: i64, secret: &[u8]| {
-        let sig = adpipe::signature::hmac_hex(secret, format!("{ts}.{body}").as_bytes());
+        let sig = adpipe::pipeline::signature::hmac_hex(secret, format!("{ts}.{body}").as_bytes());
         axum::http::Request::post("/v1/webhooks/tiktok")
             .header("tiktok-signature", format!("t={ts},s={sig}"))
             .body(axum::body::Body::from(body.clone()))

@@ -75,7 +75,7 @@ async fn sigkill_after_acknowledged_ingest_loses_and_doubles_nothing() {
     let sign = |body: &str| {
         format!(
             "sha256={}",
-            adpipe::signature::hmac_hex(b"restart-app-secret", body.as_bytes())
+            adpipe::pipeline::signature::hmac_hex(b"restart-app-secret", body.as_bytes())
         )
     };
 

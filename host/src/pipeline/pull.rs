@@ -19,8 +19,8 @@ use reqwest::{Method, StatusCode, Url};
 
 use crate::app::{App, Pipeline};
 use crate::metadata::PullRun;
+use crate::pipeline::process::{process, Origin, Overrides, Payload};
 use crate::plugin::{CredentialSlot, Date, HttpRequest, PullRequest};
-use crate::process::{process, Origin, Overrides, Payload};
 
 /// Attempts per request (the first try plus retries).
 const ATTEMPTS: u32 = 5;

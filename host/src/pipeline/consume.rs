@@ -14,7 +14,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::kafka::KafkaBus;
+use crate::bus::kafka::KafkaBus;
 use crate::metadata::{Metadata, NewDeadLetter};
 use crate::row::RowEnvelope;
 use crate::store::{Store, StoreError};

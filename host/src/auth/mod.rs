@@ -13,7 +13,9 @@
 //!   confusion) is refused. `alg: none` never parses. A token's `kid` selects
 //!   its key.
 //! - **API keys** for machine clients (`adp_<id>_<secret>`); see
-//!   [`crate::apikeys`].
+//!   [`crate::auth::apikeys`].
+
+pub mod apikeys;
 
 use std::path::Path;
 use std::str::FromStr;

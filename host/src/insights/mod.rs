@@ -10,6 +10,8 @@
 //!   summed, and daily rows win over hourly ones.
 //! - Ratios come from summed components; a zero denominator gives `null`.
 
+pub mod cache;
+
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};

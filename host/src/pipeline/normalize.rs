@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::aggregate::{BASE_METRICS, RATIO_METRICS};
 use crate::config::{is_currency, is_slug};
+use crate::insights::{BASE_METRICS, RATIO_METRICS};
 use crate::plugin::bindings::adapter::adpipe::plugin::types as wit;
 use crate::row::{Row, RowKind};
 

@@ -21,9 +21,9 @@ use clickhouse::{Client, Row as ChRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::aggregate::Fact;
+use super::{collect_hierarchy, Campaign, Entity, EntityKey, FactFilter, StoreError};
+use crate::insights::Fact;
 use crate::row::{RowEnvelope, RowKind};
-use crate::store::{collect_hierarchy, Campaign, Entity, EntityKey, FactFilter, StoreError};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS adpipe_facts (

@@ -4,8 +4,8 @@
 //! processing is kept in the dead-letter store with its reason.
 
 use crate::app::{App, Pipeline};
-use crate::ingest::{normalize, IngestContext, NormalizeError};
 use crate::metadata::NewDeadLetter;
+use crate::pipeline::normalize::{normalize, IngestContext, NormalizeError};
 use crate::plugin::bindings::adapter::adpipe::plugin::types::HttpRequest;
 use crate::plugin::{CallError, ErrorKind, ParseContext, WebhookRequest};
 use crate::row::RowEnvelope;

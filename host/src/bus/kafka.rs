@@ -688,11 +688,11 @@ fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
 
 /// The aggregation consumer of Kafka mode: receive, apply to the store,
 /// then commit. Never commits what the store does not have (a record it
-/// keeps refusing is a dead letter first, see [`crate::apply`]), and never
+/// keeps refusing is a dead letter first, see [`crate::pipeline::consume`]), and never
 /// skips a record (see [`Continuity`]).
 pub async fn consume(
     consumer: Arc<RowConsumer>,
-    applier: crate::apply::Applier,
+    applier: crate::pipeline::consume::Applier,
     topic: String,
     bus: KafkaBus,
     metrics: crate::telemetry::BusConsumerMetrics,

@@ -13,19 +13,19 @@ use crate::plugin::{CallError, Limits, ParseContext, RowBatch, Runtime, WebhookR
 const TEMPLATE: &[(&str, &str)] = &[
     (
         "Cargo.toml",
-        include_str!("../../templates/adapter/Cargo.toml.tmpl"),
+        include_str!("../../../templates/adapter/Cargo.toml.tmpl"),
     ),
     (
         "src/lib.rs",
-        include_str!("../../templates/adapter/src/lib.rs.tmpl"),
+        include_str!("../../../templates/adapter/src/lib.rs.tmpl"),
     ),
     (
         "tests/native.rs",
-        include_str!("../../templates/adapter/tests/native.rs.tmpl"),
+        include_str!("../../../templates/adapter/tests/native.rs.tmpl"),
     ),
     (
         "tests/fixtures/report.json",
-        include_str!("../../templates/adapter/tests/fixtures/report.json"),
+        include_str!("../../../templates/adapter/tests/fixtures/report.json"),
     ),
 ];
 
