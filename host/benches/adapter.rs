@@ -240,14 +240,7 @@ fn e2e_embedded(c: &mut Criterion) {
                     for status in posts.join_all().await {
                         assert_eq!(status.ok(), Some(202));
                     }
-                    assert!(
-                        app.store
-                            .wait_applied(
-                                app.bus.embedded().expect("embedded bus").head(),
-                                Duration::from_secs(120)
-                            )
-                            .await
-                    );
+                    assert!(app.bus.settled(&app.store, Duration::from_secs(120)).await);
                     elapsed += started.elapsed();
                 }
                 elapsed

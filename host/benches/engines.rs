@@ -196,13 +196,11 @@ fn engines(c: &mut Criterion) {
             "adapter": "meta", "adapter_version": "0.1.0"})).collect::<Vec<_>>()
     }))
     .expect("envelope");
-    let records = vec![(0u64, envelope)];
     group.bench_function("adpipe_apply", |b| {
         b.to_async(&runtime)
-            .iter(|| async { app.store.apply(&records).await.expect("apply") })
+            .iter(|| async { app.store.apply(&[&envelope], None).await.expect("apply") })
     });
-    let tsv: String = records[0]
-        .1
+    let tsv: String = envelope
         .rows
         .iter()
         .map(|r| {

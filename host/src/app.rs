@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::JwtKeys;
-use crate::bus::{Bus, EmbeddedBus};
+use crate::bus::Bus;
 use crate::config::{Config, PipelineConfig, PluginKind};
 use crate::insights::cache::{AnswerCache, DataVersions};
 use crate::metadata::Metadata;
@@ -17,8 +17,7 @@ use crate::plugin::metric::MetricPlugin;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
 use crate::ratelimit::RateLimits;
-use crate::row::RowEnvelope;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::Store;
 use crate::telemetry::Telemetry;
 
 /// Starting adpipe failed.
@@ -26,7 +25,7 @@ use crate::telemetry::Telemetry;
 pub enum StartError {
     #[error("creating the data directory {0}")]
     DataDir(String, #[source] std::io::Error),
-    #[error("opening the embedded bus")]
+    #[error("opening the bus")]
     Bus(#[from] crate::bus::BusError),
     #[error("opening the store")]
     Store(#[from] crate::store::StoreError),
@@ -36,12 +35,12 @@ pub enum StartError {
     Plugin(#[from] crate::plugin::LoadError),
     #[error("loading the JWT keys")]
     Keys(#[from] crate::auth::KeyError),
-    #[error("connecting to Kafka (bus.brokers): {0}")]
-    Kafka(String),
-    #[error("connecting to Redis (cache.url): {0}")]
-    Cache(String),
-    #[error("building the HTTP client: {0}")]
-    Http(String),
+    #[error("reading cache.ca_file {0}")]
+    CacheCa(String, #[source] std::io::Error),
+    #[error("connecting to Redis (cache.url)")]
+    Cache(#[from] redis::RedisError),
+    #[error("building the HTTP client")]
+    Http(#[from] reqwest::Error),
 }
 
 /// A secret read from the environment; never printed.
@@ -183,26 +182,8 @@ impl App {
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
-        let bus = match config.bus.kind {
-            crate::config::BusKind::Kafka => Bus::Kafka(Box::new(
-                crate::bus::kafka::KafkaBus::open(&config.bus)
-                    .await
-                    .map_err(|e| StartError::Kafka(e.to_string()))?,
-            )),
-            crate::config::BusKind::Embedded => {
-                Bus::Embedded(EmbeddedBus::open(&data_dir.join("bus.db")).await?)
-            }
-        };
-        let store = match (config.store.kind, &config.store.url) {
-            (crate::config::StoreKind::Clickhouse, Some(url)) => Store::ClickHouse(Box::new(
-                crate::store::clickhouse::ClickHouseStore::open(
-                    url,
-                    config.store.database.as_deref(),
-                )
-                .await?,
-            )),
-            _ => Store::Embedded(EmbeddedStore::open(&data_dir.join("store.db")).await?),
-        };
+        let bus = Bus::open(&config.bus, &data_dir).await?;
+        let store = Store::open(&config.store, &data_dir).await?;
         let metadata_url = config
             .metadata
             .url
@@ -220,9 +201,8 @@ impl App {
                 let client = match &config.cache.ca_file {
                     None => redis::Client::open(url.as_str()),
                     Some(ca) => {
-                        let root = std::fs::read(ca).map_err(|e| {
-                            StartError::Cache(format!("cache.ca_file {}: {e}", ca.display()))
-                        })?;
+                        let root = std::fs::read(ca)
+                            .map_err(|e| StartError::CacheCa(ca.display().to_string(), e))?;
                         redis::Client::build_with_tls(
                             url.as_str(),
                             redis::TlsCertificates {
@@ -232,30 +212,12 @@ impl App {
                         )
                     }
                 };
-                let connection = client
-                    .map_err(|e| StartError::Cache(e.to_string()))?
-                    .get_connection_manager()
-                    .await
-                    .map_err(|e| StartError::Cache(e.to_string()))?;
+                let connection = client?.get_connection_manager().await?;
                 (
                     RateLimits::shared(&config.api.rate_limits, connection.clone()),
-                    AnswerCache::new(&config.api.cache).with_redis(
-                        connection,
-                        match config.bus.kind {
-                            // Shared data: every process of the deployment agrees.
-                            crate::config::BusKind::Kafka => format!(
-                                "kafka|{}|{}|{:?}|{:?}",
-                                config.bus.brokers.as_deref().unwrap_or(""),
-                                config.bus.topic,
-                                config.store.url,
-                                config.store.database
-                            ),
-                            // Embedded data belongs to one data directory.
-                            crate::config::BusKind::Embedded => {
-                                format!("embedded|{}", data_dir.display())
-                            }
-                        },
-                    ),
+                    // Shared data: every process of the deployment agrees.
+                    AnswerCache::new(&config.api.cache)
+                        .with_redis(connection, format!("{}|{}", bus.scope(), store.scope())),
                 )
             }
         };
@@ -378,37 +340,24 @@ impl App {
                 // Pulls follow redirects themselves, each target allow-listed
                 // and without the host's secrets off the original origin.
                 .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| StartError::Http(e.to_string()))?,
+                .build()?,
             started: Instant::now(),
             config,
         }));
         let applier = crate::pipeline::consume::Applier {
             store: app.store.clone(),
             metadata: app.metadata.clone(),
-            kafka: match &app.bus {
-                Bus::Kafka(bus) => Some((**bus).clone()),
-                Bus::Embedded(_) => None,
-            },
+            bus: app.bus.clone(),
             dead_letters: app.telemetry.dead_letters.clone(),
         };
-        match &app.bus {
-            Bus::Embedded(bus) => {
-                tokio::spawn(consume(bus.clone(), applier, app.data_versions.clone()));
-            }
-            Bus::Kafka(bus) => {
-                let consumer = bus
-                    .consumer(&app.config.bus)
-                    .map_err(|e| StartError::Kafka(e.to_string()))?;
-                tokio::spawn(crate::bus::kafka::consume(
-                    Arc::new(consumer),
-                    applier,
-                    app.config.bus.topic.clone(),
-                    (**bus).clone(),
-                    app.telemetry.bus_consumer.clone(),
-                ));
-            }
-        }
+        let reader = app
+            .bus
+            .reader(&app.store, app.telemetry.bus_consumer.clone())?;
+        tokio::spawn(crate::pipeline::consume::run(
+            reader,
+            applier,
+            app.data_versions.clone(),
+        ));
         let forget = app.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -424,64 +373,5 @@ impl App {
             }
         }
         Ok(app)
-    }
-}
-
-/// Records applied per store transaction.
-const CONSUME_BATCH: u32 = 64;
-
-/// The aggregation consumer: applies bus records to the store, in order, forever.
-async fn consume(
-    bus: EmbeddedBus,
-    applier: crate::pipeline::consume::Applier,
-    versions: Arc<DataVersions>,
-) {
-    let store = applier.store.clone();
-    let mut since_trim = 0u32;
-    loop {
-        let from = store.applied_offset();
-        let records = match bus.read_after(from, CONSUME_BATCH).await {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::error!("reading the bus failed, retrying: {error}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if records.is_empty() {
-            bus.wait_beyond(from, Duration::from_secs(1)).await;
-            continue;
-        }
-        let mut decoded = Vec::with_capacity(records.len());
-        for (offset, payload) in records {
-            match serde_json::from_slice::<RowEnvelope>(&payload) {
-                Ok(envelope) => decoded.push((offset, envelope)),
-                Err(error) => {
-                    // Only adpipe writes the log; keep going, but say so loudly.
-                    tracing::error!(offset, "undecodable bus record skipped: {error}");
-                    decoded.push((
-                        offset,
-                        RowEnvelope {
-                            tenant: String::new(),
-                            pipeline: String::new(),
-                            rows: vec![],
-                        },
-                    ));
-                }
-            }
-        }
-        // Raise versions first: see crate::insights::cache for why this order is safe.
-        for (offset, envelope) in &decoded {
-            versions.advance(&envelope.tenant, *offset);
-        }
-        applier.apply(&decoded).await;
-
-        since_trim += 1;
-        if since_trim >= 16 {
-            since_trim = 0;
-            if let Err(error) = bus.trim_through(store.applied_offset()).await {
-                tracing::warn!("trimming the bus failed: {error}");
-            }
-        }
     }
 }

@@ -52,7 +52,7 @@ pub struct Row {
 }
 
 /// What one bus record carries: one accepted payload's rows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowEnvelope {
     pub tenant: String,
     pub pipeline: String,

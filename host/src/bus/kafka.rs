@@ -30,8 +30,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::{BusBackend, BusError, BusReader, DeadLetter, Record};
 use crate::config::BusConfig;
+use crate::insights::cache::DataVersions;
 use crate::row::RowEnvelope;
+use crate::store::Store;
+use crate::telemetry::BusConsumerMetrics;
 
 /// The Kafka bus failed.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +229,7 @@ impl KafkaBus {
         if !self.suspect.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.ping().await?;
+        self.ping_brokers().await?;
         let fresh = Self::producer(&self.config)?;
         tracing::warn!("publishing failed earlier; starting a new Kafka producer");
         if let Ok(mut slot) = self.producer.write() {
@@ -293,7 +297,7 @@ impl KafkaBus {
 
     /// Publish an envelope's rows, one message per campaign, and wait for
     /// the broker's acknowledgement of all of them.
-    pub async fn publish(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+    async fn publish_rows(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
         self.renew_if_suspect().await?;
         let result = self.publish_once(envelope).await;
         if let Err(e) = &result {
@@ -341,14 +345,14 @@ impl KafkaBus {
 
     /// Keep a payload that could not be processed on the dead-letter topic,
     /// with the reason in headers.
-    pub async fn dead_letter(
-        &self,
-        tenant: &str,
-        pipeline: &str,
-        code: &str,
-        message: &str,
-        payload: &[u8],
-    ) -> Result<(), KafkaError> {
+    async fn publish_dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), KafkaError> {
+        let DeadLetter {
+            tenant,
+            pipeline,
+            code,
+            message,
+            payload,
+        } = letter;
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "tenant",
@@ -457,7 +461,7 @@ impl KafkaBus {
     }
 
     /// Records acknowledged but not yet committed by the group.
-    pub async fn lag(&self) -> Result<i64, KafkaError> {
+    async fn lag_records(&self) -> Result<i64, KafkaError> {
         let fence = self.fence().await?;
         let committed = self.committed().await?;
         Ok(fence
@@ -469,7 +473,7 @@ impl KafkaBus {
     }
 
     /// The broker answers metadata requests.
-    pub async fn ping(&self) -> Result<(), KafkaError> {
+    async fn ping_brokers(&self) -> Result<(), KafkaError> {
         let (observer, topic, timeout) = (
             self.observer.clone(),
             self.topic.clone(),
@@ -486,8 +490,8 @@ impl KafkaBus {
     }
 
     /// A group member that consumes the rows topic.
-    pub fn consumer(&self, config: &BusConfig) -> Result<RowConsumer, KafkaError> {
-        let consumer: RowConsumer = client_config(config)
+    fn consumer(&self) -> Result<RowConsumer, KafkaError> {
+        let consumer: RowConsumer = client_config(&self.config)
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -686,73 +690,161 @@ fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
         .collect()
 }
 
-/// The aggregation consumer of Kafka mode: receive, apply to the store,
-/// then commit. Never commits what the store does not have (a record it
-/// keeps refusing is a dead letter first, see [`crate::pipeline::consume`]), and never
-/// skips a record (see [`Continuity`]).
-pub async fn consume(
-    consumer: Arc<RowConsumer>,
-    applier: crate::pipeline::consume::Applier,
-    topic: String,
-    bus: KafkaBus,
-    metrics: crate::telemetry::BusConsumerMetrics,
-) {
-    tokio::spawn(watch_orphans(consumer.clone(), bus.clone(), topic.clone()));
-    const BATCH: usize = 256;
-    let mut continuity = Continuity::default();
-    let mut generation = u64::MAX;
-    loop {
-        let first = match consumer.recv().await {
-            Ok(m) => m.detach(),
+#[async_trait::async_trait]
+impl BusBackend for KafkaBus {
+    async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
+        Ok(self.publish_rows(envelope).await?)
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError> {
+        Ok(self.publish_dead_letter(letter).await?)
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(self.ping_brokers().await?)
+    }
+
+    async fn lag(&self, _: &Store) -> Result<u64, BusError> {
+        Ok(u64::try_from(self.lag_records().await?).unwrap_or(0))
+    }
+
+    /// Reads the topic's high watermarks and waits until the group has
+    /// committed through them, whichever process consumed the records.
+    async fn catch_up(
+        &self,
+        _: &Store,
+        _: &DataVersions,
+        _: &str,
+        timeout: Duration,
+    ) -> (bool, String) {
+        match self.fence().await {
+            Ok(fence) => (self.wait_committed(&fence, timeout).await, fence.key()),
             Err(e) => {
-                tracing::warn!("kafka receive failed, retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+                tracing::warn!("reading the bus position failed: {e}");
+                (false, String::new())
+            }
+        }
+    }
+
+    fn reader(
+        &self,
+        _: &Store,
+        metrics: BusConsumerMetrics,
+    ) -> Result<Box<dyn BusReader>, BusError> {
+        let consumer = Arc::new(self.consumer()?);
+        tokio::spawn(watch_orphans(
+            consumer.clone(),
+            self.clone(),
+            self.topic.clone(),
+        ));
+        Ok(Box::new(GroupReader {
+            consumer,
+            bus: self.clone(),
+            metrics,
+            continuity: Continuity::default(),
+            generation: u64::MAX,
+            commit: TopicPartitionList::new(),
+            applied: 0,
+        }))
+    }
+
+    fn scope(&self) -> String {
+        format!(
+            "kafka|{}|{}",
+            self.config.brokers.as_deref().unwrap_or(""),
+            self.topic
+        )
+    }
+}
+
+/// Records gathered into one batch at most.
+const READ_BATCH: usize = 256;
+
+/// The aggregation consumer's reader in Kafka mode: a member of the
+/// consumer group that never skips a record (see [`Continuity`]) and commits
+/// only what the store has (a record the store keeps refusing is a dead
+/// letter first, see [`crate::pipeline::consume`]).
+struct GroupReader {
+    consumer: Arc<RowConsumer>,
+    bus: KafkaBus,
+    metrics: BusConsumerMetrics,
+    continuity: Continuity,
+    /// The assignment generation `continuity` was restarted for.
+    generation: u64,
+    /// What to commit once the last records returned are stored.
+    commit: TopicPartitionList,
+    /// Records the last [`BusReader::next`] returned.
+    applied: u64,
+}
+
+impl GroupReader {
+    /// Receive what is there: at least one message, then whatever arrives
+    /// within a few milliseconds.
+    async fn receive(&self) -> Vec<rdkafka::message::OwnedMessage> {
+        let first = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m.detach(),
+                Err(e) => {
+                    tracing::warn!("kafka receive failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         };
         let mut messages = vec![first];
-        // Gather what is already there, briefly.
         let gather_until = Instant::now() + Duration::from_millis(20);
-        while messages.len() < BATCH {
+        while messages.len() < READ_BATCH {
             let left = gather_until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, consumer.recv()).await {
+            match tokio::time::timeout(left, self.consumer.recv()).await {
                 Ok(Ok(m)) => messages.push(m.detach()),
                 _ => break,
             }
         }
-        // After an assignment change, learn where each partition resumed.
-        let now = consumer.context().generation();
-        if now != generation {
-            match bus.committed().await {
-                Ok(committed) => {
-                    let observer = bus.clone();
-                    let starts = tokio::task::spawn_blocking(move || {
-                        resume_positions(&observer, &committed)
-                    })
-                    .await
-                    .unwrap_or_default();
-                    continuity.restart(starts);
-                    generation = now;
-                }
-                Err(e) => tracing::warn!("reading the group's offsets failed: {e}"),
-            }
+        messages
+    }
+
+    /// After an assignment change, learn where each partition resumed.
+    async fn follow_assignment(&mut self) {
+        let now = self.consumer.context().generation();
+        if now == self.generation {
+            return;
         }
-        let mut batch: Vec<(u64, RowEnvelope)> = Vec::new();
+        match self.bus.committed().await {
+            Ok(committed) => {
+                let observer = self.bus.clone();
+                let starts =
+                    tokio::task::spawn_blocking(move || resume_positions(&observer, &committed))
+                        .await
+                        .unwrap_or_default();
+                self.continuity.restart(starts);
+                self.generation = now;
+            }
+            Err(e) => tracing::warn!("reading the group's offsets failed: {e}"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BusReader for GroupReader {
+    async fn next(&mut self) -> Vec<Record> {
+        let messages = self.receive().await;
+        self.follow_assignment().await;
+        let topic = self.bus.topic.clone();
+        let mut records = Vec::new();
         let mut touched: std::collections::BTreeSet<i32> = Default::default();
         let mut rewound: std::collections::BTreeSet<i32> = Default::default();
-        let mut applied = 0u64;
         for m in &messages {
             let (partition, offset) = (m.partition(), m.offset());
             if rewound.contains(&partition) {
                 continue;
             }
             let low = || {
-                bus.observer
-                    .fetch_watermarks(&topic, partition, bus.timeout)
+                self.bus
+                    .observer
+                    .fetch_watermarks(&topic, partition, self.bus.timeout)
                     .map(|(low, _)| low)
                     .unwrap_or(0)
             };
-            let (verdict, missing) = continuity.observe(partition, offset, low);
+            let (verdict, missing) = self.continuity.observe(partition, offset, low);
             if missing > 0 {
                 tracing::error!(
                     partition,
@@ -760,54 +852,64 @@ pub async fn consume(
                     missing,
                     "records before this one are not on the broker any more; they are skipped"
                 );
-                metrics.skipped_records.inc_by(missing as u64);
+                self.metrics.skipped_records.inc_by(missing as u64);
             }
             touched.insert(partition);
             match verdict {
                 Verdict::Skip => continue,
                 Verdict::Rewind { to } => {
                     tracing::warn!(partition, offset, rewind_to = to, "the broker skipped records of this partition; reading it again from an earlier offset");
-                    metrics.rewinds.inc();
+                    self.metrics.rewinds.inc();
                     rewound.insert(partition);
                     if let Err(e) =
-                        consumer.seek(&topic, partition, Offset::Offset(to), bus.timeout)
+                        self.consumer
+                            .seek(&topic, partition, Offset::Offset(to), self.bus.timeout)
                     {
                         tracing::error!(partition, "rewinding the partition failed: {e}");
                     }
                     continue;
                 }
-                Verdict::Apply => applied += 1,
+                Verdict::Apply => {}
             }
             match m
                 .payload()
                 .map(serde_json::from_slice::<RowEnvelope>)
                 .transpose()
             {
-                Ok(Some(envelope)) => batch.push((0, envelope)),
+                Ok(Some(envelope)) => records.push(Record {
+                    position: None,
+                    envelope,
+                }),
                 Ok(None) => {}
                 Err(e) => tracing::error!(partition, offset, "undecodable record skipped: {e}"),
             }
         }
-        applier.apply(&batch).await;
-        metrics.applied_records.inc_by(applied);
-        // Commit each partition's position: past what was applied, and past
-        // records read again that were applied before.
-        let mut offsets = TopicPartitionList::new();
+        self.applied = records.len() as u64;
+        // Commit each partition's position once stored: past what was
+        // applied, and past records read again that were applied before.
+        self.commit = TopicPartitionList::new();
         for partition in touched.difference(&rewound) {
-            let Some(offset) = continuity.position(*partition) else {
+            let Some(offset) = self.continuity.position(*partition) else {
                 continue;
             };
-            if let Err(e) = offsets.add_partition_offset(&topic, *partition, Offset::Offset(offset))
+            if let Err(e) =
+                self.commit
+                    .add_partition_offset(&topic, *partition, Offset::Offset(offset))
             {
                 tracing::error!("building the commit failed: {e}");
             }
         }
-        if offsets.count() == 0 {
-            continue;
+        records
+    }
+
+    async fn done(&mut self) {
+        self.metrics.applied_records.inc_by(self.applied);
+        if self.commit.count() == 0 {
+            return;
         }
         // Asynchronous: a commit stuck in a rebalance must not stall
         // consumption (the rows are stored; a redelivery is harmless).
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+        if let Err(e) = self.consumer.commit(&self.commit, CommitMode::Async) {
             // A rebalance took the partitions: the new owner re-applies, harmlessly.
             tracing::warn!(
                 "committing offsets failed (the rows are stored; a redelivery is harmless): {e}"

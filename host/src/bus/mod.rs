@@ -1,97 +1,173 @@
 //! The bus: where an accepted payload's rows become durable before the API
 //! answers `202`, and where the aggregation consumer reads them back in order.
 //!
-//! [`Bus`] is the contract; [`embedded`] (a SQLite log in the data directory)
-//! and [`kafka`] (topics on a Kafka-protocol cluster) implement it. Nothing
-//! outside this folder names a bus kind.
+//! [`BusBackend`] is the contract and [`Bus`] the handle the rest of adpipe
+//! holds; [`embedded`] (a SQLite log in the data directory) and [`kafka`]
+//! (topics on a Kafka-protocol cluster) implement it. Nothing outside this
+//! folder names a bus kind.
+//!
+//! Positions: the embedded log keeps its read position in the store, written
+//! in the same transaction as the rows (so each [`Record`] carries
+//! `Some(offset)`); Kafka keeps it in the consumer group's committed offsets
+//! (so records carry `None` and [`BusReader::done`] commits).
 
 pub mod embedded;
 pub mod kafka;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::config::{BusConfig, BusKind};
+use crate::insights::cache::DataVersions;
+use crate::row::RowEnvelope;
+use crate::store::Store;
+use crate::telemetry::BusConsumerMetrics;
 
 pub use embedded::EmbeddedBus;
 
 /// The bus could not take or give records.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("bus storage error")]
-    Storage(#[from] sqlx::Error),
+    #[error("bus log: {0}")]
+    Log(#[from] sqlx::Error),
+    #[error("committing to the bus log: {0}")]
+    Commit(#[source] Arc<sqlx::Error>),
     #[error("the bus writer has stopped")]
     Closed,
+    #[error("{0}")]
+    Kafka(#[from] kafka::KafkaError),
+    #[error("encoding a bus record: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
-/// The configured bus: the embedded log or Kafka.
-#[derive(Clone)]
-pub enum Bus {
-    Embedded(EmbeddedBus),
-    Kafka(Box<crate::bus::kafka::KafkaBus>),
+/// One record read from the bus.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Where the record sits, when the store keeps the bus's position
+    /// (the embedded log); `None` when the bus keeps it (Kafka).
+    pub position: Option<u64>,
+    pub envelope: RowEnvelope,
 }
 
-impl Bus {
+/// A payload that could not be processed, as the bus keeps it beside the
+/// metadata store's copy (Kafka: `<topic>.dead-letters`, reason in headers).
+#[derive(Clone, Copy, Debug)]
+pub struct DeadLetter<'a> {
+    pub tenant: &'a str,
+    pub pipeline: &'a str,
+    pub code: &'a str,
+    pub message: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// What every bus does.
+#[async_trait::async_trait]
+pub trait BusBackend: Send + Sync {
     /// Make an accepted payload's rows durable; `Ok` only once they are
     /// (fsync'd to the log, or acknowledged by the brokers).
-    pub async fn publish(&self, envelope: &crate::row::RowEnvelope) -> Result<(), String> {
-        match self {
-            Bus::Embedded(bus) => {
-                let record = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
-                bus.append(record)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-            Bus::Kafka(bus) => bus.publish(envelope).await.map_err(|e| e.to_string()),
-        }
+    async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError>;
+    /// Keep a dead letter on the bus too, where the bus has a place for it.
+    async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError>;
+    /// The bus answers.
+    async fn ping(&self) -> Result<(), BusError>;
+    /// Records durable on the bus but not yet applied to `store`.
+    async fn lag(&self, store: &Store) -> Result<u64, BusError>;
+    /// Wait until everything acknowledged before this call is applied to
+    /// `store`; returns whether it was (within `timeout`) and the version
+    /// of `tenant`'s data answers computed now may be cached under.
+    async fn catch_up(
+        &self,
+        store: &Store,
+        versions: &DataVersions,
+        tenant: &str,
+        timeout: Duration,
+    ) -> (bool, String);
+    /// The aggregation consumer's reader, applying to `store`.
+    fn reader(
+        &self,
+        store: &Store,
+        metrics: BusConsumerMetrics,
+    ) -> Result<Box<dyn BusReader>, BusError>;
+    /// Names the data this bus carries, so that caches shared by several
+    /// deployments (one Redis) never mix their answers.
+    fn scope(&self) -> String;
+}
+
+/// Reads records in order for the one consumer loop
+/// ([`crate::pipeline::consume`]).
+#[async_trait::async_trait]
+pub trait BusReader: Send {
+    /// The next records to apply, oldest first; waits until there are some.
+    async fn next(&mut self) -> Vec<Record>;
+    /// The records [`Self::next`] returned last are in the store (or set
+    /// aside as dead letters): move past them.
+    async fn done(&mut self);
+}
+
+/// The configured bus; cheap to clone.
+#[derive(Clone)]
+pub struct Bus(Arc<dyn BusBackend>);
+
+impl Bus {
+    /// Open the bus `config` names (the embedded log in `data_dir`).
+    pub async fn open(config: &BusConfig, data_dir: &Path) -> Result<Bus, BusError> {
+        let backend: Arc<dyn BusBackend> = match config.kind {
+            BusKind::Embedded => Arc::new(EmbeddedBus::open(&data_dir.join("bus.db")).await?),
+            BusKind::Kafka => Arc::new(kafka::KafkaBus::open(config).await?),
+        };
+        Ok(Bus(backend))
+    }
+
+    /// Make an accepted payload's rows durable.
+    pub async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
+        self.0.publish(envelope).await
+    }
+
+    /// Keep a dead letter on the bus too, where the bus has a place for it.
+    pub async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError> {
+        self.0.dead_letter(letter).await
     }
 
     /// The bus answers.
-    pub async fn ping(&self) -> Result<(), String> {
-        match self {
-            Bus::Embedded(bus) => bus.ping().await.map_err(|e| e.to_string()),
-            Bus::Kafka(bus) => bus.ping().await.map_err(|e| e.to_string()),
-        }
+    pub async fn ping(&self) -> Result<(), BusError> {
+        self.0.ping().await
     }
 
-    /// Records durable on the bus but not yet applied to the store.
-    pub async fn lag(&self, store: &crate::store::Store) -> u64 {
-        match self {
-            Bus::Embedded(bus) => bus.head().saturating_sub(store.applied_offset()),
-            Bus::Kafka(bus) => bus.lag().await.map(|l| l as u64).unwrap_or(0),
-        }
+    /// Records durable on the bus but not yet applied to `store` (0 when
+    /// the bus cannot say).
+    pub async fn lag(&self, store: &Store) -> u64 {
+        self.0.lag(store).await.unwrap_or(0)
     }
 
-    /// The embedded log, when that is the bus.
-    pub fn embedded(&self) -> Option<&EmbeddedBus> {
-        match self {
-            Bus::Embedded(bus) => Some(bus),
-            Bus::Kafka(_) => None,
-        }
-    }
-
-    /// Wait until everything acknowledged before this call is applied to the
-    /// store; returns whether it was (within `timeout`) and the consistency
-    /// version answers computed now may be cached under.
+    /// See [`BusBackend::catch_up`].
     pub async fn catch_up(
         &self,
-        store: &crate::store::Store,
-        versions: &crate::insights::cache::DataVersions,
+        store: &Store,
+        versions: &DataVersions,
         tenant: &str,
         timeout: Duration,
     ) -> (bool, String) {
-        match self {
-            Bus::Embedded(bus) => {
-                let caught_up = store.wait_applied(bus.head(), timeout).await;
-                let version = versions.get(tenant);
-                let caught_up = caught_up && store.wait_applied(version, timeout).await;
-                (caught_up, version.to_string())
-            }
-            Bus::Kafka(bus) => match bus.fence().await {
-                Ok(fence) => (bus.wait_committed(&fence, timeout).await, fence.key()),
-                Err(e) => {
-                    tracing::warn!("reading the bus position failed: {e}");
-                    (false, String::new())
-                }
-            },
-        }
+        self.0.catch_up(store, versions, tenant, timeout).await
+    }
+
+    /// Wait until everything acknowledged so far is applied to `store`.
+    pub async fn settled(&self, store: &Store, timeout: Duration) -> bool {
+        let versions = DataVersions::default();
+        self.0.catch_up(store, &versions, "", timeout).await.0
+    }
+
+    /// The aggregation consumer's reader.
+    pub fn reader(
+        &self,
+        store: &Store,
+        metrics: BusConsumerMetrics,
+    ) -> Result<Box<dyn BusReader>, BusError> {
+        self.0.reader(store, metrics)
+    }
+
+    /// See [`BusBackend::scope`].
+    pub fn scope(&self) -> String {
+        self.0.scope()
     }
 }

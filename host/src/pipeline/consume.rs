@@ -1,5 +1,7 @@
-//! Applying bus records to the store, for both consumers (embedded and
-//! Kafka), without letting one record stop aggregation for everyone.
+//! The aggregation consumer: one loop, for every bus, that reads records
+//! ([`crate::bus::BusReader`]), applies them to the store, and moves the
+//! reader past them — without letting one record stop aggregation for
+//! everyone.
 //!
 //! A batch the store refuses is retried. While the store does not answer
 //! (an outage) the consumer waits, keeps everything and commits nothing, for
@@ -14,11 +16,29 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::bus::kafka::KafkaBus;
+use std::sync::Arc;
+
+use crate::bus::{Bus, BusReader, DeadLetter, Record};
+use crate::insights::cache::DataVersions;
 use crate::metadata::{Metadata, NewDeadLetter};
 use crate::row::RowEnvelope;
 use crate::store::{Store, StoreError};
 use crate::telemetry::DeadLetterLabels;
+
+/// Apply what `reader` delivers to the applier's store, in order, forever.
+pub async fn run(mut reader: Box<dyn BusReader>, applier: Applier, versions: Arc<DataVersions>) {
+    loop {
+        let records = reader.next().await;
+        // Raise versions first: see crate::insights::cache for why this order is safe.
+        for record in &records {
+            if let Some(position) = record.position {
+                versions.advance(&record.envelope.tenant, position);
+            }
+        }
+        applier.apply(&records).await;
+        reader.done().await;
+    }
+}
 
 /// Refusals by an answering store before a record is set aside.
 pub const REFUSALS_BEFORE_DEAD_LETTER: u32 = 3;
@@ -34,17 +54,20 @@ pub const CODE: &str = "store_refused";
 pub struct Applier {
     pub store: Store,
     pub metadata: Metadata,
-    /// Kafka mode: refused records also go to the dead-letter topic.
-    pub kafka: Option<KafkaBus>,
+    /// Refused records are kept on the bus too, where it has a place for them.
+    pub bus: Bus,
     pub dead_letters: Family<DeadLetterLabels, Counter>,
 }
 
 impl Applier {
-    /// Apply `records` (offset, rows) in order; returns once every record is
-    /// either in the store or kept as a dead letter. Embedded mode: the
-    /// store records each applied offset, so a set-aside record is applied
-    /// as an empty one (its offset done, its rows not).
-    pub async fn apply(&self, records: &[(u64, RowEnvelope)]) {
+    /// Apply `records` in order; returns once every record is either in
+    /// the store or kept as a dead letter. Where the store keeps the bus's
+    /// position, a set-aside record is applied as an empty one (its
+    /// position done, its rows not).
+    pub async fn apply(&self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
         if self.apply_retrying(records).await.is_ok() {
             return;
         }
@@ -61,11 +84,13 @@ impl Applier {
 
     /// Apply, waiting out outages; `Err` after the store answered and
     /// refused [`REFUSALS_BEFORE_DEAD_LETTER`] times.
-    async fn apply_retrying(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
+    async fn apply_retrying(&self, records: &[Record]) -> Result<(), StoreError> {
+        let envelopes: Vec<&RowEnvelope> = records.iter().map(|r| &r.envelope).collect();
+        let through = records.iter().filter_map(|r| r.position).max();
         let mut delay = Duration::from_millis(100);
         let mut refusals = 0;
         loop {
-            let error = match self.store.apply(records).await {
+            let error = match self.store.apply(&envelopes, through).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
@@ -86,29 +111,25 @@ impl Applier {
     }
 
     /// Keep a refused record as a dead letter, then mark its offset done.
-    async fn set_aside(&self, record: &(u64, RowEnvelope), error: &StoreError) {
-        let (offset, envelope) = record;
+    async fn set_aside(&self, record: &Record, error: &StoreError) {
+        let envelope = &record.envelope;
         let payload = serde_json::to_vec(envelope).unwrap_or_default();
         let message = format!(
             "the store refused these {} normalized rows {REFUSALS_BEFORE_DEAD_LETTER} times: {error}",
             envelope.rows.len()
         );
         tracing::error!(tenant = %envelope.tenant, pipeline = %envelope.pipeline, "bus record set aside as a dead letter: {message}");
-        if let Some(kafka) = &self.kafka {
-            if let Err(e) = kafka
-                .dead_letter(
-                    &envelope.tenant,
-                    &envelope.pipeline,
-                    CODE,
-                    &message,
-                    &payload,
-                )
-                .await
-            {
-                tracing::warn!(
-                    "publishing the dead letter to Kafka failed (it is kept in metadata): {e}"
-                );
-            }
+        let on_bus = DeadLetter {
+            tenant: &envelope.tenant,
+            pipeline: &envelope.pipeline,
+            code: CODE,
+            message: &message,
+            payload: &payload,
+        };
+        if let Err(e) = self.bus.dead_letter(on_bus).await {
+            tracing::warn!(
+                "keeping the dead letter on the bus failed (it is kept in metadata): {e}"
+            );
         }
         let mut delay = Duration::from_millis(100);
         loop {
@@ -136,12 +157,11 @@ impl Applier {
                 code: CODE.into(),
             })
             .inc();
-        let done = RowEnvelope {
-            tenant: envelope.tenant.clone(),
-            pipeline: envelope.pipeline.clone(),
-            rows: vec![],
+        // An empty record only moves the position where the store keeps it.
+        let done = Record {
+            position: record.position,
+            envelope: RowEnvelope::default(),
         };
-        // An empty record only moves the embedded store's offset (a no-op on ClickHouse).
-        let _ = self.apply_retrying(&[(*offset, done)]).await;
+        let _ = self.apply_retrying(&[done]).await;
     }
 }

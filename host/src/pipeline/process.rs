@@ -302,19 +302,15 @@ async fn dead_letter(
         account_id: context.account_id.as_deref(),
         currency: context.currency.as_deref(),
     };
-    if let crate::bus::Bus::Kafka(bus) = &app.bus {
-        if let Err(e) = bus
-            .dead_letter(
-                &pipeline.config.tenant,
-                &pipeline.config.name,
-                code,
-                &message,
-                payload.raw(),
-            )
-            .await
-        {
-            tracing::warn!(pipeline = %pipeline.config.name, "publishing the dead letter to Kafka failed (it is kept in metadata): {e}");
-        }
+    let on_bus = crate::bus::DeadLetter {
+        tenant: &pipeline.config.tenant,
+        pipeline: &pipeline.config.name,
+        code,
+        message: &message,
+        payload: payload.raw(),
+    };
+    if let Err(e) = app.bus.dead_letter(on_bus).await {
+        tracing::warn!(pipeline = %pipeline.config.name, "keeping the dead letter on the bus failed (it is kept in metadata): {e}");
     }
     match app.metadata.add_dead_letter(letter).await {
         Ok(id) => {

@@ -7,23 +7,25 @@
 //!   use `FINAL`, so answers are exact before and after background merges;
 //! - deltas in a `ReplacingMergeTree` keyed by `(tenant, platform,
 //!   dedup_key)`: a delta applied twice (at-least-once delivery) counts once;
-//! - the ad hierarchy in `adpipe_entities`, resolved for deltas at read time;
+//! - the ad hierarchy in `adpipe_entities` (placing deltas is
+//!   [`super::hierarchy`]'s, as for the embedded store);
 //! - tables partitioned by month and ordered by tenant, campaign and date.
 //!
 //! The SQL keeps to what ClickHouse 18.16 (Debian's package) and current
 //! releases both accept; compression and schema validation are off, as the
 //! old server supports neither. Every query binds the tenant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clickhouse::{Client, Row as ChRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{collect_hierarchy, Campaign, Entity, EntityKey, FactFilter, StoreError};
+use super::batch::{Batch, Item};
+use super::hierarchy::{Entity, Known, StoredDelta};
+use super::{AdapterRows, Campaign, FactFilter, StoreBackend, StoreError};
 use crate::insights::Fact;
-use crate::row::{RowEnvelope, RowKind};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS adpipe_facts (
@@ -150,11 +152,7 @@ struct FactRead {
 }
 
 fn date_of(days: i32) -> Result<u16, StoreError> {
-    u16::try_from(days).map_err(|_| {
-        StoreError::Engine(format!(
-            "day {days} is outside ClickHouse's Date range (1970..2149)"
-        ))
-    })
+    u16::try_from(days).map_err(|_| StoreError::DayOutOfRange(days))
 }
 
 fn day_text(days: i32) -> String {
@@ -175,15 +173,13 @@ fn extras_of(text: &str) -> BTreeMap<String, i64> {
     }
 }
 
-fn engine(e: clickhouse::error::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
-}
-
 /// Handle to the ClickHouse store; cheap to clone.
 #[derive(Clone)]
 pub struct ClickHouseStore {
     client: Client,
     applied: watch::Sender<u64>,
+    /// `url|database`, naming the data for shared caches.
+    scope: String,
 }
 
 impl ClickHouseStore {
@@ -197,11 +193,7 @@ impl ClickHouseStore {
         };
         // Feature detection: LZ4-compressed HTTP exchanges where the server
         // supports them (not 18.16, Debian's package).
-        let version: String = plain()
-            .query("SELECT version()")
-            .fetch_one()
-            .await
-            .map_err(engine)?;
+        let version: String = plain().query("SELECT version()").fetch_one().await?;
         let major: u32 = version
             .split('.')
             .next()
@@ -218,150 +210,27 @@ impl ClickHouseStore {
             plain()
                 .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
                 .execute()
-                .await
-                .map_err(engine)?;
+                .await?;
             client = client.with_database(db);
         }
         for statement in SCHEMA {
-            client.query(statement).execute().await.map_err(engine)?;
+            client.query(statement).execute().await?;
         }
         let offset: u64 = client
             .query("SELECT max(offset) FROM adpipe_offsets WHERE consumer = ?")
             .bind(CONSUMER)
             .fetch_one()
-            .await
-            .map_err(engine)?;
+            .await?;
         let (applied, _) = watch::channel(offset);
-        Ok(ClickHouseStore { client, applied })
+        Ok(ClickHouseStore {
+            client,
+            applied,
+            scope: format!("clickhouse|{url}|{}", database.unwrap_or("")),
+        })
     }
+}
 
-    pub fn applied_offset(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= offset))
-            .await
-            .is_ok();
-        reached
-    }
-
-    /// Apply records (bus offset, rows): one batched insert per table, then
-    /// the offset. A crash in between replays the batch, which the
-    /// replacing tables absorb.
-    pub async fn apply(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
-        let Some(last) = records.last().map(|r| r.0) else {
-            return Ok(());
-        };
-        let mut entities: BTreeMap<EntityKey, Entity> = BTreeMap::new();
-        let mut names: BTreeMap<(String, String), ()> = BTreeMap::new();
-        let mut facts = Vec::new();
-        let mut deltas = Vec::new();
-        let mut version = 0u64;
-        for (_, envelope) in records {
-            for row in &envelope.rows {
-                version = version.max(row.observed_at_us.max(0) as u64);
-                let extras = if row.extras.is_empty() {
-                    String::new()
-                } else {
-                    serde_json::to_string(&row.extras).unwrap_or_default()
-                };
-                match row.kind {
-                    RowKind::Snapshot if row.campaign_id.is_some() && row.currency.is_some() => {
-                        collect_hierarchy(&mut entities, &envelope.tenant, row);
-                        facts.push(FactRow {
-                            tenant: envelope.tenant.clone(),
-                            platform: row.platform.clone(),
-                            account_id: row.account_id.clone(),
-                            campaign_id: row.campaign_id.clone().unwrap_or_default(),
-                            ad_group_id: row.ad_group_id.clone().unwrap_or_default(),
-                            ad_id: row.ad_id.clone().unwrap_or_default(),
-                            date: date_of(row.date)?,
-                            hour: row.hour.map(|h| h as i8).unwrap_or(-1),
-                            currency: row.currency.clone().unwrap_or_default(),
-                            impressions: row.impressions,
-                            clicks: row.clicks,
-                            spend: row.spend_micros,
-                            conversions: row.conversions_micros,
-                            conversion_value: row.conversion_value_micros,
-                            extras,
-                            observed_at: row.observed_at_us.max(0) as u64,
-                            pipeline: envelope.pipeline.clone(),
-                            adapter: row.adapter.clone(),
-                            adapter_version: row.adapter_version.clone(),
-                        });
-                    }
-                    RowKind::Delta if row.dedup_key.is_some() => deltas.push(DeltaRow {
-                        tenant: envelope.tenant.clone(),
-                        platform: row.platform.clone(),
-                        dedup_key: row.dedup_key.clone().unwrap_or_default(),
-                        account_id: row.account_id.clone(),
-                        campaign_id: row.campaign_id.clone().unwrap_or_default(),
-                        ad_group_id: row.ad_group_id.clone().unwrap_or_default(),
-                        ad_id: row.ad_id.clone().unwrap_or_default(),
-                        date: date_of(row.date)?,
-                        hour: row.hour.map(|h| h as i8).unwrap_or(-1),
-                        currency: row.currency.clone().unwrap_or_default(),
-                        impressions: row.impressions,
-                        clicks: row.clicks,
-                        spend: row.spend_micros,
-                        conversions: row.conversions_micros,
-                        conversion_value: row.conversion_value_micros,
-                        extras,
-                        observed_at: row.observed_at_us.max(0) as u64,
-                        pipeline: envelope.pipeline.clone(),
-                        adapter: row.adapter.clone(),
-                        adapter_version: row.adapter_version.clone(),
-                    }),
-                    _ => {
-                        tracing::error!(tenant = %envelope.tenant, pipeline = %envelope.pipeline, "incomplete row skipped")
-                    }
-                }
-                for name in row.extras.keys() {
-                    names.insert((envelope.tenant.clone(), name.clone()), ());
-                }
-            }
-        }
-        self.insert("adpipe_facts", &facts).await?;
-        self.insert("adpipe_deltas", &deltas).await?;
-        let entity_rows: Vec<EntityRow> = entities
-            .into_iter()
-            .map(|((tenant, platform, level, id), e)| EntityRow {
-                tenant,
-                platform,
-                level: level.to_owned(),
-                id,
-                account_id: e.account_id,
-                campaign_id: e.campaign_id,
-                ad_group_id: e.ad_group_id.unwrap_or_default(),
-                campaign_name: e.campaign_name.unwrap_or_default(),
-                currency: e.currency,
-                version,
-            })
-            .collect();
-        self.insert("adpipe_entities", &entity_rows).await?;
-        let name_rows: Vec<NameRow> = names
-            .into_keys()
-            .map(|(tenant, name)| NameRow { tenant, name })
-            .collect();
-        self.insert("adpipe_extra_metrics", &name_rows).await?;
-        if last == 0 {
-            // Kafka mode: positions are the consumer group's committed offsets.
-            return Ok(());
-        }
-        self.insert(
-            "adpipe_offsets",
-            &[OffsetRow {
-                consumer: CONSUMER.into(),
-                offset: last,
-            }],
-        )
-        .await?;
-        self.applied.send_modify(|a| *a = (*a).max(last));
-        Ok(())
-    }
-
+impl ClickHouseStore {
     async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
         for<'a> T: ChRow<Value<'a> = T> + Serialize,
@@ -369,113 +238,242 @@ impl ClickHouseStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert::<T>(table).await.map_err(engine)?;
+        let mut insert = self.client.insert::<T>(table).await?;
         for row in rows {
-            insert.write(row).await.map_err(engine)?;
+            insert.write(row).await?;
         }
-        insert.end().await.map_err(engine)
+        Ok(insert.end().await?)
+    }
+}
+
+impl FactRow {
+    fn of(item: &Item<'_>) -> Result<FactRow, StoreError> {
+        let row = item.row;
+        Ok(FactRow {
+            tenant: item.tenant.to_owned(),
+            platform: row.platform.clone(),
+            account_id: row.account_id.clone(),
+            campaign_id: item.campaign_id().to_owned(),
+            ad_group_id: item.ad_group_id().to_owned(),
+            ad_id: item.ad_id().to_owned(),
+            date: date_of(row.date)?,
+            hour: item.hour(),
+            currency: item.currency().to_owned(),
+            impressions: row.impressions,
+            clicks: row.clicks,
+            spend: row.spend_micros,
+            conversions: row.conversions_micros,
+            conversion_value: row.conversion_value_micros,
+            extras: item.extras_json().unwrap_or_default(),
+            observed_at: item.observed_at(),
+            pipeline: item.pipeline.to_owned(),
+            adapter: row.adapter.clone(),
+            adapter_version: row.adapter_version.clone(),
+        })
+    }
+}
+
+impl DeltaRow {
+    fn of(item: &Item<'_>) -> Result<DeltaRow, StoreError> {
+        let FactRow {
+            tenant,
+            platform,
+            account_id,
+            campaign_id,
+            ad_group_id,
+            ad_id,
+            date,
+            hour,
+            currency,
+            impressions,
+            clicks,
+            spend,
+            conversions,
+            conversion_value,
+            extras,
+            observed_at,
+            pipeline,
+            adapter,
+            adapter_version,
+        } = FactRow::of(item)?;
+        Ok(DeltaRow {
+            dedup_key: item.dedup_key().to_owned(),
+            tenant,
+            platform,
+            account_id,
+            campaign_id,
+            ad_group_id,
+            ad_id,
+            date,
+            hour,
+            currency,
+            impressions,
+            clicks,
+            spend,
+            conversions,
+            conversion_value,
+            extras,
+            observed_at,
+            pipeline,
+            adapter,
+            adapter_version,
+        })
+    }
+}
+
+impl FactRead {
+    /// The columns every read shares; platform, account, campaign and
+    /// currency are set by the caller (deltas may lack them).
+    fn into_fact(self) -> Fact {
+        Fact {
+            platform: self.platform,
+            account_id: self.account_id,
+            campaign_id: self.campaign_id,
+            ad_group_id: non_empty(self.ad_group_id),
+            ad_id: non_empty(self.ad_id),
+            date: i32::from(self.date),
+            hour: u8::try_from(self.hour).ok(),
+            currency: self.currency,
+            impressions: self.impressions,
+            clicks: self.clicks,
+            spend_micros: self.spend,
+            conversions_micros: self.conversions,
+            conversion_value_micros: self.conversion_value,
+            extras: extras_of(&self.extras),
+        }
+    }
+}
+
+/// Columns of a fact or delta as read back.
+const READ_COLUMNS: &str = "platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, \
+     currency, impressions, clicks, spend, conversions, conversion_value, extras";
+
+#[async_trait::async_trait]
+impl StoreBackend for ClickHouseStore {
+    /// One batched insert per table, then the position. A crash in between
+    /// replays the batch, which the replacing tables absorb.
+    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        let facts = batch
+            .snapshots
+            .iter()
+            .map(FactRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let deltas = batch
+            .deltas
+            .iter()
+            .map(DeltaRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.insert("adpipe_facts", &facts).await?;
+        self.insert("adpipe_deltas", &deltas).await?;
+        let entity_rows: Vec<EntityRow> = batch
+            .entities
+            .iter()
+            .map(|((tenant, platform, level, id), e)| EntityRow {
+                tenant: tenant.clone(),
+                platform: platform.clone(),
+                level: (*level).to_owned(),
+                id: id.clone(),
+                account_id: e.account_id.clone(),
+                campaign_id: e.campaign_id.clone(),
+                ad_group_id: e.ad_group_id.clone().unwrap_or_default(),
+                campaign_name: e.campaign_name.clone().unwrap_or_default(),
+                currency: e.currency.clone(),
+                version: batch.newest_observed_at,
+            })
+            .collect();
+        self.insert("adpipe_entities", &entity_rows).await?;
+        let name_rows: Vec<NameRow> = batch
+            .extra_metrics
+            .iter()
+            .map(|(tenant, name)| NameRow {
+                tenant: (*tenant).to_owned(),
+                name: (*name).to_owned(),
+            })
+            .collect();
+        self.insert("adpipe_extra_metrics", &name_rows).await?;
+        if let Some(through) = batch.through {
+            self.insert(
+                "adpipe_offsets",
+                &[OffsetRow {
+                    consumer: CONSUMER.into(),
+                    offset: through,
+                }],
+            )
+            .await?;
+            self.applied.send_modify(|a| *a = (*a).max(through));
+        }
+        Ok(())
     }
 
-    fn filtered(sql: &str, filter: &FactFilter) -> String {
-        let mut sql = sql.to_owned();
-        for (column, values) in [
-            ("platform", &filter.platforms),
-            ("account_id", &filter.account_ids),
-            ("campaign_id", &filter.campaign_ids),
-        ] {
-            if values.is_some() {
-                sql.push_str(&format!(" AND has(?, {column})"));
-            }
-        }
-        sql
+    fn applied_position(&self) -> u64 {
+        *self.applied.borrow()
     }
 
-    fn bind_filters(
-        mut query: clickhouse::query::Query,
-        filter: &FactFilter,
-    ) -> clickhouse::query::Query {
-        for values in [&filter.platforms, &filter.account_ids, &filter.campaign_ids]
-            .into_iter()
-            .flatten()
-        {
-            query = query.bind(values.as_slice());
-        }
-        query
+    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= position))
+            .await
+            .is_ok();
+        reached
     }
 
-    /// Snapshot facts of `tenant` in `[from, to]` matching `filter`.
-    pub async fn snapshots(
+    async fn snapshots(
         &self,
         tenant: &str,
         from: i32,
         to: i32,
         filter: &FactFilter,
     ) -> Result<Vec<Fact>, StoreError> {
-        let sql = Self::filtered(
-            "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
-                    impressions, clicks, spend, conversions, conversion_value, extras
-             FROM adpipe_facts FINAL
-             WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)",
-            filter,
+        let mut sql = format!(
+            "SELECT {READ_COLUMNS} FROM adpipe_facts FINAL
+             WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)"
         );
-        let query = self
+        for (column, _) in filter.columns() {
+            sql.push_str(&format!(" AND has(?, {column})"));
+        }
+        let mut query = self
             .client
             .query(&sql)
             .bind(tenant)
             .bind(day_text(from))
             .bind(day_text(to));
-        let rows: Vec<FactRead> = Self::bind_filters(query, filter)
-            .fetch_all()
-            .await
-            .map_err(engine)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Fact {
-                platform: r.platform,
-                account_id: r.account_id,
-                campaign_id: r.campaign_id,
-                ad_group_id: non_empty(r.ad_group_id),
-                ad_id: non_empty(r.ad_id),
-                date: i32::from(r.date),
-                hour: u8::try_from(r.hour).ok(),
-                currency: r.currency,
-                impressions: r.impressions,
-                clicks: r.clicks,
-                spend_micros: r.spend,
-                conversions_micros: r.conversions,
-                conversion_value_micros: r.conversion_value,
-                extras: extras_of(&r.extras),
-            })
-            .collect())
+        for (_, values) in filter.columns() {
+            query = query.bind(values);
+        }
+        let rows: Vec<FactRead> = query.fetch_all().await?;
+        Ok(rows.into_iter().map(FactRead::into_fact).collect())
     }
 
-    /// Deltas of `tenant` in `[from, to]`, placed through the ad hierarchy;
-    /// deltas it cannot place yet are left out (as in the embedded store).
-    pub async fn deltas(
+    async fn stored_deltas(
         &self,
         tenant: &str,
         from: i32,
         to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
+    ) -> Result<Vec<StoredDelta>, StoreError> {
         let rows: Vec<FactRead> = self
             .client
-            .query(
-                "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
-                        impressions, clicks, spend, conversions, conversion_value, extras
-                 FROM adpipe_deltas FINAL
-                 WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)",
-            )
+            .query(&format!(
+                "SELECT {READ_COLUMNS} FROM adpipe_deltas FINAL
+                 WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)"
+            ))
             .bind(tenant)
             .bind(day_text(from))
             .bind(day_text(to))
             .fetch_all()
-            .await
-            .map_err(engine)?;
-        if rows.is_empty() {
-            return Ok(vec![]);
-        }
-        let entities: Vec<EntityRow> = self
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredDelta {
+                account_id: non_empty(r.account_id.clone()),
+                campaign_id: non_empty(r.campaign_id.clone()),
+                currency: non_empty(r.currency.clone()),
+                fact: r.into_fact(),
+            })
+            .collect())
+    }
+
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError> {
+        let rows: Vec<EntityRow> = self
             .client
             .query(
                 "SELECT tenant, platform, level, id, account_id, campaign_id, ad_group_id,
@@ -484,75 +482,34 @@ impl ClickHouseStore {
             )
             .bind(tenant)
             .fetch_all()
-            .await
-            .map_err(engine)?;
-        let known: HashMap<(&str, &str, &str), &EntityRow> = entities
-            .iter()
-            .map(|e| ((e.platform.as_str(), e.level.as_str(), e.id.as_str()), e))
-            .collect();
-        let keep = |values: &Option<Vec<String>>, v: &str| {
-            values
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|x| x == v))
-        };
-        let mut out = Vec::new();
-        for r in rows {
-            let ad = known.get(&(r.platform.as_str(), "ad", r.ad_id.as_str()));
-            let group_id = non_empty(r.ad_group_id.clone())
-                .or_else(|| ad.and_then(|a| non_empty(a.ad_group_id.clone())));
-            let group = group_id
-                .as_deref()
-                .and_then(|g| known.get(&(r.platform.as_str(), "ad_group", g)));
-            let pick = |own: &str, f: fn(&EntityRow) -> &str| {
-                non_empty(own.to_owned())
-                    .or_else(|| ad.map(|a| f(a).to_owned()).and_then(non_empty))
-                    .or_else(|| group.map(|g| f(g).to_owned()).and_then(non_empty))
-            };
-            let (Some(account_id), Some(campaign_id), Some(currency)) = (
-                pick(&r.account_id, |e| &e.account_id),
-                pick(&r.campaign_id, |e| &e.campaign_id),
-                pick(&r.currency, |e| &e.currency),
-            ) else {
-                continue;
-            };
-            if !keep(&filter.platforms, &r.platform)
-                || !keep(&filter.account_ids, &account_id)
-                || !keep(&filter.campaign_ids, &campaign_id)
-            {
-                continue;
-            }
-            out.push(Fact {
-                platform: r.platform,
-                account_id,
-                campaign_id,
-                ad_group_id: group_id,
-                ad_id: non_empty(r.ad_id),
-                date: i32::from(r.date),
-                hour: u8::try_from(r.hour).ok(),
-                currency,
-                impressions: r.impressions,
-                clicks: r.clicks,
-                spend_micros: r.spend,
-                conversions_micros: r.conversions,
-                conversion_value_micros: r.conversion_value,
-                extras: extras_of(&r.extras),
-            });
-        }
-        Ok(out)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|e| Known {
+                platform: e.platform,
+                level: e.level,
+                id: e.id,
+                entity: Entity {
+                    account_id: e.account_id,
+                    campaign_id: e.campaign_id,
+                    ad_group_id: non_empty(e.ad_group_id),
+                    campaign_name: None,
+                    currency: e.currency,
+                },
+            })
+            .collect())
     }
 
-    /// Extra metric names seen for `tenant`.
-    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
-        self.client
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .client
             .query("SELECT DISTINCT name FROM adpipe_extra_metrics WHERE tenant = ? ORDER BY name")
             .bind(tenant)
             .fetch_all::<String>()
-            .await
-            .map_err(engine)
+            .await?)
     }
 
-    /// Campaigns of `tenant`.
-    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
         #[derive(ChRow, Deserialize)]
         struct CampaignRead {
             platform: String,
@@ -572,8 +529,7 @@ impl ClickHouseStore {
             )
             .bind(tenant)
             .fetch_all()
-            .await
-            .map_err(engine)?;
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| Campaign {
@@ -586,13 +542,44 @@ impl ClickHouseStore {
             .collect())
     }
 
-    /// The server answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .query("SELECT 1")
-            .fetch_one::<u8>()
-            .await
-            .map(|_| ())
-            .map_err(engine)
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
+        #[derive(ChRow, Deserialize)]
+        struct VersionRead {
+            adapter: String,
+            adapter_version: String,
+            rows: u64,
+        }
+        let rows: Vec<VersionRead> = self
+            .client
+            .query(
+                "SELECT adapter, adapter_version, sum(n) AS rows FROM (
+                    SELECT adapter, adapter_version, count() AS n FROM adpipe_facts FINAL
+                    WHERE tenant = ? GROUP BY adapter, adapter_version
+                    UNION ALL
+                    SELECT adapter, adapter_version, count() AS n FROM adpipe_deltas FINAL
+                    WHERE tenant = ? GROUP BY adapter, adapter_version
+                 ) GROUP BY adapter, adapter_version ORDER BY adapter, adapter_version",
+            )
+            .bind(tenant)
+            .bind(tenant)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AdapterRows {
+                adapter: r.adapter,
+                version: r.adapter_version,
+                rows: i64::try_from(r.rows).unwrap_or(i64::MAX),
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client.query("SELECT 1").fetch_one::<u8>().await?;
+        Ok(())
+    }
+
+    fn scope(&self) -> String {
+        self.scope.clone()
     }
 }

@@ -1,108 +1,89 @@
-//! The store: aggregated facts, deltas and the ad hierarchy, and the queries
+//! The store: aggregated facts, deltas and the ad hierarchy, and the reads
 //! insights are computed from.
 //!
-//! [`Store`] is the contract; [`sqlite`] (embedded, `<data_dir>/store.db`) and
-//! [`clickhouse`] implement it. Nothing outside this folder names a store kind.
+//! [`StoreBackend`] is the contract; [`sqlite`] (embedded, `<data_dir>/store.db`)
+//! and [`clickhouse`] implement it, and [`Store`] is the handle the rest of
+//! adpipe holds. What the backends share is written once here: [`batch`]
+//! classifies bus records into snapshots, deltas and entities, and
+//! [`hierarchy`] places deltas that name only their ad. Nothing outside this
+//! folder names a store kind.
+//!
+//! Exactly-once in effect (DESIGN.md §2), in both backends:
+//! - snapshots replace the values of their identity only when strictly newer
+//!   (`observed_at`);
+//! - deltas count once per `(tenant, platform, dedup_key)`;
+//! - when the bus keeps its position in the store (the embedded log), the
+//!   position is written with the rows, so a crash between the two replays
+//!   the batch, harmlessly.
+//!
+//! Every read binds the tenant: scoping lives in the query layer.
 
+pub mod batch;
 pub mod clickhouse;
+pub mod hierarchy;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{StoreConfig, StoreKind};
 use crate::insights::Fact;
-use crate::row::{Row, RowEnvelope};
+use crate::row::RowEnvelope;
 
-pub use sqlite::EmbeddedStore;
+pub use batch::Batch;
+pub use hierarchy::{Known, StoredDelta};
 
 /// The store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store database error")]
+    #[error("store database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("ClickHouse: {0}")]
-    Engine(String),
+    ClickHouse(#[from] ::clickhouse::error::Error),
+    #[error("day {0} is outside the days the store can hold (1970-01-01..2149-06-06)")]
+    DayOutOfRange(i32),
+    #[error("store.kind = \"clickhouse\" needs store.url")]
+    MissingUrl,
 }
 
-/// The configured store: embedded SQLite or ClickHouse.
-#[derive(Clone)]
-pub enum Store {
-    Embedded(EmbeddedStore),
-    ClickHouse(Box<crate::store::clickhouse::ClickHouseStore>),
-}
-
-macro_rules! dispatch {
-    ($self:expr, $s:ident => $body:expr) => {
-        match $self {
-            Store::Embedded($s) => $body,
-            Store::ClickHouse($s) => $body,
-        }
-    };
-}
-
-impl Store {
-    /// Bus offset of the last applied record.
-    pub fn applied_offset(&self) -> u64 {
-        dispatch!(self, s => s.applied_offset())
-    }
-
-    /// Wait until records through `offset` are applied; false on timeout.
-    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
-        dispatch!(self, s => s.wait_applied(offset, timeout).await)
-    }
-
-    /// Apply records (bus offset, rows) and record the offset.
-    pub async fn apply(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
-        dispatch!(self, s => s.apply(records).await)
-    }
-
-    /// Snapshot facts of `tenant` in `[from, to]` (day numbers) matching `filter`.
-    pub async fn snapshots(
+/// What every store backend does. Reads return rows of one tenant only.
+#[async_trait::async_trait]
+pub trait StoreBackend: Send + Sync {
+    /// Write a classified batch, and its bus position when it has one, so
+    /// that both land or neither does (or a replay is harmless).
+    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError>;
+    /// The last bus position written with rows (0 when none ever was).
+    fn applied_position(&self) -> u64;
+    /// Wait until rows through `position` are written; false on timeout.
+    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool;
+    /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
+    async fn snapshots(
         &self,
         tenant: &str,
         from: i32,
         to: i32,
         filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
-        dispatch!(self, s => s.snapshots(tenant, from, to, filter).await)
-    }
-
-    /// Deltas of `tenant` in `[from, to]`, placed through the ad hierarchy.
-    pub async fn deltas(
+    ) -> Result<Vec<Fact>, StoreError>;
+    /// Deltas of `tenant` on days `[from, to]`, as stored (not yet placed).
+    async fn stored_deltas(
         &self,
         tenant: &str,
         from: i32,
         to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
-        dispatch!(self, s => s.deltas(tenant, from, to, filter).await)
-    }
-
+    ) -> Result<Vec<StoredDelta>, StoreError>;
+    /// The ads and ad groups the hierarchy knows for `tenant`.
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError>;
     /// Extra metric names seen for `tenant`.
-    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, s => s.extra_metric_names(tenant).await)
-    }
-
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError>;
     /// Campaigns of `tenant`.
-    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
-        dispatch!(self, s => s.campaigns(tenant).await)
-    }
-
-    /// Stored rows of `tenant` per producing adapter and version (embedded only).
-    pub async fn adapter_versions(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        match self {
-            Store::Embedded(s) => s.adapter_versions(tenant).await,
-            Store::ClickHouse(_) => Ok(vec![]),
-        }
-    }
-
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError>;
+    /// Stored rows of `tenant` per producing adapter and version.
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError>;
     /// The store answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
-    }
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Names the data this store holds (see [`crate::bus::BusBackend::scope`]).
+    fn scope(&self) -> String;
 }
 
 /// Filters of a facts query; `None` = no filter.
@@ -111,6 +92,31 @@ pub struct FactFilter {
     pub platforms: Option<Vec<String>>,
     pub account_ids: Option<Vec<String>>,
     pub campaign_ids: Option<Vec<String>>,
+}
+
+impl FactFilter {
+    /// Whether `fact` passes every filter.
+    pub fn selects(&self, fact: &Fact) -> bool {
+        let keep = |values: &Option<Vec<String>>, v: &str| {
+            values
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|x| x == v))
+        };
+        keep(&self.platforms, &fact.platform)
+            && keep(&self.account_ids, &fact.account_id)
+            && keep(&self.campaign_ids, &fact.campaign_id)
+    }
+
+    /// `(column, values)` of each filter that is set.
+    pub fn columns(&self) -> impl Iterator<Item = (&'static str, &[String])> {
+        [
+            ("platform", &self.platforms),
+            ("account_id", &self.account_ids),
+            ("campaign_id", &self.campaign_ids),
+        ]
+        .into_iter()
+        .filter_map(|(column, values)| values.as_deref().map(|v| (column, v)))
+    }
 }
 
 /// A campaign the tenant's data names.
@@ -123,45 +129,112 @@ pub struct Campaign {
     pub currency: String,
 }
 
-pub(crate) type EntityKey = (String, String, &'static str, String);
-
-/// What the hierarchy knows of one campaign, ad group or ad.
-pub(crate) struct Entity {
-    pub(crate) account_id: String,
-    pub(crate) campaign_id: String,
-    pub(crate) ad_group_id: Option<String>,
-    pub(crate) campaign_name: Option<String>,
-    pub(crate) currency: String,
+/// How many stored rows one adapter version produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterRows {
+    pub adapter: String,
+    pub version: String,
+    pub rows: i64,
 }
 
-pub(crate) fn collect_hierarchy(
-    entities: &mut BTreeMap<EntityKey, Entity>,
-    tenant: &str,
-    row: &Row,
-) {
-    let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
-        return;
-    };
-    let entity = |ad_group_id: Option<&String>, campaign_name: Option<&String>| Entity {
-        account_id: row.account_id.clone(),
-        campaign_id: campaign_id.clone(),
-        ad_group_id: ad_group_id.cloned(),
-        campaign_name: campaign_name.cloned(),
-        currency: currency.clone(),
-    };
-    let key = |level: &'static str, id: &String| {
-        (tenant.to_owned(), row.platform.clone(), level, id.clone())
-    };
-    let campaign = entities
-        .entry(key("campaign", campaign_id))
-        .or_insert_with(|| entity(None, None));
-    if row.campaign_name.is_some() {
-        campaign.campaign_name = row.campaign_name.clone();
+/// The configured store; cheap to clone.
+#[derive(Clone)]
+pub struct Store(Arc<dyn StoreBackend>);
+
+impl Store {
+    /// Open the store `config` names (the embedded one in `data_dir`).
+    pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Store, StoreError> {
+        let backend: Arc<dyn StoreBackend> = match config.kind {
+            StoreKind::Embedded => {
+                Arc::new(sqlite::EmbeddedStore::open(&data_dir.join("store.db")).await?)
+            }
+            StoreKind::Clickhouse => {
+                let url = config.url.as_deref().ok_or(StoreError::MissingUrl)?;
+                Arc::new(clickhouse::ClickHouseStore::open(url, config.database.as_deref()).await?)
+            }
+        };
+        Ok(Store(backend))
     }
-    if let Some(ad_group) = &row.ad_group_id {
-        entities.insert(key("ad_group", ad_group), entity(None, None));
+
+    /// A store over `backend` (tests open one backend directly).
+    pub fn with_backend(backend: impl StoreBackend + 'static) -> Store {
+        Store(Arc::new(backend))
     }
-    if let Some(ad) = &row.ad_id {
-        entities.insert(key("ad", ad), entity(row.ad_group_id.as_ref(), None));
+
+    /// Apply the rows of `envelopes`, and `through` (the bus position they
+    /// end at, when the store keeps the bus's position).
+    pub async fn apply(
+        &self,
+        envelopes: &[&RowEnvelope],
+        through: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let batch = batch::classify(envelopes, through);
+        if batch.is_empty() && through.is_none() {
+            return Ok(());
+        }
+        self.0.write(&batch).await
+    }
+
+    /// The last bus position written with rows (0 when none ever was).
+    pub fn applied_position(&self) -> u64 {
+        self.0.applied_position()
+    }
+
+    /// Wait until rows through `position` are applied; false on timeout.
+    pub async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
+        self.0.wait_applied(position, timeout).await
+    }
+
+    /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
+    pub async fn snapshots(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
+        self.0.snapshots(tenant, from, to, filter).await
+    }
+
+    /// Deltas of `tenant` on days `[from, to]`, placed through the ad
+    /// hierarchy and filtered; deltas that cannot be placed yet are left out.
+    pub async fn deltas(
+        &self,
+        tenant: &str,
+        from: i32,
+        to: i32,
+        filter: &FactFilter,
+    ) -> Result<Vec<Fact>, StoreError> {
+        let stored = self.0.stored_deltas(tenant, from, to).await?;
+        if stored.is_empty() {
+            return Ok(vec![]);
+        }
+        let known = self.0.known_ads(tenant).await?;
+        Ok(hierarchy::place(stored, &known, filter))
+    }
+
+    /// Extra metric names seen for `tenant`.
+    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        self.0.extra_metric_names(tenant).await
+    }
+
+    /// Campaigns of `tenant`.
+    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+        self.0.campaigns(tenant).await
+    }
+
+    /// Stored rows of `tenant` per producing adapter and version.
+    pub async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
+        self.0.adapter_versions(tenant).await
+    }
+
+    /// The store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
+
+    /// Names the data this store holds, for caches shared by deployments.
+    pub fn scope(&self) -> String {
+        self.0.scope()
     }
 }

@@ -1,16 +1,9 @@
 //! The embedded store: aggregated facts in `<data_dir>/store.db` (SQLite).
 //!
-//! Exactly-once in effect (DESIGN.md §2):
-//! - snapshots upsert per entity and bucket, replacing only when the new
-//!   `observed_at` is strictly newer;
-//! - deltas insert once per `(tenant, platform, dedup_key)`;
-//! - the ad hierarchy (ad → ad group → campaign → account, currency) learned
-//!   from snapshots resolves deltas that only name an ad, at query time, so a
-//!   lead that arrives before its ad is known shows up once it is;
-//! - the bus offset a batch came from is written in the same transaction, so a
-//!   crash between apply and commit replays the batch, harmlessly.
-//!
-//! Every query binds the tenant: scoping lives in the query layer.
+//! - snapshots upsert per identity, replacing only when the new
+//!   `observed_at` is strictly newer (an `ON CONFLICT … WHERE`);
+//! - deltas insert once per `(tenant, platform, dedup_key)` (`DO NOTHING`);
+//! - rows, entities and the bus position are written in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,9 +13,10 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 use tokio::sync::watch;
 
-use super::{collect_hierarchy, Campaign, Entity, EntityKey, FactFilter, StoreError};
+use super::batch::{Batch, Item};
+use super::hierarchy::{Entity, Known, StoredDelta};
+use super::{AdapterRows, Campaign, FactFilter, StoreBackend, StoreError};
 use crate::insights::Fact;
-use crate::row::{Row, RowEnvelope, RowKind};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS facts (
@@ -70,6 +64,7 @@ const CONSUMER: &str = "aggregator";
 pub struct EmbeddedStore {
     pool: SqlitePool,
     applied: watch::Sender<u64>,
+    path: std::path::PathBuf,
 }
 
 impl EmbeddedStore {
@@ -86,62 +81,27 @@ impl EmbeddedStore {
                 .await?
                 .map(|r| r.get(0));
         let (applied, _) = watch::channel(offset.unwrap_or(0) as u64);
-        Ok(EmbeddedStore { pool, applied })
+        Ok(EmbeddedStore {
+            pool,
+            applied,
+            path: path.to_owned(),
+        })
     }
+}
 
-    /// Bus offset of the last applied record.
-    pub fn applied_offset(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    /// Wait until records through `offset` are applied, at most `timeout`; true if they are.
-    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= offset))
-            .await
-            .is_ok();
-        reached
-    }
-
-    /// Apply records (bus offset, rows) in one transaction that also records the offset.
-    pub async fn apply(&self, records: &[(u64, RowEnvelope)]) -> Result<(), StoreError> {
-        let Some(last) = records.last().map(|r| r.0) else {
-            return Ok(());
-        };
+#[async_trait::async_trait]
+impl StoreBackend for EmbeddedStore {
+    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Hierarchy facts repeat across rows (every ad row names its campaign): upsert each once.
-        let mut entities: BTreeMap<EntityKey, Entity> = BTreeMap::new();
-        let mut extra_names: BTreeMap<(String, String), ()> = BTreeMap::new();
-        let mut snapshots: Vec<(&str, &str, &Row)> = Vec::new();
-        let mut deltas: Vec<(&str, &str, &Row)> = Vec::new();
-        for (_, envelope) in records {
-            for row in &envelope.rows {
-                let item = (envelope.tenant.as_str(), envelope.pipeline.as_str(), row);
-                match row.kind {
-                    RowKind::Snapshot if row.campaign_id.is_some() && row.currency.is_some() => {
-                        snapshots.push(item);
-                        collect_hierarchy(&mut entities, &envelope.tenant, row);
-                    }
-                    RowKind::Delta if row.dedup_key.is_some() => deltas.push(item),
-                    // The ingest path guarantees these fields; say so loudly if not.
-                    _ => {
-                        tracing::error!(tenant = %envelope.tenant, pipeline = %envelope.pipeline, "incomplete row skipped")
-                    }
-                }
-                for name in row.extras.keys() {
-                    extra_names.insert((envelope.tenant.clone(), name.clone()), ());
-                }
-            }
-        }
         // Multi-row statements: SQLite applies VALUES rows in order, so a key
         // repeated within one statement still obeys the observed_at rule.
-        for chunk in snapshots.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batch.snapshots.chunks(ROWS_PER_STATEMENT) {
             upsert_snapshots(&mut tx, chunk).await?;
         }
-        for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
             insert_deltas(&mut tx, chunk).await?;
         }
-        for ((tenant, platform, level, id), entity) in &entities {
+        for ((tenant, platform, level, id), entity) in &batch.entities {
             sqlx::query(
                 "INSERT INTO entities (tenant, platform, level, id, account_id, campaign_id, ad_group_id, campaign_name, currency)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -163,28 +123,43 @@ impl EmbeddedStore {
             .execute(&mut *tx)
             .await?;
         }
-        for (tenant, name) in extra_names.keys() {
+        for (tenant, name) in &batch.extra_metrics {
             sqlx::query("INSERT OR IGNORE INTO extra_metrics (tenant, name) VALUES (?, ?)")
                 .bind(tenant)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "INSERT INTO consumer_offsets (consumer, offset) VALUES (?, ?)
-             ON CONFLICT (consumer) DO UPDATE SET offset = MAX(offset, excluded.offset)",
-        )
-        .bind(CONSUMER)
-        .bind(last as i64)
-        .execute(&mut *tx)
-        .await?;
+        if let Some(through) = batch.through {
+            sqlx::query(
+                "INSERT INTO consumer_offsets (consumer, offset) VALUES (?, ?)
+                 ON CONFLICT (consumer) DO UPDATE SET offset = MAX(offset, excluded.offset)",
+            )
+            .bind(CONSUMER)
+            .bind(through as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        self.applied.send_modify(|a| *a = (*a).max(last));
+        if let Some(through) = batch.through {
+            self.applied.send_modify(|a| *a = (*a).max(through));
+        }
         Ok(())
     }
 
-    /// Snapshot facts of `tenant` in `[from, to]` (day numbers) matching `filter`.
-    pub async fn snapshots(
+    fn applied_position(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= position))
+            .await
+            .is_ok();
+        reached
+    }
+
+    async fn snapshots(
         &self,
         tenant: &str,
         from: i32,
@@ -209,53 +184,82 @@ impl EmbeddedStore {
             .push_bind(from)
             .push(" AND ")
             .push_bind(to);
-        push_filters(&mut q, filter);
+        for (column, values) in filter.columns() {
+            q.push(format!(" AND {column} IN ("));
+            let mut list = q.separated(", ");
+            for v in values {
+                list.push_bind(v.clone());
+            }
+            q.push(")");
+        }
         let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(fact_from_row).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Fact {
+                platform: r.get(0),
+                account_id: r.get(1),
+                campaign_id: r.get(2),
+                ..fact_from_row(r)
+            })
+            .collect())
     }
 
-    /// Deltas of `tenant` in `[from, to]`, with campaign, account and currency
-    /// resolved through the ad hierarchy; deltas it cannot place yet are left out.
-    pub async fn deltas(
+    async fn stored_deltas(
         &self,
         tenant: &str,
         from: i32,
         to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(
+    ) -> Result<Vec<StoredDelta>, StoreError> {
+        let rows = sqlx::query(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
                     impressions, clicks, spend, conversions, conversion_value, extras
-             FROM (SELECT d.platform AS platform,
-                     COALESCE(NULLIF(d.account_id, ''), ad.account_id, ag.account_id) AS account_id,
-                     COALESCE(d.campaign_id, ad.campaign_id, ag.campaign_id) AS campaign_id,
-                     COALESCE(d.ad_group_id, ad.ad_group_id) AS ad_group_id,
-                     d.ad_id AS ad_id, d.date AS date, d.hour AS hour,
-                     COALESCE(d.currency, ad.currency, ag.currency) AS currency,
-                     d.impressions AS impressions, d.clicks AS clicks, d.spend AS spend,
-                     d.conversions AS conversions, d.conversion_value AS conversion_value, d.extras AS extras
-                   FROM deltas d
-                   LEFT JOIN entities ad ON ad.tenant = d.tenant AND ad.platform = d.platform
-                        AND ad.level = 'ad' AND ad.id = d.ad_id
-                   LEFT JOIN entities ag ON ag.tenant = d.tenant AND ag.platform = d.platform
-                        AND ag.level = 'ad_group' AND ag.id = COALESCE(d.ad_group_id, ad.ad_group_id)
-                   WHERE d.tenant = ",
-        );
-        q.push_bind(tenant)
-            .push(" AND d.date BETWEEN ")
-            .push_bind(from)
-            .push(" AND ")
-            .push_bind(to);
-        q.push(
-            ") WHERE campaign_id IS NOT NULL AND currency IS NOT NULL AND account_id IS NOT NULL",
-        );
-        push_filters(&mut q, filter);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(fact_from_row).collect())
+             FROM deltas WHERE tenant = ? AND date BETWEEN ? AND ?",
+        )
+        .bind(tenant)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredDelta {
+                account_id: r.get(1),
+                campaign_id: r.get(2),
+                currency: r.get(7),
+                fact: Fact {
+                    platform: r.get(0),
+                    ..fact_from_row(r)
+                },
+            })
+            .collect())
     }
 
-    /// Extra metric names seen for `tenant`.
-    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency
+             FROM entities WHERE tenant = ? AND level != 'campaign'",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Known {
+                platform: r.get(0),
+                level: r.get(1),
+                id: r.get(2),
+                entity: Entity {
+                    account_id: r.get(3),
+                    campaign_id: r.get(4),
+                    ad_group_id: r.get(5),
+                    campaign_name: None,
+                    currency: r.get(6),
+                },
+            })
+            .collect())
+    }
+
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT name FROM extra_metrics WHERE tenant = ? ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -263,8 +267,7 @@ impl EmbeddedStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Campaigns of `tenant`.
-    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
         let rows = sqlx::query(
             "SELECT platform, account_id, id, campaign_name, currency FROM entities
              WHERE tenant = ? AND level = 'campaign' ORDER BY platform, account_id, id",
@@ -284,11 +287,7 @@ impl EmbeddedStore {
             .collect())
     }
 
-    /// Stored rows of `tenant` per producing adapter and version.
-    pub async fn adapter_versions(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
         let rows = sqlx::query(
             "SELECT adapter, adapter_version, SUM(n) FROM (
                 SELECT adapter, adapter_version, COUNT(*) AS n FROM facts WHERE tenant = ? GROUP BY 1, 2
@@ -302,47 +301,39 @@ impl EmbeddedStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| AdapterRows {
+                adapter: r.get(0),
+                version: r.get(1),
+                rows: r.get(2),
+            })
             .collect())
     }
 
-    /// The database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
 
-fn push_filters(q: &mut QueryBuilder<'_, Sqlite>, filter: &FactFilter) {
-    for (column, values) in [
-        ("platform", &filter.platforms),
-        ("account_id", &filter.account_ids),
-        ("campaign_id", &filter.campaign_ids),
-    ] {
-        if let Some(values) = values {
-            q.push(format!(" AND {column} IN ("));
-            let mut list = q.separated(", ");
-            for v in values {
-                list.push_bind(v.clone());
-            }
-            q.push(")");
-        }
+    fn scope(&self) -> String {
+        format!("sqlite|{}", self.path.display())
     }
 }
 
+/// The columns every read shares (platform, account, campaign and currency
+/// are set by the caller: facts have them, deltas may not).
 fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let hour: i64 = r.get(6);
     let extras: Option<String> = r.get(13);
     Fact {
-        platform: r.get(0),
-        account_id: r.get(1),
-        campaign_id: r.get(2),
+        platform: String::new(),
+        account_id: String::new(),
+        campaign_id: String::new(),
         ad_group_id: non_empty(r.get(3)),
         ad_id: non_empty(r.get(4)),
         date: r.get(5),
         hour: u8::try_from(hour).ok(),
-        currency: r.get(7),
+        currency: r.get::<Option<String>, _>(7).unwrap_or_default(),
         impressions: r.get(8),
         clicks: r.get(9),
         spend_micros: r.get(10),
@@ -357,41 +348,34 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
 /// Rows per multi-row INSERT (20 binds each, well under SQLite's bind limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
-fn extras_json(row: &Row) -> Option<String> {
-    if row.extras.is_empty() {
-        None
-    } else {
-        serde_json::to_string(&row.extras).ok()
-    }
-}
-
 async fn upsert_snapshots(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
-    rows: &[(&str, &str, &Row)],
+    items: &[Item<'_>],
 ) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO facts (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour,
             currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at,
             pipeline, adapter, adapter_version) ",
     );
-    q.push_values(rows, |mut b, (tenant, pipeline, row)| {
-        b.push_bind(*tenant)
+    q.push_values(items, |mut b, item| {
+        let row = item.row;
+        b.push_bind(item.tenant)
             .push_bind(row.platform.as_str())
             .push_bind(row.account_id.as_str())
-            .push_bind(row.campaign_id.as_deref().unwrap_or(""))
-            .push_bind(row.ad_group_id.as_deref().unwrap_or(""))
-            .push_bind(row.ad_id.as_deref().unwrap_or(""))
+            .push_bind(item.campaign_id())
+            .push_bind(item.ad_group_id())
+            .push_bind(item.ad_id())
             .push_bind(row.date)
-            .push_bind(row.hour.map(i64::from).unwrap_or(-1))
-            .push_bind(row.currency.as_deref().unwrap_or(""))
+            .push_bind(item.hour())
+            .push_bind(item.currency())
             .push_bind(row.impressions)
             .push_bind(row.clicks)
             .push_bind(row.spend_micros)
             .push_bind(row.conversions_micros)
             .push_bind(row.conversion_value_micros)
-            .push_bind(extras_json(row))
+            .push_bind(item.extras_json())
             .push_bind(row.observed_at_us)
-            .push_bind(*pipeline)
+            .push_bind(item.pipeline)
             .push_bind(row.adapter.as_str())
             .push_bind(row.adapter_version.as_str());
     });
@@ -410,32 +394,34 @@ async fn upsert_snapshots(
 
 async fn insert_deltas(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
-    rows: &[(&str, &str, &Row)],
+    items: &[Item<'_>],
 ) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO deltas (tenant, platform, dedup_key, account_id, campaign_id, ad_group_id, ad_id,
             date, hour, currency, impressions, clicks, spend, conversions, conversion_value, extras,
             observed_at, pipeline, adapter, adapter_version) ",
     );
-    q.push_values(rows, |mut b, (tenant, pipeline, row)| {
-        b.push_bind(*tenant)
+    // What a delta does not name stays NULL: the hierarchy places it when read.
+    q.push_values(items, |mut b, item| {
+        let row = item.row;
+        b.push_bind(item.tenant)
             .push_bind(row.platform.as_str())
-            .push_bind(row.dedup_key.as_deref().unwrap_or(""))
+            .push_bind(item.dedup_key())
             .push_bind(row.account_id.as_str())
             .push_bind(row.campaign_id.as_deref())
             .push_bind(row.ad_group_id.as_deref())
             .push_bind(row.ad_id.as_deref())
             .push_bind(row.date)
-            .push_bind(row.hour.map(i64::from).unwrap_or(-1))
+            .push_bind(item.hour())
             .push_bind(row.currency.as_deref())
             .push_bind(row.impressions)
             .push_bind(row.clicks)
             .push_bind(row.spend_micros)
             .push_bind(row.conversions_micros)
             .push_bind(row.conversion_value_micros)
-            .push_bind(extras_json(row))
+            .push_bind(item.extras_json())
             .push_bind(row.observed_at_us)
-            .push_bind(*pipeline)
+            .push_bind(item.pipeline)
             .push_bind(row.adapter.as_str())
             .push_bind(row.adapter_version.as_str());
     });

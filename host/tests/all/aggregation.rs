@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use adpipe::insights::{rollup, Dimension, Granularity, Rollup};
 use adpipe::row::{Row, RowEnvelope, RowKind};
-use adpipe::store::{EmbeddedStore, FactFilter};
+use adpipe::store::sqlite::EmbeddedStore;
+use adpipe::store::{FactFilter, Store};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -122,7 +123,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let rows = rt.block_on(async {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = EmbeddedStore::open(&dir.path().join("store.db")).await.expect("store");
+            let store = Store::with_backend(EmbeddedStore::open(&dir.path().join("store.db")).await.expect("store"));
             let mut offset = 0u64;
             let mut rest = delivery.as_slice();
             let mut sizes = batch_sizes.iter().cycle();
@@ -131,16 +132,14 @@ proptest! {
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
                 // Several records per transaction, as the consumer applies them.
-                let records: Vec<(u64, RowEnvelope)> = batch
+                let records: Vec<RowEnvelope> = batch
                     .iter()
-                    .map(|r| {
-                        offset += 1;
-                        (offset, RowEnvelope { tenant: "t".into(), pipeline: "p".into(), rows: vec![r.clone()] })
-                    })
+                    .map(|r| RowEnvelope { tenant: "t".into(), pipeline: "p".into(), rows: vec![r.clone()] })
                     .collect();
-                store.apply(&records).await.expect("apply");
+                offset += records.len() as u64;
+                store.apply(&records.iter().collect::<Vec<_>>(), Some(offset)).await.expect("apply");
             }
-            assert_eq!(store.applied_offset(), offset);
+            assert_eq!(store.applied_position(), offset);
             let filter = FactFilter::default();
             let snapshots = store.snapshots("t", 20_000, 20_010, &filter).await.expect("snapshots");
             let deltas = store.deltas("t", 20_000, 20_010, &filter).await.expect("deltas");

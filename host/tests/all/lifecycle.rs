@@ -129,22 +129,14 @@ async fn hot_reload_under_load_fails_and_loses_nothing() {
         );
     }
     // Nothing lost: every request's row is stored, each with the version that produced it.
-    assert!(
-        app.store
-            .wait_applied(
-                app.bus.embedded().expect("embedded bus").head(),
-                Duration::from_secs(10)
-            )
-            .await
-    );
+    assert!(app.bus.settled(&app.store, Duration::from_secs(10)).await);
     let versions = app.store.adapter_versions("demo").await.expect("versions");
-    let total: i64 = versions.iter().map(|(_, _, n)| n).sum();
+    let total: i64 = versions.iter().map(|v| v.rows).sum();
     assert_eq!(total, 240, "{versions:?}");
     assert!(
         versions
             .iter()
-            .all(|(adapter, version, _)| adapter == "misbehaving"
-                && (version == "0.0.1" || version == "0.0.2")),
+            .all(|v| v.adapter == "misbehaving" && (v.version == "0.0.1" || v.version == "0.0.2")),
         "{versions:?}"
     );
     let entry = plugin_entry(&app, "misbehaving").await;
