@@ -318,11 +318,6 @@ impl JwtKeys {
         Ok(Self::hs256(secret.as_bytes(), issuer))
     }
 
-    /// Whether this process can mint tokens (HS256 mode).
-    pub fn can_mint(&self) -> bool {
-        self.signer.is_some()
-    }
-
     /// Mint a token (HS256 mode; `None` with public keys, whose private half
     /// lives with the identity provider).
     pub fn mint(&self, claims: &Claims) -> Option<String> {

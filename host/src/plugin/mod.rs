@@ -209,16 +209,6 @@ impl Runtime {
         self.load_adapter_bytes_cached(name, &bytes, limits, cache_dir)
     }
 
-    /// Like [`Runtime::load_adapter`], from bytes.
-    pub fn load_adapter_bytes(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        limits: Limits,
-    ) -> Result<Adapter, LoadError> {
-        self.load_adapter_bytes_cached(name, bytes, limits, None)
-    }
-
     /// Compile (or take from the cache), check imports and interface version,
     /// pre-instantiate, and ask the plugin what it is.
     pub fn load_adapter_bytes_cached(

@@ -1,21 +1,21 @@
 //! Wiring: open the bus, store and metadata in the data directory, load the
 //! plugins, bind pipelines to their adapters and secrets, and run the
-//! aggregation consumer (bus → store) in the background.
+//! aggregation consumer (bus → store), the pull schedules and the plugin
+//! watcher in the background.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{App, AppInner, Pipeline, PullSecrets, Secret};
 use crate::auth::JwtKeys;
 use crate::bus::Bus;
-use crate::config::{Config, PipelineConfig, PluginKind};
+use crate::config::{Config, PluginKind};
 use crate::insights::cache::{AnswerCache, DataVersions};
 use crate::metadata::Metadata;
 use crate::pipeline::normalize::Stamp;
-use crate::plugin::metric::MetricPlugin;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
-use crate::plugin::{Adapter, Runtime};
+use crate::plugin::Runtime;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -41,139 +41,6 @@ pub enum StartError {
     Cache(#[from] redis::RedisError),
     #[error("building the HTTP client")]
     Http(#[from] reqwest::Error),
-}
-
-/// A secret read from the environment; never printed.
-#[derive(Clone)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    fn from_env(name: Option<&str>) -> Option<Secret> {
-        let value = std::env::var(name?).ok()?;
-        (!value.is_empty()).then(|| Secret(value.into()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// A configured pipeline bound to its adapter and secrets.
-#[derive(Clone)]
-pub struct Pipeline {
-    pub config: PipelineConfig,
-    /// The adapter's slot: the version serving now (reloads swap it).
-    pub plugin: Arc<PluginSlot>,
-    pub webhook_secret: Option<Secret>,
-    pub verify_token: Option<Secret>,
-    /// `[pipelines.options]` as the plugin receives them.
-    pub options: Vec<(String, String)>,
-    /// Credentials of scheduled pulls, read from the environment.
-    pub pull_secrets: PullSecrets,
-}
-
-/// Secrets a pull injects into requests.
-#[derive(Clone, Debug, Default)]
-pub struct PullSecrets {
-    pub credential: Option<Secret>,
-    /// Header name → value.
-    pub headers: Vec<(String, Secret)>,
-}
-
-impl AppInner {
-    /// Metric plugins the tenant's pipelines use, by metric name.
-    pub fn tenant_metrics(&self, tenant: &str) -> BTreeMap<String, MetricPlugin> {
-        let mut out = BTreeMap::new();
-        for pipeline in self
-            .pipelines
-            .values()
-            .filter(|p| p.config.tenant == tenant)
-        {
-            for name in &pipeline.config.metrics {
-                if let Some(slot) = self.metric_plugins.get(name) {
-                    let plugin = slot.plugin();
-                    for metric in &plugin.info().metrics {
-                        out.insert(metric.name.clone(), plugin.clone());
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Pipeline {
-    /// The adapter version serving now, under this pipeline's limits; a call
-    /// keeps it to its end.
-    pub fn adapter(&self) -> Adapter {
-        let adapter = self.plugin.adapter();
-        let c = &self.config;
-        if c.time_limit_ms.is_none() && c.memory_limit_mb.is_none() && c.fuel.is_none() {
-            return adapter;
-        }
-        let mut limits = adapter.limits();
-        if let Some(ms) = c.time_limit_ms {
-            limits.time_limit = Duration::from_millis(ms);
-        }
-        if let Some(mb) = c.memory_limit_mb {
-            limits.memory_bytes = (mb * 1024 * 1024) as usize;
-        }
-        if c.fuel.is_some() {
-            limits.fuel = c.fuel;
-        }
-        adapter.with_limits(limits)
-    }
-}
-
-impl fmt::Debug for Adapter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Adapter")
-            .field("name", &self.name())
-            .field("version", &self.info().version)
-            .finish()
-    }
-}
-
-/// Shared state of a running adpipe.
-pub struct AppInner {
-    pub config: Config,
-    pub pipelines: HashMap<String, Pipeline>,
-    pub plugins: BTreeMap<String, Arc<PluginSlot>>,
-    /// Metric plugins by name.
-    pub metric_plugins: BTreeMap<String, Arc<MetricSlot>>,
-    /// The engine plugins are compiled with (reloads use it too).
-    pub runtime: Runtime,
-    /// Precompiled plugin artifacts (`<data_dir>/plugin-cache`).
-    pub plugin_cache: std::path::PathBuf,
-    pub bus: Bus,
-    pub store: Store,
-    pub metadata: Metadata,
-    pub keys: JwtKeys,
-    pub rate_limits: RateLimits,
-    pub answers: AnswerCache,
-    /// Bumped per tenant whenever rows of that tenant are applied.
-    pub data_versions: Arc<DataVersions>,
-    pub telemetry: Telemetry,
-    pub stamp: Stamp,
-    /// Client of scheduled pulls.
-    pub http: reqwest::Client,
-    pub started: Instant,
-}
-
-/// Cheap-to-clone handle to the running application.
-#[derive(Clone)]
-pub struct App(pub Arc<AppInner>);
-
-impl std::ops::Deref for App {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
 }
 
 impl App {
