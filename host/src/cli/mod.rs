@@ -53,9 +53,9 @@ pub enum Command {
 
 /// Exit code of a command that failed while working (the server).
 const FAILED: u8 = 1;
-/// Exit code of an invalid configuration, as of clap's usage errors; the
-/// one-shot commands (`token`, `keys`, `replay`, `plugin`) exit with it on
-/// any failure.
+/// Exit code of an invalid configuration, like clap's usage errors; the
+/// one-shot commands (`token`, `keys`, `replay`, `plugin`) have always
+/// exited with it on any failure.
 const REFUSED: u8 = 2;
 
 /// Run `command`; its exit code, or the failure for `main` to report.
