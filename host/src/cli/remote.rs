@@ -1,0 +1,89 @@
+//! Talking to a running server as an admin (`replay`, `plugin reload`,
+//! `plugin list`): where it is, the token to show, one call whose JSON
+//! answer is printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::{load_config, token, Overrides};
+
+/// How to reach a running server as an admin.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Base URL of the server (default: http:// + server.listen of the config).
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin bearer token (default: minted from the config's JWT secret).
+    #[arg(long, env = "ADPIPE_TOKEN")]
+    token: Option<String>,
+    #[arg(long, default_value = "pipelines.toml")]
+    config: PathBuf,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// `GET` or `POST` (with a JSON `body`) `path` on the server as an admin;
+/// print its JSON answer. Exit code 1 if the server refused.
+pub fn call(
+    server: &ServerArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        data_dir: server.data_dir.clone(),
+        ..Overrides::default()
+    };
+    let config = load_config(&server.config, overrides)?;
+    let base = server
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let token = match &server.token {
+        Some(t) => t.clone(),
+        None => {
+            let tenant = config
+                .pipelines
+                .first()
+                .map(|p| p.tenant.clone())
+                .unwrap_or_else(|| "admin".into());
+            token::mint(
+                &config,
+                tenant,
+                &["admin".to_owned()],
+                "5m",
+                "adpipe-cli".into(),
+            )?
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, answer) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut request = if method == "POST" {
+            client.post(format!("{base}{path}"))
+        } else {
+            client.get(format!("{base}{path}"))
+        };
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request
+            .bearer_auth(&token)
+            .send()
+            .await
+            .with_context(|| format!("reaching {base}"))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.context("reading the answer")?;
+        anyhow::Ok((status, answer))
+    })?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
