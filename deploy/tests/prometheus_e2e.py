@@ -112,8 +112,13 @@ class Prom:
         return self.get("/api/v1/query", query=expr)
 
     def last_scrape(self) -> float:
-        result = self.query('timestamp(up{job="adpipe"} == 1)')["result"]
-        return float(result[0]["value"][1]) if result else 0.0
+        # timestamp() of a bare selector is the scrape's own time (an operator in
+        # between would make it the evaluation time).
+        result = self.query('timestamp(up{job="adpipe"})')["result"]
+        up = self.query('up{job="adpipe"}')["result"]
+        if not (result and up and up[0]["value"][1] == "1"):
+            return 0.0
+        return float(result[0]["value"][1])
 
     def wait_scrape_after(self, t: float, what: str) -> None:
         wait_for(f"a scrape after {what}", lambda: self.last_scrape() > t + 0.001)
@@ -214,7 +219,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     env = dict(os.environ)
     env.update({
         "ADPIPE_API__RATE_LIMITS__READ__CALLER__PER_SECOND": "1",
-        "ADPIPE_API__RATE_LIMITS__READ__CALLER__BURST": "4",
+        "ADPIPE_API__RATE_LIMITS__READ__CALLER__BURST": "10",
         "RUST_LOG": env.get("RUST_LOG", "warn"),
     })
     log = open(tmp / "adpipe.log", "wb")
@@ -295,11 +300,11 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
             raise Failure(f"reload of meta: {status} {body[:300]!r}")
         counts["reloads"] += 1
         refused = 0
-        for _ in range(8):  # the probe caller's read budget is 4 at once, 1/s after
+        for _ in range(15):  # a caller's read budget is 10 at once, then 1/s
             status, _ = http("GET", f"{api}/v1/campaigns", probe)
             refused += status == 429
         if refused == 0:
-            raise Failure(f"round {round_}: 8 quick reads met no rate limit (ADPIPE_API__RATE_LIMITS__READ__* not applied?)")
+            raise Failure(f"round {round_}: 15 quick reads met no rate limit (ADPIPE_API__RATE_LIMITS__READ__* not applied?)")
         counts["refused_429"] += refused
 
     for round_ in (1, 2):
@@ -324,6 +329,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     groups = wait_for("every rule to be evaluated after the workload", evaluated_since)
     used_names: set[str] = set()
     rule_stats = {"recording": 0, "alerting": 0, "with_data": 0}
+    without_data: list[str] = []
     for g in groups:
         for r in g["rules"]:
             name = r["name"]
@@ -340,9 +346,15 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
                 failed += 1
                 problems.append(f"rule {name}: {e}")
             if r["type"] == "recording":
-                if prom.query(name)["result"]:
+                # Every recording rule has data after the workload (dashboards may use them).
+                if finite_values(prom.query(name)):
                     rule_stats["with_data"] += 1
-    firing = sorted({a["labels"]["alertname"] for a in prom.get("/api/v1/alerts")["alerts"]})
+                    passed += 1
+                else:
+                    without_data.append(name)
+                    failed += 1
+                    problems.append(f"recording rule {name}: no data after the workload")
+    active = sorted({f'{a["labels"]["alertname"]} ({a["state"]})' for a in prom.get("/api/v1/alerts")["alerts"]})
 
     # Dashboard: every panel target parses and returns finite data.
     dash = json.loads((repo / "deploy/grafana/adpipe.json").read_text())
@@ -365,7 +377,10 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
                 passed += 1
             else:
                 failed += 1
-                problems.append(f"panel {p['title']!r} {t['refId']}: no data: {expr}")
+                samples = {n: [len(r["values"]) for r in prom.query(f"{n}[5m]")["result"]]
+                           for n in sorted(metric_names(expr))}
+                problems.append(f"panel {p['title']!r} {t['refId']}: no data: {expr} "
+                                f"(samples per series in the last 5m: {samples})")
     for var in dash["templating"]["list"]:
         if var["type"] != "query":
             continue
@@ -392,8 +407,9 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     print(f"workload: {counts['accepted_rows']} rows accepted in 10 reports, {counts['dead_letters']} dead "
           f"letters, {counts['insights']} insights queries, {counts['reloads']} reloads, "
           f"{counts['refused_429']} requests refused 429")
-    print(f"rules: {rule_stats['recording']} recording ({rule_stats['with_data']} with data after the workload), "
-          f"{rule_stats['alerting']} alerting, all evaluated by Prometheus; firing now: {firing or 'none'}")
+    print(f"rules: {rule_stats['recording']} recording ({rule_stats['with_data']} with data after the workload; "
+          f"empty: {without_data or 'none'}), {rule_stats['alerting']} alerting; every rule evaluated by "
+          f"Prometheus with health ok; active alerts: {active or 'none'}")
     print(f"dashboard: {panel_count} panels, {target_count} queries checked for data")
     print(f"metric names used: {len(used_names)}; pending (not exported yet): "
           f"{sorted(PENDING_METRICS - exported)}")
