@@ -62,6 +62,16 @@ def dockerfile_plugins(dockerfile: Path) -> list[str]:
     return m.group(1).split()
 
 
+def dockerfile_env(dockerfile: Path) -> dict[str, str]:
+    text = dockerfile.read_text().replace("\\\n", " ")
+    env = {}
+    for m in re.finditer(r"^ENV (.*)$", text, re.M):
+        for pair in m.group(1).split():
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return env
+
+
 def stage_plugins(names: list[str], dist: Path, stage: Path) -> Path:
     plugins = stage / "app/dist/plugins"
     plugins.mkdir(parents=True, exist_ok=True)
@@ -187,8 +197,11 @@ def main() -> int:
         names = dockerfile_plugins(repo / "Dockerfile")
         stage_plugins(names, repo / "dist/plugins", stage)
         shutil.copy2(repo / "pipelines.toml", stage / "app/pipelines.toml")
-        ok, out = adpipe_check(args.bin, stage / "app/pipelines.toml", {})
-        c.check(ok, f"Dockerfile: the image's /app/pipelines.toml with PLUGINS={names}: {out}")
+        image_env = dockerfile_env(repo / "Dockerfile")
+        c.check(image_env.get("ADPIPE_SERVER__LISTEN", "").endswith(":8080"),
+                f"Dockerfile: listens on 8080 (EXPOSE, HEALTHCHECK): {image_env}")
+        ok, out = adpipe_check(args.bin, stage / "app/pipelines.toml", image_env)
+        c.check(ok, f"Dockerfile: the image's /app/pipelines.toml with PLUGINS={names} and ENV {image_env}: {out}")
         wanted = {Path(p["path"]).name for p in tomllib.loads((repo / "pipelines.toml").read_text())["plugins"]}
         c.check(wanted == {f"{n}.wasm" for n in names},
                 f"Dockerfile: PLUGINS {sorted(names)} are exactly the plugins pipelines.toml names {sorted(wanted)}")

@@ -228,6 +228,14 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
                               cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     procs.append(server)
     wait_for("adpipe /readyz", lambda: http("GET", f"{api}/readyz", timeout=2)[0] == 200, proc=server)
+    # The Dockerfile's HEALTHCHECK, as the container runtime would run it, against this server.
+    health = dockerfile_healthcheck(repo / "Dockerfile")
+    if subprocess.run([c.replace("127.0.0.1/8080", f"127.0.0.1/{port}") for c in health]).returncode != 0:
+        raise Failure(f"the Dockerfile's HEALTHCHECK fails against a healthy adpipe: {health}")
+    closed = free_port()
+    if subprocess.run([c.replace("127.0.0.1/8080", f"127.0.0.1/{closed}") for c in health],
+                      stderr=subprocess.DEVNULL).returncode == 0:
+        raise Failure("the Dockerfile's HEALTHCHECK passes with nothing listening")
     status, _ = http("GET", f"{api}/metrics", token=key)
     if status != 200:
         raise Failure(f"GET /metrics with the scrape key answered {status}")
@@ -420,6 +428,17 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     print(f"prometheus-e2e: {passed} passed, {failed} failed")
     if failed:
         raise Failure(f"{failed} checks failed")
+
+
+def dockerfile_healthcheck(dockerfile: Path) -> list[str]:
+    text = dockerfile.read_text().replace("\\\n", " ")
+    m = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])\s*$", text, re.M)
+    if not m:
+        raise Failure("Dockerfile: no HEALTHCHECK ... CMD [...] line")
+    cmd = json.loads(m.group(1))
+    if "127.0.0.1/8080" not in " ".join(cmd):
+        raise Failure(f"Dockerfile HEALTHCHECK no longer probes 127.0.0.1/8080: {cmd}")
+    return cmd
 
 
 def prom_time(s: str) -> float:
