@@ -198,14 +198,18 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         out = subprocess.run(base_cmd + list(a), cwd=repo, check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    # The scrape credential: an API key (today role admin; DESIGN.md moves /metrics to operator).
-    key = cli("keys", "create", "--tenant", "ops", "--role", "admin", "--name", "prometheus",
-              "--config", str(config), "--data-dir", str(data)).split()[-1]
-    if not key.startswith("adp_"):
-        raise Failure(f"`adpipe keys create` printed no key: {key!r}")
-    key_file = tmp / "adpipe-scrape-key"
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
+    # The scrape credential: an API key. DESIGN.md gives /metrics to the `operator` role;
+    # adpipe asks for `admin` until that role exists. Keys of both are made (where the CLI
+    # knows the role) and the one /metrics accepts is used, operator first.
+    keys = {}
+    for role in ("operator", "admin"):
+        made = subprocess.run(base_cmd + ["keys", "create", "--tenant", "ops", "--role", role,
+                                          "--name", f"prometheus-{role}", "--config", str(config),
+                                          "--data-dir", str(data)], cwd=repo, capture_output=True, text=True)
+        if made.returncode == 0 and made.stdout.split() and made.stdout.split()[-1].startswith("adp_"):
+            keys[role] = made.stdout.split()[-1]
+    if not keys:
+        raise Failure("`adpipe keys create` made no key for role operator or admin")
 
     def token(role: str, sub: str) -> str:
         return cli("token", "--tenant", "demo", "--role", role, "--sub", sub, "--ttl", "1h",
@@ -236,9 +240,13 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     if subprocess.run([c.replace("127.0.0.1/8080", f"127.0.0.1/{closed}") for c in health],
                       stderr=subprocess.DEVNULL).returncode == 0:
         raise Failure("the Dockerfile's HEALTHCHECK passes with nothing listening")
-    status, _ = http("GET", f"{api}/metrics", token=key)
-    if status != 200:
-        raise Failure(f"GET /metrics with the scrape key answered {status}")
+    answers = {role: http("GET", f"{api}/metrics", token=k)[0] for role, k in keys.items()}
+    scrape_role = next((role for role, status in answers.items() if status == 200), None)
+    if scrape_role is None:
+        raise Failure(f"GET /metrics refused every scrape key: {answers}")
+    key_file = tmp / "adpipe-scrape-key"
+    key_file.write_text(keys[scrape_role] + "\n")
+    key_file.chmod(0o600)
 
     # Prometheus, from the shipped config and rules.
     prom_port = free_port()
@@ -412,6 +420,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         passed += 1
     now_exported = sorted(PENDING_METRICS & exported)
 
+    print(f"scrape credential: an API key of role {scrape_role} (GET /metrics answered {answers})")
     print(f"workload: {counts['accepted_rows']} rows accepted in 10 reports, {counts['dead_letters']} dead "
           f"letters, {counts['insights']} insights queries, {counts['reloads']} reloads, "
           f"{counts['refused_429']} requests refused 429")
