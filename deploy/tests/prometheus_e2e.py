@@ -375,6 +375,12 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     # Dashboard: every panel target parses and returns finite data.
     dash = json.loads((repo / "deploy/grafana/adpipe.json").read_text())
     panel_count = target_count = 0
+    layout = dashboard_layout_problems(dash)
+    if layout:
+        failed += 1
+        problems.extend(layout)
+    else:
+        passed += 1
     for p in dash["panels"]:
         if p["type"] == "row":
             continue
@@ -437,6 +443,27 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
     print(f"prometheus-e2e: {passed} passed, {failed} failed")
     if failed:
         raise Failure(f"{failed} checks failed")
+
+
+def dashboard_layout_problems(dash: dict) -> list[str]:
+    """Unique ids, panels inside the 24-column grid and not overlapping, every query panel
+    on the `datasource` variable."""
+    problems, cells = [], {}
+    ids = [p["id"] for p in dash["panels"]]
+    if len(ids) != len(set(ids)):
+        problems.append(f"dashboard: duplicate panel ids {ids}")
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        if g["x"] + g["w"] > 24:
+            problems.append(f"panel {p['title']!r} leaves the 24-column grid")
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                if (x, y) in cells:
+                    problems.append(f"panel {p['title']!r} overlaps {cells[(x, y)]!r}")
+                cells[(x, y)] = p["title"]
+        if p["type"] != "row" and p.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"panel {p['title']!r} does not use the datasource variable")
+    return sorted(set(problems))
 
 
 def dockerfile_healthcheck(dockerfile: Path) -> list[str]:
