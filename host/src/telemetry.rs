@@ -63,6 +63,13 @@ pub struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullRunLabels {
+    pub pipeline: String,
+    /// `ok` or `failed`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     pub class: String,
     pub scope: String,
@@ -103,6 +110,7 @@ pub struct Telemetry {
     pub cache_requests: Family<CacheLabels, Counter>,
     pub cache_hit_ratio: Gauge<f64, AtomicU64>,
     pub rate_limited: Family<LimitLabels, Counter>,
+    pub pull_runs: Family<PullRunLabels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -123,6 +131,7 @@ impl Default for Telemetry {
             cache_requests: Family::default(),
             cache_hit_ratio: Gauge::default(),
             rate_limited: Family::default(),
+            pull_runs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -205,6 +214,11 @@ impl Default for Telemetry {
             "Requests refused with 429, by route class and limit scope",
             t.rate_limited.clone(),
         );
+        registry.register(
+            "pull_runs",
+            "Scheduled or manual pulls of one account, by pipeline and outcome (ok, failed)",
+            t.pull_runs.clone(),
+        );
         Telemetry { registry, ..t }
     }
 }
@@ -235,6 +249,16 @@ impl Telemetry {
                 platform: platform.to_owned(),
             })
             .inc_by(rows);
+    }
+
+    /// Count one finished pull of one account.
+    pub fn pull_run(&self, pipeline: &str, status: &str) {
+        self.pull_runs
+            .get_or_create(&PullRunLabels {
+                pipeline: pipeline.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a kept dead letter.

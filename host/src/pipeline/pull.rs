@@ -71,6 +71,7 @@ pub async fn pull_pipeline(app: &App, pipeline: &Pipeline) -> Vec<PullRun> {
     let mut runs = Vec::new();
     for account in &config.accounts {
         let run = pull_account(app, pipeline, account, today).await;
+        app.telemetry.pull_run(&pipeline.config.name, &run.status);
         if let Err(e) = app
             .metadata
             .add_pull_run(&pipeline.config.tenant, &run)

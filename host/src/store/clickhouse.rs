@@ -16,11 +16,9 @@
 //! old server supports neither. Every query binds the tenant.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use clickhouse::{Client, Row as ChRow};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
@@ -177,13 +175,12 @@ fn extras_of(text: &str) -> BTreeMap<String, i64> {
 #[derive(Clone)]
 pub struct ClickHouseStore {
     client: Client,
-    applied: watch::Sender<u64>,
     /// `url|database`, naming the data for shared caches.
     scope: String,
 }
 
 impl ClickHouseStore {
-    /// Connect to `url`, create the tables if missing, read the applied offset.
+    /// Connect to `url` and create the tables if missing.
     pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore, StoreError> {
         let plain = || {
             Client::default()
@@ -216,15 +213,8 @@ impl ClickHouseStore {
         for statement in SCHEMA {
             client.query(statement).execute().await?;
         }
-        let offset: u64 = client
-            .query("SELECT max(offset) FROM adpipe_offsets WHERE consumer = ?")
-            .bind(CONSUMER)
-            .fetch_one()
-            .await?;
-        let (applied, _) = watch::channel(offset);
         Ok(ClickHouseStore {
             client,
-            applied,
             scope: format!("clickhouse|{url}|{}", database.unwrap_or("")),
         })
     }
@@ -400,21 +390,17 @@ impl StoreBackend for ClickHouseStore {
                 }],
             )
             .await?;
-            self.applied.send_modify(|a| *a = (*a).max(through));
         }
         Ok(())
     }
 
-    fn applied_position(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= position))
-            .await
-            .is_ok();
-        reached
+    async fn stored_position(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .query("SELECT max(offset) FROM adpipe_offsets WHERE consumer = ?")
+            .bind(CONSUMER)
+            .fetch_one()
+            .await?)
     }
 
     async fn snapshots(

@@ -27,6 +27,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::config::{StoreConfig, StoreKind};
 use crate::insights::Fact;
 use crate::row::RowEnvelope;
@@ -53,10 +55,9 @@ pub trait StoreBackend: Send + Sync {
     /// Write a classified batch, and its bus position when it has one, so
     /// that both land or neither does (or a replay is harmless).
     async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError>;
-    /// The last bus position written with rows (0 when none ever was).
-    fn applied_position(&self) -> u64;
-    /// Wait until rows through `position` are written; false on timeout.
-    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool;
+    /// The last bus position written with rows (0 when none ever was), as
+    /// stored: read once at open, then [`Store`] follows its own writes.
+    async fn stored_position(&self) -> Result<u64, StoreError>;
     /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
     async fn snapshots(
         &self,
@@ -139,7 +140,11 @@ pub struct AdapterRows {
 
 /// The configured store; cheap to clone.
 #[derive(Clone)]
-pub struct Store(Arc<dyn StoreBackend>);
+pub struct Store {
+    backend: Arc<dyn StoreBackend>,
+    /// The last bus position written with rows, for those who wait on it.
+    applied: Arc<watch::Sender<u64>>,
+}
 
 impl Store {
     /// Open the store `config` names (the embedded one in `data_dir`).
@@ -153,12 +158,20 @@ impl Store {
                 Arc::new(clickhouse::ClickHouseStore::open(url, config.database.as_deref()).await?)
             }
         };
-        Ok(Store(backend))
+        Store::over(backend).await
     }
 
     /// A store over `backend` (tests open one backend directly).
-    pub fn with_backend(backend: impl StoreBackend + 'static) -> Store {
-        Store(Arc::new(backend))
+    pub async fn with_backend(backend: impl StoreBackend + 'static) -> Result<Store, StoreError> {
+        Store::over(Arc::new(backend)).await
+    }
+
+    async fn over(backend: Arc<dyn StoreBackend>) -> Result<Store, StoreError> {
+        let (applied, _) = watch::channel(backend.stored_position().await?);
+        Ok(Store {
+            backend,
+            applied: Arc::new(applied),
+        })
     }
 
     /// Apply the rows of `envelopes`, and `through` (the bus position they
@@ -172,17 +185,23 @@ impl Store {
         if batch.is_empty() && through.is_none() {
             return Ok(());
         }
-        self.0.write(&batch).await
+        self.backend.write(&batch).await?;
+        if let Some(through) = through {
+            self.applied.send_modify(|a| *a = (*a).max(through));
+        }
+        Ok(())
     }
 
     /// The last bus position written with rows (0 when none ever was).
     pub fn applied_position(&self) -> u64 {
-        self.0.applied_position()
+        *self.applied.borrow()
     }
 
     /// Wait until rows through `position` are applied; false on timeout.
     pub async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
-        self.0.wait_applied(position, timeout).await
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|&a| a >= position)).await;
+        reached.is_ok()
     }
 
     /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
@@ -193,7 +212,7 @@ impl Store {
         to: i32,
         filter: &FactFilter,
     ) -> Result<Vec<Fact>, StoreError> {
-        self.0.snapshots(tenant, from, to, filter).await
+        self.backend.snapshots(tenant, from, to, filter).await
     }
 
     /// Deltas of `tenant` on days `[from, to]`, placed through the ad
@@ -205,36 +224,36 @@ impl Store {
         to: i32,
         filter: &FactFilter,
     ) -> Result<Vec<Fact>, StoreError> {
-        let stored = self.0.stored_deltas(tenant, from, to).await?;
+        let stored = self.backend.stored_deltas(tenant, from, to).await?;
         if stored.is_empty() {
             return Ok(vec![]);
         }
-        let known = self.0.known_ads(tenant).await?;
+        let known = self.backend.known_ads(tenant).await?;
         Ok(hierarchy::place(stored, &known, filter))
     }
 
     /// Extra metric names seen for `tenant`.
     pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
-        self.0.extra_metric_names(tenant).await
+        self.backend.extra_metric_names(tenant).await
     }
 
     /// Campaigns of `tenant`.
     pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
-        self.0.campaigns(tenant).await
+        self.backend.campaigns(tenant).await
     }
 
     /// Stored rows of `tenant` per producing adapter and version.
     pub async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
-        self.0.adapter_versions(tenant).await
+        self.backend.adapter_versions(tenant).await
     }
 
     /// The store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
+        self.backend.ping().await
     }
 
     /// Names the data this store holds, for caches shared by deployments.
     pub fn scope(&self) -> String {
-        self.0.scope()
+        self.backend.scope()
     }
 }

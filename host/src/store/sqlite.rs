@@ -7,11 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row as _, Sqlite};
-use tokio::sync::watch;
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
@@ -63,7 +61,6 @@ const CONSUMER: &str = "aggregator";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     pool: SqlitePool,
-    applied: watch::Sender<u64>,
     path: std::path::PathBuf,
 }
 
@@ -74,16 +71,8 @@ impl EmbeddedStore {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
-        let offset: Option<i64> =
-            sqlx::query("SELECT offset FROM consumer_offsets WHERE consumer = ?")
-                .bind(CONSUMER)
-                .fetch_optional(&pool)
-                .await?
-                .map(|r| r.get(0));
-        let (applied, _) = watch::channel(offset.unwrap_or(0) as u64);
         Ok(EmbeddedStore {
             pool,
-            applied,
             path: path.to_owned(),
         })
     }
@@ -91,6 +80,16 @@ impl EmbeddedStore {
 
 #[async_trait::async_trait]
 impl StoreBackend for EmbeddedStore {
+    async fn stored_position(&self) -> Result<u64, StoreError> {
+        let offset: Option<i64> =
+            sqlx::query("SELECT offset FROM consumer_offsets WHERE consumer = ?")
+                .bind(CONSUMER)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0));
+        Ok(offset.map_or(0, |o| o.max(0) as u64))
+    }
+
     async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Multi-row statements: SQLite applies VALUES rows in order, so a key
@@ -141,22 +140,7 @@ impl StoreBackend for EmbeddedStore {
             .await?;
         }
         tx.commit().await?;
-        if let Some(through) = batch.through {
-            self.applied.send_modify(|a| *a = (*a).max(through));
-        }
         Ok(())
-    }
-
-    fn applied_position(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&a| a >= position))
-            .await
-            .is_ok();
-        reached
     }
 
     async fn snapshots(

@@ -123,7 +123,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let rows = rt.block_on(async {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::with_backend(EmbeddedStore::open(&dir.path().join("store.db")).await.expect("store"));
+            let store = Store::with_backend(EmbeddedStore::open(&dir.path().join("store.db")).await.expect("store")).await.expect("store");
             let mut offset = 0u64;
             let mut rest = delivery.as_slice();
             let mut sizes = batch_sizes.iter().cycle();
