@@ -1,6 +1,5 @@
 //! The `adpipe` command line: `serve`, `token`, `check`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -334,11 +333,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         let data_dir = &config.server.data_dir;
         adpipe::auth::create_private_dir(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let url = config
-            .metadata
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let url = config.metadata.url_or_default(data_dir);
         let metadata = Metadata::open(&url).await.context("opening metadata")?;
         let audit = |tenant: &str, action: &str, target: &str| AuditEntry {
             id: uuid::Uuid::new_v4().to_string(),
@@ -407,14 +402,13 @@ fn token(
     let roles = parse_roles(roles)?;
     let ttl_secs = parse_ttl(ttl)
         .with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
-    // Validated by `load`; the default if it somehow is not.
-    let max = config.auth.max_token_ttl_secs().unwrap_or(30 * 86_400);
+    let max = config.auth.max_token_ttl.as_secs();
     if ttl_secs > max {
         anyhow::bail!(
             "--ttl {ttl} is longer than the longest lifetime allowed, {} (auth.max_token_ttl); \
              a leaked token stays valid until it expires: mint shorter ones, or use an API key \
              (`adpipe keys create`, revocable) for long-lived clients",
-            config.auth.max_token_ttl
+            adpipe::config::span_text(config.auth.max_token_ttl)
         );
     }
     let ttl = ttl_secs;
@@ -564,7 +558,7 @@ fn init_tracing(json: bool) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen: SocketAddr = config.server.listen.parse().context("server.listen")?;
+    let listen = config.server.listen;
     tracing::info!(auth = %config.auth.describe(), data_dir = %config.server.data_dir.display(), "starting adpipe");
     // Before anything writes into it: payloads, secrets and databases are the owner's only.
     adpipe::auth::create_private_dir(&config.server.data_dir)
