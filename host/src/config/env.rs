@@ -103,7 +103,81 @@ impl Provider for EnvOverrides {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::load;
+    use super::super::{BusKind, MetadataUrl, ServeRun, StoreKind};
     use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_pinned_engine_keys_come_from_the_environment() {
+        let file = "[bus]\nkind = \"embedded\"\n[store]\nkind = \"embedded\"\n";
+        let config = load(
+            file,
+            &[
+                ("ADPIPE_BUS__KIND", "kafka"),
+                ("ADPIPE_BUS__BROKERS", "kafka-0:9092,kafka-1:9092"),
+                ("ADPIPE_STORE__KIND", "clickhouse"),
+                ("ADPIPE_STORE__URL", "http://clickhouse:8123"),
+                ("ADPIPE_METADATA__URL", "postgres://adpipe@db:5432/adpipe"),
+                ("ADPIPE_CACHE__URL", "redis://cache:6379"),
+                ("ADPIPE_AUTH__JWT_SECRET", SECRET),
+                ("ADPIPE_SERVER__RUN", "consumer"),
+                ("ADPIPE_LOG", "debug"),
+                ("PATH", "/usr/bin"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.bus.kind, BusKind::Kafka);
+        assert_eq!(
+            config.bus.brokers.as_deref(),
+            Some("kafka-0:9092,kafka-1:9092")
+        );
+        assert_eq!(config.store.kind, StoreKind::Clickhouse);
+        assert_eq!(config.store.url.as_deref(), Some("http://clickhouse:8123"));
+        assert_eq!(
+            config.metadata.url,
+            Some(MetadataUrl::Postgres(
+                "postgres://adpipe@db:5432/adpipe".into()
+            ))
+        );
+        assert_eq!(config.cache.url.as_deref(), Some("redis://cache:6379"));
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some(SECRET));
+        assert_eq!(config.server.run, ServeRun::Consumer);
+    }
+
+    #[test]
+    fn the_short_jwt_secret_variable_is_used_unless_the_sectioned_one_is_set() {
+        let config = load("", &[("ADPIPE_JWT_SECRET", SECRET)]).expect("valid");
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some(SECRET));
+        let other = "fedcba9876543210fedcba9876543210";
+        let config = load(
+            "",
+            &[
+                ("ADPIPE_JWT_SECRET", SECRET),
+                ("ADPIPE_AUTH__JWT_SECRET", other),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some(other));
+        let text = load("", &[("ADPIPE_JWT_SECRET", "short")])
+            .expect_err("too short")
+            .to_string();
+        assert!(
+            text.contains("auth.jwt_secret: the JWT secret") && text.contains("ADPIPE_JWT_SECRET"),
+            "{text}"
+        );
+        assert!(text.contains("at least 32"), "{text}");
+    }
+
+    #[test]
+    fn without_overrides_the_file_and_defaults_hold() {
+        let config = load("[bus]\ntopic = \"rows\"\n", &[]).expect("valid");
+        assert_eq!(config.bus.kind, BusKind::Embedded);
+        assert_eq!(config.bus.topic, "rows");
+        assert_eq!(config.auth.jwt_secret, None);
+        assert_eq!(config.metadata.url, None);
+    }
 
     #[test]
     fn only_sectioned_adpipe_variables_become_keys() {

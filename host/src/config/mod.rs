@@ -364,12 +364,33 @@ mod tests {
 
     use super::*;
 
-    fn write(dir: &Path, text: &str) -> PathBuf {
+    /// `pipelines.toml` holding `text` in `dir`, next to an (empty) `meta.wasm`.
+    pub(super) fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("pipelines.toml");
         std::fs::write(&path, text).expect("write config");
         std::fs::write(dir.join("meta.wasm"), b"").expect("write plugin");
         path
     }
+
+    /// Load `text` as a configuration file, with `env` as the whole
+    /// environment (the process's is not read, so tests do not race on it).
+    pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        load_in(dir.path(), text, env)
+    }
+
+    /// Like [`load`], in `dir` (where other files the configuration names live).
+    pub(super) fn load_in(
+        dir: &Path,
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        let path = write(dir, text);
+        Config::load_with_env(&path, Figment::new(), env.iter().copied())
+    }
+
+    /// A pipeline `meta` of tenant `demo` through the adapter `meta`.
+    pub(super) const META: &str = "[[plugins]]\nname = \"meta\"\npath = \"meta.wasm\"\n[[pipelines]]\nname = \"meta\"\ntenant = \"demo\"\nadapter = \"meta\"\n";
 
     #[test]
     fn reports_every_mistake_with_location_and_hint() {
@@ -498,6 +519,114 @@ currency = "usd"
         assert_eq!(
             config.pipelines[0].options["conversion_action_types"].to_string(),
             "purchase"
+        );
+    }
+}
+
+#[cfg(test)]
+mod typed_values {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::tests::{load, load_in, META};
+    use super::*;
+
+    #[test]
+    fn values_are_parsed_into_their_types() {
+        let config = load(
+            &format!(
+                "[server]\nlisten = \"0.0.0.0:9000\"\n[metadata]\nurl = \"postgresql://adpipe@db:5432/adpipe\"\n\
+                 {META}[pipelines.pull]\naccounts = [\"1\"]\nevery = \"2h\"\nbase_url = \"http://127.0.0.1:9000/graph\"\n"
+            ),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(config.server.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
+        assert_eq!(
+            config.metadata.url,
+            Some(MetadataUrl::Postgres(
+                "postgresql://adpipe@db:5432/adpipe".into()
+            ))
+        );
+        let pull = config.pipelines[0].pull.as_ref().expect("pull");
+        assert_eq!(pull.every, Some(Duration::from_secs(7200)));
+        let base = pull.base_url.as_ref().expect("base url");
+        assert_eq!(
+            (base.host_str(), base.port()),
+            (Some("127.0.0.1"), Some(9000))
+        );
+        let data_dir = Path::new("/var/lib/adpipe");
+        assert_eq!(
+            Config::default().metadata.url_or_default(data_dir),
+            MetadataUrl::Sqlite("sqlite:///var/lib/adpipe/metadata.db".into())
+        );
+    }
+
+    #[test]
+    fn the_key_algorithm_is_one_jwt_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("idp.pem"), "-----").expect("write key");
+        let auth = "[auth]\npublic_key_file = \"idp.pem\"\naudience = \"adpipe\"\n";
+        let config =
+            load_in(dir.path(), &format!("{auth}algorithm = \"EdDSA\"\n"), &[]).expect("valid");
+        assert_eq!(config.auth.algorithm, Some(KeyAlgorithm::EdDsa));
+        assert_eq!(
+            config.auth.algorithm.map(KeyAlgorithm::jwt),
+            Some(jsonwebtoken::Algorithm::EdDSA)
+        );
+        assert_eq!(
+            KeyAlgorithm::default().jwt(),
+            jsonwebtoken::Algorithm::RS256
+        );
+        let text = load_in(dir.path(), &format!("{auth}algorithm = \"HS256\"\n"), &[])
+            .expect_err("a secret algorithm")
+            .to_string();
+        assert!(text.contains("auth.algorithm: unknown variant"), "{text}");
+        assert!(text.contains("hint: expected one of: RS256"), "{text}");
+    }
+
+    #[test]
+    fn unreadable_values_are_reported_with_every_other_mistake() {
+        let errors = load(
+            &format!(
+                "[server]\nlisten = \"localhost\"\n[auth]\nmax_token_ttl = \"1y\"\n\
+                 [metadata]\nurl = \"mysql://db/adpipe\"\n\
+                 {META}currency = \"usd\"\n[pipelines.pull]\naccounts = [\"1\"]\nevery = \"30s\"\nbase_url = \"ftp://example.com\"\n"
+            ),
+            &[],
+        )
+        .expect_err("invalid");
+        let text = errors.to_string();
+        for expected in [
+            "server.listen: `localhost` is not a socket address\n    hint: use host:port",
+            "auth.max_token_ttl: `1y` is not a lifetime\n    hint: use e.g. 12h",
+            "metadata.url: unsupported metadata URL scheme in `mysql`\n    hint: use sqlite://PATH",
+            "pipelines[0].pull.every: `30s` is not an interval of at least a minute\n    hint: use e.g. 30m",
+            "pipelines[0].pull.base_url: `ftp://example.com` is not an http(s) URL",
+            "pipelines[0].currency: `usd` is not an ISO 4217 code",
+        ] {
+            assert!(text.contains(expected), "`{expected}` missing in {text}");
+        }
+        assert_eq!(errors.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_required_value_is_reported_once() {
+        let errors =
+            load(&META.replace("tenant = \"demo\"", "tenant = 5"), &[]).expect_err("invalid");
+        let text = errors.to_string();
+        assert_eq!(errors.0.len(), 1, "{text}");
+        assert!(text.contains("pipelines[0].tenant: invalid type"), "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_value_from_the_environment_is_located_at_its_key() {
+        let text = load("", &[("ADPIPE_SERVER__LISTEN", "nowhere")])
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("server.listen: `nowhere` is not a socket address"),
+            "{text}"
         );
     }
 }

@@ -161,3 +161,40 @@ mod socket_addr {
         serializer.collect_str(addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::load;
+    use super::*;
+
+    const DISTRIBUTED: &str = "[bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\n[store]\nkind = \"clickhouse\"\nurl = \"http://127.0.0.1:8123\"\n";
+
+    #[test]
+    fn run_is_all_unless_set_and_splits_only_over_a_shared_bus() {
+        assert_eq!(load("", &[]).expect("valid").server.run, ServeRun::All);
+        for (text, run) in [("api", ServeRun::Api), ("consumer", ServeRun::Consumer)] {
+            let file = format!("[server]\nrun = \"{text}\"\n{DISTRIBUTED}");
+            assert_eq!(load(&file, &[]).expect("valid").server.run, run);
+            assert_eq!(run.to_string(), text);
+            let env = [("ADPIPE_SERVER__RUN", text)];
+            assert_eq!(load(DISTRIBUTED, &env).expect("valid").server.run, run);
+            let errors = load(&format!("[server]\nrun = \"{text}\"\n"), &[])
+                .expect_err("the embedded bus is one process's");
+            let issue = &errors.0[..];
+            assert_eq!(issue.len(), 1, "{errors}");
+            assert!(
+                issue[0].location.ends_with("pipelines.toml: server.run"),
+                "{errors}"
+            );
+            assert!(issue[0].hint.contains("bus.kind = \"kafka\""), "{errors}");
+        }
+        let text = load("[server]\nrun = \"both\"\n", &[])
+            .expect_err("unknown")
+            .to_string();
+        assert!(text.contains("server.run: unknown variant"), "{text}");
+        assert!(
+            text.contains("expected one of: all, api, consumer"),
+            "{text}"
+        );
+    }
+}
