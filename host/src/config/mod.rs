@@ -4,11 +4,12 @@
 //! into a list of every mistake with its location and a hint (`adpipe check`).
 //!
 //! One file per section, each with its types and its own validation:
-//! [`server`] (`[server]`, including `run`), [`auth`], [`bus`], [`store`],
-//! [`metadata`], [`cache`], [`api`], [`sandbox`], [`plugins`] (`[[plugins]]`)
-//! and [`pipelines`] (`[[pipelines]]`); [`env`] reads the environment
-//! overrides, [`values`] the typed values sections share, [`check`] the
-//! checks they share.
+//! `server.rs` (`[server]`, including `run`), `auth.rs`, `bus.rs`,
+//! `store.rs`, `metadata.rs`, `cache.rs`, `api.rs`, `sandbox.rs`,
+//! `plugins.rs` (`[[plugins]]`) and `pipelines.rs` (`[[pipelines]]`);
+//! `env.rs` reads the environment overrides, `values.rs` the typed values
+//! sections share, `check.rs` holds the checks they share. [`Config::validate`]
+//! runs each section's validator and collects every mistake.
 //!
 //! `server.run` (`ADPIPE_SERVER__RUN`) chooses what a process runs: `all`
 //! (the default: the HTTP API and the aggregation consumer), `api` (the HTTP
