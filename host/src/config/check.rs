@@ -14,6 +14,14 @@ const TIME_LIMIT_MS: RangeInclusive<u64> = 10..=600_000;
 /// Allowed `memory_limit_mb` of a plugin instance (plugins and pipeline overrides).
 const MEMORY_LIMIT_MB: RangeInclusive<u64> = 1..=4096;
 
+/// Sandbox limits as a plugin, or a pipeline overriding its adapter's, sets
+/// them (`None` = unset: the plugin's).
+pub(super) struct SandboxLimits {
+    pub time_limit_ms: Option<u64>,
+    pub memory_limit_mb: Option<u64>,
+    pub fuel: Option<u64>,
+}
+
 /// The mistakes found so far in one configuration file.
 pub(super) struct Issues<'f> {
     file: &'f str,
@@ -112,17 +120,16 @@ impl<'f> Issues<'f> {
         }
     }
 
-    /// Sandbox limits under `prefix`: a plugin's, or a pipeline's overrides
-    /// of its adapter's (unset = the plugin's). `hints` explain the time and
-    /// memory bounds.
+    /// Sandbox limits under `prefix` (`metered` = `sandbox.fuel`); `hints`
+    /// explain the time and memory bounds.
     pub(super) fn sandbox_limits(
         &mut self,
         prefix: &str,
-        (time_limit_ms, memory_limit_mb, fuel): (Option<u64>, Option<u64>, Option<u64>),
+        limits: SandboxLimits,
         metered: bool,
         [time_hint, memory_hint]: [&str; 2],
     ) {
-        if let Some(ms) = time_limit_ms {
+        if let Some(ms) = limits.time_limit_ms {
             self.within(
                 format!("{prefix}.time_limit_ms"),
                 ms,
@@ -130,7 +137,7 @@ impl<'f> Issues<'f> {
                 time_hint,
             );
         }
-        if let Some(mb) = memory_limit_mb {
+        if let Some(mb) = limits.memory_limit_mb {
             self.within(
                 format!("{prefix}.memory_limit_mb"),
                 mb,
@@ -138,7 +145,7 @@ impl<'f> Issues<'f> {
                 memory_hint,
             );
         }
-        if fuel.is_some() && !metered {
+        if limits.fuel.is_some() && !metered {
             self.add(
                 format!("{prefix}.fuel"),
                 "a fuel budget needs fuel metering",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use super::check::{is_currency, is_slug, Issues};
+use super::check::{is_currency, is_slug, Issues, SandboxLimits};
 use super::{values, PluginConfig, PluginKind};
 
 /// `[[pipelines]]`.
@@ -186,16 +186,12 @@ pub(super) fn validate(
             }
         }
         let leave_unset = "leave unset for the plugin's limit";
-        issues.sandbox_limits(
-            &at,
-            (
-                pipeline.time_limit_ms,
-                pipeline.memory_limit_mb,
-                pipeline.fuel,
-            ),
-            metered,
-            [leave_unset, leave_unset],
-        );
+        let overrides = SandboxLimits {
+            time_limit_ms: pipeline.time_limit_ms,
+            memory_limit_mb: pipeline.memory_limit_mb,
+            fuel: pipeline.fuel,
+        };
+        issues.sandbox_limits(&at, overrides, metered, [leave_unset, leave_unset]);
         if let Some(pull) = &pipeline.pull {
             pull.validate(&format!("{at}.pull"), issues);
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Issues;
+use super::check::{Issues, SandboxLimits};
 
 /// `[[plugins]]`: a WASM component and its sandbox limits.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -65,15 +65,66 @@ pub(super) fn validate(plugins: &[PluginConfig], metered: bool, issues: &mut Iss
                 "build the plugins first: scripts/build-plugins (or use the README's run command)",
             );
         }
+        let limits = SandboxLimits {
+            time_limit_ms: Some(plugin.time_limit_ms),
+            memory_limit_mb: Some(plugin.memory_limit_mb),
+            fuel: plugin.fuel,
+        };
         issues.sandbox_limits(
             &at,
-            (
-                Some(plugin.time_limit_ms),
-                Some(plugin.memory_limit_mb),
-                plugin.fuel,
-            ),
+            limits,
             metered,
             ["the default is 2000", "the default is 128"],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load, META};
+
+    #[test]
+    fn plugins_and_pipeline_overrides_share_the_sandbox_bounds() {
+        let text = load(
+            &format!(
+                "{}\ntime_limit_ms = 5\nmemory_limit_mb = 5000\nfuel = 10\n",
+                META.replace(
+                    "path = \"meta.wasm\"\n",
+                    "path = \"meta.wasm\"\ntime_limit_ms = 700000\nmemory_limit_mb = 0\nfuel = 1\n"
+                )
+            ),
+            &[],
+        )
+        .expect_err("out of bounds")
+        .to_string();
+        for expected in [
+            "plugins[0].time_limit_ms: must be between 10 and 600000\n    hint: the default is 2000",
+            "plugins[0].memory_limit_mb: must be between 1 and 4096\n    hint: the default is 128",
+            "plugins[0].fuel: a fuel budget needs fuel metering",
+            "pipelines[0].time_limit_ms: must be between 10 and 600000\n    hint: leave unset",
+            "pipelines[0].memory_limit_mb: must be between 1 and 4096\n    hint: leave unset",
+            "pipelines[0].fuel: a fuel budget needs fuel metering",
+        ] {
+            assert!(text.contains(expected), "`{expected}` missing in {text}");
+        }
+        let metered = format!("[sandbox]\nfuel = true\n{META}fuel = 10\n");
+        assert_eq!(
+            load(&metered, &[]).expect("valid").pipelines[0].fuel,
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn a_name_is_declared_once() {
+        let text = load(
+            &format!("{META}[[plugins]]\nname = \"meta\"\npath = \"meta.wasm\"\n"),
+            &[],
+        )
+        .expect_err("twice")
+        .to_string();
+        assert!(
+            text.contains("plugins[1].name: plugin `meta` is declared twice"),
+            "{text}"
         );
     }
 }
