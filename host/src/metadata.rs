@@ -12,13 +12,13 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 
+use crate::config::MetadataUrl;
+
 /// Metadata storage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("metadata database error")]
     Database(#[from] sqlx::Error),
-    #[error("metadata.url `{0}` is neither sqlite:// nor postgres://")]
-    Scheme(String),
 }
 
 /// Which SQL a pool speaks.
@@ -265,21 +265,16 @@ pub struct Metadata {
 
 impl Metadata {
     /// Connect to `url` (`sqlite://PATH` or `postgres://…`) and migrate.
-    pub async fn open(url: &str) -> Result<Metadata, MetadataError> {
-        let pool = if url.starts_with("sqlite:") {
-            Pool::Sqlite(crate::sqlite::open(url).await?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Pool::Postgres(
+    pub async fn open(url: &MetadataUrl) -> Result<Metadata, MetadataError> {
+        let pool = match url {
+            MetadataUrl::Sqlite(url) => Pool::Sqlite(crate::sqlite::open(url).await?),
+            MetadataUrl::Postgres(url) => Pool::Postgres(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(std::time::Duration::from_secs(5))
                     .connect(url)
                     .await?,
-            )
-        } else {
-            return Err(MetadataError::Scheme(
-                url.split("://").next().unwrap_or(url).to_owned(),
-            ));
+            ),
         };
         let metadata = Metadata { pool };
         metadata.migrate().await?;

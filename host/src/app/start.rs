@@ -51,12 +51,7 @@ impl App {
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
         let bus = Bus::open(&config.bus, &data_dir).await?;
         let store = Store::open(&config.store, &data_dir).await?;
-        let metadata_url = config
-            .metadata
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
-        let metadata = Metadata::open(&metadata_url).await?;
+        let metadata = Metadata::open(&config.metadata.url_or_default(&data_dir)).await?;
         let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
 
         let (rate_limits, answers) = match &config.cache.url {

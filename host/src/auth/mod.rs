@@ -248,11 +248,7 @@ impl JwtKeys {
     /// configured secret, else the data directory's generated one.
     pub fn from_config(auth: &AuthConfig, data_dir: &Path) -> Result<JwtKeys, KeyError> {
         let keys = if auth.uses_public_keys() {
-            let algorithm = Algorithm::from_str(auth.algorithm.as_deref().unwrap_or("RS256"))
-                .map_err(|_| KeyError::Invalid {
-                    path: "auth.algorithm".into(),
-                    reason: "unknown algorithm".into(),
-                })?;
+            let algorithm = auth.algorithm.unwrap_or_default().jwt();
             Self::public_keys(
                 auth.public_key_file
                     .as_deref()
@@ -480,20 +476,7 @@ pub fn now_unix() -> u64 {
 
 /// Parse a TTL like `3600`, `90s`, `15m`, `1h`, `7d`.
 pub fn parse_ttl(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let n: u64 = number.parse().ok()?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(factor).filter(|&s| s > 0)
+    crate::config::parse_seconds(text)
 }
 
 #[cfg(test)]

@@ -61,11 +61,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         let data_dir = &config.server.data_dir;
         adpipe::auth::create_private_dir(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let url = config
-            .metadata
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let url = config.metadata.url_or_default(data_dir);
         let metadata = Metadata::open(&url).await.context("opening metadata")?;
         execute(&metadata, args.command).await
     })?;

@@ -1,7 +1,6 @@
 //! `adpipe serve`: run the server on a configuration until SIGINT or
 //! SIGTERM (plain HTTP or TLS, per `server.tls`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,7 +54,7 @@ fn init_tracing(json: bool) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen: SocketAddr = config.server.listen.parse().context("server.listen")?;
+    let listen = config.server.listen;
     tracing::info!(auth = %config.auth.describe(), data_dir = %config.server.data_dir.display(), "starting adpipe");
     // Before anything writes into it: payloads, secrets and databases are the owner's only.
     adpipe::auth::create_private_dir(&config.server.data_dir)

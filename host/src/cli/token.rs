@@ -54,14 +54,13 @@ pub fn mint(
     let roles = parse_roles(roles)?;
     let ttl_secs = parse_ttl(ttl)
         .with_context(|| format!("`{ttl}` is not a lifetime (e.g. 3600, 15m, 1h, 7d)"))?;
-    // Validated by `load_config`; the default if it somehow is not.
-    let max = config.auth.max_token_ttl_secs().unwrap_or(30 * 86_400);
+    let max = config.auth.max_token_ttl.as_secs();
     if ttl_secs > max {
         anyhow::bail!(
             "--ttl {ttl} is longer than the longest lifetime allowed, {} (auth.max_token_ttl); \
              a leaked token stays valid until it expires: mint shorter ones, or use an API key \
              (`adpipe keys create`, revocable) for long-lived clients",
-            config.auth.max_token_ttl
+            adpipe::config::span_text(config.auth.max_token_ttl)
         );
     }
     let keys = JwtKeys::from_config(&config.auth, &config.server.data_dir)?;

@@ -87,20 +87,12 @@ pub async fn pull_pipeline(app: &App, pipeline: &Pipeline) -> Vec<PullRun> {
 /// Start the schedules of every pipeline with `pull.every`.
 pub fn spawn_schedules(app: &App) {
     for pipeline in app.pipelines.values() {
-        let Some(every) = pipeline
-            .config
-            .pull
-            .as_ref()
-            .and_then(|p| p.every.as_deref())
-        else {
-            continue;
-        };
-        let Some(seconds) = crate::auth::parse_ttl(every) else {
+        let Some(every) = pipeline.config.pull.as_ref().and_then(|p| p.every) else {
             continue;
         };
         let (app, pipeline) = (app.clone(), pipeline.clone());
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(seconds));
+            let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
@@ -176,7 +168,7 @@ async fn fetch_all(
         account_id: account.to_owned(),
         since: wit_date(since),
         until: wit_date(until),
-        base_url: config.base_url.clone(),
+        base_url: config.base_url.as_ref().map(Url::to_string),
         options: pipeline.options.clone(),
     };
     let adapter = pipeline.adapter();
@@ -505,8 +497,7 @@ fn check_host(pipeline: &Pipeline, url: &Url) -> Result<(), PullError> {
         .config
         .pull
         .as_ref()
-        .and_then(|p| p.base_url.as_deref())
-        .and_then(|b| Url::parse(b).ok());
+        .and_then(|p| p.base_url.as_ref());
     let from_base = base.as_ref().is_some_and(|b| {
         b.host_str() == Some(host.as_str())
             && b.port_or_known_default() == url.port_or_known_default()

@@ -94,6 +94,17 @@ pub struct Limits {
     pub fuel: Option<u64>,
 }
 
+impl crate::config::PluginConfig {
+    /// The sandbox limits this plugin's calls run under.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            time_limit: Duration::from_millis(self.time_limit_ms),
+            memory_bytes: (self.memory_limit_mb * 1024 * 1024) as usize,
+            fuel: self.fuel,
+        }
+    }
+}
+
 /// The process-wide engine and its epoch ticker.
 #[derive(Clone)]
 pub struct Runtime {

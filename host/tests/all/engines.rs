@@ -75,7 +75,11 @@ async fn metadata_lives_in_postgres() {
     );
     config.server.watch_plugins = false;
     // Over TLS: the URL asks for it (the server has ssl = on).
-    config.metadata.url = Some(format!("{}?sslmode=require", database.url));
+    config.metadata.url = Some(
+        format!("{}?sslmode=require", database.url)
+            .parse()
+            .expect("url"),
+    );
     let app = App::start(config.clone())
         .await
         .expect("start on PostgreSQL");

@@ -220,7 +220,7 @@ fn pull(base: &str, account: &str, credential_env: &str) -> Option<PullConfig> {
         accounts: vec![account.into()],
         every: None,
         lookback_days: None,
-        base_url: Some(base.into()),
+        base_url: Some(base.parse().expect("base url")),
         credential_env: Some(credential_env.into()),
         header_envs: Default::default(),
         max_pages: 10,
@@ -754,7 +754,7 @@ async fn linkedin_scheduled_pull_sends_the_restli_query_as_built() {
 
     let mut pull = pull(&base, "509876", "ADPIPE_TEST_LI_TOKEN");
     if let Some(p) = pull.as_mut() {
-        p.every = Some("1h".into()); // the first tick runs at start
+        p.every = Some(std::time::Duration::from_secs(3600)); // the first tick runs at start
     }
     let app = start_one(&dir, "linkedin", pull).await;
     let admin = token("demo", &[Role::Admin], 60);
