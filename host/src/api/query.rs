@@ -353,15 +353,18 @@ pub async fn insights(
         }
     }
 
-    let (from_day, to_day) = (insights::days_of(from), insights::days_of(to));
+    let days = crate::store::Days {
+        from: insights::days_of(from),
+        to: insights::days_of(to),
+    };
     let snapshots = app
         .store
-        .snapshots(tenant, from_day, to_day, &filter)
+        .snapshots(tenant, days, &filter)
         .await
         .map_err(|e| ApiError::internal("reading facts", e))?;
     let deltas = app
         .store
-        .deltas(tenant, from_day, to_day, &filter)
+        .deltas(tenant, days, &filter)
         .await
         .map_err(|e| ApiError::internal("reading deltas", e))?;
     let keep = |f: &insights::Fact| {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
-use super::{AdapterRows, Campaign, FactFilter, StoreBackend, StoreError};
+use super::{AdapterRows, Campaign, Days, FactFilter, Result, StoreBackend, StoreError};
 use crate::insights::Fact;
 
 const SCHEMA: &[&str] = &[
@@ -149,7 +149,7 @@ struct FactRead {
     extras: String,
 }
 
-fn date_of(days: i32) -> Result<u16, StoreError> {
+fn date_of(days: i32) -> Result<u16> {
     u16::try_from(days).map_err(|_| StoreError::DayOutOfRange(days))
 }
 
@@ -181,7 +181,7 @@ pub struct ClickHouseStore {
 
 impl ClickHouseStore {
     /// Connect to `url` and create the tables if missing.
-    pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore, StoreError> {
+    pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore> {
         let plain = || {
             Client::default()
                 .with_url(url)
@@ -221,7 +221,7 @@ impl ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<()>
     where
         for<'a> T: ChRow<Value<'a> = T> + Serialize,
     {
@@ -237,7 +237,7 @@ impl ClickHouseStore {
 }
 
 impl FactRow {
-    fn of(item: &Item<'_>) -> Result<FactRow, StoreError> {
+    fn of(item: &Item<'_>) -> Result<FactRow> {
         let row = item.row;
         Ok(FactRow {
             tenant: item.tenant.to_owned(),
@@ -264,7 +264,7 @@ impl FactRow {
 }
 
 impl DeltaRow {
-    fn of(item: &Item<'_>) -> Result<DeltaRow, StoreError> {
+    fn of(item: &Item<'_>) -> Result<DeltaRow> {
         let FactRow {
             tenant,
             platform,
@@ -342,7 +342,7 @@ const READ_COLUMNS: &str = "platform, account_id, campaign_id, ad_group_id, ad_i
 impl StoreBackend for ClickHouseStore {
     /// One batched insert per table, then the position. A crash in between
     /// replays the batch, which the replacing tables absorb.
-    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+    async fn write(&self, batch: &Batch<'_>) -> Result<()> {
         let facts = batch
             .snapshots
             .iter()
@@ -394,7 +394,7 @@ impl StoreBackend for ClickHouseStore {
         Ok(())
     }
 
-    async fn stored_position(&self) -> Result<u64, StoreError> {
+    async fn stored_position(&self) -> Result<u64> {
         Ok(self
             .client
             .query("SELECT max(offset) FROM adpipe_offsets WHERE consumer = ?")
@@ -403,13 +403,7 @@ impl StoreBackend for ClickHouseStore {
             .await?)
     }
 
-    async fn snapshots(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
+    async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>> {
         let mut sql = format!(
             "SELECT {READ_COLUMNS} FROM adpipe_facts FINAL
              WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)"
@@ -421,8 +415,8 @@ impl StoreBackend for ClickHouseStore {
             .client
             .query(&sql)
             .bind(tenant)
-            .bind(day_text(from))
-            .bind(day_text(to));
+            .bind(day_text(days.from))
+            .bind(day_text(days.to));
         for (_, values) in filter.columns() {
             query = query.bind(values);
         }
@@ -430,12 +424,7 @@ impl StoreBackend for ClickHouseStore {
         Ok(rows.into_iter().map(FactRead::into_fact).collect())
     }
 
-    async fn stored_deltas(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-    ) -> Result<Vec<StoredDelta>, StoreError> {
+    async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>> {
         let rows: Vec<FactRead> = self
             .client
             .query(&format!(
@@ -443,8 +432,8 @@ impl StoreBackend for ClickHouseStore {
                  WHERE tenant = ? AND date >= toDate(?) AND date <= toDate(?)"
             ))
             .bind(tenant)
-            .bind(day_text(from))
-            .bind(day_text(to))
+            .bind(day_text(days.from))
+            .bind(day_text(days.to))
             .fetch_all()
             .await?;
         Ok(rows
@@ -458,7 +447,7 @@ impl StoreBackend for ClickHouseStore {
             .collect())
     }
 
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError> {
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>> {
         let rows: Vec<EntityRow> = self
             .client
             .query(
@@ -486,7 +475,7 @@ impl StoreBackend for ClickHouseStore {
             .collect())
     }
 
-    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>> {
         Ok(self
             .client
             .query("SELECT DISTINCT name FROM adpipe_extra_metrics WHERE tenant = ? ORDER BY name")
@@ -495,7 +484,7 @@ impl StoreBackend for ClickHouseStore {
             .await?)
     }
 
-    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>> {
         #[derive(ChRow, Deserialize)]
         struct CampaignRead {
             platform: String,
@@ -528,7 +517,7 @@ impl StoreBackend for ClickHouseStore {
             .collect())
     }
 
-    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>> {
         #[derive(ChRow, Deserialize)]
         struct VersionRead {
             adapter: String,
@@ -560,7 +549,7 @@ impl StoreBackend for ClickHouseStore {
             .collect())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<()> {
         self.client.query("SELECT 1").fetch_one::<u8>().await?;
         Ok(())
     }

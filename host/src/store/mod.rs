@@ -54,37 +54,36 @@ pub enum StoreError {
 pub trait StoreBackend: Send + Sync {
     /// Write a classified batch, and its bus position when it has one, so
     /// that both land or neither does (or a replay is harmless).
-    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError>;
+    async fn write(&self, batch: &Batch<'_>) -> Result<()>;
     /// The last bus position written with rows (0 when none ever was), as
     /// stored: read once at open, then [`Store`] follows its own writes.
-    async fn stored_position(&self) -> Result<u64, StoreError>;
-    /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
-    async fn snapshots(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError>;
-    /// Deltas of `tenant` on days `[from, to]`, as stored (not yet placed).
-    async fn stored_deltas(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-    ) -> Result<Vec<StoredDelta>, StoreError>;
+    async fn stored_position(&self) -> Result<u64>;
+    /// Snapshot facts of `tenant` on `days` that `filter` selects.
+    async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>>;
+    /// Deltas of `tenant` on `days`, as stored (not yet placed).
+    async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>>;
     /// The ads and ad groups the hierarchy knows for `tenant`.
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError>;
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>>;
     /// Extra metric names seen for `tenant`.
-    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError>;
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>>;
     /// Campaigns of `tenant`.
-    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError>;
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>>;
     /// Stored rows of `tenant` per producing adapter and version.
-    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError>;
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>>;
     /// The store answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<()>;
     /// Names the data this store holds (see [`crate::bus::BusBackend::scope`]).
     fn scope(&self) -> String;
+}
+
+/// What the store's operations return.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Days since 1970-01-01, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Days {
+    pub from: i32,
+    pub to: i32,
 }
 
 /// Filters of a facts query; `None` = no filter.
@@ -148,7 +147,7 @@ pub struct Store {
 
 impl Store {
     /// Open the store `config` names (the embedded one in `data_dir`).
-    pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Store, StoreError> {
+    pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Store> {
         let backend: Arc<dyn StoreBackend> = match config.kind {
             StoreKind::Embedded => {
                 Arc::new(sqlite::EmbeddedStore::open(&data_dir.join("store.db")).await?)
@@ -162,11 +161,11 @@ impl Store {
     }
 
     /// A store over `backend` (tests open one backend directly).
-    pub async fn with_backend(backend: impl StoreBackend + 'static) -> Result<Store, StoreError> {
+    pub async fn with_backend(backend: impl StoreBackend + 'static) -> Result<Store> {
         Store::over(Arc::new(backend)).await
     }
 
-    async fn over(backend: Arc<dyn StoreBackend>) -> Result<Store, StoreError> {
+    async fn over(backend: Arc<dyn StoreBackend>) -> Result<Store> {
         let (applied, _) = watch::channel(backend.stored_position().await?);
         Ok(Store {
             backend,
@@ -176,11 +175,7 @@ impl Store {
 
     /// Apply the rows of `envelopes`, and `through` (the bus position they
     /// end at, when the store keeps the bus's position).
-    pub async fn apply(
-        &self,
-        envelopes: &[&RowEnvelope],
-        through: Option<u64>,
-    ) -> Result<(), StoreError> {
+    pub async fn apply(&self, envelopes: &[&RowEnvelope], through: Option<u64>) -> Result<()> {
         let batch = batch::classify(envelopes, through);
         if batch.is_empty() && through.is_none() {
             return Ok(());
@@ -204,27 +199,20 @@ impl Store {
         reached.is_ok()
     }
 
-    /// Snapshot facts of `tenant` on days `[from, to]` that `filter` selects.
+    /// Snapshot facts of `tenant` on `days` that `filter` selects.
     pub async fn snapshots(
         &self,
         tenant: &str,
-        from: i32,
-        to: i32,
+        days: Days,
         filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
-        self.backend.snapshots(tenant, from, to, filter).await
+    ) -> Result<Vec<Fact>> {
+        self.backend.snapshots(tenant, days, filter).await
     }
 
-    /// Deltas of `tenant` on days `[from, to]`, placed through the ad
-    /// hierarchy and filtered; deltas that cannot be placed yet are left out.
-    pub async fn deltas(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
-        let stored = self.backend.stored_deltas(tenant, from, to).await?;
+    /// Deltas of `tenant` on `days`, placed through the ad hierarchy and
+    /// filtered; deltas that cannot be placed yet are left out.
+    pub async fn deltas(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>> {
+        let stored = self.backend.stored_deltas(tenant, days).await?;
         if stored.is_empty() {
             return Ok(vec![]);
         }
@@ -233,22 +221,22 @@ impl Store {
     }
 
     /// Extra metric names seen for `tenant`.
-    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>> {
         self.backend.extra_metric_names(tenant).await
     }
 
     /// Campaigns of `tenant`.
-    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    pub async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>> {
         self.backend.campaigns(tenant).await
     }
 
     /// Stored rows of `tenant` per producing adapter and version.
-    pub async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
+    pub async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>> {
         self.backend.adapter_versions(tenant).await
     }
 
     /// The store answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<()> {
         self.backend.ping().await
     }
 

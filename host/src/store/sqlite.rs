@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
-use super::{AdapterRows, Campaign, FactFilter, StoreBackend, StoreError};
+use super::{AdapterRows, Campaign, Days, FactFilter, Result, StoreBackend};
 use crate::insights::Fact;
 
 const SCHEMA: &[&str] = &[
@@ -66,7 +66,7 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Open (or create) the store at `path`.
-    pub async fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+    pub async fn open(path: &Path) -> Result<EmbeddedStore> {
         let pool = crate::sqlite::open_file(path).await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
@@ -80,7 +80,7 @@ impl EmbeddedStore {
 
 #[async_trait::async_trait]
 impl StoreBackend for EmbeddedStore {
-    async fn stored_position(&self) -> Result<u64, StoreError> {
+    async fn stored_position(&self) -> Result<u64> {
         let offset: Option<i64> =
             sqlx::query("SELECT offset FROM consumer_offsets WHERE consumer = ?")
                 .bind(CONSUMER)
@@ -90,15 +90,15 @@ impl StoreBackend for EmbeddedStore {
         Ok(offset.map_or(0, |o| o.max(0) as u64))
     }
 
-    async fn write(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+    async fn write(&self, batch: &Batch<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // Multi-row statements: SQLite applies VALUES rows in order, so a key
         // repeated within one statement still obeys the observed_at rule.
         for chunk in batch.snapshots.chunks(ROWS_PER_STATEMENT) {
-            upsert_snapshots(&mut tx, chunk).await?;
+            insert(&mut tx, "facts", chunk, SNAPSHOT_CONFLICT).await?;
         }
         for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
-            insert_deltas(&mut tx, chunk).await?;
+            insert(&mut tx, "deltas", chunk, DELTA_CONFLICT).await?;
         }
         for ((tenant, platform, level, id), entity) in &batch.entities {
             sqlx::query(
@@ -143,13 +143,7 @@ impl StoreBackend for EmbeddedStore {
         Ok(())
     }
 
-    async fn snapshots(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-        filter: &FactFilter,
-    ) -> Result<Vec<Fact>, StoreError> {
+    async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>> {
         // Without statistics SQLite prefers the (tenant, date) index, which
         // reads every campaign's rows of the range; a campaign filter should
         // seek (tenant, campaign_id, date) instead.
@@ -165,9 +159,9 @@ impl StoreBackend for EmbeddedStore {
         ));
         q.push_bind(tenant)
             .push(" AND date BETWEEN ")
-            .push_bind(from)
+            .push_bind(days.from)
             .push(" AND ")
-            .push_bind(to);
+            .push_bind(days.to);
         for (column, values) in filter.columns() {
             q.push(format!(" AND {column} IN ("));
             let mut list = q.separated(", ");
@@ -188,20 +182,15 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn stored_deltas(
-        &self,
-        tenant: &str,
-        from: i32,
-        to: i32,
-    ) -> Result<Vec<StoredDelta>, StoreError> {
+    async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>> {
         let rows = sqlx::query(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
                     impressions, clicks, spend, conversions, conversion_value, extras
              FROM deltas WHERE tenant = ? AND date BETWEEN ? AND ?",
         )
         .bind(tenant)
-        .bind(from)
-        .bind(to)
+        .bind(days.from)
+        .bind(days.to)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -218,7 +207,7 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>, StoreError> {
+    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>> {
         let rows = sqlx::query(
             "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency
              FROM entities WHERE tenant = ? AND level != 'campaign'",
@@ -243,7 +232,7 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+    async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT name FROM extra_metrics WHERE tenant = ? ORDER BY name")
             .bind(tenant)
             .fetch_all(&self.pool)
@@ -251,7 +240,7 @@ impl StoreBackend for EmbeddedStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns(&self, tenant: &str) -> Result<Vec<Campaign>> {
         let rows = sqlx::query(
             "SELECT platform, account_id, id, campaign_name, currency FROM entities
              WHERE tenant = ? AND level = 'campaign' ORDER BY platform, account_id, id",
@@ -271,7 +260,7 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>, StoreError> {
+    async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>> {
         let rows = sqlx::query(
             "SELECT adapter, adapter_version, SUM(n) FROM (
                 SELECT adapter, adapter_version, COUNT(*) AS n FROM facts WHERE tenant = ? GROUP BY 1, 2
@@ -293,7 +282,7 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -332,15 +321,25 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
 /// Rows per multi-row INSERT (20 binds each, well under SQLite's bind limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
-async fn upsert_snapshots(
+/// The columns facts and deltas share, in the order [`insert`] binds them.
+const ROW_COLUMNS: &str = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, \
+     hour, currency, impressions, clicks, spend, conversions, conversion_value, extras, \
+     observed_at, pipeline, adapter, adapter_version";
+
+/// Insert `items` into `table` (`facts`, or `deltas` with their dedup key),
+/// with the row identity of [`Item`] and `on_conflict` deciding what a
+/// repeated identity does.
+async fn insert(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
+    table: &str,
     items: &[Item<'_>],
-) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO facts (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour,
-            currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at,
-            pipeline, adapter, adapter_version) ",
-    );
+    on_conflict: &str,
+) -> Result<()> {
+    let deltas = table == "deltas";
+    let dedup_column = if deltas { ", dedup_key" } else { "" };
+    let mut q = QueryBuilder::<Sqlite>::new(format!(
+        "INSERT INTO {table} ({ROW_COLUMNS}{dedup_column}) "
+    ));
     q.push_values(items, |mut b, item| {
         let row = item.row;
         b.push_bind(item.tenant)
@@ -362,54 +361,24 @@ async fn upsert_snapshots(
             .push_bind(item.pipeline)
             .push_bind(row.adapter.as_str())
             .push_bind(row.adapter_version.as_str());
+        if deltas {
+            b.push_bind(item.dedup_key());
+        }
     });
-    q.push(
-        " ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
-         DO UPDATE SET currency = excluded.currency, impressions = excluded.impressions,
-            clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
-            conversion_value = excluded.conversion_value, extras = excluded.extras,
-            observed_at = excluded.observed_at, pipeline = excluded.pipeline,
-            adapter = excluded.adapter, adapter_version = excluded.adapter_version
-         WHERE excluded.observed_at > facts.observed_at",
-    );
+    q.push(on_conflict);
     q.build().execute(&mut **tx).await?;
     Ok(())
 }
 
-async fn insert_deltas(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    items: &[Item<'_>],
-) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO deltas (tenant, platform, dedup_key, account_id, campaign_id, ad_group_id, ad_id,
-            date, hour, currency, impressions, clicks, spend, conversions, conversion_value, extras,
-            observed_at, pipeline, adapter, adapter_version) ",
-    );
-    // What a delta does not name stays NULL: the hierarchy places it when read.
-    q.push_values(items, |mut b, item| {
-        let row = item.row;
-        b.push_bind(item.tenant)
-            .push_bind(row.platform.as_str())
-            .push_bind(item.dedup_key())
-            .push_bind(row.account_id.as_str())
-            .push_bind(row.campaign_id.as_deref())
-            .push_bind(row.ad_group_id.as_deref())
-            .push_bind(row.ad_id.as_deref())
-            .push_bind(row.date)
-            .push_bind(item.hour())
-            .push_bind(row.currency.as_deref())
-            .push_bind(row.impressions)
-            .push_bind(row.clicks)
-            .push_bind(row.spend_micros)
-            .push_bind(row.conversions_micros)
-            .push_bind(row.conversion_value_micros)
-            .push_bind(item.extras_json())
-            .push_bind(row.observed_at_us)
-            .push_bind(item.pipeline)
-            .push_bind(row.adapter.as_str())
-            .push_bind(row.adapter_version.as_str());
-    });
-    q.push(" ON CONFLICT (tenant, platform, dedup_key) DO NOTHING");
-    q.build().execute(&mut **tx).await?;
-    Ok(())
-}
+/// A snapshot replaces the values of its identity only when strictly newer.
+const SNAPSHOT_CONFLICT: &str =
+    " ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
+     DO UPDATE SET currency = excluded.currency, impressions = excluded.impressions,
+        clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
+        conversion_value = excluded.conversion_value, extras = excluded.extras,
+        observed_at = excluded.observed_at, pipeline = excluded.pipeline,
+        adapter = excluded.adapter, adapter_version = excluded.adapter_version
+     WHERE excluded.observed_at > facts.observed_at";
+
+/// A delta counts once per `(tenant, platform, dedup_key)`.
+const DELTA_CONFLICT: &str = " ON CONFLICT (tenant, platform, dedup_key) DO NOTHING";

@@ -141,9 +141,10 @@ proptest! {
             }
             assert_eq!(store.applied_position(), offset);
             let filter = FactFilter::default();
-            let snapshots = store.snapshots("t", 20_000, 20_010, &filter).await.expect("snapshots");
-            let deltas = store.deltas("t", 20_000, 20_010, &filter).await.expect("deltas");
-            let other_tenant = store.snapshots("u", 20_000, 20_010, &filter).await.expect("snapshots");
+            let days = adpipe::store::Days { from: 20_000, to: 20_010 };
+            let snapshots = store.snapshots("t", days, &filter).await.expect("snapshots");
+            let deltas = store.deltas("t", days, &filter).await.expect("deltas");
+            let other_tenant = store.snapshots("u", days, &filter).await.expect("snapshots");
             assert!(other_tenant.is_empty());
             rollup(&snapshots, &deltas, &Rollup {
                 granularity: Granularity::Total,
