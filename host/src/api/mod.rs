@@ -91,7 +91,7 @@ struct Route {
     class: Option<RouteClass>,
 }
 
-/// `route!(handler, access, class)`: one [`Route`].
+/// `route!(module::handler, access, class)`: one [`Route`].
 macro_rules! route {
     ($module:ident :: $handler:ident, $access:expr, $class:expr) => {
         Route {
@@ -193,14 +193,29 @@ impl Route {
     }
 }
 
-/// The methods a path item has operations for (those the API uses).
+/// The methods a path item has operations for: every method `routes!`
+/// mounts, so none can escape the guard's table.
 fn methods(item: &PathItem) -> Vec<&'static str> {
+    let PathItem {
+        get,
+        put,
+        post,
+        delete,
+        options,
+        head,
+        patch,
+        trace,
+        ..
+    } = item;
     [
-        ("GET", &item.get),
-        ("POST", &item.post),
-        ("PUT", &item.put),
-        ("PATCH", &item.patch),
-        ("DELETE", &item.delete),
+        ("GET", get),
+        ("PUT", put),
+        ("POST", post),
+        ("DELETE", delete),
+        ("OPTIONS", options),
+        ("HEAD", head),
+        ("PATCH", patch),
+        ("TRACE", trace),
     ]
     .into_iter()
     .filter(|(_, operation)| operation.is_some())
@@ -211,10 +226,13 @@ fn methods(item: &PathItem) -> Vec<&'static str> {
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
         &mut item.get,
-        &mut item.post,
         &mut item.put,
-        &mut item.patch,
+        &mut item.post,
         &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
     ]
     .into_iter()
     .flatten()
@@ -591,6 +609,7 @@ mod tests {
 
     use super::*;
 
+    /// Methods sent to every declared path.
     const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
     fn guarded() -> BTreeSet<(String, String)> {
@@ -611,10 +630,15 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(openapi::json()).expect("JSON");
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
-            for method in METHODS {
-                let Some(operation) = item.get(method.to_ascii_lowercase()) else {
-                    continue;
-                };
+            let item = item.as_object().expect("path item");
+            let operations = item.iter().filter(|(key, _)| {
+                [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&key.as_str())
+            });
+            for (method, operation) in operations {
+                let method = method.to_ascii_uppercase();
                 let spec = ROUTES
                     .iter()
                     .find(|r| r.method == method && r.path == path)
@@ -631,7 +655,7 @@ mod tests {
                     &[]
                 };
                 assert_eq!(schemes, expected, "{method} {path}");
-                documented.insert((method.to_owned(), path.clone()));
+                documented.insert((method, path.clone()));
             }
         }
         assert_eq!(documented, guarded());
