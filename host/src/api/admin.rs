@@ -20,8 +20,7 @@ use crate::auth::Role;
 /// `GET /v1/whoami`: the caller as adpipe sees it.
 #[utoipa::path(get, path = "/v1/whoami", tag = "auth",
     description = "The authenticated caller: subject, tenant, roles and credential kind.",
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn whoami(caller: Caller) -> Response {
     let claims = &caller.0;
     let kind = if claims.sub.starts_with("key:") {
@@ -48,14 +47,12 @@ pub struct NewKey {
 /// `POST /v1/keys` (admin): make an API key of the caller's tenant; the key is shown once.
 #[utoipa::path(post, path = "/v1/keys", tag = "admin", request_body = NewKey,
     responses((status = 201, body = NewKeyAnswer), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_key(
     State(app): State<App>,
     caller: Caller,
     body: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let Json(body) = body.map_err(|e| ApiError::invalid_parameter("body", e.body_text()))?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 {
@@ -97,10 +94,8 @@ pub async fn create_key(
 /// `GET /v1/keys` (admin): the tenant's keys (never their secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "admin",
     responses((status = 200, body = KeyList), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn list_keys(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let keys = app
         .metadata
         .api_keys(&caller.0.tenant)
@@ -113,14 +108,12 @@ pub async fn list_keys(State(app): State<App>, caller: Caller) -> Result<Respons
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "Key id (the 12 hex digits after `adp_`)")),
     responses((status = 200, description = "Revoked", body = serde_json::Value), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn revoke_key(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let revoked = app
         .metadata
         .revoke_api_key(&caller.0.tenant, &id)
@@ -139,14 +132,12 @@ pub async fn revoke_key(
 #[utoipa::path(get, path = "/v1/audit", tag = "admin",
     params(("limit" = Option<u32>, Query, description = "At most this many entries (1 to 1000, default 100)")),
     responses((status = 200, body = AuditAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn audit_log(
     State(app): State<App>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let limit = super::ops::limit_param(&query)?;
     let entries = app
         .metadata

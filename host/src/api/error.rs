@@ -92,13 +92,6 @@ impl ApiError {
         self.code = code;
         self
     }
-    pub fn with_dead_letter(mut self, id: Option<String>) -> ApiError {
-        if let Some(id) = &id {
-            self.message = format!("{} (payload kept as dead letter {id})", self.message);
-        }
-        self.dead_letter_id = id;
-        self
-    }
 }
 
 impl IntoResponse for ApiError {

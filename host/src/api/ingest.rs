@@ -22,9 +22,8 @@ use subtle::ConstantTimeEq;
 
 use super::error::{body_error, body_error_limited_by, rate_headers};
 use super::openapi::{Accepted, ErrorBody};
-use super::{draw, ApiError, Caller, PathParam};
+use super::{draw, tenant_pipeline, ApiError, Caller, PathParam};
 use crate::app::{App, Pipeline};
-use crate::auth::Role;
 use crate::config::is_currency;
 use crate::pipeline::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
 use crate::pipeline::signature;
@@ -65,8 +64,7 @@ fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, description = "The adapter plugin failed", body = ErrorBody),
-        (status = 503, description = "Bus unavailable; see Retry-After", body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 503, description = "Bus unavailable; see Retry-After", body = ErrorBody)))]
 pub async fn push_report(
     State(app): State<App>,
     PathParam(name): PathParam,
@@ -74,15 +72,7 @@ pub async fn push_report(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Ingest)?;
-    let pipeline = pipeline(&app, &name)?;
-    if pipeline.config.tenant != caller.0.tenant {
-        // Another tenant's pipeline is indistinguishable from a missing one.
-        return Err(ApiError::not_found(
-            "unknown_pipeline",
-            format!("no pipeline named `{name}`"),
-        ));
-    }
+    let pipeline = tenant_pipeline(&app, &caller.0.tenant, &name)?;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
     for key in query.keys() {
         if key != "account_id" && key != "currency" {

@@ -6,9 +6,13 @@
 //! - [`admin`]: API keys, the audit log, `whoami`.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //!
-//! [`ROUTES`] declares every route's access (public, webhook signature, any
-//! authenticated caller, or a role) and rate-limit class; one middleware
-//! ([`guard`]) enforces it for all of them, so no handler can forget. `HEAD`
+//! Each route is declared once, in [`API`]: its handler (whose
+//! `#[utoipa::path]` gives the method, the path and the OpenAPI operation),
+//! its access (public, webhook signature, any authenticated caller, or a
+//! role) and its rate-limit class. The router, the guard's table
+//! ([`ROUTES`]) and the OpenAPI document (including each operation's
+//! security requirement) are all built from it. One middleware ([`guard`])
+//! enforces access for every route, so no handler checks roles itself. `HEAD`
 //! is guarded as the `GET` it mirrors; a method a route does not accept is
 //! `405 method_not_allowed` with `Allow`. Webhooks are the one exception to
 //! charging in the guard: their handlers check the platform's signature first
@@ -27,6 +31,7 @@ pub mod openapi;
 pub mod ops;
 pub mod query;
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::error_handling::HandleErrorLayer;
@@ -41,7 +46,9 @@ use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::app::App;
@@ -64,28 +71,35 @@ pub enum Access {
     Role(Role),
 }
 
-/// One mounted route.
-#[derive(Clone, Copy, Debug)]
-pub struct RouteSpec {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub access: Access,
-    /// Budget drawn from; `None` = not limited.
-    pub class: Option<RouteClass>,
+impl Access {
+    /// Whether the guard asks for a token or API key.
+    pub fn needs_credentials(self) -> bool {
+        matches!(self, Access::Authenticated | Access::Role(_))
+    }
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
+/// One route, declared once in [`API`]: its handler, whose
+/// `#[utoipa::path]` attribute gives the method, the path and the OpenAPI
+/// operation, who may call it, and the budget it draws from. The router,
+/// the guard's table ([`ROUTES`]) and the OpenAPI document are all built
+/// from these declarations.
+struct Route {
+    /// The handler, mounted and documented (`utoipa_axum::routes!`).
+    handler: fn() -> UtoipaMethodRouter<App>,
     access: Access,
+    /// Budget drawn from; `None` = not limited.
     class: Option<RouteClass>,
-) -> RouteSpec {
-    RouteSpec {
-        method,
-        path,
-        access,
-        class,
-    }
+}
+
+/// `route!(module::handler, access, class)`: one [`Route`].
+macro_rules! route {
+    ($module:ident :: $handler:ident, $access:expr, $class:expr) => {
+        Route {
+            handler: || routes!($module::$handler),
+            access: $access,
+            class: $class,
+        }
+    };
 }
 
 use Access::{Authenticated, Public, Webhook};
@@ -96,56 +110,133 @@ const fn role(r: Role) -> Access {
     Access::Role(r)
 }
 
-/// Every route, its access and its rate-limit class.
-pub const ROUTES: &[RouteSpec] = &[
-    route("GET", "/healthz", Public, None),
-    route("GET", "/readyz", Public, None),
-    route("GET", "/metrics", role(Role::Admin), ADMIN),
-    route("GET", "/openapi.json", Authenticated, READ),
-    route("GET", "/v1/whoami", Authenticated, READ),
-    route(
-        "POST",
-        "/v1/pipelines/{pipeline}/reports",
-        role(Role::Ingest),
-        INGEST,
-    ),
-    route("GET", "/v1/webhooks/{pipeline}", Webhook, INGEST),
-    route("POST", "/v1/webhooks/{pipeline}", Webhook, INGEST),
-    route("GET", "/v1/insights", role(Role::Viewer), READ),
-    route("GET", "/v1/campaigns", role(Role::Viewer), READ),
-    route("GET", "/v1/dead-letters", role(Role::Analyst), READ),
-    route(
-        "POST",
-        "/v1/dead-letters/{id}/retry",
-        role(Role::Admin),
-        ADMIN,
-    ),
-    route("GET", "/v1/pipelines", role(Role::Admin), ADMIN),
-    route(
-        "POST",
-        "/v1/pipelines/{pipeline}/pull",
-        role(Role::Admin),
-        ADMIN,
-    ),
-    route(
-        "GET",
-        "/v1/pipelines/{pipeline}/pulls",
-        role(Role::Admin),
-        ADMIN,
-    ),
-    route("GET", "/v1/plugins", role(Role::Admin), ADMIN),
-    route(
-        "POST",
-        "/v1/plugins/{name}/reload",
-        role(Role::Admin),
-        ADMIN,
-    ),
-    route("GET", "/v1/keys", role(Role::Admin), ADMIN),
-    route("POST", "/v1/keys", role(Role::Admin), ADMIN),
-    route("DELETE", "/v1/keys/{id}", role(Role::Admin), ADMIN),
-    route("GET", "/v1/audit", role(Role::Admin), ADMIN),
-    route("POST", "/v1/replay", role(Role::Admin), ADMIN),
+/// Every route: handler (method and path come from its `#[utoipa::path]`),
+/// access, rate-limit class.
+const API: &[Route] = &[
+    route!(ops::healthz, Public, None),
+    route!(ops::readyz, Public, None),
+    route!(ops::metrics, role(Role::Admin), ADMIN),
+    route!(openapi::document, Authenticated, READ),
+    route!(admin::whoami, Authenticated, READ),
+    route!(ingest::push_report, role(Role::Ingest), INGEST),
+    route!(ingest::webhook_handshake, Webhook, INGEST),
+    route!(ingest::webhook, Webhook, INGEST),
+    route!(query::insights, role(Role::Viewer), READ),
+    route!(query::campaigns, role(Role::Viewer), READ),
+    route!(ops::dead_letters, role(Role::Analyst), READ),
+    route!(ops::retry_dead_letter, role(Role::Admin), ADMIN),
+    route!(ops::pipelines, role(Role::Admin), ADMIN),
+    route!(ops::pull_now, role(Role::Admin), ADMIN),
+    route!(ops::pull_runs, role(Role::Admin), ADMIN),
+    route!(ops::plugins, role(Role::Admin), ADMIN),
+    route!(ops::reload_plugin, role(Role::Admin), ADMIN),
+    route!(admin::list_keys, role(Role::Admin), ADMIN),
+    route!(admin::create_key, role(Role::Admin), ADMIN),
+    route!(admin::revoke_key, role(Role::Admin), ADMIN),
+    route!(admin::audit_log, role(Role::Admin), ADMIN),
+    route!(ops::replay, role(Role::Admin), ADMIN),
 ];
+
+/// One mounted route as the guard enforces it: a method and path of an
+/// [`API`] declaration, with its access and rate-limit class.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    /// Budget drawn from; `None` = not limited.
+    pub class: Option<RouteClass>,
+}
+
+/// Every mounted route, derived from [`API`] once.
+pub static ROUTES: LazyLock<Vec<RouteSpec>> =
+    LazyLock::new(|| API.iter().flat_map(Route::specs).collect());
+
+impl Route {
+    /// The method and path of each operation the handler documents (one
+    /// for every handler here); the strings live as long as [`ROUTES`].
+    fn specs(&self) -> Vec<RouteSpec> {
+        let (_, paths, _) = (self.handler)();
+        let mut specs = Vec::new();
+        for (path, item) in paths.paths {
+            let path: &'static str = path.leak();
+            for method in methods(&item) {
+                specs.push(RouteSpec {
+                    method,
+                    path,
+                    access: self.access,
+                    class: self.class,
+                });
+            }
+        }
+        specs
+    }
+
+    /// The handler, mounted and documented: the webhook body limit on
+    /// webhooks, the security schemes on routes needing credentials.
+    fn mount(&self, max_webhook_body: usize) -> UtoipaMethodRouter<App> {
+        let (schemas, mut paths, mut method_router) = (self.handler)();
+        if self.access == Access::Webhook {
+            method_router = method_router.layer(DefaultBodyLimit::max(max_webhook_body));
+        }
+        if self.access.needs_credentials() {
+            for item in paths.paths.values_mut() {
+                for operation in operations_mut(item) {
+                    operation.security = Some(vec![
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("api_key", Vec::<String>::new()),
+                    ]);
+                }
+            }
+        }
+        (schemas, paths, method_router)
+    }
+}
+
+/// The methods a path item has operations for: every method `routes!`
+/// mounts, so none can escape the guard's table.
+fn methods(item: &PathItem) -> Vec<&'static str> {
+    let PathItem {
+        get,
+        put,
+        post,
+        delete,
+        options,
+        head,
+        patch,
+        trace,
+        ..
+    } = item;
+    [
+        ("GET", get),
+        ("PUT", put),
+        ("POST", post),
+        ("DELETE", delete),
+        ("OPTIONS", options),
+        ("HEAD", head),
+        ("PATCH", patch),
+        ("TRACE", trace),
+    ]
+    .into_iter()
+    .filter(|(_, operation)| operation.is_some())
+    .map(|(method, _)| method)
+    .collect()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
 
 /// The spec of a matched route; `HEAD` is the `GET` it mirrors (axum answers
 /// it with the `GET` handler), so it is guarded and limited alike.
@@ -165,30 +256,10 @@ pub fn documented_routes() -> OpenApiRouter<App> {
 
 /// [`documented_routes`] with the webhook routes' own body limit.
 fn documented_routes_with(max_webhook_body: usize) -> OpenApiRouter<App> {
-    let webhooks = OpenApiRouter::new()
-        .routes(routes!(ingest::webhook_handshake, ingest::webhook))
-        .layer(DefaultBodyLimit::max(max_webhook_body));
-    OpenApiRouter::with_openapi(openapi::base())
-        .routes(routes!(ops::healthz))
-        .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(openapi::document))
-        .routes(routes!(admin::whoami))
-        .routes(routes!(ingest::push_report))
-        .merge(webhooks)
-        .routes(routes!(query::insights))
-        .routes(routes!(query::campaigns))
-        .routes(routes!(ops::dead_letters))
-        .routes(routes!(ops::retry_dead_letter))
-        .routes(routes!(ops::pipelines))
-        .routes(routes!(ops::pull_now))
-        .routes(routes!(ops::pull_runs))
-        .routes(routes!(ops::plugins))
-        .routes(routes!(ops::reload_plugin))
-        .routes(routes!(admin::list_keys, admin::create_key))
-        .routes(routes!(admin::revoke_key))
-        .routes(routes!(admin::audit_log))
-        .routes(routes!(ops::replay))
+    API.iter().fold(
+        OpenApiRouter::with_openapi(openapi::base()),
+        |router, route| router.routes(route.mount(max_webhook_body)),
+    )
 }
 
 /// The whole router.
@@ -272,17 +343,6 @@ pub fn router(app: App) -> Router {
 #[derive(Clone, Debug)]
 pub struct Caller(pub Claims);
 
-impl Caller {
-    /// 403 unless the caller holds a role granting `role`.
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
-        if self.0.has(role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(role))
-        }
-    }
-}
-
 impl<S: Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
@@ -293,6 +353,21 @@ impl<S: Sync> FromRequestParts<S> for Caller {
             .cloned()
             .ok_or(ApiError::unauthorized(AuthError::Missing))
     }
+}
+
+/// The pipeline `name` of `tenant`; another tenant's pipeline is
+/// indistinguishable from a missing one (`404 unknown_pipeline`).
+pub fn tenant_pipeline<'a>(
+    app: &'a App,
+    tenant: &str,
+    name: &str,
+) -> Result<&'a crate::app::Pipeline, ApiError> {
+    app.pipelines
+        .get(name)
+        .filter(|p| p.config.tenant == tenant)
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`"))
+        })
 }
 
 /// Query parameters; a malformed query string is `400 invalid_parameter`.
@@ -520,4 +595,115 @@ async fn security_headers(State(tls): State<bool>, request: Request, next: Next)
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    //! One declaration per route: the guard's table, the OpenAPI document
+    //! and the router must hold the same routes, each derived from [`API`].
+
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Methods sent to every declared path.
+    const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+    fn guarded() -> BTreeSet<(String, String)> {
+        ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_declaration_is_one_route_and_none_repeats() {
+        assert_eq!(ROUTES.len(), API.len(), "one method and path per handler");
+        assert_eq!(guarded().len(), ROUTES.len(), "no route declared twice");
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_guarded_routes_with_their_security() {
+        let doc: serde_json::Value = serde_json::from_str(openapi::json()).expect("JSON");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let item = item.as_object().expect("path item");
+            let operations = item.iter().filter(|(key, _)| {
+                [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&key.as_str())
+            });
+            for (method, operation) in operations {
+                let method = method.to_ascii_uppercase();
+                let spec = ROUTES
+                    .iter()
+                    .find(|r| r.method == method && r.path == path)
+                    .unwrap_or_else(|| panic!("{method} {path} is documented, not guarded"));
+                let schemes: Vec<String> = operation["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_object()?.keys().next().cloned())
+                    .collect();
+                let expected: &[&str] = if spec.access.needs_credentials() {
+                    &["bearer", "api_key"]
+                } else {
+                    &[]
+                };
+                assert_eq!(schemes, expected, "{method} {path}");
+                documented.insert((method, path.clone()));
+            }
+        }
+        assert_eq!(documented, guarded());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_router_mounts_exactly_the_guarded_routes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::config::Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        config.server.watch_plugins = false;
+        config.auth.jwt_secret = Some("unit-test-secret-unit-test-secret".into());
+        let app = App::start(config).await.expect("start");
+        let paths: BTreeSet<&str> = ROUTES.iter().map(|r| r.path).collect();
+        for path in paths {
+            let uri = path.replace('{', "x-").replace('}', "");
+            for method in METHODS {
+                let request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .expect("request");
+                let response = router(app.clone()).oneshot(request).await.expect("answer");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                let code = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(String::from));
+                match ROUTES.iter().find(|r| r.path == path && r.method == method) {
+                    None => assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {path} is mounted but not declared"
+                    ),
+                    Some(spec) if spec.access.needs_credentials() => assert_eq!(
+                        (status, code.as_deref()),
+                        (StatusCode::UNAUTHORIZED, Some("missing_token")),
+                        "{method} {path} is guarded"
+                    ),
+                    Some(_) => assert!(
+                        status != StatusCode::METHOD_NOT_ALLOWED
+                            && code.as_deref() != Some("not_found"),
+                        "{method} {path} is declared but not mounted: {status}"
+                    ),
+                }
+            }
+        }
+    }
 }

@@ -13,9 +13,8 @@ use super::openapi::{
     Accepted, DeadLetterList, ErrorBody, Health, PipelineList, PluginList, PullRunList, Readiness,
     ReloadAnswer, ReplayAnswer,
 };
-use super::{ApiError, Caller, Params, PathParam};
+use super::{tenant_pipeline, ApiError, Caller, Params, PathParam};
 use crate::app::App;
-use crate::auth::Role;
 use crate::plugin::SignatureScheme;
 
 /// `GET /healthz`.
@@ -53,9 +52,8 @@ pub async fn readyz(State(app): State<App>) -> Response {
 
 /// `GET /v1/pipelines` (admin): the caller's tenant's pipelines.
 #[utoipa::path(get, path = "/v1/pipelines", tag = "admin", description = "The tenant's pipelines.",
-    responses((status = 200, body = PipelineList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = PipelineList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let mut list: Vec<_> = app
         .pipelines
         .values()
@@ -76,31 +74,17 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
     Ok(Json(json!({ "pipelines": list })).into_response())
 }
 
-fn tenant_pipeline<'a>(
-    app: &'a App,
-    caller: &Caller,
-    name: &str,
-) -> Result<&'a crate::app::Pipeline, ApiError> {
-    app.pipelines
-        .get(name)
-        .filter(|p| p.config.tenant == caller.0.tenant)
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_pipeline", format!("no pipeline named `{name}`"))
-        })
-}
-
 /// `POST /v1/pipelines/{pipeline}/pull` (admin): pull every account now.
 #[utoipa::path(post, path = "/v1/pipelines/{pipeline}/pull", tag = "admin", description = "Pull every account of the pipeline now.",
     params(("pipeline" = String, Path, description = "Pipeline name")),
     responses((status = 200, body = PullRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "The pipeline has no pull section", body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+        (status = 404, body = ErrorBody), (status = 409, description = "The pipeline has no pull section", body = ErrorBody)))]
 pub async fn pull_now(
     State(app): State<App>,
     caller: Caller,
     PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let pipeline = tenant_pipeline(&app, &caller, &name)?;
+    let pipeline = tenant_pipeline(&app, &caller.0.tenant, &name)?;
     if pipeline.config.pull.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -115,14 +99,13 @@ pub async fn pull_now(
 /// `GET /v1/pipelines/{pipeline}/pulls` (admin): recent pull runs.
 #[utoipa::path(get, path = "/v1/pipelines/{pipeline}/pulls", tag = "admin", description = "Recent pull runs of the pipeline.",
     params(("pipeline" = String, Path, description = "Pipeline name")),
-    responses((status = 200, body = PullRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = PullRunList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pull_runs(
     State(app): State<App>,
     caller: Caller,
     PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    tenant_pipeline(&app, &caller, &name)?;
+    tenant_pipeline(&app, &caller.0.tenant, &name)?;
     let runs = app
         .metadata
         .pull_runs(&caller.0.tenant, &name, 100)
@@ -133,9 +116,8 @@ pub async fn pull_runs(
 
 /// `GET /v1/plugins` (admin): every plugin, the version serving, its state.
 #[utoipa::path(get, path = "/v1/plugins", tag = "admin", description = "Every plugin: version, content hash, state, calls, failures.",
-    responses((status = 200, body = PluginList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
+    responses((status = 200, body = PluginList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn plugins(State(app): State<App>) -> Result<Response, ApiError> {
     let mut list: Vec<serde_json::Value> = app
         .plugins
         .values()
@@ -170,13 +152,11 @@ pub async fn plugins(State(app): State<App>, caller: Caller) -> Result<Response,
 #[utoipa::path(post, path = "/v1/plugins/{name}/reload", tag = "admin", description = "Load the plugin's file again now; a broken build is refused and the serving version kept.",
     params(("name" = String, Path, description = "Plugin name")),
     responses((status = 200, body = ReloadAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, description = "The new build was refused", body = ReloadAnswer)), security(("bearer" = []), ("api_key" = [])))]
+        (status = 422, description = "The new build was refused", body = ReloadAnswer)))]
 pub async fn reload_plugin(
     State(app): State<App>,
-    caller: Caller,
     PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let outcome = if let Some(slot) = app.plugins.get(&name) {
         slot.reload(&app.runtime, Some(app.plugin_cache.clone()))
             .await
@@ -198,13 +178,12 @@ pub async fn reload_plugin(
 /// `GET /v1/dead-letters` (analyst): the newest kept payloads of the caller's tenant.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "admin", description = "The tenant's newest dead letters (analyst or admin).",
     params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn dead_letters(
     State(app): State<App>,
     caller: Caller,
     Params(query): Params,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Analyst)?;
     let limit = limit_param(&query)?;
     let letters = app
         .metadata
@@ -234,15 +213,13 @@ pub struct ReplayRequest {
     description = "Re-derive rows from kept payloads through the adapter serving now.",
     responses((status = 200, body = ReplayAnswer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 503, description = "Bus unavailable", body = ErrorBody)),
-    security(("bearer" = []), ("api_key" = [])))]
+        (status = 429, body = ErrorBody), (status = 503, description = "Bus unavailable", body = ErrorBody)))]
 pub async fn replay(
     State(app): State<App>,
     caller: Caller,
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    use crate::pipeline::process::{process, FailureKind, Origin, Overrides, Payload};
-    caller.require(Role::Admin)?;
+    use crate::pipeline::process::{process, FailureKind, Overrides};
     let Json(request) = body.map_err(|e| ApiError::invalid_parameter("body", e.body_text()))?;
     let day = |name: &str, value: &str| {
         chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
@@ -259,7 +236,7 @@ pub async fn replay(
             "must not be before `from`",
         ));
     }
-    let pipeline = tenant_pipeline(&app, &caller, &request.pipeline)?;
+    let pipeline = tenant_pipeline(&app, &caller.0.tenant, &request.pipeline)?;
     let millis = |d: chrono::NaiveDate| {
         d.and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc().timestamp_millis())
@@ -277,18 +254,7 @@ pub async fn replay(
         .map_err(|e| ApiError::internal("reading kept payloads", e))?;
     let (mut rows, mut failed, mut errors) = (0usize, 0usize, Vec::new());
     for payload in &kept {
-        let (origin, body) = match payload.source.as_str() {
-            "webhook" => (
-                Origin::Webhook,
-                Payload::Webhook(crate::plugin::WebhookRequest {
-                    query: vec![],
-                    headers: vec![],
-                    body: payload.payload.clone(),
-                }),
-            ),
-            "pull" => (Origin::Pull, Payload::Report(payload.payload.clone())),
-            _ => (Origin::Report, Payload::Report(payload.payload.clone())),
-        };
+        let (origin, body) = kept_payload(&payload.source, payload.payload.clone());
         let overrides = Overrides {
             account_id: payload.account_id.clone(),
             currency: payload.currency.clone(),
@@ -319,6 +285,30 @@ pub async fn replay(
     .into_response())
 }
 
+/// A kept payload as it first arrived, by the `source` it was kept from
+/// (`webhook`, `pull`, else a pushed report), to run through its pipeline again.
+fn kept_payload(
+    source: &str,
+    body: Vec<u8>,
+) -> (
+    crate::pipeline::process::Origin,
+    crate::pipeline::process::Payload,
+) {
+    use crate::pipeline::process::{Origin, Payload};
+    match source {
+        "webhook" => (
+            Origin::Webhook,
+            Payload::Webhook(crate::plugin::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body,
+            }),
+        ),
+        "pull" => (Origin::Pull, Payload::Report(body)),
+        _ => (Origin::Report, Payload::Report(body)),
+    }
+}
+
 /// `limit`: 1 to 1000, default 100.
 pub fn limit_param(query: &HashMap<String, String>) -> Result<u32, ApiError> {
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "limit") {
@@ -344,14 +334,13 @@ pub fn limit_param(query: &HashMap<String, String>) -> Result<u32, ApiError> {
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Retried already", body = ErrorBody),
         (status = 500, description = "The adapter plugin failed", body = ErrorBody),
-        (status = 503, description = "Bus unavailable", body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+        (status = 503, description = "Bus unavailable", body = ErrorBody)))]
 pub async fn retry_dead_letter(
     State(app): State<App>,
     caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    use crate::pipeline::process::{process, Origin, Overrides, Payload};
-    caller.require(Role::Admin)?;
+    use crate::pipeline::process::{process, Overrides};
     let letter = app
         .metadata
         .dead_letter(&caller.0.tenant, &id)
@@ -367,7 +356,7 @@ pub async fn retry_dead_letter(
             format!("dead letter `{id}` was retried already"),
         ));
     }
-    let pipeline = tenant_pipeline(&app, &caller, &letter.pipeline)?;
+    let pipeline = tenant_pipeline(&app, &caller.0.tenant, &letter.pipeline)?;
     if letter.source == crate::pipeline::consume::SOURCE {
         // Normalized rows the store refused: published to the bus again
         // (after the store was fixed), not parsed again.
@@ -396,18 +385,7 @@ pub async fn retry_dead_letter(
         )
             .into_response());
     }
-    let (origin, payload) = match letter.source.as_str() {
-        "webhook" => (
-            Origin::Webhook,
-            Payload::Webhook(crate::plugin::WebhookRequest {
-                query: vec![],
-                headers: vec![],
-                body: letter.payload,
-            }),
-        ),
-        "pull" => (Origin::Pull, Payload::Report(letter.payload)),
-        _ => (Origin::Report, Payload::Report(letter.payload)),
-    };
+    let (origin, payload) = kept_payload(&letter.source, letter.payload);
     let overrides = Overrides {
         account_id: letter.account_id,
         currency: letter.currency,
@@ -431,10 +409,9 @@ pub async fn retry_dead_letter(
 /// `GET /metrics` (admin): Prometheus text format — plugins (calls,
 /// failures, reloads, quarantine), bus lag, dead letters.
 #[utoipa::path(get, path = "/metrics", tag = "operations", description = "Prometheus metrics (OpenMetrics text).",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     use crate::telemetry::{PluginLabels, PluginVersionLabels, ReloadLabels, Telemetry};
-    caller.require(Role::Admin)?;
     let t = &app.telemetry;
     for r in app.plugins.values().map(|slot| slot.report()) {
         let version = PluginVersionLabels {

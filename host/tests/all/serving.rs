@@ -49,7 +49,7 @@ fn concrete(path: &str) -> String {
 async fn every_route_times_every_role() {
     let (app, _dir) = start_with(|_| {}).await;
     let mut checked = 0;
-    for route in ROUTES {
+    for route in ROUTES.iter() {
         let uri = concrete(route.path);
         let mut callers: Vec<(Option<String>, Option<Role>)> = vec![(None, None)];
         callers.extend(Role::ALL.map(|r| (Some(token("demo", &[r], 60)), Some(r))));
@@ -117,7 +117,7 @@ async fn the_openapi_document_lists_exactly_the_mounted_routes() {
         .collect();
     assert_eq!(documented, declared);
     // Every declared route is really mounted (not the fallback's 404).
-    for route in ROUTES {
+    for route in ROUTES.iter() {
         let answer = send(
             &app,
             request(route.method, &concrete(route.path), Some(&admin)),
