@@ -53,6 +53,7 @@ use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::auth::{AuthError, Claims, Role};
+use crate::config::ServeRun;
 use crate::ratelimit::{LimitState, RouteClass, Verdict};
 use error::rate_headers;
 pub use error::ApiError;
@@ -89,15 +90,37 @@ struct Route {
     access: Access,
     /// Budget drawn from; `None` = not limited.
     class: Option<RouteClass>,
+    /// Which processes serve it (`server.run`).
+    served_by: ServedBy,
 }
 
-/// `route!(module::handler, access, class)`: one [`Route`].
+/// Which processes serve a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServedBy {
+    /// Processes that run the API (`server.run` = `all` or `api`).
+    Api,
+    /// Every process, consumers too (health, readiness, metrics).
+    Every,
+}
+
+impl ServedBy {
+    fn includes(self, run: ServeRun) -> bool {
+        self == ServedBy::Every || run != ServeRun::Consumer
+    }
+}
+
+/// `route!(module::handler, access, class[, served_by])`: one [`Route`],
+/// served by API processes unless said otherwise.
 macro_rules! route {
     ($module:ident :: $handler:ident, $access:expr, $class:expr) => {
+        route!($module::$handler, $access, $class, ServedBy::Api)
+    };
+    ($module:ident :: $handler:ident, $access:expr, $class:expr, $served_by:expr) => {
         Route {
             handler: || routes!($module::$handler),
             access: $access,
             class: $class,
+            served_by: $served_by,
         }
     };
 }
@@ -113,9 +136,9 @@ const fn role(r: Role) -> Access {
 /// Every route: handler (method and path come from its `#[utoipa::path]`),
 /// access, rate-limit class.
 const API: &[Route] = &[
-    route!(ops::healthz, Public, None),
-    route!(ops::readyz, Public, None),
-    route!(ops::metrics, role(Role::Admin), ADMIN),
+    route!(ops::healthz, Public, None, ServedBy::Every),
+    route!(ops::readyz, Public, None, ServedBy::Every),
+    route!(ops::metrics, role(Role::Admin), ADMIN, ServedBy::Every),
     route!(openapi::document, Authenticated, READ),
     route!(admin::whoami, Authenticated, READ),
     route!(ingest::push_report, role(Role::Ingest), INGEST),
@@ -251,23 +274,32 @@ pub fn spec(method: &Method, path: &str) -> Option<&'static RouteSpec> {
 
 /// The handlers, mounted and documented together.
 pub fn documented_routes() -> OpenApiRouter<App> {
-    documented_routes_with(crate::config::ServerConfig::default().max_webhook_body_bytes)
+    documented_routes_with(
+        crate::config::ServerConfig::default().max_webhook_body_bytes,
+        ServeRun::All,
+    )
 }
 
-/// [`documented_routes`] with the webhook routes' own body limit.
-fn documented_routes_with(max_webhook_body: usize) -> OpenApiRouter<App> {
-    API.iter().fold(
-        OpenApiRouter::with_openapi(openapi::base()),
-        |router, route| router.routes(route.mount(max_webhook_body)),
-    )
+/// [`documented_routes`] with the webhook routes' own body limit, of the
+/// routes a `run` process serves.
+fn documented_routes_with(max_webhook_body: usize, run: ServeRun) -> OpenApiRouter<App> {
+    API.iter()
+        .filter(|route| route.served_by.includes(run))
+        .fold(
+            OpenApiRouter::with_openapi(openapi::base()),
+            |router, route| router.routes(route.mount(max_webhook_body)),
+        )
 }
 
 /// The whole router.
 pub fn router(app: App) -> Router {
     let max_body = app.config.server.max_body_bytes;
     let timeout = Duration::from_millis(app.config.server.request_timeout_ms);
-    let (routes, _) =
-        documented_routes_with(app.config.server.max_webhook_body_bytes).split_for_parts();
+    let (routes, _) = documented_routes_with(
+        app.config.server.max_webhook_body_bytes,
+        app.config.server.run,
+    )
+    .split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = routes
         .fallback(ops::not_found)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{App, AppInner, Pipeline, PullSecrets, Secret};
 use crate::auth::JwtKeys;
 use crate::bus::Bus;
-use crate::config::{Config, PluginKind};
+use crate::config::{Config, PluginKind, ServeRun};
 use crate::insights::cache::{AnswerCache, DataVersions};
 use crate::metadata::Metadata;
 use crate::pipeline::normalize::Stamp;
@@ -206,20 +206,23 @@ impl App {
             started: Instant::now(),
             config,
         }));
-        let applier = crate::pipeline::consume::Applier {
-            store: app.store.clone(),
-            metadata: app.metadata.clone(),
-            bus: app.bus.clone(),
-            dead_letters: app.telemetry.dead_letters.clone(),
-        };
-        let reader = app
-            .bus
-            .reader(&app.store, app.telemetry.bus_consumer.clone())?;
-        tokio::spawn(crate::pipeline::consume::run(
-            reader,
-            applier,
-            app.data_versions.clone(),
-        ));
+        let run = app.config.server.run;
+        if run != ServeRun::Api {
+            let applier = crate::pipeline::consume::Applier {
+                store: app.store.clone(),
+                metadata: app.metadata.clone(),
+                bus: app.bus.clone(),
+                dead_letters: app.telemetry.dead_letters.clone(),
+            };
+            let reader = app
+                .bus
+                .reader(&app.store, app.telemetry.bus_consumer.clone())?;
+            tokio::spawn(crate::pipeline::consume::run(
+                reader,
+                applier,
+                app.data_versions.clone(),
+            ));
+        }
         let forget = app.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -228,7 +231,10 @@ impl App {
                 forget.rate_limits.forget_idle();
             }
         });
-        crate::pipeline::pull::spawn_schedules(&app);
+        // Pulls ingest: processes that serve the API run them.
+        if run != ServeRun::Consumer {
+            crate::pipeline::pull::spawn_schedules(&app);
+        }
         if app.config.server.watch_plugins {
             if let Err(e) = crate::plugin::watch::spawn(&app) {
                 tracing::warn!("watching plugin files failed, reload them with POST /v1/plugins/{{name}}/reload: {e}");

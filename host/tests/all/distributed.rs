@@ -1047,3 +1047,75 @@ async fn a_record_the_store_refuses_is_set_aside_and_consumption_goes_on() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `server.run`: an API process that never consumes and a consumer process
+/// that serves only health, readiness and metrics share one deployment; rows
+/// pushed to the API are applied by the consumer and read back through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_consumer_processes_split_the_work() {
+    let tag = unique("split");
+    let (api_dir, consumer_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut api_config = distributed(&api_dir, &tag, &brokers());
+    api_config.server.run = adpipe::config::ServeRun::Api;
+    let mut consumer_config = distributed(&consumer_dir, &tag, &brokers());
+    consumer_config.server.run = adpipe::config::ServeRun::Consumer;
+    let api = App::start(api_config).await.expect("API process");
+    let consumer = App::start(consumer_config).await.expect("consumer process");
+
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let rows = vec![
+        meta_row("c1", "s1", "a1", "2026-11-01", 300, 3, "1.50", 0),
+        meta_row("c2", "s2", "a2", "2026-11-01", 40, 1, "0.25", 0),
+    ];
+    let answer = send(
+        &api,
+        post("/v1/pipelines/meta/reports", Some(&ingest), page(rows)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    // Read-your-writes through the API: it waits for the consumer's commits.
+    let rows = insights(&api, "from=2026-11-01&to=2026-11-30&granularity=total").await;
+    assert_eq!(rows[0]["impressions"], 340, "{rows}");
+
+    // The consumer serves no API route, only the operational ones.
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let refused = send(
+        &consumer,
+        get("/v1/insights?from=2026-11-01&to=2026-11-30", Some(&viewer)),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
+    let pushed = send(
+        &consumer,
+        post("/v1/pipelines/meta/reports", Some(&ingest), page(vec![])),
+    )
+    .await;
+    assert_eq!(pushed.status, StatusCode::NOT_FOUND, "{}", pushed.text);
+    assert_eq!(
+        send(&consumer, get("/healthz", None)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&consumer, get("/readyz", None)).await.status,
+        StatusCode::OK
+    );
+    let admin = token("demo", &[Role::Admin], 60);
+    let applied = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("adpipe_bus_applied_records_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let consumer_metrics = send(&consumer, get("/metrics", Some(&admin))).await;
+    assert_eq!(consumer_metrics.status, StatusCode::OK);
+    assert!(
+        applied(&consumer_metrics.text) >= 2,
+        "{}",
+        consumer_metrics.text
+    );
+    let api_metrics = send(&api, get("/metrics", Some(&admin))).await;
+    assert_eq!(applied(&api_metrics.text), 0, "the API process consumed");
+}
