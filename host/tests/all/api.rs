@@ -464,14 +464,14 @@ async fn bad_payloads_are_explained_and_kept() {
     }
 }
 
-fn signed(secret: &str, body: &str) -> String {
+pub fn signed(secret: &str, body: &str) -> String {
     format!(
         "sha256={}",
         adpipe::pipeline::signature::hmac_hex(secret.as_bytes(), body.as_bytes())
     )
 }
 
-fn webhook(body: &str, signature: Option<&str>) -> axum::http::Request<axum::body::Body> {
+pub fn webhook(body: &str, signature: Option<&str>) -> axum::http::Request<axum::body::Body> {
     let mut b =
         axum::http::Request::post("/v1/webhooks/meta").header("content-type", "application/json");
     if let Some(s) = signature {
@@ -481,7 +481,7 @@ fn webhook(body: &str, signature: Option<&str>) -> axum::http::Request<axum::bod
         .expect("request")
 }
 
-fn leadgen(leadgen_id: &str, ad_id: &str, adgroup_id: &str) -> String {
+pub fn leadgen(leadgen_id: &str, ad_id: &str, adgroup_id: &str) -> String {
     json!({"object": "page", "entry": [{"id": "4455", "time": 1_762_000_000, "changes": [
         {"field": "leadgen", "value": {"ad_id": ad_id, "adgroup_id": adgroup_id, "form_id": "77",
             "leadgen_id": leadgen_id, "created_time": 1_761_998_400, "page_id": "4455"}},

@@ -6,7 +6,7 @@
 use adpipe::app::App;
 use adpipe::auth::Role;
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::Connection as _;
 
 use crate::api::{meta_row, page};
@@ -251,13 +251,13 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
     );
     let mut apps = vec![];
     let mut dirs = vec![];
+    let (secret_var, secret) = ("ADPIPE_TEST_COMPARE_APP_SECRET", "app-secret-compare");
+    std::env::set_var(secret_var, secret);
     for clickhouse in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = config(
-            &dir,
-            vec![plugin("meta")],
-            vec![pipeline("meta", "demo", "meta")],
-        );
+        let mut meta = pipeline("meta", "demo", "meta");
+        meta.webhook_secret_env = Some(secret_var.into());
+        let mut config = config(&dir, vec![plugin("meta")], vec![meta]);
         config.server.watch_plugins = false;
         if clickhouse {
             config.store.kind = adpipe::config::StoreKind::Clickhouse;
@@ -292,6 +292,31 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         "11.25",
         2,
     )]);
+    // A lead (created 2025-11-01) that names only its ad, before any report
+    // has named that ad: both stores place it under campaign c2 once the
+    // report arrives.
+    let lead = crate::api::leadgen("L-compare", "a3", "a3");
+    for app in &apps {
+        let answer = send(
+            app,
+            crate::api::webhook(&lead, Some(&crate::api::signed(secret, &lead))),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        let early = send(
+            app,
+            get(
+                "/v1/insights?from=2025-11-01&to=2025-11-30&granularity=total&group_by=campaign_id&metrics=leads",
+                Some(&viewer),
+            ),
+        )
+        .await;
+        assert_eq!(
+            early.json["rows"],
+            json!([]),
+            "a lead it cannot place yet is not shown"
+        );
+    }
     for app in &apps {
         for body in [&first, &restated, &restated] {
             let answer = send(
@@ -308,6 +333,7 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         "from=2026-11-01&to=2026-11-30&granularity=total&group_by=ad_id",
         "from=2026-11-02&to=2026-11-02&granularity=total&campaign_id=c1",
         "from=2026-11-01&to=2026-11-30&granularity=month&group_by=platform,account_id&order_by=-spend",
+        "from=2025-11-01&to=2025-11-30&granularity=total&group_by=campaign_id,ad_id&metrics=leads",
     ];
     for q in queries {
         let uri = format!("/v1/insights?{q}");
@@ -320,6 +346,27 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
             "{q}"
         );
     }
+    // The lead, learned before its ad, counts once under the ad's campaign.
+    let leads = send(
+        &apps[1],
+        get(
+            "/v1/insights?from=2025-11-01&to=2025-11-30&granularity=total&group_by=campaign_id&metrics=leads",
+            Some(&viewer),
+        ),
+    )
+    .await;
+    let by_campaign: Vec<(Value, Value)> = leads.json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["campaign_id"].clone(), r["leads"].clone()))
+        .collect();
+    assert_eq!(
+        by_campaign,
+        vec![(json!("c2"), json!(1))],
+        "{}",
+        leads.text
+    );
     // The restated day counts its new totals once.
     let day = send(
         &apps[1],
