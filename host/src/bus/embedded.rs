@@ -18,8 +18,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{BusBackend, BusError, BusReader, DeadLetter, Record};
-use crate::insights::cache::DataVersions;
+use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
 use crate::row::RowEnvelope;
 use crate::store::Store;
 use crate::telemetry::BusConsumerMetrics;
@@ -145,16 +144,10 @@ impl BusBackend for EmbeddedBus {
         Ok(self.head().saturating_sub(store.applied_position()))
     }
 
-    async fn catch_up(
-        &self,
-        store: &Store,
-        versions: &DataVersions,
-        tenant: &str,
-        timeout: Duration,
-    ) -> (bool, String) {
-        let caught_up = store.wait_applied(self.head(), timeout).await;
-        let version = versions.get(tenant);
-        let caught_up = caught_up && store.wait_applied(version, timeout).await;
+    async fn catch_up(&self, store: &Store, wait: CatchUp<'_>) -> (bool, String) {
+        let caught_up = store.wait_applied(self.head(), wait.timeout).await;
+        let version = wait.versions.get(wait.tenant);
+        let caught_up = caught_up && store.wait_applied(version, wait.timeout).await;
         (caught_up, version.to_string())
     }
 

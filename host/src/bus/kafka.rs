@@ -30,9 +30,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{BusBackend, BusError, BusReader, DeadLetter, Record};
+use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
 use crate::config::BusConfig;
-use crate::insights::cache::DataVersions;
 use crate::row::RowEnvelope;
 use crate::store::Store;
 use crate::telemetry::BusConsumerMetrics;
@@ -710,15 +709,9 @@ impl BusBackend for KafkaBus {
 
     /// Reads the topic's high watermarks and waits until the group has
     /// committed through them, whichever process consumed the records.
-    async fn catch_up(
-        &self,
-        _: &Store,
-        _: &DataVersions,
-        _: &str,
-        timeout: Duration,
-    ) -> (bool, String) {
+    async fn catch_up(&self, _: &Store, wait: CatchUp<'_>) -> (bool, String) {
         match self.fence().await {
-            Ok(fence) => (self.wait_committed(&fence, timeout).await, fence.key()),
+            Ok(fence) => (self.wait_committed(&fence, wait.timeout).await, fence.key()),
             Err(e) => {
                 tracing::warn!("reading the bus position failed: {e}");
                 (false, String::new())

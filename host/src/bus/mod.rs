@@ -61,6 +61,15 @@ pub struct DeadLetter<'a> {
     pub payload: &'a [u8],
 }
 
+/// A reader's wait for the data acknowledged so far ([`Bus::catch_up`]).
+#[derive(Clone, Copy)]
+pub struct CatchUp<'a> {
+    /// Per-tenant versions of the embedded log's data.
+    pub versions: &'a DataVersions,
+    pub tenant: &'a str,
+    pub timeout: Duration,
+}
+
 /// What every bus does.
 #[async_trait::async_trait]
 pub trait BusBackend: Send + Sync {
@@ -74,15 +83,9 @@ pub trait BusBackend: Send + Sync {
     /// Records durable on the bus but not yet applied to `store`.
     async fn lag(&self, store: &Store) -> Result<u64, BusError>;
     /// Wait until everything acknowledged before this call is applied to
-    /// `store`; returns whether it was (within `timeout`) and the version
-    /// of `tenant`'s data answers computed now may be cached under.
-    async fn catch_up(
-        &self,
-        store: &Store,
-        versions: &DataVersions,
-        tenant: &str,
-        timeout: Duration,
-    ) -> (bool, String);
+    /// `store`; returns whether it was (within the wait's timeout) and the
+    /// version of the tenant's data answers computed now may be cached under.
+    async fn catch_up(&self, store: &Store, wait: CatchUp<'_>) -> (bool, String);
     /// The aggregation consumer's reader, applying to `store`.
     fn reader(
         &self,
@@ -148,13 +151,23 @@ impl Bus {
         tenant: &str,
         timeout: Duration,
     ) -> (bool, String) {
-        self.0.catch_up(store, versions, tenant, timeout).await
+        let wait = CatchUp {
+            versions,
+            tenant,
+            timeout,
+        };
+        self.0.catch_up(store, wait).await
     }
 
     /// Wait until everything acknowledged so far is applied to `store`.
     pub async fn settled(&self, store: &Store, timeout: Duration) -> bool {
         let versions = DataVersions::default();
-        self.0.catch_up(store, &versions, "", timeout).await.0
+        let wait = CatchUp {
+            versions: &versions,
+            tenant: "",
+            timeout,
+        };
+        self.0.catch_up(store, wait).await.0
     }
 
     /// The aggregation consumer's reader.

@@ -56,53 +56,70 @@ const SCHEMA: &[&str] = &[
 
 const CONSUMER: &str = "aggregator";
 
-#[derive(ChRow, Serialize, Deserialize)]
-struct FactRow {
-    tenant: String,
-    platform: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
-    /// Days since 1970-01-01 (ClickHouse `Date`).
-    date: u16,
-    hour: i8,
-    currency: String,
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: String,
-    observed_at: u64,
-    pipeline: String,
-    adapter: String,
-    adapter_version: String,
+/// Declares the row type of `adpipe_facts` or `adpipe_deltas`: the columns
+/// both share, plus the table's own (`extra: type = |item| value`), and
+/// `of`, which fills them from an [`Item`] with its row identity.
+macro_rules! stored_row {
+    ($name:ident { $($extra:ident: $ty:ty = $value:expr),* }) => {
+        #[derive(ChRow, Serialize, Deserialize)]
+        struct $name {
+            tenant: String,
+            platform: String,
+            $($extra: $ty,)*
+            account_id: String,
+            campaign_id: String,
+            ad_group_id: String,
+            ad_id: String,
+            /// Days since 1970-01-01 (ClickHouse `Date`).
+            date: u16,
+            hour: i8,
+            currency: String,
+            impressions: i64,
+            clicks: i64,
+            spend: i64,
+            conversions: i64,
+            conversion_value: i64,
+            extras: String,
+            observed_at: u64,
+            pipeline: String,
+            adapter: String,
+            adapter_version: String,
+        }
+
+        impl $name {
+            fn of(item: &Item<'_>) -> Result<$name> {
+                let row = item.row;
+                Ok($name {
+                    tenant: item.tenant.to_owned(),
+                    platform: row.platform.clone(),
+                    $($extra: ($value)(item),)*
+                    account_id: row.account_id.clone(),
+                    campaign_id: item.campaign_id().to_owned(),
+                    ad_group_id: item.ad_group_id().to_owned(),
+                    ad_id: item.ad_id().to_owned(),
+                    date: date_of(row.date)?,
+                    hour: item.hour(),
+                    currency: item.currency().to_owned(),
+                    impressions: row.impressions,
+                    clicks: row.clicks,
+                    spend: row.spend_micros,
+                    conversions: row.conversions_micros,
+                    conversion_value: row.conversion_value_micros,
+                    extras: item.extras_json().unwrap_or_default(),
+                    observed_at: item.observed_at(),
+                    pipeline: item.pipeline.to_owned(),
+                    adapter: row.adapter.clone(),
+                    adapter_version: row.adapter_version.clone(),
+                })
+            }
+        }
+    };
 }
 
-#[derive(ChRow, Serialize, Deserialize)]
-struct DeltaRow {
-    tenant: String,
-    platform: String,
-    dedup_key: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
-    date: u16,
-    hour: i8,
-    currency: String,
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: String,
-    observed_at: u64,
-    pipeline: String,
-    adapter: String,
-    adapter_version: String,
-}
+stored_row!(FactRow {});
+stored_row!(DeltaRow {
+    dedup_key: String = |item: &Item<'_>| item.dedup_key().to_owned()
+});
 
 #[derive(ChRow, Serialize, Deserialize)]
 struct EntityRow {
@@ -233,81 +250,6 @@ impl ClickHouseStore {
             insert.write(row).await?;
         }
         Ok(insert.end().await?)
-    }
-}
-
-impl FactRow {
-    fn of(item: &Item<'_>) -> Result<FactRow> {
-        let row = item.row;
-        Ok(FactRow {
-            tenant: item.tenant.to_owned(),
-            platform: row.platform.clone(),
-            account_id: row.account_id.clone(),
-            campaign_id: item.campaign_id().to_owned(),
-            ad_group_id: item.ad_group_id().to_owned(),
-            ad_id: item.ad_id().to_owned(),
-            date: date_of(row.date)?,
-            hour: item.hour(),
-            currency: item.currency().to_owned(),
-            impressions: row.impressions,
-            clicks: row.clicks,
-            spend: row.spend_micros,
-            conversions: row.conversions_micros,
-            conversion_value: row.conversion_value_micros,
-            extras: item.extras_json().unwrap_or_default(),
-            observed_at: item.observed_at(),
-            pipeline: item.pipeline.to_owned(),
-            adapter: row.adapter.clone(),
-            adapter_version: row.adapter_version.clone(),
-        })
-    }
-}
-
-impl DeltaRow {
-    fn of(item: &Item<'_>) -> Result<DeltaRow> {
-        let FactRow {
-            tenant,
-            platform,
-            account_id,
-            campaign_id,
-            ad_group_id,
-            ad_id,
-            date,
-            hour,
-            currency,
-            impressions,
-            clicks,
-            spend,
-            conversions,
-            conversion_value,
-            extras,
-            observed_at,
-            pipeline,
-            adapter,
-            adapter_version,
-        } = FactRow::of(item)?;
-        Ok(DeltaRow {
-            dedup_key: item.dedup_key().to_owned(),
-            tenant,
-            platform,
-            account_id,
-            campaign_id,
-            ad_group_id,
-            ad_id,
-            date,
-            hour,
-            currency,
-            impressions,
-            clicks,
-            spend,
-            conversions,
-            conversion_value,
-            extras,
-            observed_at,
-            pipeline,
-            adapter,
-            adapter_version,
-        })
     }
 }
 

@@ -361,12 +361,7 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         .iter()
         .map(|r| (r["campaign_id"].clone(), r["leads"].clone()))
         .collect();
-    assert_eq!(
-        by_campaign,
-        vec![(json!("c2"), json!(1))],
-        "{}",
-        leads.text
-    );
+    assert_eq!(by_campaign, vec![(json!("c2"), json!(1))], "{}", leads.text);
     // The restated day counts its new totals once.
     let day = send(
         &apps[1],
