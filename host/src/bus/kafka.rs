@@ -41,8 +41,17 @@ use crate::telemetry::BusConsumerMetrics;
 pub enum KafkaError {
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
-    #[error("kafka: {0}")]
-    Other(String),
+    #[error("a Kafka client task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("encoding a Kafka record: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("the Kafka producer went away before acknowledging")]
+    ProducerGone,
 }
 
 /// Where every partition of the rows topic stood at one moment: the high
@@ -251,8 +260,7 @@ impl KafkaBus {
                 .fetch_metadata(None, timeout)
                 .map(|m| m.brokers().len())
         })
-        .await
-        .map_err(|e| KafkaError::Other(e.to_string()))??;
+        .await??;
         let replicas = Replicas::for_cluster(self.config.replication_factor, brokers);
         if replicas.factor < self.config.replication_factor {
             tracing::warn!(
@@ -286,9 +294,7 @@ impl KafkaBus {
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(KafkaError::Other(format!("creating topic {topic}: {code}")))
-                }
+                Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
             }
         }
         Ok(())
@@ -323,8 +329,7 @@ impl KafkaBus {
                 pipeline: envelope.pipeline.clone(),
                 rows: rows.into_iter().cloned().collect(),
             };
-            let payload =
-                serde_json::to_vec(&part).map_err(|e| KafkaError::Other(e.to_string()))?;
+            let payload = serde_json::to_vec(&part)?;
             let key = format!("{}/{campaign}", envelope.tenant);
             let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
             let delivery = producer
@@ -336,7 +341,7 @@ impl KafkaBus {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(KafkaError::Client(e)),
-                Err(_) => return Err(KafkaError::Other("the producer went away".into())),
+                Err(_) => return Err(KafkaError::ProducerGone),
             }
         }
         Ok(())
@@ -407,8 +412,7 @@ impl KafkaBus {
                 .map(Fence)
                 .map_err(KafkaError::from)
         })
-        .await
-        .map_err(|e| KafkaError::Other(e.to_string()))?
+        .await?
     }
 
     /// The group's committed offsets of the rows topic (-1 where none).
@@ -434,8 +438,7 @@ impl KafkaBus {
                 )
                 .collect())
         })
-        .await
-        .map_err(|e| KafkaError::Other(e.to_string()))?
+        .await?
     }
 
     /// Wait until the group has committed everything before `fence`; false on timeout.
@@ -484,8 +487,7 @@ impl KafkaBus {
                 .map(|_| ())
                 .map_err(KafkaError::from)
         })
-        .await
-        .map_err(|e| KafkaError::Other(e.to_string()))?
+        .await?
     }
 
     /// A group member that consumes the rows topic.
