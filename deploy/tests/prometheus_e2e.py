@@ -198,9 +198,9 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         out = subprocess.run(base_cmd + list(a), cwd=repo, check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    # The scrape credential: an API key. DESIGN.md gives /metrics to the `operator` role;
-    # adpipe asks for `admin` until that role exists. Keys of both are made (where the CLI
-    # knows the role) and the one /metrics accepts is used, operator first.
+    # The scrape credential: an API key of the `operator` role (DESIGN.md: /metrics is the
+    # operator's, never implied by admin). Keys of both roles are made and the one /metrics
+    # accepts is used; the test below insists it is the operator's.
     keys = {}
     for role in ("operator", "admin"):
         made = subprocess.run(base_cmd + ["keys", "create", "--tenant", "ops", "--role", role,
@@ -215,6 +215,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         return cli("token", "--tenant", "demo", "--role", role, "--sub", sub, "--ttl", "1h",
                    "--config", str(config), "--data-dir", str(data))
 
+    operator = token("operator", "e2e-operator")
     ingest, admin, viewer, probe = (token("ingest", "e2e-ingest"), token("admin", "e2e-admin"),
                                     token("viewer", "e2e-viewer"), token("viewer", "e2e-probe"))
 
@@ -242,8 +243,8 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         raise Failure("the Dockerfile's HEALTHCHECK passes with nothing listening")
     answers = {role: http("GET", f"{api}/metrics", token=k)[0] for role, k in keys.items()}
     scrape_role = next((role for role, status in answers.items() if status == 200), None)
-    if scrape_role is None:
-        raise Failure(f"GET /metrics refused every scrape key: {answers}")
+    if answers != {"operator": 200, "admin": 403}:
+        raise Failure(f"GET /metrics must take the operator's key and refuse an admin's: {answers}")
     key_file = tmp / "adpipe-scrape-key"
     key_file.write_text(keys[scrape_role] + "\n")
     key_file.chmod(0o600)
@@ -311,7 +312,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
             if status != 200:
                 raise Failure(f"insights: {status} {body[:300]!r}")
             counts["insights"] += 1
-        status, body = http("POST", f"{api}/v1/plugins/meta/reload", admin, b"")
+        status, body = http("POST", f"{api}/v1/plugins/meta/reload", operator, b"")
         if status != 200:
             raise Failure(f"reload of meta: {status} {body[:300]!r}")
         counts["reloads"] += 1

@@ -69,6 +69,14 @@ pub async fn create_key(
                 format!("`{r}` is not a role (viewer, analyst, ingest, admin)"),
             )
         })?;
+        if role == Role::Operator {
+            // A tenant's admin cannot hand out the deployment's role.
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "`operator` keys are made on the host (`adpipe keys create --role operator`), not by a tenant's admin",
+            ));
+        }
         if !roles.contains(&role) {
             roles.push(role);
         }

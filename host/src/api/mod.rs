@@ -138,7 +138,7 @@ const fn role(r: Role) -> Access {
 const API: &[Route] = &[
     route!(ops::healthz, Public, None, ServedBy::Every),
     route!(ops::readyz, Public, None, ServedBy::Every),
-    route!(ops::metrics, role(Role::Admin), ADMIN, ServedBy::Every),
+    route!(ops::metrics, role(Role::Operator), ADMIN, ServedBy::Every),
     route!(openapi::document, Authenticated, READ),
     route!(admin::whoami, Authenticated, READ),
     route!(ingest::push_report, role(Role::Ingest), INGEST),
@@ -151,8 +151,8 @@ const API: &[Route] = &[
     route!(ops::pipelines, role(Role::Admin), ADMIN),
     route!(ops::pull_now, role(Role::Admin), ADMIN),
     route!(ops::pull_runs, role(Role::Admin), ADMIN),
-    route!(ops::plugins, role(Role::Admin), ADMIN),
-    route!(ops::reload_plugin, role(Role::Admin), ADMIN),
+    route!(ops::plugins, role(Role::Operator), ADMIN),
+    route!(ops::reload_plugin, role(Role::Operator), ADMIN),
     route!(admin::list_keys, role(Role::Admin), ADMIN),
     route!(admin::create_key, role(Role::Admin), ADMIN),
     route!(admin::revoke_key, role(Role::Admin), ADMIN),
@@ -535,7 +535,8 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
             Err(refusal) => return refusal.into_response(),
         }
     }
-    let audit = spec.access == Access::Role(Role::Admin) && spec.method != "GET";
+    let audit =
+        matches!(spec.access, Access::Role(Role::Admin | Role::Operator)) && spec.method != "GET";
     let target = parts.uri.path().to_owned();
     let request_id = parts
         .headers

@@ -38,12 +38,21 @@ pub enum Role {
     Analyst,
     /// Pushes reports.
     Ingest,
-    /// Everything.
+    /// Everything of its own tenant.
     Admin,
+    /// The deployment: plugins, reloads, metrics of every tenant. Never
+    /// implied by `admin` (a tenant's admin does not run the deployment).
+    Operator,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Ingest, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Analyst,
+        Role::Ingest,
+        Role::Admin,
+        Role::Operator,
+    ];
 
     pub fn parse(s: &str) -> Option<Role> {
         match s {
@@ -51,6 +60,7 @@ impl Role {
             "analyst" => Some(Role::Analyst),
             "ingest" => Some(Role::Ingest),
             "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
             _ => None,
         }
     }
@@ -61,13 +71,16 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Ingest => "ingest",
             Role::Admin => "admin",
+            Role::Operator => "operator",
         }
     }
 
-    /// Whether holding `self` grants `required`.
+    /// Whether holding `self` grants `required`: `admin` grants every
+    /// tenant role, `analyst` grants `viewer`, and only `operator` grants
+    /// `operator`.
     pub fn grants(self, required: Role) -> bool {
         self == required
-            || self == Role::Admin
+            || (self == Role::Admin && required != Role::Operator)
             || (self == Role::Analyst && required == Role::Viewer)
     }
 }
@@ -578,6 +591,12 @@ mod tests {
     #[test]
     fn roles_grant_as_documented() {
         assert!(Role::Admin.grants(Role::Ingest));
+        assert!(
+            !Role::Admin.grants(Role::Operator),
+            "operator is never implied by admin"
+        );
+        assert!(Role::Operator.grants(Role::Operator));
+        assert!(!Role::Operator.grants(Role::Viewer));
         assert!(Role::Analyst.grants(Role::Viewer));
         assert!(!Role::Viewer.grants(Role::Ingest));
         assert!(!Role::Ingest.grants(Role::Viewer));

@@ -150,7 +150,7 @@ fn parse_roles(roles: &[String]) -> anyhow::Result<Vec<Role>> {
         .iter()
         .map(|r| {
             Role::parse(r).ok_or_else(|| {
-                anyhow::anyhow!("`{r}` is not a role (viewer, analyst, ingest, admin)")
+                anyhow::anyhow!("`{r}` is not a role (viewer, analyst, ingest, admin, operator)")
             })
         })
         .collect()

@@ -59,10 +59,16 @@ enum PluginCommand {
 
 pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PluginCommand::Reload { name, server } => {
-            remote::call(&server, "POST", &format!("/v1/plugins/{name}/reload"), None)
+        PluginCommand::Reload { name, server } => remote::call(
+            &server,
+            "operator",
+            "POST",
+            &format!("/v1/plugins/{name}/reload"),
+            None,
+        ),
+        PluginCommand::List { server } => {
+            remote::call(&server, "operator", "GET", "/v1/plugins", None)
         }
-        PluginCommand::List { server } => remote::call(&server, "GET", "/v1/plugins", None),
         PluginCommand::New { name, dir, sdk } => new(&name, dir, &sdk),
         PluginCommand::Test {
             path,

@@ -1,6 +1,6 @@
-//! Talking to a running server as an admin (`replay`, `plugin reload`,
-//! `plugin list`): where it is, the token to show, one call whose JSON
-//! answer is printed.
+//! Talking to a running server (`replay` as a tenant's admin, `plugin
+//! reload` and `plugin list` as the operator): where it is, the token to
+//! show, one call whose JSON answer is printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,13 +9,14 @@ use anyhow::Context as _;
 
 use super::{load_config, token, Overrides};
 
-/// How to reach a running server as an admin.
+/// How to reach a running server.
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// Base URL of the server (default: http:// + server.listen of the config).
     #[arg(long)]
     url: Option<String>,
-    /// Admin bearer token (default: minted from the config's JWT secret).
+    /// Bearer token (default: minted from the config's JWT secret with the
+    /// role the command needs).
     #[arg(long, env = "ADPIPE_TOKEN")]
     token: Option<String>,
     #[arg(long, default_value = "pipelines.toml")]
@@ -24,10 +25,11 @@ pub struct ServerArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// `GET` or `POST` (with a JSON `body`) `path` on the server as an admin;
+/// `GET` or `POST` (with a JSON `body`) `path` on the server as `role`;
 /// print its JSON answer. Exit code 1 if the server refused.
 pub fn call(
     server: &ServerArgs,
+    role: &str,
     method: &str,
     path: &str,
     body: Option<serde_json::Value>,
@@ -52,7 +54,7 @@ pub fn call(
             token::mint(
                 &config,
                 tenant,
-                &["admin".to_owned()],
+                &[role.to_owned()],
                 "5m",
                 "adpipe-cli".into(),
             )?

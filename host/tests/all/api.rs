@@ -274,6 +274,28 @@ async fn auth_statuses() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     let admin = token("demo", &[Role::Admin], 60);
     let answer = send(&env.app, get("/v1/plugins", Some(&admin))).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::FORBIDDEN,
+        "the deployment's plugins are the operator's, never implied by a tenant's admin"
+    );
+    let escalation = send(
+        &env.app,
+        post(
+            "/v1/keys",
+            Some(&admin),
+            r#"{"name": "ops", "roles": ["operator"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (escalation.status, escalation.code()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "a tenant's admin cannot mint the deployment's role: {}",
+        escalation.text
+    );
+    let operator = token("demo", &[Role::Operator], 60);
+    let answer = send(&env.app, get("/v1/plugins", Some(&operator))).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json["plugins"][0]["name"], "meta");
     assert_eq!(answer.json["plugins"][0]["platform"], "meta");

@@ -305,7 +305,7 @@ async fn replay_through_a_newer_adapter_corrects_totals() {
     config.server.watch_plugins = false;
     let app = App::start(config).await.expect("start");
     let ingest = token("demo", &[Role::Ingest], 60);
-    let admin = token("demo", &[Role::Admin], 60);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
     for campaign in ["fine:c1", "fine:c2"] {
         let answer = send(
             &app,
@@ -522,7 +522,7 @@ adapter = "meta"
         let from_b = fetch(&base_b).await;
         let from_a = fetch(&base_a).await;
         assert_eq!(from_a, from_b);
-        let admin = token("demo", &[Role::Admin], 600);
+        let admin = token("demo", &[Role::Admin, Role::Operator], 600);
         let metrics = client
             .get(format!("{base_a}/metrics"))
             .bearer_auth(&admin)
@@ -1102,7 +1102,7 @@ async fn api_and_consumer_processes_split_the_work() {
         send(&consumer, get("/readyz", None)).await.status,
         StatusCode::OK
     );
-    let admin = token("demo", &[Role::Admin], 60);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
     let applied = |text: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix("adpipe_bus_applied_records_total "))

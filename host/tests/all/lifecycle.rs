@@ -21,7 +21,7 @@ fn deploy(from: &Path, to: &Path) {
 }
 
 async fn plugin_entry(app: &App, name: &str) -> Value {
-    let admin = token("demo", &[Role::Admin], 60);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
     let list = send(app, get("/v1/plugins", Some(&admin))).await;
     list.json["plugins"]
         .as_array()
@@ -82,7 +82,7 @@ async fn hot_reload_under_load_fails_and_loses_nothing() {
             failures
         });
     }
-    let admin = token("demo", &[Role::Admin], 600);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 600);
     // 1. A new release through the file watcher.
     deploy(&plugin_path("misbehaving-v2"), &live);
     wait_for_version(&app, "misbehaving", "0.0.2").await;
@@ -230,7 +230,7 @@ async fn a_failing_plugin_is_quarantined_and_its_payloads_retried() {
     ))
     .await
     .expect("start");
-    let token = token("demo", &[Role::Admin], 60);
+    let token = token("demo", &[Role::Admin, Role::Operator], 60);
     for _ in 0..5 {
         let answer = send(
             &app,
@@ -346,7 +346,7 @@ async fn a_build_failing_its_own_samples_is_rejected() {
     // The new build ships a sample it cannot parse: refused, the old version serves on.
     std::fs::write(samples.join("report.json"), "panic").expect("sample");
     deploy(&plugin_path("misbehaving-v2"), &live);
-    let admin = token("demo", &[Role::Admin], 60);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
     let answer = send(
         &app,
         post("/v1/plugins/misbehaving/reload", Some(&admin), ""),

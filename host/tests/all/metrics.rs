@@ -48,7 +48,7 @@ async fn metric_plugins_compute_from_summed_components() {
     ))
     .await
     .expect("start");
-    let admin = token("demo", &[Role::Admin], 60);
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
 
     let answer = send(
         &app,
