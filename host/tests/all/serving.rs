@@ -686,6 +686,12 @@ async fn metrics_request_ids_and_security_headers() {
         .headers
         .contains_key("access-control-allow-origin"));
 
+    // The consumer applies in the background: lag reads 0 once it has.
+    assert!(
+        app.bus
+            .settled(&app.store, std::time::Duration::from_secs(10))
+            .await
+    );
     let metrics = send(
         &app,
         get("/metrics", Some(&token("demo", &[Role::Operator], 60))),
