@@ -109,11 +109,11 @@ enum PluginCommand {
     /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures, tests).
     New {
         name: String,
-        /// Where to create it (default: plugins/NAME).
+        /// Where to create it (default: plugins/adapters/NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The plugin SDK crate (default: plugins/sdk).
-        #[arg(long, default_value = "plugins/sdk")]
+        /// The plugin SDK crate (default: plugins/sdk/adapter).
+        #[arg(long, default_value = "plugins/sdk/adapter")]
         sdk: PathBuf,
     },
     /// Run a built component over fixture payloads; print rows or errors and
@@ -442,7 +442,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::New { name, dir, sdk } => {
             let dir = dir
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("plugins").join(name));
+                .unwrap_or_else(|| PathBuf::from("plugins/adapters").join(name));
             for file in adpipe::plugin::authoring::scaffold(name, &dir, sdk)? {
                 println!("created {}", file.display());
             }
