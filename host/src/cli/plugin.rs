@@ -33,11 +33,11 @@ enum PluginCommand {
     /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures, tests).
     New {
         name: String,
-        /// Where to create it (default: plugins/NAME).
+        /// Where to create it (default: plugins/adapters/NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The plugin SDK crate (default: plugins/sdk).
-        #[arg(long, default_value = "plugins/sdk")]
+        /// The plugin SDK crate (default: plugins/sdk/adapter).
+        #[arg(long, default_value = "plugins/sdk/adapter")]
         sdk: PathBuf,
     },
     /// Run a built component over fixture payloads; print rows or errors and
@@ -89,7 +89,7 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
 
 /// Scaffold the adapter crate and say how to build and test it.
 fn new(name: &str, dir: Option<PathBuf>, sdk: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("plugins").join(name));
+    let dir = dir.unwrap_or_else(|| PathBuf::from("plugins/adapters").join(name));
     for file in scaffold(name, &dir, sdk)? {
         println!("created {}", file.display());
     }

@@ -38,7 +38,7 @@ pub enum AuthoringError {
     BadName(String),
     #[error("{0} already exists; choose another --dir")]
     Exists(String),
-    #[error("the plugin SDK was not found at {0}; pass --sdk PATH (the repository's plugins/sdk)")]
+    #[error("the plugin SDK was not found at {0}; pass --sdk PATH (the repository's plugins/sdk/adapter)")]
     NoSdk(String),
     #[error("{path}")]
     Io {

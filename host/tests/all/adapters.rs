@@ -27,7 +27,7 @@ fn component(name: &str) -> Adapter {
 
 fn fixtures(plugin: &str) -> Vec<(String, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../plugins/{plugin}/tests/fixtures"));
+        .join(format!("../plugins/adapters/{plugin}/tests/fixtures"));
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures dir")
         .filter_map(|e| e.ok())

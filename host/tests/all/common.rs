@@ -203,3 +203,191 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A shared engine (or the program of one) that some tests need. `scripts/services.sh up`
+/// starts them on 127.0.0.1; the `ADPIPE_TEST_*` variables point elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Redis,
+    ClickHouse,
+    /// The shared Kafka-protocol broker.
+    Kafka,
+    /// The tansu program, for tests that start a private broker.
+    Tansu,
+    /// The redis-server program, for tests that start a private (TLS) Redis.
+    RedisServer,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Redis => "Redis",
+            Engine::ClickHouse => "ClickHouse",
+            Engine::Kafka => "the Kafka-protocol broker",
+            Engine::Tansu => "tansu",
+            Engine::RedisServer => "redis-server",
+        }
+    }
+
+    /// The URL (broker list, program) tests use for it: its `ADPIPE_TEST_*` variable,
+    /// else the default.
+    pub fn url(self) -> String {
+        let (var, default) = match self {
+            Engine::Postgres => (
+                "ADPIPE_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/test".to_owned(),
+            ),
+            Engine::Redis => ("ADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+            Engine::ClickHouse => (
+                "ADPIPE_TEST_CLICKHOUSE_URL",
+                "http://127.0.0.1:8123".to_owned(),
+            ),
+            Engine::Kafka => ("ADPIPE_TEST_KAFKA_BROKERS", "127.0.0.1:9092".to_owned()),
+            Engine::Tansu => ("ADPIPE_TEST_TANSU", {
+                let home = std::env::var("HOME").unwrap_or_default();
+                format!("{home}/.cargo/adpipe-tansu-0.6.0-sqlite/bin/tansu")
+            }),
+            Engine::RedisServer => ("ADPIPE_TEST_REDIS_SERVER", "redis-server".to_owned()),
+        };
+        std::env::var(var).unwrap_or(default)
+    }
+
+    /// Why a test cannot use it now (`None`: it can): a TCP connect to its
+    /// address, or the program looked up.
+    fn unavailable(self) -> Option<String> {
+        let url = self.url();
+        match self {
+            Engine::Tansu | Engine::RedisServer => {
+                (!program_found(&url)).then(|| format!("{} not found at {url}", self.name()))
+            }
+            _ => {
+                let address = host_port(&url);
+                (!reachable(address)).then(|| format!("{} not reachable at {address}", self.name()))
+            }
+        }
+    }
+}
+
+/// `host:port` of an engine URL or broker list: `postgres://u@h:5432/db` → `h:5432`,
+/// `a:9092,b:9092` → `a:9092`.
+pub fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', ',']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map_or(authority, |(_, hp)| hp)
+}
+
+fn reachable(address: &str) -> bool {
+    use std::net::ToSocketAddrs as _;
+    let timeout = std::time::Duration::from_millis(500);
+    address.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|a| std::net::TcpStream::connect_timeout(&a, timeout).is_ok())
+    })
+}
+
+fn program_found(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// What an engine test does given the reasons its engines are unavailable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EngineGate {
+    Run,
+    /// Skip, saying why (engines missing on a laptop).
+    Skip(String),
+    /// Fail, saying why (engines missing where `ADPIPE_REQUIRE_ENGINES=1`: scripts/test, CI).
+    Fail(String),
+}
+
+impl EngineGate {
+    pub fn decide(missing: &[String], require: bool) -> EngineGate {
+        if missing.is_empty() {
+            return EngineGate::Run;
+        }
+        let why = format!(
+            "{} (start them with scripts/services.sh up)",
+            missing.join(", ")
+        );
+        if require {
+            EngineGate::Fail(format!(
+                "{why}; ADPIPE_REQUIRE_ENGINES is set, so this fails instead of skipping"
+            ))
+        } else {
+            EngineGate::Skip(why)
+        }
+    }
+}
+
+/// Whether a test can use `engines`. Call it first: `if !engines_available(&[..]) { return; }`.
+/// An engine missing makes the test pass after one `skipped: ...` line on stderr, or
+/// panic when `ADPIPE_REQUIRE_ENGINES` is set (to anything but `0`).
+pub fn engines_available(engines: &[Engine]) -> bool {
+    let missing: Vec<String> = engines.iter().filter_map(|e| e.unavailable()).collect();
+    let require = std::env::var("ADPIPE_REQUIRE_ENGINES").is_ok_and(|v| !v.is_empty() && v != "0");
+    let test = std::thread::current().name().unwrap_or("test").to_owned();
+    match EngineGate::decide(&missing, require) {
+        EngineGate::Run => true,
+        EngineGate::Skip(why) => {
+            // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+            false
+        }
+        EngineGate::Fail(why) => panic!("{test}: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod engine_gate {
+    use super::*;
+
+    #[test]
+    fn runs_when_nothing_is_missing_skips_or_fails_otherwise() {
+        assert_eq!(EngineGate::decide(&[], false), EngineGate::Run);
+        assert_eq!(EngineGate::decide(&[], true), EngineGate::Run);
+        let missing = vec![
+            "ClickHouse not reachable at 127.0.0.1:8123".to_owned(),
+            "tansu not found at /x/tansu".to_owned(),
+        ];
+        let both = "ClickHouse not reachable at 127.0.0.1:8123, tansu not found at /x/tansu \
+                    (start them with scripts/services.sh up)";
+        assert_eq!(
+            EngineGate::decide(&missing, false),
+            EngineGate::Skip(both.to_owned())
+        );
+        match EngineGate::decide(&missing, true) {
+            EngineGate::Fail(why) => {
+                assert!(why.starts_with(both), "{why}");
+                assert!(why.contains("ADPIPE_REQUIRE_ENGINES"), "{why}");
+            }
+            other => panic!("required engines missing must fail, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn addresses_come_out_of_engine_urls() {
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1:5432/test"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(host_port("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+        assert_eq!(host_port("http://user:pw@ch.local:8123/"), "ch.local:8123");
+        assert_eq!(host_port("10.0.0.1:9092,10.0.0.2:9092"), "10.0.0.1:9092");
+    }
+
+    #[test]
+    fn a_listening_port_is_reachable_and_a_closed_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let open = listener.local_addr().expect("addr").to_string();
+        assert!(reachable(&open));
+        drop(listener);
+        assert!(!reachable(&open), "{open} closed");
+        assert!(!program_found("/nonexistent/adpipe-no-such-program"));
+        assert!(program_found("sh"), "sh on PATH");
+    }
+}

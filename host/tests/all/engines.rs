@@ -13,12 +13,11 @@ use crate::api::{meta_row, page};
 use crate::common::*;
 
 fn postgres_base() -> String {
-    std::env::var("ADPIPE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    Engine::Postgres.url()
 }
 
 fn redis_url() -> String {
-    std::env::var("ADPIPE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    Engine::Redis.url()
 }
 
 /// A fresh database on the PostgreSQL server; dropped by the guard.
@@ -66,6 +65,9 @@ impl Drop for TempDatabase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lives_in_postgres() {
+    if !engines_available(&[Engine::Postgres]) {
+        return;
+    }
     let database = TempDatabase::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(
@@ -193,6 +195,9 @@ async fn metadata_lives_in_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_shared_through_redis() {
+    if !engines_available(&[Engine::Redis]) {
+        return;
+    }
     let tenant = format!("rl-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut apps = vec![];
     let mut dirs = vec![];
@@ -240,11 +245,14 @@ async fn rate_limits_are_shared_through_redis() {
 }
 
 fn clickhouse_url() -> String {
-    std::env::var("ADPIPE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+    Engine::ClickHouse.url()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
+    if !engines_available(&[Engine::ClickHouse]) {
+        return;
+    }
     let database = format!(
         "adpipe_test_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -390,6 +398,9 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_urls_reach_redis_over_tls() {
+    if !engines_available(&[Engine::RedisServer]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
     let (cert_path, key_path) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));

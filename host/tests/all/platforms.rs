@@ -22,7 +22,7 @@ use crate::common::*;
 
 fn fixture(plugin: &str, name: &str) -> String {
     let path = format!(
-        "{}/../plugins/{plugin}/tests/fixtures/{name}",
+        "{}/../plugins/adapters/{plugin}/tests/fixtures/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

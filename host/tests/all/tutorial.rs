@@ -26,16 +26,16 @@ async fn the_plugin_tutorial_works_as_written() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let doc = std::fs::read_to_string(root.join("docs/plugin-tutorial.md")).expect("tutorial");
     for step in [
-        "adpipe plugin new acme --dir plugins/acme",
-        "cargo test --manifest-path plugins/acme/Cargo.toml",
-        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/acme/Cargo.toml",
-        "--fixtures plugins/acme/tests/fixtures --bless",
+        "adpipe plugin new acme --dir plugins/adapters/acme",
+        "cargo test --manifest-path plugins/adapters/acme/Cargo.toml",
+        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/adapters/acme/Cargo.toml",
+        "--fixtures plugins/adapters/acme/tests/fixtures --bless",
         "/v1/pipelines/acme/reports",
     ] {
         assert!(doc.contains(step), "the tutorial lost the step `{step}`");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let krate = dir.path().join("plugins/acme");
+    let krate = dir.path().join("plugins/adapters/acme");
     let adpipe = env!("CARGO_BIN_EXE_adpipe");
     // The tutorial's build shares one cached target directory across runs.
     let target = root.join("target/tutorial");
@@ -44,7 +44,7 @@ async fn the_plugin_tutorial_works_as_written() {
         .args(["plugin", "new", "acme", "--dir"])
         .arg(&krate)
         .arg("--sdk")
-        .arg(root.join("plugins/sdk")));
+        .arg(root.join("plugins/sdk/adapter")));
     let manifest = krate.join("Cargo.toml");
     run(Command::new("cargo")
         .args(["test", "--manifest-path"])

@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({
     world: "adapter-plugin",
-    path: "../../wit",
+    path: "../../../wit",
     pub_export_macro: true,
     export_macro_name: "export_adapter_world",
     default_bindings_module: "adpipe_plugin_sdk::component",

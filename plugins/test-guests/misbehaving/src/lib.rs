@@ -6,7 +6,7 @@
 //! so two builds can stand in for an old and a new release.
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
-wit_bindgen::generate!({ world: "adapter-plugin", path: "../../wit" });
+wit_bindgen::generate!({ world: "adapter-plugin", path: "../../../wit" });
 
 use adpipe::plugin::types::{Date, HttpRequest, ParseContext, PluginError, Row, RowBatch, RowKind};
 use exports::adpipe::plugin::adapter::{
