@@ -223,7 +223,15 @@ impl Config {
 /// read (a required key is missing, the TOML does not parse).
 fn extract(figment: &Figment, file: &str) -> (Option<Config>, Vec<ConfigIssue>) {
     let mut tree = match figment.data() {
-        Ok(mut data) => data.remove(&Profile::Default).unwrap_or_default(),
+        // Figment's own order: the default profile, then the global one
+        // (where key-value overrides such as `serve --listen` land) over it.
+        Ok(mut data) => {
+            let mut tree = data.remove(&Profile::Default).unwrap_or_default();
+            if let Some(global) = data.remove(&Profile::Global) {
+                merge_over(&mut tree, global);
+            }
+            tree
+        }
         Err(errors) => {
             let issues = errors
                 .into_iter()
@@ -265,6 +273,20 @@ fn extract(figment: &Figment, file: &str) -> (Option<Config>, Vec<ConfigIssue>) 
         }
     }
     (None, issues)
+}
+
+/// Put `over`'s values into `tree`, table by table, as figment merges.
+fn merge_over(tree: &mut Dict, over: Dict) {
+    for (key, value) in over {
+        match (tree.get_mut(&key), value) {
+            (Some(Value::Dict(_, inner)), Value::Dict(_, over_inner)) => {
+                merge_over(inner, over_inner)
+            }
+            (_, value) => {
+                tree.insert(key, value);
+            }
+        }
+    }
 }
 
 /// Where the value at `path` (or its nearest enclosing table) came from.
@@ -392,6 +414,22 @@ mod tests {
 
     /// A pipeline `meta` of tenant `demo` through the adapter `meta`.
     pub(super) const META: &str = "[[plugins]]\nname = \"meta\"\npath = \"meta.wasm\"\n[[pipelines]]\nname = \"meta\"\ntenant = \"demo\"\nadapter = \"meta\"\n";
+
+    #[test]
+    fn command_line_overrides_win_over_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            &format!("[server]\nlisten = \"127.0.0.1:8080\"\ndata_dir = \"file-dir\"\n{META}"),
+        );
+        let overrides = Figment::new()
+            .merge(("server.listen", "127.0.0.1:0"))
+            .merge(("server.data_dir", "/tmp/from-the-flag"));
+        let env = [("ADPIPE_SERVER__DATA_DIR", "env-dir")];
+        let config = Config::load_with_env(&path, overrides, env).expect("loads");
+        assert_eq!(config.server.listen.port(), 0);
+        assert_eq!(config.server.data_dir, PathBuf::from("/tmp/from-the-flag"));
+    }
 
     #[test]
     fn reports_every_mistake_with_location_and_hint() {
