@@ -44,7 +44,7 @@ pub enum StartError {
 }
 
 impl App {
-    /// Open everything and start the consumer.
+    /// Open everything and start the background work this process runs.
     pub async fn start(config: Config) -> Result<App, StartError> {
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
@@ -53,134 +53,14 @@ impl App {
         let store = Store::open(&config.store, &data_dir).await?;
         let metadata = Metadata::open(&config.metadata.url_or_default(&data_dir)).await?;
         let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
-
-        let (rate_limits, answers) = match &config.cache.url {
-            None => (
-                RateLimits::new(&config.api.rate_limits),
-                AnswerCache::new(&config.api.cache),
-            ),
-            Some(url) => {
-                let client = match &config.cache.ca_file {
-                    None => redis::Client::open(url.as_str()),
-                    Some(ca) => {
-                        let root = std::fs::read(ca)
-                            .map_err(|e| StartError::CacheCa(ca.display().to_string(), e))?;
-                        redis::Client::build_with_tls(
-                            url.as_str(),
-                            redis::TlsCertificates {
-                                client_tls: None,
-                                root_cert: Some(root),
-                            },
-                        )
-                    }
-                };
-                let connection = client?.get_connection_manager().await?;
-                (
-                    RateLimits::shared(&config.api.rate_limits, connection.clone()),
-                    // Shared data: every process of the deployment agrees.
-                    AnswerCache::new(&config.api.cache)
-                        .with_redis(connection, format!("{}|{}", bus.scope(), store.scope())),
-                )
-            }
-        };
+        // Shared data: every process of the deployment agrees on its scope.
+        let scope = format!("{}|{}", bus.scope(), store.scope());
+        let (rate_limits, answers) = limits_and_answers(&config, scope).await?;
         let runtime = Runtime::with_fuel(config.sandbox.fuel)?;
         let plugin_cache = data_dir.join("plugin-cache");
-        let mut plugins = BTreeMap::new();
-        let mut metric_plugins = BTreeMap::new();
-        for plugin in config
-            .plugins
-            .iter()
-            .filter(|p| p.kind == PluginKind::Metric)
-        {
-            let (runtime, plugin_config) = (runtime.clone(), plugin.clone());
-            let metric =
-                tokio::task::spawn_blocking(move || MetricSlot::load(&runtime, &plugin_config))
-                    .await
-                    .map_err(|e| crate::plugin::LoadError::Invalid {
-                        name: plugin.name.clone(),
-                        reason: e.to_string(),
-                    })??;
-            let names: Vec<String> = metric
-                .plugin()
-                .info()
-                .metrics
-                .iter()
-                .map(|m| m.name.clone())
-                .collect();
-            tracing::info!(plugin = %plugin.name, metrics = ?names, "metric plugin loaded");
-            let metric = Arc::new(metric);
-            metric_plugins.insert(plugin.name.clone(), metric);
-        }
-        for plugin in config
-            .plugins
-            .iter()
-            .filter(|p| p.kind == PluginKind::Adapter)
-        {
-            let (runtime, plugin_config, cache) =
-                (runtime.clone(), plugin.clone(), plugin_cache.clone());
-            let slot = tokio::task::spawn_blocking(move || {
-                PluginSlot::load(&runtime, &plugin_config, Some(&cache))
-            })
-            .await
-            .map_err(|e| crate::plugin::LoadError::Invalid {
-                name: plugin.name.clone(),
-                reason: e.to_string(),
-            })??;
-            let adapter = slot.adapter();
-            tracing::info!(
-                plugin = %plugin.name,
-                platform = %adapter.info().platform,
-                version = %adapter.info().version,
-                hash = %&adapter.content_hash()[..12],
-                from_cache = adapter.from_cache(),
-                "plugin loaded"
-            );
-            plugins.insert(plugin.name.clone(), Arc::new(slot));
-        }
-
-        let mut pipelines = HashMap::new();
-        for p in &config.pipelines {
-            let Some(slot) = plugins.get(&p.adapter) else {
-                continue;
-            };
-            let webhook_secret = Secret::from_env(p.webhook_secret_env.as_deref());
-            if p.webhook_secret_env.is_some() && webhook_secret.is_none() {
-                tracing::warn!(
-                    pipeline = %p.name,
-                    variable = p.webhook_secret_env.as_deref().unwrap_or(""),
-                    "webhook secret variable is not set: webhooks of this pipeline will be refused"
-                );
-            }
-            let pull_secrets = match &p.pull {
-                None => PullSecrets::default(),
-                Some(pull) => PullSecrets {
-                    credential: Secret::from_env(pull.credential_env.as_deref()),
-                    headers: pull
-                        .header_envs
-                        .iter()
-                        .filter_map(|(header, var)| {
-                            Some((header.clone(), Secret::from_env(Some(var))?))
-                        })
-                        .collect(),
-                },
-            };
-            pipelines.insert(
-                p.name.clone(),
-                Pipeline {
-                    pull_secrets,
-                    config: p.clone(),
-                    plugin: slot.clone(),
-                    webhook_secret,
-                    verify_token: Secret::from_env(p.verify_token_env.as_deref()),
-                    options: p
-                        .options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_string()))
-                        .collect(),
-                },
-            );
-        }
-
+        let metric_plugins = load_metric_plugins(&config, &runtime).await?;
+        let plugins = load_adapters(&config, &runtime, &plugin_cache).await?;
+        let pipelines = bind_pipelines(&config, &plugins);
         let app = App(Arc::new(AppInner {
             pipelines,
             plugins,
@@ -196,34 +76,35 @@ impl App {
             data_versions: Arc::new(DataVersions::default()),
             telemetry: Telemetry::default(),
             stamp: Stamp::default(),
-            http: reqwest::Client::builder()
-                .user_agent(concat!("adpipe/", env!("CARGO_PKG_VERSION")))
-                .timeout(Duration::from_secs(120))
-                // Pulls follow redirects themselves, each target allow-listed
-                // and without the host's secrets off the original origin.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
+            http: pull_client()?,
             started: Instant::now(),
             config,
         }));
-        let run = app.config.server.run;
+        app.spawn_background()?;
+        Ok(app)
+    }
+
+    /// The consumer (unless API-only), pull schedules (unless
+    /// consumer-only), the rate limiter's cleanup and the plugin watcher.
+    fn spawn_background(&self) -> Result<(), StartError> {
+        let run = self.config.server.run;
         if run != ServeRun::Api {
             let applier = crate::pipeline::consume::Applier {
-                store: app.store.clone(),
-                metadata: app.metadata.clone(),
-                bus: app.bus.clone(),
-                dead_letters: app.telemetry.dead_letters.clone(),
+                store: self.store.clone(),
+                metadata: self.metadata.clone(),
+                bus: self.bus.clone(),
+                dead_letters: self.telemetry.dead_letters.clone(),
             };
-            let reader = app
+            let reader = self
                 .bus
-                .reader(&app.store, app.telemetry.bus_consumer.clone())?;
+                .reader(&self.store, self.telemetry.bus_consumer.clone())?;
             tokio::spawn(crate::pipeline::consume::run(
                 reader,
                 applier,
-                app.data_versions.clone(),
+                self.data_versions.clone(),
             ));
         }
-        let forget = app.clone();
+        let forget = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -233,13 +114,175 @@ impl App {
         });
         // Pulls ingest: processes that serve the API run them.
         if run != ServeRun::Consumer {
-            crate::pipeline::pull::spawn_schedules(&app);
+            crate::pipeline::pull::spawn_schedules(self);
         }
-        if app.config.server.watch_plugins {
-            if let Err(e) = crate::plugin::watch::spawn(&app) {
+        if self.config.server.watch_plugins {
+            if let Err(e) = crate::plugin::watch::spawn(self) {
                 tracing::warn!("watching plugin files failed, reload them with POST /v1/plugins/{{name}}/reload: {e}");
             }
         }
-        Ok(app)
+        Ok(())
     }
+}
+
+/// Rate limits and the answer cache: in process, or shared through Redis
+/// (`cache.url`) under `scope`.
+async fn limits_and_answers(
+    config: &Config,
+    scope: String,
+) -> Result<(RateLimits, AnswerCache), StartError> {
+    let Some(url) = &config.cache.url else {
+        return Ok((
+            RateLimits::new(&config.api.rate_limits),
+            AnswerCache::new(&config.api.cache),
+        ));
+    };
+    let client = match &config.cache.ca_file {
+        None => redis::Client::open(url.as_str()),
+        Some(ca) => {
+            let root =
+                std::fs::read(ca).map_err(|e| StartError::CacheCa(ca.display().to_string(), e))?;
+            redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            )
+        }
+    };
+    let connection = client?.get_connection_manager().await?;
+    Ok((
+        RateLimits::shared(&config.api.rate_limits, connection.clone()),
+        AnswerCache::new(&config.api.cache).with_redis(connection, scope),
+    ))
+}
+
+/// Compile every metric plugin, off the async threads.
+async fn load_metric_plugins(
+    config: &Config,
+    runtime: &Runtime,
+) -> Result<BTreeMap<String, Arc<MetricSlot>>, StartError> {
+    let mut metric_plugins = BTreeMap::new();
+    for plugin in config
+        .plugins
+        .iter()
+        .filter(|p| p.kind == PluginKind::Metric)
+    {
+        let (runtime, plugin_config) = (runtime.clone(), plugin.clone());
+        let metric =
+            tokio::task::spawn_blocking(move || MetricSlot::load(&runtime, &plugin_config))
+                .await
+                .map_err(|e| crate::plugin::LoadError::Invalid {
+                    name: plugin.name.clone(),
+                    reason: e.to_string(),
+                })??;
+        let names: Vec<String> = metric
+            .plugin()
+            .info()
+            .metrics
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        tracing::info!(plugin = %plugin.name, metrics = ?names, "metric plugin loaded");
+        metric_plugins.insert(plugin.name.clone(), Arc::new(metric));
+    }
+    Ok(metric_plugins)
+}
+
+/// Compile (or take from `cache`) every adapter, off the async threads.
+async fn load_adapters(
+    config: &Config,
+    runtime: &Runtime,
+    cache: &std::path::Path,
+) -> Result<BTreeMap<String, Arc<PluginSlot>>, StartError> {
+    let mut plugins = BTreeMap::new();
+    for plugin in config
+        .plugins
+        .iter()
+        .filter(|p| p.kind == PluginKind::Adapter)
+    {
+        let (runtime, plugin_config, cache) = (runtime.clone(), plugin.clone(), cache.to_owned());
+        let slot = tokio::task::spawn_blocking(move || {
+            PluginSlot::load(&runtime, &plugin_config, Some(&cache))
+        })
+        .await
+        .map_err(|e| crate::plugin::LoadError::Invalid {
+            name: plugin.name.clone(),
+            reason: e.to_string(),
+        })??;
+        let adapter = slot.adapter();
+        tracing::info!(
+            plugin = %plugin.name,
+            platform = %adapter.info().platform,
+            version = %adapter.info().version,
+            hash = %&adapter.content_hash()[..12],
+            from_cache = adapter.from_cache(),
+            "plugin loaded"
+        );
+        plugins.insert(plugin.name.clone(), Arc::new(slot));
+    }
+    Ok(plugins)
+}
+
+/// Each configured pipeline with its adapter's slot and its secrets from
+/// the environment.
+fn bind_pipelines(
+    config: &Config,
+    plugins: &BTreeMap<String, Arc<PluginSlot>>,
+) -> HashMap<String, Pipeline> {
+    let mut pipelines = HashMap::new();
+    for p in &config.pipelines {
+        let Some(slot) = plugins.get(&p.adapter) else {
+            continue;
+        };
+        let webhook_secret = Secret::from_env(p.webhook_secret_env.as_deref());
+        if p.webhook_secret_env.is_some() && webhook_secret.is_none() {
+            tracing::warn!(
+                pipeline = %p.name,
+                variable = p.webhook_secret_env.as_deref().unwrap_or(""),
+                "webhook secret variable is not set: webhooks of this pipeline will be refused"
+            );
+        }
+        let pull_secrets = match &p.pull {
+            None => PullSecrets::default(),
+            Some(pull) => PullSecrets {
+                credential: Secret::from_env(pull.credential_env.as_deref()),
+                headers: pull
+                    .header_envs
+                    .iter()
+                    .filter_map(|(header, var)| {
+                        Some((header.clone(), Secret::from_env(Some(var))?))
+                    })
+                    .collect(),
+            },
+        };
+        pipelines.insert(
+            p.name.clone(),
+            Pipeline {
+                pull_secrets,
+                config: p.clone(),
+                plugin: slot.clone(),
+                webhook_secret,
+                verify_token: Secret::from_env(p.verify_token_env.as_deref()),
+                options: p
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
+            },
+        );
+    }
+    pipelines
+}
+
+/// The client of scheduled pulls.
+fn pull_client() -> Result<reqwest::Client, StartError> {
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("adpipe/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(120))
+        // Pulls follow redirects themselves, each target allow-listed
+        // and without the host's secrets off the original origin.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
 }
