@@ -101,7 +101,10 @@ pub trait BusBackend: Send + Sync {
 /// ([`crate::pipeline::consume`]).
 #[async_trait::async_trait]
 pub trait BusReader: Send {
-    /// The next records to apply, oldest first; waits until there are some.
+    /// The next records to apply, oldest first; waits until the bus
+    /// delivers something (which may turn out to be only records already
+    /// applied, read again: then the list is empty, and [`Self::done`] still
+    /// moves past them).
     async fn next(&mut self) -> Vec<Record>;
     /// The records [`Self::next`] returned last are in the store (or set
     /// aside as dead letters): move past them.

@@ -8,15 +8,14 @@
 //! as long as it takes. When the store answers but keeps refusing the batch,
 //! the batch is applied record by record, and a record refused
 //! [`REFUSALS_BEFORE_DEAD_LETTER`] times becomes a dead letter (kept in
-//! metadata with the store's reason, and on the Kafka dead-letter topic in
-//! Kafka mode); consumption goes on past it.
+//! metadata with the store's reason, and on the bus where the bus keeps
+//! dead letters); consumption goes on past it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-
-use std::sync::Arc;
 
 use crate::bus::{Bus, BusReader, DeadLetter, Record};
 use crate::insights::cache::DataVersions;
