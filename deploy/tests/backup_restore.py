@@ -65,7 +65,7 @@ def main() -> int:
 
     def push(api: str, token: str, pipeline: str, fixture: str) -> None:
         status, body = http("POST", f"{api}/v1/pipelines/{pipeline}/reports", token,
-                            (repo / "plugins" / fixture).read_bytes())
+                            (repo / "plugins" / "adapters" / fixture).read_bytes())
         if status != 202:
             raise Failure(f"report to {pipeline}: {status} {body[:200]!r}")
 

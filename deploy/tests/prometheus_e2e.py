@@ -284,7 +284,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
 
     wait_for("the adpipe target to be up", target_up, proc=prom_proc)
 
-    fx = repo / "plugins"
+    fx = repo / "plugins" / "adapters"
     reports = [
         ("meta", "", fx / "meta/tests/fixtures/insights_ad_page1.json"),
         ("meta", "", fx / "meta/tests/fixtures/insights_ad_page2.json"),
