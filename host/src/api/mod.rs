@@ -345,7 +345,7 @@ pub fn router(app: App) -> Router {
             .server
             .cors_allowed_origins
             .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .map(|o| o.header_value().clone())
             .collect();
         router = router.layer(
             CorsLayer::new()

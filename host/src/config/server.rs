@@ -27,7 +27,7 @@ pub struct ServerConfig {
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsConfig>,
     /// Browser origins allowed to call the API (CORS); empty = CORS off.
-    pub cors_allowed_origins: Vec<String>,
+    pub cors_allowed_origins: Vec<CorsOrigin>,
     /// Keep accepted payloads in metadata so `adpipe replay` can re-derive
     /// their rows through a newer adapter.
     pub keep_payloads: bool,
@@ -162,10 +162,94 @@ mod socket_addr {
     }
 }
 
+/// A browser origin allowed to call the API (`scheme://host[:port]`, as
+/// browsers send it in `Origin`), checked when the configuration loads and
+/// kept as the header value CORS answers with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsOrigin(axum::http::HeaderValue);
+
+impl CorsOrigin {
+    /// The value of `Access-Control-Allow-Origin` for this origin.
+    pub fn header_value(&self) -> &axum::http::HeaderValue {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CorsOrigin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CorsOrigin, String> {
+        let refused = || {
+            format!("`{text}` is not an origin: write scheme://host[:port], e.g. https://dash.example.com, without a path")
+        };
+        let url = reqwest::Url::parse(text).map_err(|_| refused())?;
+        let origin = url.origin().ascii_serialization();
+        if !matches!(url.scheme(), "http" | "https") || origin != text {
+            return Err(refused());
+        }
+        axum::http::HeaderValue::from_str(text)
+            .map(CorsOrigin)
+            .map_err(|_| refused())
+    }
+}
+
+impl fmt::Display for CorsOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.to_str().unwrap_or_default())
+    }
+}
+
+impl Serialize for CorsOrigin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsOrigin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CorsOrigin, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::load;
     use super::*;
+
+    #[test]
+    fn cors_origins_are_checked_when_the_config_loads() {
+        let config = load(
+            "[server]\ncors_allowed_origins = [\"https://dash.example\", \"http://127.0.0.1:3000\"]\n",
+            &[],
+        )
+        .expect("valid");
+        let origins: Vec<String> = config
+            .server
+            .cors_allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(origins, ["https://dash.example", "http://127.0.0.1:3000"]);
+        for bad in [
+            "https://dash.example/app",
+            "dash.example",
+            "ftp://dash.example",
+            "*",
+        ] {
+            let text = load(
+                &format!("[server]\ncors_allowed_origins = [\"{bad}\"]\n"),
+                &[],
+            )
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                text.contains("server.cors_allowed_origins"),
+                "{bad}: {text}"
+            );
+            assert!(text.contains("is not an origin"), "{bad}: {text}");
+        }
+    }
 
     const DISTRIBUTED: &str = "[bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\n[store]\nkind = \"clickhouse\"\nurl = \"http://127.0.0.1:8123\"\n";
 

@@ -649,7 +649,7 @@ async fn no_route_reads_across_tenants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_request_ids_and_security_headers() {
     let (app, _dir) = start_with(|c| {
-        c.server.cors_allowed_origins = vec!["https://dash.example".into()];
+        c.server.cors_allowed_origins = vec!["https://dash.example".parse().expect("origin")];
     })
     .await;
     push(
