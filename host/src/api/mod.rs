@@ -139,7 +139,7 @@ const API: &[Route] = &[
     route!(ops::healthz, Public, None, ServedBy::Every),
     route!(ops::readyz, Public, None, ServedBy::Every),
     route!(ops::metrics, role(Role::Operator), ADMIN, ServedBy::Every),
-    route!(openapi::document, Authenticated, READ),
+    route!(openapi::document, Public, None),
     route!(admin::whoami, Authenticated, READ),
     route!(ingest::push_report, role(Role::Ingest), INGEST),
     route!(ingest::webhook_handshake, Webhook, INGEST),
