@@ -389,15 +389,17 @@ impl StoreBackend for ClickHouseStore {
             .collect())
     }
 
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>> {
+    async fn known(&self, tenant: &str, level: &str, ids: &[String]) -> Result<Vec<Known>> {
         let rows: Vec<EntityRow> = self
             .client
             .query(
                 "SELECT tenant, platform, level, id, account_id, campaign_id, ad_group_id,
                         campaign_name, currency, version
-                 FROM adpipe_entities FINAL WHERE tenant = ? AND level != 'campaign'",
+                 FROM adpipe_entities FINAL WHERE tenant = ? AND level = ? AND has(?, id)",
             )
             .bind(tenant)
+            .bind(level)
+            .bind(ids)
             .fetch_all()
             .await?;
         Ok(rows

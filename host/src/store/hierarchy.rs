@@ -4,7 +4,7 @@
 //! campaign once any snapshot has named that ad — even if the lead came first.
 //! Both stores use this code; they only store and return the rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::FactFilter;
 use crate::insights::Fact;
@@ -73,6 +73,25 @@ pub struct StoredDelta {
     pub currency: Option<String>,
     /// Everything else; its account, campaign and currency are set by [`place`].
     pub fact: Fact,
+}
+
+/// The ad ids `deltas` name (what [`place`] looks up first).
+pub fn ads_named(deltas: &[StoredDelta]) -> Vec<String> {
+    let ids: BTreeSet<&String> = deltas
+        .iter()
+        .filter_map(|d| d.fact.ad_id.as_ref())
+        .collect();
+    ids.into_iter().cloned().collect()
+}
+
+/// The ad group ids `deltas` name, or that their known `ads` name.
+pub fn ad_groups_named(deltas: &[StoredDelta], ads: &[Known]) -> Vec<String> {
+    let ids: BTreeSet<&String> = deltas
+        .iter()
+        .filter_map(|d| d.fact.ad_group_id.as_ref())
+        .chain(ads.iter().filter_map(|a| a.entity.ad_group_id.as_ref()))
+        .collect();
+    ids.into_iter().cloned().collect()
 }
 
 /// Place `deltas` through the hierarchy `known` and keep those `filter`
@@ -189,6 +208,17 @@ mod tests {
             campaign_ids: Some(vec!["c2".into()]),
             ..FactFilter::default()
         };
-        assert!(place(vec![lead], &[ad], &other_campaign).is_empty());
+        assert!(place(
+            vec![lead.clone()],
+            std::slice::from_ref(&ad),
+            &other_campaign
+        )
+        .is_empty());
+        // What a store is asked for: the ads the deltas name, then their ad groups.
+        assert_eq!(
+            ads_named(&[lead.clone(), lead.clone()]),
+            vec!["a1".to_owned()]
+        );
+        assert_eq!(ad_groups_named(&[lead], &[ad]), vec!["g1".to_owned()]);
     }
 }

@@ -62,8 +62,8 @@ pub trait StoreBackend: Send + Sync {
     async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>>;
     /// Deltas of `tenant` on `days`, as stored (not yet placed).
     async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>>;
-    /// The ads and ad groups the hierarchy knows for `tenant`.
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>>;
+    /// What the hierarchy knows of the `level` entities (`ad`, `ad_group`) `ids` of `tenant`.
+    async fn known(&self, tenant: &str, level: &str, ids: &[String]) -> Result<Vec<Known>>;
     /// Extra metric names seen for `tenant`.
     async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>>;
     /// Campaigns of `tenant`.
@@ -216,7 +216,17 @@ impl Store {
         if stored.is_empty() {
             return Ok(vec![]);
         }
-        let known = self.backend.known_ads(tenant).await?;
+        // Only the ads the deltas name, then the ad groups they or those ads name.
+        let ads = hierarchy::ads_named(&stored);
+        let mut known = if ads.is_empty() {
+            vec![]
+        } else {
+            self.backend.known(tenant, "ad", &ads).await?
+        };
+        let groups = hierarchy::ad_groups_named(&stored, &known);
+        if !groups.is_empty() {
+            known.extend(self.backend.known(tenant, "ad_group", &groups).await?);
+        }
         Ok(hierarchy::place(stored, &known, filter))
     }
 

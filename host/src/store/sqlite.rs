@@ -207,14 +207,22 @@ impl StoreBackend for EmbeddedStore {
             .collect())
     }
 
-    async fn known_ads(&self, tenant: &str) -> Result<Vec<Known>> {
-        let rows = sqlx::query(
-            "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency
-             FROM entities WHERE tenant = ? AND level != 'campaign'",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
+    async fn known(&self, tenant: &str, level: &str, ids: &[String]) -> Result<Vec<Known>> {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency
+                 FROM entities WHERE tenant = ",
+            );
+            q.push_bind(tenant).push(" AND level = ").push_bind(level);
+            q.push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            rows.extend(q.build().fetch_all(&self.pool).await?);
+        }
         Ok(rows
             .iter()
             .map(|r| Known {
