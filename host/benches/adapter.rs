@@ -147,6 +147,7 @@ fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
                 .parse_report(&body, &wasm_ctx)
                 .expect("wasm parse")
                 .rows
+                .kind
                 .len(),
             n
         );
@@ -155,7 +156,11 @@ fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
             b.iter(|| A::parse_report(body, &native_ctx).map(|r| r.rows.len()))
         });
         group.bench_with_input(BenchmarkId::new("wasm", n), &body, |b, body| {
-            b.iter(|| adapter.parse_report(body, &wasm_ctx).map(|r| r.rows.len()))
+            b.iter(|| {
+                adapter
+                    .parse_report(body, &wasm_ctx)
+                    .map(|r| r.rows.kind.len())
+            })
         });
     }
     group.finish();

@@ -27,7 +27,15 @@ pub struct Row {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ad_group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ad_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_name: Option<String>,
+    /// Canonical breakdown key (`age=18-24|gender=female`), part of the row's
+    /// identity; `None` for a row without a breakdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<String>,
     /// Days since 1970-01-01.
     pub date: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,6 +70,13 @@ pub struct PullRunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiVersionLabels {
+    pub pipeline: String,
+    pub platform: String,
+    pub api_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     pub class: String,
     pub scope: String,
@@ -111,6 +118,7 @@ pub struct Telemetry {
     pub cache_hit_ratio: Gauge<f64, AtomicU64>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub pull_runs: Family<PullRunLabels, Counter>,
+    pub api_sunset_days: Family<ApiVersionLabels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -132,6 +140,7 @@ impl Default for Telemetry {
             cache_hit_ratio: Gauge::default(),
             rate_limited: Family::default(),
             pull_runs: Family::default(),
+            api_sunset_days: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -218,6 +227,11 @@ impl Default for Telemetry {
             "pull_runs",
             "Scheduled or manual pulls of one account, by pipeline and outcome (ok, failed)",
             t.pull_runs.clone(),
+        );
+        registry.register(
+            "platform_api_sunset_days",
+            "Days until the platform API version a pipeline speaks reaches its announced sunset (negative: past it)",
+            t.api_sunset_days.clone(),
         );
         Telemetry { registry, ..t }
     }

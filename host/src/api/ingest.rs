@@ -219,21 +219,15 @@ pub async fn webhook(
     let secret = webhook_secret(pipeline)?;
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = match scheme {
-        SignatureScheme::HmacSha256Body(h) if signature::signs_prefixed_body(&h.header) => {
-            signature::verify_prefixed_body(
-                secret.as_bytes(),
-                &body,
-                &h.header,
-                header_value(&h.header),
-                &h.prefix,
-            )
-        }
-        SignatureScheme::HmacSha256Body(h) => signature::verify_body(
+        SignatureScheme::HmacSha256(h) => signature::verify_hmac(
             secret.as_bytes(),
             &body,
-            &h.header,
+            signature::HmacCheck {
+                header: &h.header,
+                header_prefix: &h.header_prefix,
+                signed_prefix: &h.signed_prefix,
+            },
             header_value(&h.header),
-            &h.prefix,
         ),
         SignatureScheme::HmacSha256Timestamped(h) => signature::verify_timestamped(
             secret.as_bytes(),

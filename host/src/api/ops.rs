@@ -37,10 +37,23 @@ pub async fn readyz(State(app): State<App>) -> Response {
     };
     let ready = bus.is_ok() && store.is_ok() && metadata.is_ok();
     let lag = app.bus.lag(&app.store).await;
+    // Platform API versions near or past their sunset: not a reason to take
+    // the process out of rotation, but said here for every probe to see.
+    let mut warnings: Vec<String> = app
+        .pipelines
+        .values()
+        .filter_map(|p| {
+            p.api_version()
+                .and_then(|(_, advice)| advice)
+                .map(|a| format!("pipeline `{}`: {a}", p.config.name))
+        })
+        .collect();
+    warnings.sort();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {"bus": check(&bus), "store": check(&store), "metadata": check(&metadata)},
         "bus_lag_records": lag,
+        "warnings": warnings,
     });
     let status = if ready {
         StatusCode::OK
@@ -434,6 +447,19 @@ pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
             .set(i64::from(r.state == "quarantined"));
     }
     t.bus_lag.set(app.bus.lag(&app.store).await as i64);
+    for p in app.pipelines.values() {
+        if let Some((used, _)) = p.api_version() {
+            if let Some(days) = used.days_left {
+                t.api_sunset_days
+                    .get_or_create(&crate::telemetry::ApiVersionLabels {
+                        pipeline: p.config.name.clone(),
+                        platform: p.adapter().info().platform.clone(),
+                        api_version: used.version.clone(),
+                    })
+                    .set(days);
+            }
+        }
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -302,11 +302,18 @@ pub async fn insights(
         }
     }
 
-    let extras = app
+    let mut extras = app
         .store
         .extra_metric_names(tenant)
         .await
         .map_err(|e| ApiError::internal("reading metric names", e))?;
+    // Metrics the tenant's pipelines declare are known before any non-zero value.
+    for name in app.declared_extra_metrics(tenant) {
+        if !extras.contains(&name) {
+            extras.push(name);
+        }
+    }
+    extras.sort();
     let metrics = match requested_metrics {
         None => BASE_METRICS
             .iter()

@@ -19,6 +19,7 @@ use crate::insights::cache::{AnswerCache, DataVersions};
 use crate::metadata::Metadata;
 use crate::pipeline::normalize::Stamp;
 use crate::plugin::metric::MetricPlugin;
+use crate::plugin::options::ApiVersionUse;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::{Adapter, Runtime};
 use crate::ratelimit::RateLimits;
@@ -68,6 +69,19 @@ pub struct PullSecrets {
 }
 
 impl AppInner {
+    /// Extra metric names the tenant's pipelines declare, sorted, once each.
+    pub fn declared_extra_metrics(&self, tenant: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .pipelines
+            .values()
+            .filter(|p| p.config.tenant == tenant)
+            .flat_map(Pipeline::declared_extra_metrics)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Metric plugins the tenant's pipelines use, by metric name.
     pub fn tenant_metrics(&self, tenant: &str) -> BTreeMap<String, MetricPlugin> {
         let mut out = BTreeMap::new();
@@ -109,6 +123,40 @@ impl Pipeline {
             limits.fuel = c.fuel;
         }
         adapter.with_limits(limits)
+    }
+
+    /// Extra metrics this pipeline's adapter declares it may emit: its fixed
+    /// list, and the names in its `extra_metrics` option when it declares one
+    /// (metrics kept under their own names, as TikTok's are).
+    pub fn declared_extra_metrics(&self) -> Vec<String> {
+        let adapter = self.plugin.adapter();
+        let info = adapter.info();
+        let mut names = info.extra_metrics.clone();
+        if info.options.iter().any(|o| o.name == "extra_metrics") {
+            if let Some((_, list)) = self.options.iter().find(|(k, _)| k == "extra_metrics") {
+                names.extend(
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        names
+    }
+
+    /// The platform API version this pipeline speaks, with its sunset as of
+    /// today in the pipeline's time zone, and a sentence when it needs action.
+    pub fn api_version(&self) -> Option<(ApiVersionUse, Option<String>)> {
+        let adapter = self.plugin.adapter();
+        let info = adapter.info();
+        let today = chrono::Utc::now()
+            .with_timezone(&self.config.timezone)
+            .date_naive();
+        let used = crate::plugin::options::api_version(info, &self.options, today)?;
+        let newest = info.api_versions.first().map_or("", |v| v.name.as_str());
+        let advice = used.advice(&info.platform, newest);
+        Some((used, advice))
     }
 }
 

@@ -41,6 +41,11 @@ pub enum StartError {
     Cache(#[from] redis::RedisError),
     #[error("building the HTTP client")]
     Http(#[from] reqwest::Error),
+    #[error("pipeline `{pipeline}`: {}", issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Options {
+        pipeline: String,
+        issues: Vec<crate::plugin::options::OptionIssue>,
+    },
 }
 
 impl App {
@@ -60,7 +65,7 @@ impl App {
         let plugin_cache = data_dir.join("plugin-cache");
         let metric_plugins = load_metric_plugins(&config, &runtime).await?;
         let plugins = load_adapters(&config, &runtime, &plugin_cache).await?;
-        let pipelines = bind_pipelines(&config, &plugins);
+        let pipelines = bind_pipelines(&config, &plugins)?;
         let app = App(Arc::new(AppInner {
             pipelines,
             plugins,
@@ -230,7 +235,7 @@ async fn load_adapters(
 fn bind_pipelines(
     config: &Config,
     plugins: &BTreeMap<String, Arc<PluginSlot>>,
-) -> HashMap<String, Pipeline> {
+) -> Result<HashMap<String, Pipeline>, StartError> {
     let mut pipelines = HashMap::new();
     for p in &config.pipelines {
         let Some(slot) = plugins.get(&p.adapter) else {
@@ -257,6 +262,29 @@ fn bind_pipelines(
                     .collect(),
             },
         };
+        let given: Vec<(String, String)> = p
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let info = slot.adapter().info().clone();
+        let options = crate::plugin::options::resolve(&info, &given).map_err(|issues| {
+            StartError::Options {
+                pipeline: p.name.clone(),
+                issues,
+            }
+        })?;
+        let today = chrono::Utc::now().with_timezone(&p.timezone).date_naive();
+        if let Some(advice) =
+            crate::plugin::options::api_version(&info, &options, today).and_then(|u| {
+                u.advice(
+                    &info.platform,
+                    info.api_versions.first().map_or("", |v| v.name.as_str()),
+                )
+            })
+        {
+            tracing::warn!(pipeline = %p.name, "{advice}");
+        }
         pipelines.insert(
             p.name.clone(),
             Pipeline {
@@ -265,15 +293,11 @@ fn bind_pipelines(
                 plugin: slot.clone(),
                 webhook_secret,
                 verify_token: Secret::from_env(p.verify_token_env.as_deref()),
-                options: p
-                    .options
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect(),
+                options,
             },
         );
     }
-    pipelines
+    Ok(pipelines)
 }
 
 /// The client of scheduled pulls.

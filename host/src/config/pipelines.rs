@@ -31,6 +31,10 @@ pub struct PipelineConfig {
     /// Currency to assume when payloads do not name one (ISO 4217).
     #[serde(default)]
     pub currency: Option<String>,
+    /// The ad account's reporting time zone (IANA name): events such as leads
+    /// are filed under their day there, and pull windows end on its "today".
+    #[serde(default = "values::timezone::utc", with = "values::timezone")]
+    pub timezone: chrono_tz::Tz,
     /// Metric plugins applied to this pipeline's answers.
     #[serde(default)]
     pub metrics: Vec<String>,

@@ -126,6 +126,30 @@ pub(super) mod interval {
     }
 }
 
+/// `pipelines.timezone`: an IANA time zone name (`America/New_York`), UTC by default.
+pub(super) mod timezone {
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Tz, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<Tz>().map_err(|_| {
+            super::invalid(
+                format_args!("`{text}` is not an IANA time zone"),
+                "use the zone the ad account reports in, e.g. America/New_York or Europe/Berlin",
+            )
+        })
+    }
+
+    pub fn serialize<S: Serializer>(tz: &Tz, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(tz.name())
+    }
+
+    pub fn utc() -> Tz {
+        Tz::UTC
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

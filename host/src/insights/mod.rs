@@ -12,6 +12,7 @@
 
 pub mod cache;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};
@@ -35,6 +36,9 @@ pub struct Fact {
     pub conversions_micros: i64,
     pub conversion_value_micros: i64,
     pub extras: BTreeMap<String, i64>,
+    /// Canonical breakdown key (`age=18-24|gender=female`); empty for a row
+    /// without a breakdown.
+    pub breakdown: String,
 }
 
 /// Time bucket size.
@@ -156,7 +160,12 @@ impl Sums {
 }
 
 /// Rank of a fact's level: entity level first (campaign < ad group < ad), then daily < hourly.
-fn level(f: &Fact) -> (u8, bool) {
+/// Which report a fact belongs to, coarsest first: its entity level, daily
+/// before hourly, and its breakdown dimensions (none before any). Per
+/// campaign-day only the first present is summed, so a campaign report and an
+/// ad report, a daily and an hourly one, or an unbroken-down report and an age
+/// (or a gender) breakdown of the same spend never count twice.
+fn level(f: &Fact) -> Report<'_> {
     let entity = if f.ad_id.is_some() {
         2
     } else if f.ad_group_id.is_some() {
@@ -164,8 +173,27 @@ fn level(f: &Fact) -> (u8, bool) {
     } else {
         0
     };
-    (entity, f.hour.is_some())
+    (entity, f.hour.is_some(), breakdown_dimensions(&f.breakdown))
 }
+
+/// The dimension names of a breakdown key: `age=18-24|gender=female` →
+/// `age|gender`; empty without a breakdown.
+fn breakdown_dimensions(key: &str) -> Cow<'_, str> {
+    if !key.contains('|') {
+        return Cow::Borrowed(key.split('=').next().unwrap_or_default());
+    }
+    Cow::Owned(
+        key.split('|')
+            .map(|part| part.split('=').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
+}
+
+/// A campaign-day: platform, account, campaign, day.
+type Cell<'a> = (&'a str, &'a str, &'a str, i32);
+/// Which report a fact belongs to (see [`level`]).
+type Report<'a> = (u8, bool, Cow<'a, str>);
 
 type GroupKey = (Option<i32>, Vec<Option<String>>, String);
 
@@ -223,7 +251,7 @@ pub fn rollup_groups(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<
         0
     };
     // Per campaign-day cell, the coarsest level present that is fine enough.
-    let mut chosen: HashMap<(&str, &str, &str, i32), (u8, bool)> = HashMap::new();
+    let mut chosen: HashMap<Cell<'_>, Report<'_>> = HashMap::new();
     for f in snapshots {
         let l = level(f);
         if l.0 < needed {
@@ -235,10 +263,13 @@ pub fn rollup_groups(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<
             f.campaign_id.as_str(),
             f.date,
         );
-        chosen
-            .entry(cell)
-            .and_modify(|c| *c = (*c).min(l))
-            .or_insert(l);
+        match chosen.get_mut(&cell) {
+            Some(c) if l < *c => *c = l,
+            Some(_) => {}
+            None => {
+                chosen.insert(cell, l);
+            }
+        }
     }
     let mut dims = spec.group_by.clone();
     if dims.iter().any(|d| *d != Dimension::Platform) && !dims.contains(&Dimension::Platform) {
@@ -392,6 +423,7 @@ mod tests {
             conversions_micros: 0,
             conversion_value_micros: 0,
             extras: BTreeMap::new(),
+            breakdown: String::new(),
         }
     }
 
@@ -403,6 +435,52 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
         }
+    }
+
+    #[test]
+    fn breakdowns_sum_and_never_double_count_with_the_unbroken_report() {
+        let with = |b: &str, impressions, spend| Fact {
+            breakdown: b.into(),
+            ..fact("c1", None, None, 100, impressions, spend)
+        };
+        let by_campaign = spec(Granularity::Day, &[Dimension::CampaignId]);
+        // An age breakdown alone: its rows sum (100 + 300 impressions, 1.00 + 3.00 spend).
+        let ages = vec![
+            with("age=18-24", 100, 1_000_000),
+            with("age=25-34", 300, 3_000_000),
+        ];
+        let rows = rollup(&ages, &[], &by_campaign);
+        assert_eq!(
+            (rows[0]["impressions"].as_i64(), rows[0]["spend"].as_f64()),
+            (Some(400), Some(4.0))
+        );
+        // The same day without a breakdown, plus a gender breakdown: only the
+        // unbroken row counts.
+        let mut all = ages.clone();
+        all.push(with("", 400, 4_000_000));
+        all.push(with("gender=female", 250, 2_500_000));
+        all.push(with("gender=male", 150, 1_500_000));
+        let rows = rollup(&all, &[], &by_campaign);
+        assert_eq!(
+            (rows[0]["impressions"].as_i64(), rows[0]["spend"].as_f64()),
+            (Some(400), Some(4.0))
+        );
+        // Age and gender breakdowns of the same spend: one report counts, not both.
+        let mut two = ages;
+        two.push(with("gender=female", 250, 2_500_000));
+        two.push(with("gender=male", 150, 1_500_000));
+        let rows = rollup(&two, &[], &by_campaign);
+        assert_eq!(rows[0]["impressions"].as_i64(), Some(400));
+        // Two dimensions: the key's names pick the report.
+        let multi = vec![
+            with("age=18-24|gender=female", 10, 0),
+            with("age=18-24|gender=male", 20, 0),
+            with("age=25-34|gender=female", 30, 0),
+        ];
+        assert_eq!(
+            rollup(&multi, &[], &by_campaign)[0]["impressions"].as_i64(),
+            Some(60)
+        );
     }
 
     #[test]

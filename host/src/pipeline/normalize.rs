@@ -9,15 +9,19 @@ use crate::config::{is_currency, is_slug};
 use crate::insights::{BASE_METRICS, RATIO_METRICS};
 use crate::plugin::bindings::adapter::adpipe::plugin::types as wit;
 use crate::row::{Row, RowKind};
+use chrono_tz::Tz;
 
 /// Context the request or pipeline supplies.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct IngestContext<'a> {
     pub platform: &'a str,
     pub adapter: &'a str,
     pub adapter_version: &'a str,
     pub account_id: Option<&'a str>,
     pub currency: Option<&'a str>,
+    /// The pipeline's time zone: event rows are filed under the day of their
+    /// instant here (reports are dated in the ad account's zone already).
+    pub timezone: Tz,
 }
 
 /// Why a batch cannot go on the bus.
@@ -60,6 +64,39 @@ impl Stamp {
     }
 }
 
+/// Every column of a batch must have one entry per row.
+fn check_columns(c: &wit::RowColumns) -> Result<usize, NormalizeError> {
+    let n = c.kind.len();
+    let lengths = [
+        ("bucket", c.bucket.len()),
+        ("day", c.day.len()),
+        ("hour", c.hour.len()),
+        ("event-at-ms", c.event_at_ms.len()),
+        ("account-id", c.account_id.len()),
+        ("campaign-id", c.campaign_id.len()),
+        ("campaign-name", c.campaign_name.len()),
+        ("ad-group-id", c.ad_group_id.len()),
+        ("ad-group-name", c.ad_group_name.len()),
+        ("ad-id", c.ad_id.len()),
+        ("ad-name", c.ad_name.len()),
+        ("breakdown", c.breakdown.len()),
+        ("currency", c.currency.len()),
+        ("dedup-key", c.dedup_key.len()),
+        ("impressions", c.impressions.len()),
+        ("clicks", c.clicks.len()),
+        ("spend-micros", c.spend_micros.len()),
+        ("conversions-micros", c.conversions_micros.len()),
+        ("conversion-value-micros", c.conversion_value_micros.len()),
+        ("observed-at-ms", c.observed_at_ms.len()),
+    ];
+    match lengths.iter().find(|(_, len)| *len != n) {
+        Some((column, len)) => Err(NormalizeError::Plugin(format!(
+            "column `{column}` has {len} entries for {n} rows"
+        ))),
+        None => Ok(n),
+    }
+}
+
 /// Turn a plugin batch into rows.
 pub fn normalize(
     batch: &wit::RowBatch,
@@ -67,6 +104,13 @@ pub fn normalize(
     stamp: i64,
 ) -> Result<Vec<Row>, NormalizeError> {
     let strings = &batch.strings;
+    let columns = &batch.rows;
+    let n = check_columns(columns)?;
+    if n > 0 && strings.first().is_none_or(|s| !s.is_empty()) {
+        return Err(NormalizeError::Plugin(
+            "string 0 must be the empty string (it means absent)".into(),
+        ));
+    }
     let get = |i: u32, what: &str, row: usize| -> Result<&str, NormalizeError> {
         strings.get(i as usize).map(String::as_str).ok_or_else(|| {
             NormalizeError::Plugin(format!(
@@ -74,13 +118,23 @@ pub fn normalize(
             ))
         })
     };
-    let opt = |i: Option<u32>, what: &str, row: usize| -> Result<Option<String>, NormalizeError> {
-        i.map(|i| get(i, what, row).map(str::to_owned)).transpose()
+    // Index 0 is absent; an empty string elsewhere is absent too.
+    let opt = |i: u32, what: &str, row: usize| -> Result<Option<String>, NormalizeError> {
+        if i == 0 {
+            return Ok(None);
+        }
+        get(i, what, row).map(|s| (!s.is_empty()).then(|| s.to_owned()))
     };
-    let mut extras: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); batch.rows.len()];
-    for e in &batch.extras {
-        let row = e.row as usize;
-        let name = get(e.name, "extra metric name", row)?;
+    let mut extras: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); n];
+    let e = &batch.extras;
+    if e.name.len() != e.row.len() || e.value_micros.len() != e.row.len() {
+        return Err(NormalizeError::Plugin(
+            "extra metric columns differ in length".into(),
+        ));
+    }
+    for ((&row, &name), &value) in e.row.iter().zip(&e.name).zip(&e.value_micros) {
+        let row = row as usize;
+        let name = get(name, "extra metric name", row)?;
         let slot = extras.get_mut(row).ok_or_else(|| {
             NormalizeError::Plugin(format!(
                 "extra metric `{name}` names row {row}, which does not exist"
@@ -95,52 +149,36 @@ pub fn normalize(
                 "`{name}` is not a valid extra metric name"
             )));
         }
-        *slot.entry(name.to_owned()).or_default() += e.value_micros;
+        *slot.entry(name.to_owned()).or_default() += value;
     }
 
-    let mut rows = Vec::with_capacity(batch.rows.len());
-    for (i, (r, extras)) in batch.rows.iter().zip(extras).enumerate() {
-        let kind = match r.kind {
+    let mut rows = Vec::with_capacity(n);
+    for (i, extras) in extras.into_iter().enumerate() {
+        let kind = match columns.kind[i] {
             wit::RowKind::Snapshot => RowKind::Snapshot,
             wit::RowKind::Delta => RowKind::Delta,
         };
-        let campaign_id = opt(r.campaign_id, "campaign id", i)?;
-        let date = sdk_date(r.date).ok_or_else(|| {
-            client(
-                "invalid_value",
-                format!(
-                    "row {i}: {:04}-{:02}-{:02} is not a valid date",
-                    r.date.year, r.date.month, r.date.day
-                ),
-            )
-        })?;
+        let campaign_id = opt(columns.campaign_id[i], "campaign id", i)?;
+        let (date, hour) = bucket(columns, i, ctx.timezone)?;
         if !STORABLE_DAYS.contains(&date) {
             return Err(client(
                 "invalid_value",
                 format!(
-                    "row {i}: date {:04}-{:02}-{:02} is outside 1970-01-01..2149-06-06, the days adpipe can store",
-                    r.date.year, r.date.month, r.date.day
+                    "row {i}: date {} is outside 1970-01-01..2149-06-06, the days adpipe can store",
+                    day_text(date)
                 ),
             ));
-        }
-        if r.hour.is_some_and(|h| h > 23) {
-            return Err(NormalizeError::Plugin(format!(
-                "row {i}: hour {:?} is out of range",
-                r.hour
-            )));
         }
         let describe = || {
             format!(
                 "row {i} (campaign {}, {})",
                 campaign_id.as_deref().unwrap_or("?"),
-                adpipe_plugin_sdk::Date::from_days_since_epoch(i64::from(date))
-                    .map(|d| d.to_string())
-                    .unwrap_or_default()
+                day_text(date)
             )
         };
-        let account_id = match opt(r.account_id, "account id", i)? {
-            Some(a) if !a.is_empty() => a,
-            _ => match ctx.account_id {
+        let account_id = match opt(columns.account_id[i], "account id", i)? {
+            Some(a) => a,
+            None => match ctx.account_id {
                 Some(a) => a.to_owned(),
                 None if kind == RowKind::Delta => String::new(),
                 None => {
@@ -154,8 +192,11 @@ pub fn normalize(
                 }
             },
         };
-        let currency = opt(r.currency, "currency", i)?.or_else(|| ctx.currency.map(str::to_owned));
-        let has_money = r.spend_micros != 0 || r.conversion_value_micros != 0;
+        let currency =
+            opt(columns.currency[i], "currency", i)?.or_else(|| ctx.currency.map(str::to_owned));
+        let spend_micros = columns.spend_micros[i];
+        let conversion_value_micros = columns.conversion_value_micros[i];
+        let has_money = spend_micros != 0 || conversion_value_micros != 0;
         match &currency {
             Some(c) if !is_currency(c) => {
                 return Err(client(
@@ -174,7 +215,7 @@ pub fn normalize(
             }
             _ => {}
         }
-        let dedup_key = opt(r.dedup_key, "dedup key", i)?;
+        let dedup_key = opt(columns.dedup_key[i], "dedup key", i)?;
         match kind {
             RowKind::Snapshot if campaign_id.is_none() => {
                 return Err(NormalizeError::Plugin(format!(
@@ -196,29 +237,34 @@ pub fn normalize(
                 )
             })
         };
-        let impressions = count(r.impressions, "impressions")?;
-        let clicks = count(r.clicks, "clicks")?;
+        let impressions = count(columns.impressions[i], "impressions")?;
+        let clicks = count(columns.clicks[i], "clicks")?;
+        let observed_at_ms = columns.observed_at_ms[i];
         rows.push(Row {
             kind,
             platform: ctx.platform.to_owned(),
             account_id,
             campaign_id,
-            campaign_name: opt(r.campaign_name, "campaign name", i)?,
-            ad_group_id: opt(r.ad_group_id, "ad group id", i)?,
-            ad_id: opt(r.ad_id, "ad id", i)?,
+            campaign_name: opt(columns.campaign_name[i], "campaign name", i)?,
+            ad_group_id: opt(columns.ad_group_id[i], "ad group id", i)?,
+            ad_group_name: opt(columns.ad_group_name[i], "ad group name", i)?,
+            ad_id: opt(columns.ad_id[i], "ad id", i)?,
+            ad_name: opt(columns.ad_name[i], "ad name", i)?,
+            breakdown: opt(columns.breakdown[i], "breakdown", i)?,
             date,
-            hour: r.hour,
+            hour,
             currency,
             impressions,
             clicks,
-            spend_micros: r.spend_micros,
-            conversions_micros: r.conversions_micros,
-            conversion_value_micros: r.conversion_value_micros,
+            spend_micros,
+            conversions_micros: columns.conversions_micros[i],
+            conversion_value_micros,
             extras,
-            observed_at_us: r
-                .observed_at_ms
-                .map(|ms| ms.saturating_mul(1000))
-                .unwrap_or(stamp),
+            observed_at_us: if observed_at_ms == 0 {
+                stamp
+            } else {
+                observed_at_ms.saturating_mul(1000)
+            },
             dedup_key,
             adapter: ctx.adapter.to_owned(),
             adapter_version: ctx.adapter_version.to_owned(),
@@ -227,50 +273,88 @@ pub fn normalize(
     Ok(rows)
 }
 
+/// The day (and hour) row `i` is filed under: its reporting day, or the day of
+/// its event instant in the pipeline's time zone.
+fn bucket(c: &wit::RowColumns, i: usize, tz: Tz) -> Result<(i32, Option<u8>), NormalizeError> {
+    match c.bucket[i] {
+        wit::BucketKind::Daily => Ok((c.day[i], None)),
+        wit::BucketKind::Hourly => {
+            let hour = c.hour[i];
+            if hour > 23 {
+                return Err(NormalizeError::Plugin(format!(
+                    "row {i}: hour {hour} is out of range"
+                )));
+            }
+            Ok((c.day[i], Some(hour)))
+        }
+        wit::BucketKind::Event => {
+            let ms = c.event_at_ms[i];
+            let instant = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+                client(
+                    "invalid_value",
+                    format!("row {i}: event time {ms} ms is not a representable instant"),
+                )
+            })?;
+            let local = instant.with_timezone(&tz).date_naive();
+            let days = local
+                .signed_duration_since(chrono::NaiveDate::default())
+                .num_days();
+            Ok((i32::try_from(days).unwrap_or(i32::MIN), None))
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a day number, or the number when it is no calendar day.
+fn day_text(days: i32) -> String {
+    adpipe_plugin_sdk::Date::from_days_since_epoch(i64::from(days))
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| format!("day {days}"))
+}
+
 /// The days every store can hold: ClickHouse's `Date` is 1970-01-01 ..=
 /// 2149-06-06 (days 0 ..= 65535). A row outside would be accepted and then
 /// refused by the store forever.
 pub const STORABLE_DAYS: std::ops::RangeInclusive<i32> = 0..=65_535;
 
-fn sdk_date(d: wit::Date) -> Option<i32> {
-    adpipe_plugin_sdk::Date::new(d.year, d.month, d.day)
-        .and_then(|d| i32::try_from(d.days_since_epoch()).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(kind: wit::RowKind) -> wit::Row {
-        wit::Row {
-            kind,
-            account_id: Some(0),
-            campaign_id: Some(1),
-            campaign_name: None,
-            ad_group_id: None,
-            ad_id: None,
-            date: wit::Date {
-                year: 2026,
-                month: 11,
-                day: 1,
-            },
-            hour: None,
-            currency: None,
-            impressions: 10,
-            clicks: 1,
-            spend_micros: 5_000_000,
-            conversions_micros: 0,
-            conversion_value_micros: 0,
-            observed_at_ms: None,
-            dedup_key: None,
-        }
-    }
-
-    fn batch(rows: Vec<wit::Row>) -> wit::RowBatch {
+    /// Strings: 0 "", 1 "act", 2 "c1", 3 "leads", 4 "k", 5 "age=18-24", 6 "EUR".
+    fn batch(kinds: &[wit::RowKind]) -> wit::RowBatch {
+        let n = kinds.len();
         wit::RowBatch {
-            strings: vec!["act".into(), "c1".into(), "leads".into(), "k".into()],
-            rows,
-            extras: vec![],
+            strings: ["", "act", "c1", "leads", "k", "age=18-24", "EUR"]
+                .map(String::from)
+                .to_vec(),
+            rows: wit::RowColumns {
+                kind: kinds.to_vec(),
+                bucket: vec![wit::BucketKind::Daily; n],
+                day: vec![20_758; n],
+                hour: vec![0; n],
+                event_at_ms: vec![0; n],
+                account_id: vec![1; n],
+                campaign_id: vec![2; n],
+                campaign_name: vec![0; n],
+                ad_group_id: vec![0; n],
+                ad_group_name: vec![0; n],
+                ad_id: vec![0; n],
+                ad_name: vec![0; n],
+                breakdown: vec![0; n],
+                currency: vec![0; n],
+                dedup_key: vec![0; n],
+                impressions: vec![10; n],
+                clicks: vec![1; n],
+                spend_micros: vec![5_000_000; n],
+                conversions_micros: vec![0; n],
+                conversion_value_micros: vec![0; n],
+                observed_at_ms: vec![0; n],
+            },
+            extras: wit::ExtraColumns {
+                row: vec![],
+                name: vec![],
+                value_micros: vec![],
+            },
             notices: vec![],
             next_page: None,
         }
@@ -282,11 +366,12 @@ mod tests {
         adapter_version: "0.1.0",
         account_id: None,
         currency: None,
+        timezone: chrono_tz::UTC,
     };
 
     #[test]
     fn currency_comes_from_context_or_the_row_is_refused() {
-        let b = batch(vec![row(wit::RowKind::Snapshot)]);
+        let b = batch(&[wit::RowKind::Snapshot]);
         let err = normalize(&b, &CTX, 1).expect_err("no currency");
         assert!(
             matches!(
@@ -307,6 +392,7 @@ mod tests {
         assert_eq!(rows[0].observed_at_us, 7);
         assert_eq!(rows[0].date, 20_758);
         assert_eq!(rows[0].adapter_version, "0.1.0");
+        assert_eq!(rows[0].breakdown, None);
     }
 
     #[test]
@@ -315,24 +401,21 @@ mod tests {
             currency: Some("USD"),
             ..CTX
         };
-        for (year, month, day, ok) in [
-            (1969, 12, 31, false),
-            (1970, 1, 1, true),
-            (2149, 6, 6, true),
-            (2149, 6, 7, false),
-            (9999, 12, 31, false),
+        // Day numbers of 1969-12-31, 1970-01-01, 2149-06-06, 2149-06-07.
+        for (day, text, ok) in [
+            (-1, "1969-12-31", false),
+            (0, "1970-01-01", true),
+            (65_535, "2149-06-06", true),
+            (65_536, "2149-06-07", false),
         ] {
-            let mut r = row(wit::RowKind::Snapshot);
-            r.date = wit::Date { year, month, day };
-            match normalize(&batch(vec![r]), &ctx, 1) {
-                Ok(_) => assert!(ok, "{year}-{month}-{day} accepted"),
+            let mut b = batch(&[wit::RowKind::Snapshot]);
+            b.rows.day[0] = day;
+            match normalize(&b, &ctx, 1) {
+                Ok(_) => assert!(ok, "{text} accepted"),
                 Err(NormalizeError::Client { code, message }) => {
-                    assert!(!ok, "{year}-{month}-{day} refused: {message}");
+                    assert!(!ok, "{text} refused: {message}");
                     assert_eq!(code, "invalid_value");
-                    assert!(
-                        message.contains(&format!("{year:04}-{month:02}-{day:02}")),
-                        "{message}"
-                    );
+                    assert!(message.contains(text), "{message}");
                 }
                 Err(e) => panic!("{e}"),
             }
@@ -341,31 +424,64 @@ mod tests {
 
     #[test]
     fn plugin_contract_violations_are_not_client_errors() {
-        let mut r = row(wit::RowKind::Delta);
-        r.currency = Some(99);
+        let mut b = batch(&[wit::RowKind::Delta]);
+        b.rows.currency[0] = 99;
         assert!(matches!(
-            normalize(&batch(vec![r]), &CTX, 1),
+            normalize(&b, &CTX, 1),
             Err(NormalizeError::Plugin(_))
         ));
-        let mut d = row(wit::RowKind::Delta);
-        d.spend_micros = 0;
+        let mut b = batch(&[wit::RowKind::Delta]);
+        b.rows.spend_micros[0] = 0;
         assert!(
-            matches!(
-                normalize(&batch(vec![d]), &CTX, 1),
-                Err(NormalizeError::Plugin(_))
-            ),
+            matches!(normalize(&b, &CTX, 1), Err(NormalizeError::Plugin(_))),
             "delta without dedup key"
         );
-        d.dedup_key = Some(3);
-        let mut b = batch(vec![d]);
-        b.extras.push(wit::ExtraMetric {
-            row: 0,
-            name: 2,
-            value_micros: 1_000_000,
-        });
+        b.rows.dedup_key[0] = 4;
+        b.extras = wit::ExtraColumns {
+            row: vec![0],
+            name: vec![3],
+            value_micros: vec![1_000_000],
+        };
         let rows = normalize(&b, &CTX, 1).expect("lead delta without currency is fine");
         assert_eq!(rows[0].extras["leads"], 1_000_000);
         assert_eq!(rows[0].currency, None);
+        let mut short = batch(&[wit::RowKind::Snapshot]);
+        short.rows.clicks.clear();
+        assert!(matches!(
+            normalize(&short, &CTX, 1),
+            Err(NormalizeError::Plugin(m)) if m.contains("clicks")
+        ));
+    }
+
+    #[test]
+    fn breakdown_and_names_travel_with_the_row() {
+        let mut b = batch(&[wit::RowKind::Snapshot]);
+        b.rows.breakdown[0] = 5;
+        b.rows.currency[0] = 6;
+        let rows = normalize(&b, &CTX, 1).expect("valid");
+        assert_eq!(rows[0].breakdown.as_deref(), Some("age=18-24"));
+    }
+
+    #[test]
+    fn events_are_filed_under_the_day_of_the_pipeline_time_zone() {
+        // 2026-11-02T04:30:00Z is 23:30 on 2026-11-01 in New York (EST, UTC-5).
+        let instant = chrono::DateTime::parse_from_rfc3339("2026-11-02T04:30:00Z")
+            .expect("valid")
+            .timestamp_millis();
+        let mut b = batch(&[wit::RowKind::Delta]);
+        b.rows.bucket[0] = wit::BucketKind::Event;
+        b.rows.event_at_ms[0] = instant;
+        b.rows.dedup_key[0] = 4;
+        b.rows.spend_micros[0] = 0;
+        let utc = normalize(&b, &CTX, 1).expect("valid");
+        assert_eq!(day_text(utc[0].date), "2026-11-02");
+        let ny = IngestContext {
+            timezone: "America/New_York".parse().expect("zone"),
+            ..CTX
+        };
+        let rows = normalize(&b, &ny, 1).expect("valid");
+        assert_eq!(day_text(rows[0].date), "2026-11-01");
+        assert_eq!(rows[0].hour, None);
     }
 
     #[test]

@@ -203,6 +203,7 @@ pub async fn process(
         adapter_version: &info.version,
         account_id: context.account_id.as_deref(),
         currency: context.currency.as_deref(),
+        timezone: config.timezone,
     };
     let rows = match normalize(&batch, &ctx, app.stamp.next()) {
         Ok(rows) => rows,

@@ -45,6 +45,8 @@ enum PullError {
     #[error("invalid request URL `{0}`")]
     BadUrl(String),
     #[error("{0}")]
+    Sunset(String),
+    #[error("{0}")]
     Http(String),
     #[error("the platform answered {status}: {snippet}")]
     Status { status: StatusCode, snippet: String },
@@ -67,7 +69,10 @@ pub async fn pull_pipeline(app: &App, pipeline: &Pipeline) -> Vec<PullRun> {
     let Some(config) = &pipeline.config.pull else {
         return vec![];
     };
-    let today = Utc::now().date_naive();
+    // "Today" in the ad account's reporting time zone, where its days end.
+    let today = Utc::now()
+        .with_timezone(&pipeline.config.timezone)
+        .date_naive();
     let mut runs = Vec::new();
     for account in &config.accounts {
         let run = pull_account(app, pipeline, account, today).await;
@@ -164,6 +169,12 @@ async fn fetch_all(
         .pull
         .as_ref()
         .ok_or(PullError::NotConfigured)?;
+    if let Some((used, Some(advice))) = pipeline.api_version() {
+        if used.status() == "expired" {
+            // The platform refuses a version past its sunset: say why, send nothing.
+            return Err(PullError::Sunset(advice));
+        }
+    }
     let request = PullRequest {
         account_id: account.to_owned(),
         since: wit_date(since),
@@ -218,7 +229,7 @@ async fn fetch(
     run: &mut PullRun,
 ) -> Result<(String, Vec<u8>), PullError> {
     let mut url = Url::parse(&request.url).map_err(|_| PullError::BadUrl(request.url.clone()))?;
-    append_query(&mut url, &request.query);
+    append_query(&mut url, &request.query)?;
     check_host(pipeline, &url)?;
     let public_url = url.to_string();
     let limit = pipeline
@@ -431,49 +442,33 @@ async fn snippet(response: &mut reqwest::Response) -> String {
     String::from_utf8_lossy(&head).chars().take(300).collect()
 }
 
-/// Append the plugin's query pairs to `url` as the plugin wrote them: a value
-/// is sent as is (Rest.li's `List(urn%3Ali%3A...)` and `(start:(year:2026))`
-/// stay exactly that), so a plugin percent-encodes what it means literally
-/// (`%25`, `%2B`, `%26`). Only what cannot stand inside one `key=value` pair is
-/// escaped: bytes a URL query may not hold (space, `"`, `#`, `<`, `>`, `'`,
-/// brackets and braces, `|`, `\`, `^`, `` ` ``, controls, non-ASCII), `&`,
-/// `=` in a key, and a `%` that starts no escape.
-fn append_query(url: &mut Url, pairs: &[(String, String)]) {
-    if pairs.is_empty() {
-        return;
+/// Put the plugin's query on `url` exactly as the plugin wrote it (Rest.li's
+/// `List(urn%3Ali%3A...)` and `(start:(year:2026))` go out as they are), after
+/// a query already in the URL. Refused when it holds what a URL query may not
+/// (RFC 3986 `query`: unreserved, sub-delims, `:`, `@`, `/`, `?` and `%XX`
+/// escapes), since sending it would mean re-encoding it.
+fn append_query(url: &mut Url, query: &str) -> Result<(), PullError> {
+    if query.is_empty() {
+        return Ok(());
     }
-    let mut query = url.query().unwrap_or_default().to_owned();
-    for (key, value) in pairs {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        escape_into(&mut query, key, true);
-        query.push('=');
-        escape_into(&mut query, value, false);
-    }
-    url.set_query(Some(&query));
-}
-
-fn escape_into(out: &mut String, text: &str, key: bool) {
-    use std::fmt::Write as _;
-    let bytes = text.as_bytes();
+    let bytes = query.as_bytes();
     let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
-    for (i, &b) in bytes.iter().enumerate() {
-        let keep = match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
-            b'!' | b'$' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b':' | b'@' | b'/' | b'?' => {
-                true
-            }
-            b'=' => !key,
-            b'%' => hex(i + 1) && hex(i + 2),
-            _ => false,
-        };
-        if keep {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
+    if let Some((at, &b)) = bytes.iter().enumerate().find(|&(i, &b)| {
+        !(b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/?".contains(&b)
+            || (b == b'%' && hex(i + 1) && hex(i + 2)))
+    }) {
+        return Err(PullError::BadUrl(format!(
+            "the planned query holds {:?} at byte {at}, which a URL query cannot carry unescaped",
+            char::from(b)
+        )));
     }
+    let joined = match url.query() {
+        Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
+        _ => query.to_owned(),
+    };
+    url.set_query(Some(&joined));
+    Ok(())
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -522,53 +517,43 @@ fn check_host(pipeline: &Pipeline, url: &Url) -> Result<(), PullError> {
 mod tests {
     use super::*;
 
-    fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    fn with_query(base: &str, query: &str) -> Result<String, PullError> {
         let mut url = Url::parse(base).expect("url");
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        append_query(&mut url, &pairs);
-        url.to_string()
+        append_query(&mut url, query)?;
+        Ok(url.to_string())
     }
 
     #[test]
     fn restli_queries_are_sent_as_the_plugin_built_them() {
-        let url = with_query(
-            "https://api.linkedin.com/rest/adAnalytics",
-            &[
-                ("q", "statistics"),
-                ("pivots", "List(CAMPAIGN,CREATIVE)"),
-                (
-                    "dateRange",
-                    "(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))",
-                ),
-                ("accounts", "List(urn%3Ali%3AsponsoredAccount%3A509876)"),
-            ],
-        );
+        let query = "q=statistics&pivots=List(CAMPAIGN,CREATIVE)\
+             &dateRange=(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))\
+             &accounts=List(urn%3Ali%3AsponsoredAccount%3A509876)";
+        let url = with_query("https://api.linkedin.com/rest/adAnalytics", query).expect("valid");
         assert_eq!(
             url,
-            "https://api.linkedin.com/rest/adAnalytics?q=statistics&pivots=List(CAMPAIGN,CREATIVE)\
-             &dateRange=(start:(year:2026,month:11,day:1),end:(year:2026,month:11,day:14))\
-             &accounts=List(urn%3Ali%3AsponsoredAccount%3A509876)"
+            format!("https://api.linkedin.com/rest/adAnalytics?{query}")
         );
+        let url = with_query("http://127.0.0.1:9/x?page=2", "a=%7B%22b%22%7D").expect("valid");
+        assert_eq!(url, "http://127.0.0.1:9/x?page=2&a=%7B%22b%22%7D");
     }
 
     #[test]
-    fn only_what_cannot_stand_in_a_pair_is_escaped() {
-        let url = with_query(
-            "http://127.0.0.1:9/x?page=2",
-            &[
-                ("time_range", r#"{"since":"2026-11-01"}"#),
-                ("a&b=c", "x&y=z #1"),
-                ("p", "100% 50%2B"),
-                ("n", "café"),
-            ],
-        );
-        assert_eq!(
-            url,
-            "http://127.0.0.1:9/x?page=2&time_range=%7B%22since%22:%222026-11-01%22%7D\
-             &a%26b%3Dc=x%26y=z%20%231&p=100%25%2050%2B&n=caf%C3%A9"
-        );
+    fn queries_a_url_cannot_carry_are_refused_not_reencoded() {
+        for bad in [
+            "a=b c",
+            "a={\"b\"}",
+            "a=caf\u{e9}",
+            "a=100%",
+            "a=#1",
+            "a=<x>",
+        ] {
+            assert!(
+                matches!(
+                    with_query("http://127.0.0.1:9/x", bad),
+                    Err(PullError::BadUrl(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

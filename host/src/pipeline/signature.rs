@@ -34,20 +34,43 @@ fn mac(secret: &[u8]) -> HmacSha256 {
     }
 }
 
-/// Check `header_value` = `prefix` + hex HMAC-SHA256(secret, body), in constant time.
-pub fn verify_body(
+/// What a platform signs and where it puts the digest (WIT 0.2.0 `hmac-spec`).
+#[derive(Clone, Copy, Debug)]
+pub struct HmacCheck<'a> {
+    /// Header carrying the digest.
+    pub header: &'a str,
+    /// Text before the hex digest in the header (Meta `sha256=`), optional on the wire.
+    pub header_prefix: &'a str,
+    /// Bytes signed before the body (LinkedIn `hmacsha256=`), often empty.
+    pub signed_prefix: &'a str,
+}
+
+/// Check `header_value` = [`HmacCheck::header_prefix`] (optional) + hex
+/// HMAC-SHA256(secret, [`HmacCheck::signed_prefix`] + body), in constant time.
+///
+/// Meta: `X-Hub-Signature-256: sha256=<hex HMAC of the body>`. LinkedIn: "the
+/// HMACSHA256 hash of the JSON-encoded string representation of the POST body
+/// prefixed by `hmacsha256=`", computed with the app's client secret
+/// (learn.microsoft.com/en-us/linkedin/shared/api-guide/webhook-validation).
+pub fn verify_hmac(
     secret: &[u8],
     body: &[u8],
-    header: &str,
+    check: HmacCheck<'_>,
     header_value: Option<&str>,
-    prefix: &str,
 ) -> Result<(), SignatureError> {
-    let value = header_value.ok_or_else(|| SignatureError::Missing(header.to_owned()))?;
-    let hex_part = value
-        .trim()
-        .strip_prefix(prefix)
-        .ok_or_else(|| SignatureError::Malformed(header.to_owned()))?;
-    verify_hex(secret, &[body], header, hex_part)
+    let value = header_value.ok_or_else(|| SignatureError::Missing(check.header.to_owned()))?;
+    let value = value.trim();
+    let hex_part = if check.header_prefix.is_empty() {
+        value
+    } else {
+        value.strip_prefix(check.header_prefix).unwrap_or(value)
+    };
+    verify_hex(
+        secret,
+        &[check.signed_prefix.as_bytes(), body],
+        check.header,
+        hex_part,
+    )
 }
 
 /// Check that `hex_digest` is the hex HMAC-SHA256(secret, the `signed` parts
@@ -66,35 +89,6 @@ fn verify_hex(
     }
     mac.verify_slice(&expected)
         .map_err(|_| SignatureError::Mismatch)
-}
-
-/// Whether a WIT 0.1.0 `hmac-sha256-body` scheme naming `header` means
-/// LinkedIn's, whose HMAC covers the prefix *and* the body.
-///
-/// WIT 0.1.0 cannot say what a platform signs (0.2.0 will): the host knows
-/// that `X-LI-Signature` is LinkedIn's, where the digest is over
-/// `hmacsha256=` + body (see [`verify_prefixed_body`]).
-pub fn signs_prefixed_body(header: &str) -> bool {
-    header.eq_ignore_ascii_case("x-li-signature")
-}
-
-/// Check LinkedIn's `X-LI-Signature`: hex HMAC-SHA256(secret, `prefix` + body),
-/// with or without `prefix` in front of the digest in the header, in constant time.
-///
-/// LinkedIn: "the HMACSHA256 hash of the JSON-encoded string representation of
-/// the POST body prefixed by `hmacsha256=`", computed with the app's client
-/// secret (learn.microsoft.com/en-us/linkedin/shared/api-guide/webhook-validation).
-pub fn verify_prefixed_body(
-    secret: &[u8],
-    body: &[u8],
-    header: &str,
-    header_value: Option<&str>,
-    prefix: &str,
-) -> Result<(), SignatureError> {
-    let value = header_value.ok_or_else(|| SignatureError::Missing(header.to_owned()))?;
-    let value = value.trim();
-    let hex_part = value.strip_prefix(prefix).unwrap_or(value);
-    verify_hex(secret, &[prefix.as_bytes(), body], header, hex_part)
 }
 
 /// Whether a LinkedIn `challengeCode` is a UUID (`8-4-4-4-12` hex digits, as
@@ -142,45 +136,30 @@ pub fn verify_timestamped(
 mod tests {
     use super::*;
 
+    const META: HmacCheck<'static> = HmacCheck {
+        header: "x-hub-signature-256",
+        header_prefix: "sha256=",
+        signed_prefix: "",
+    };
+
     #[test]
     fn body_signatures() {
         let sig = format!("sha256={}", hmac_hex(b"secret", b"{}"));
+        assert_eq!(verify_hmac(b"secret", b"{}", META, Some(&sig)), Ok(()));
         assert_eq!(
-            verify_body(
-                b"secret",
-                b"{}",
-                "x-hub-signature-256",
-                Some(&sig),
-                "sha256="
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            verify_body(
-                b"secret",
-                b"{ }",
-                "x-hub-signature-256",
-                Some(&sig),
-                "sha256="
-            ),
+            verify_hmac(b"secret", b"{ }", META, Some(&sig)),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify_body(
-                b"other",
-                b"{}",
-                "x-hub-signature-256",
-                Some(&sig),
-                "sha256="
-            ),
+            verify_hmac(b"other", b"{}", META, Some(&sig)),
             Err(SignatureError::Mismatch)
         );
         assert!(matches!(
-            verify_body(b"secret", b"{}", "h", Some("sha1=00"), "sha256="),
+            verify_hmac(b"secret", b"{}", META, Some("sha1=00")),
             Err(SignatureError::Malformed(_))
         ));
         assert!(matches!(
-            verify_body(b"secret", b"{}", "h", None, "sha256="),
+            verify_hmac(b"secret", b"{}", META, None),
             Err(SignatureError::Missing(_))
         ));
         // Known vector: HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
@@ -197,15 +176,12 @@ mod tests {
         // Computed outside adpipe:
         // python3 -c 'import hmac,hashlib;print(hmac.new(b"li-client-secret", b"hmacsha256=" + b"{\"type\":\"LEAD_ACTION\",\"leadGenFormResponse\":\"urn:li:leadGenFormResponse:1\"}", hashlib.sha256).hexdigest())'
         let digest = "579ddc09627a0991701b5bfd7f222aba8bbd9755e56681e4f3b5b41c7aa9666f";
-        let check = |value: &str| {
-            verify_prefixed_body(
-                b"li-client-secret",
-                body,
-                "x-li-signature",
-                Some(value),
-                "hmacsha256=",
-            )
+        let linkedin = HmacCheck {
+            header: "x-li-signature",
+            header_prefix: "hmacsha256=",
+            signed_prefix: "hmacsha256=",
         };
+        let check = |value: &str| verify_hmac(b"li-client-secret", body, linkedin, Some(value));
         assert_eq!(check(digest), Ok(()));
         assert_eq!(check(&format!("hmacsha256={digest}")), Ok(()));
         // The digest of the bare body (what adpipe used to expect) is refused.
@@ -216,8 +192,6 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(matches!(check("zz"), Err(SignatureError::Malformed(_))));
-        assert!(signs_prefixed_body("X-LI-Signature"));
-        assert!(!signs_prefixed_body("x-hub-signature-256"));
     }
 
     #[test]

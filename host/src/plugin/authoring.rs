@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::plugin::{CallError, Limits, ParseContext, RowBatch, Runtime, WebhookRequest};
+use crate::plugin::{
+    BucketKind, CallError, Limits, ParseContext, RowBatch, RowKind, Runtime, WebhookRequest,
+};
 
 /// Files of the adapter template: (path in the new crate, contents).
 const TEMPLATE: &[(&str, &str)] = &[
@@ -189,30 +191,43 @@ pub fn test_fixtures(
 
 /// A batch with its string table resolved, as readable JSON.
 fn rows_json(batch: &RowBatch) -> Value {
-    let s = |i: Option<u32>| {
-        i.and_then(|i| batch.strings.get(i as usize))
+    let s = |i: u32| {
+        (i != 0)
+            .then(|| batch.strings.get(i as usize))
+            .flatten()
             .map(|v| json!(v))
             .unwrap_or(Value::Null)
     };
-    let rows: Vec<Value> = batch
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(index, r)| {
-            let extras: serde_json::Map<String, Value> = batch
-                .extras
-                .iter()
-                .filter(|e| e.row as usize == index)
-                .map(|e| (batch.strings.get(e.name as usize).cloned().unwrap_or_default(), json!(e.value_micros)))
+    let c = &batch.rows;
+    let e = &batch.extras;
+    let rows: Vec<Value> = (0..c.kind.len())
+        .map(|i| {
+            let extras: serde_json::Map<String, Value> = (0..e.row.len())
+                .filter(|&j| e.row[j] as usize == i)
+                .map(|j| {
+                    (
+                        batch.strings.get(e.name[j] as usize).cloned().unwrap_or_default(),
+                        json!(e.value_micros[j]),
+                    )
+                })
                 .collect();
+            let day = adpipe_plugin_sdk::Date::from_days_since_epoch(i64::from(c.day[i]))
+                .map(|d| d.to_string());
+            let (date, hour, event_at_ms) = match c.bucket[i] {
+                BucketKind::Daily => (json!(day), Value::Null, Value::Null),
+                BucketKind::Hourly => (json!(day), json!(c.hour[i]), Value::Null),
+                BucketKind::Event => (Value::Null, Value::Null, json!(c.event_at_ms[i])),
+            };
             json!({
-                "kind": format!("{:?}", r.kind).to_lowercase(),
-                "account_id": s(r.account_id), "campaign_id": s(r.campaign_id), "campaign_name": s(r.campaign_name),
-                "ad_group_id": s(r.ad_group_id), "ad_id": s(r.ad_id),
-                "date": format!("{:04}-{:02}-{:02}", r.date.year, r.date.month, r.date.day), "hour": r.hour,
-                "currency": s(r.currency), "impressions": r.impressions, "clicks": r.clicks,
-                "spend_micros": r.spend_micros, "conversions_micros": r.conversions_micros,
-                "conversion_value_micros": r.conversion_value_micros, "dedup_key": s(r.dedup_key), "extras": extras,
+                "kind": match c.kind[i] { RowKind::Snapshot => "snapshot", RowKind::Delta => "delta" },
+                "account_id": s(c.account_id[i]), "campaign_id": s(c.campaign_id[i]),
+                "campaign_name": s(c.campaign_name[i]), "ad_group_id": s(c.ad_group_id[i]),
+                "ad_group_name": s(c.ad_group_name[i]), "ad_id": s(c.ad_id[i]), "ad_name": s(c.ad_name[i]),
+                "breakdown": s(c.breakdown[i]), "date": date, "hour": hour, "event_at_ms": event_at_ms,
+                "currency": s(c.currency[i]), "impressions": c.impressions[i], "clicks": c.clicks[i],
+                "spend_micros": c.spend_micros[i], "conversions_micros": c.conversions_micros[i],
+                "conversion_value_micros": c.conversion_value_micros[i], "dedup_key": s(c.dedup_key[i]),
+                "extras": extras,
             })
         })
         .collect();

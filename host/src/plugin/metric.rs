@@ -7,8 +7,10 @@ use std::sync::Arc;
 use wasmtime::Engine;
 
 use super::bindings::metric::exports::adpipe::plugin::metric as wit_metric;
-use super::bindings::metric::MetricPluginPre;
-use super::{classify, sandboxed_store, CallError, Limits, LoadError, PluginState, Runtime};
+use super::bindings::{v0_1, v0_2};
+use super::{
+    classify, compat, sandboxed_store, Abi, CallError, Limits, LoadError, PluginState, Runtime,
+};
 
 pub use wit_metric::{ComputeRequest, MetricInfo, MetricPluginInfo, Unit};
 
@@ -18,10 +20,16 @@ pub struct MetricPlugin {
     inner: Arc<Inner>,
 }
 
+/// A pre-instantiated metric plugin of one interface version.
+enum MetricPre {
+    Current(v0_2::metric::MetricPluginPre<PluginState>),
+    V0_1(v0_1::metric::MetricPluginPre<PluginState>),
+}
+
 struct Inner {
     name: String,
     engine: Engine,
-    pre: MetricPluginPre<PluginState>,
+    pre: MetricPre,
     limits: Limits,
     info: MetricPluginInfo,
     content_hash: String,
@@ -49,17 +57,32 @@ impl Runtime {
             .compile(&bytes, &hash, None)
             .map_err(|e| invalid(format!("{e:#}")))?;
         super::check_imports(&self.engine, &component).map_err(invalid)?;
-        super::check_export(&self.engine, &component, "metric").map_err(invalid)?;
+        let abi = super::check_export(&self.engine, &component, "metric").map_err(invalid)?;
         let instance_pre = self
             .metric_linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = MetricPluginPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = match abi {
+            Abi::V0_2 => MetricPre::Current(
+                v0_2::metric::MetricPluginPre::new(instance_pre)
+                    .map_err(|e| invalid(format!("{e:#}")))?,
+            ),
+            Abi::V0_1 => MetricPre::V0_1(
+                v0_1::metric::MetricPluginPre::new(instance_pre)
+                    .map_err(|e| invalid(format!("{e:#}")))?,
+            ),
+        };
         let mut store = sandboxed_store(&self.engine, name, limits);
-        let info = pre
-            .instantiate(&mut store)
-            .and_then(|plugin| plugin.adpipe_plugin_metric().call_describe(&mut store))
-            .map_err(|e| invalid(format!("describe failed: {}", classify(e, name, limits))))?;
+        let info = match &pre {
+            MetricPre::Current(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|plugin| plugin.adpipe_plugin_metric().call_describe(&mut store)),
+            MetricPre::V0_1(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|plugin| plugin.adpipe_plugin_metric().call_describe(&mut store))
+                .map(compat::metric::info),
+        }
+        .map_err(|e| invalid(format!("describe failed: {}", classify(e, name, limits))))?;
         if info.metrics.is_empty() {
             return Err(invalid("describe lists no metrics".into()));
         }
@@ -98,15 +121,20 @@ impl MetricPlugin {
     pub fn compute(&self, request: &ComputeRequest) -> Result<Vec<Option<f64>>, CallError> {
         let inner = &self.inner;
         let mut store = sandboxed_store(&inner.engine, &inner.name, inner.limits);
-        let result = inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| {
+        let result = match &inner.pre {
+            MetricPre::Current(pre) => pre.instantiate(&mut store).and_then(|plugin| {
                 plugin
                     .adpipe_plugin_metric()
                     .call_compute(&mut store, request)
-            })
-            .map_err(|e| classify(e, &inner.name, inner.limits))?;
+            }),
+            MetricPre::V0_1(pre) => pre.instantiate(&mut store).and_then(|plugin| {
+                plugin
+                    .adpipe_plugin_metric()
+                    .call_compute(&mut store, &compat::metric::request(request))
+                    .map(|r| r.map_err(compat::error))
+            }),
+        }
+        .map_err(|e| classify(e, &inner.name, inner.limits))?;
         let values = result.map_err(CallError::Rejected)?;
         let expected = request.metrics.len() * request.row_count as usize;
         if values.len() != expected {

@@ -9,7 +9,9 @@
 
 pub mod authoring;
 pub mod bindings;
+mod compat;
 pub mod metric;
+pub mod options;
 pub mod registry;
 pub mod watch;
 
@@ -28,10 +30,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use bindings::adapter::adpipe::plugin::{log, types as wit};
 use bindings::adapter::exports::adpipe::plugin::adapter as wit_adapter;
-use bindings::adapter::{AdapterPlugin, AdapterPluginPre};
+use bindings::{v0_1, v0_2};
 
-pub use wit::{CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, RowBatch};
-pub use wit_adapter::{AdapterInfo, HandshakePlan, PullRequest, SignatureScheme, WebhookRequest};
+pub use wit::{
+    BucketKind, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, RowBatch,
+    RowKind,
+};
+pub use wit_adapter::{
+    AdapterInfo, ApiVersion, HandshakePlan, HmacSpec, OptionSpec, OptionType, PullRequest,
+    SignatureScheme, WebhookRequest,
+};
 
 /// How often the epoch ticker advances; deadlines are multiples of it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -177,12 +185,24 @@ impl Runtime {
                 }
             })
             .map_err(wasmtime::Error::from)?;
+        // One linker per world, each offering every interface version the host loads.
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        v0_2::adapter::AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        v0_1::adapter::AdapterPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let mut metric_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut metric_linker)?;
-        bindings::metric::MetricPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        v0_2::metric::MetricPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut metric_linker,
+            |s| s,
+        )?;
+        v0_1::metric::MetricPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
             &mut metric_linker,
             |s| s,
         )?;
@@ -239,12 +259,21 @@ impl Runtime {
             name: name.into(),
             reason,
         })?;
-        check_interface(&self.engine, &component).map_err(|reason| LoadError::Invalid {
-            name: name.into(),
-            reason,
+        let abi = check_export(&self.engine, &component, "adapter").map_err(|reason| {
+            LoadError::Invalid {
+                name: name.into(),
+                reason,
+            }
         })?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = AdapterPluginPre::new(instance_pre).map_err(invalid)?;
+        let pre = match abi {
+            Abi::V0_2 => AdapterPre::Current(
+                v0_2::adapter::AdapterPluginPre::new(instance_pre).map_err(invalid)?,
+            ),
+            Abi::V0_1 => AdapterPre::V0_1(
+                v0_1::adapter::AdapterPluginPre::new(instance_pre).map_err(invalid)?,
+            ),
+        };
         let mut adapter = Adapter {
             limits,
             inner: Arc::new(AdapterInner {
@@ -258,6 +287,9 @@ impl Runtime {
                     signature: SignatureScheme::None,
                     allowed_hosts: Vec::new(),
                     default_lookback_days: 0,
+                    options: Vec::new(),
+                    api_versions: Vec::new(),
+                    extra_metrics: Vec::new(),
                 },
                 content_hash: hash,
                 from_cache,
@@ -267,7 +299,10 @@ impl Runtime {
             }),
         };
         let info = adapter
-            .call("describe", |plugin, store| plugin.call_describe(store))
+            .call("describe", |plugin, store| match plugin {
+                Guest::Current(p) => p.call_describe(store),
+                Guest::V0_1(p) => p.call_describe(store).map(compat::info),
+            })
             .map_err(|e| LoadError::Invalid {
                 name: name.into(),
                 reason: format!("describe failed: {e}"),
@@ -378,31 +413,47 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
     }
 }
 
-/// The plugin must export `adpipe:plugin/adapter` of a compatible version (0.1.x).
-fn check_interface(engine: &Engine, component: &Component) -> Result<(), String> {
-    check_export(engine, component, "adapter")
+/// An interface version the host loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// `adpipe:plugin@0.2.x`, the current one.
+    V0_2,
+    /// `adpipe:plugin@0.1.x`, loaded through [`compat`].
+    V0_1,
 }
 
-/// The plugin must export `adpipe:plugin/<interface>@0.1.x`.
-fn check_export(engine: &Engine, component: &Component, interface: &str) -> Result<(), String> {
+impl Abi {
+    /// The version as the WIT package writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abi::V0_2 => "0.2",
+            Abi::V0_1 => "0.1",
+        }
+    }
+}
+
+/// Which version of `adpipe:plugin/<interface>` the plugin exports (0.2.x or 0.1.x).
+fn check_export(engine: &Engine, component: &Component, interface: &str) -> Result<Abi, String> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
     let wanted = format!("adpipe:plugin/{interface}@");
-    if exports
-        .iter()
-        .any(|e| e.starts_with(&format!("{wanted}0.1.")))
-    {
-        return Ok(());
+    for (prefix, abi) in [("0.2.", Abi::V0_2), ("0.1.", Abi::V0_1)] {
+        if exports.iter().any(|e| {
+            e.strip_prefix(&wanted)
+                .is_some_and(|v| v.starts_with(prefix))
+        }) {
+            return Ok(abi);
+        }
     }
     match exports.iter().find(|e| e.starts_with(&wanted)) {
         Some(other) => Err(format!(
-            "it exports `{other}`; this host speaks {wanted}0.1"
+            "it exports `{other}`; this host speaks {wanted}0.2 and {wanted}0.1"
         )),
         None => Err(format!(
-            "it does not export {wanted}0.1 (exports: {})",
+            "it does not export {wanted}0.2 or {wanted}0.1 (exports: {})",
             if exports.is_empty() {
                 "none".into()
             } else {
@@ -430,16 +481,44 @@ impl WasiView for PluginState {
 }
 
 impl wit::Host for PluginState {}
+impl v0_1::adapter::adpipe::plugin::types::Host for PluginState {}
+
+impl PluginState {
+    fn log(&self, level: tracing::Level, message: &str) {
+        let message: String = message.chars().take(2_000).collect();
+        match level {
+            tracing::Level::DEBUG | tracing::Level::TRACE => {
+                tracing::debug!(plugin = %self.plugin, "{message}")
+            }
+            tracing::Level::INFO => tracing::info!(plugin = %self.plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin = %self.plugin, "{message}"),
+            tracing::Level::ERROR => tracing::error!(plugin = %self.plugin, "{message}"),
+        }
+    }
+}
 
 impl log::Host for PluginState {
     fn emit(&mut self, level: log::Level, message: String) {
-        let message: String = message.chars().take(2_000).collect();
-        match level {
-            log::Level::Debug => tracing::debug!(plugin = %self.plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin = %self.plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin = %self.plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin = %self.plugin, "{message}"),
-        }
+        let level = match level {
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        self.log(level, &message);
+    }
+}
+
+impl v0_1::adapter::adpipe::plugin::log::Host for PluginState {
+    fn emit(&mut self, level: v0_1::adapter::adpipe::plugin::log::Level, message: String) {
+        use v0_1::adapter::adpipe::plugin::log::Level as L;
+        let level = match level {
+            L::Debug => tracing::Level::DEBUG,
+            L::Info => tracing::Level::INFO,
+            L::Warn => tracing::Level::WARN,
+            L::Error => tracing::Level::ERROR,
+        };
+        self.log(level, &message);
     }
 }
 
@@ -464,10 +543,22 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
+/// A pre-instantiated adapter of one interface version.
+enum AdapterPre {
+    Current(v0_2::adapter::AdapterPluginPre<PluginState>),
+    V0_1(v0_1::adapter::AdapterPluginPre<PluginState>),
+}
+
+/// The exports of one fresh instance.
+enum Guest<'a> {
+    Current(&'a wit_adapter::Guest),
+    V0_1(&'a v0_1::adapter::exports::adpipe::plugin::adapter::Guest),
+}
+
 struct AdapterInner {
     name: String,
     engine: Engine,
-    pre: AdapterPluginPre<PluginState>,
+    pre: AdapterPre,
     info: AdapterInfo,
     content_hash: String,
     from_cache: bool,
@@ -545,10 +636,21 @@ impl Adapter {
         }
     }
 
+    /// The interface version the component was built against.
+    pub fn abi(&self) -> Abi {
+        match self.inner.pre {
+            AdapterPre::Current(_) => Abi::V0_2,
+            AdapterPre::V0_1(_) => Abi::V0_1,
+        }
+    }
+
     /// Parse one report page. Blocking: run it off the async runtime.
     pub fn parse_report(&self, body: &[u8], context: &ParseContext) -> Result<RowBatch, CallError> {
-        self.call("parse-report", |plugin, store| {
-            plugin.call_parse_report(store, body, context)
+        self.call("parse-report", |plugin, store| match plugin {
+            Guest::Current(p) => p.call_parse_report(store, body, context),
+            Guest::V0_1(p) => p
+                .call_parse_report(store, body, &compat::context(context))
+                .map(|r| r.map(compat::batch).map_err(compat::error)),
         })?
         .map_err(|e| self.rejected(e))
     }
@@ -559,24 +661,38 @@ impl Adapter {
         request: &WebhookRequest,
         context: &ParseContext,
     ) -> Result<RowBatch, CallError> {
-        self.call("parse-webhook", |plugin, store| {
-            plugin.call_parse_webhook(store, request, context)
+        self.call("parse-webhook", |plugin, store| match plugin {
+            Guest::Current(p) => p.call_parse_webhook(store, request, context),
+            Guest::V0_1(p) => p
+                .call_parse_webhook(
+                    store,
+                    &compat::webhook_request(request),
+                    &compat::context(context),
+                )
+                .map(|r| r.map(compat::batch).map_err(compat::error)),
         })?
         .map_err(|e| self.rejected(e))
     }
 
     /// Plan the first requests of a scheduled pull. Blocking.
     pub fn plan_pull(&self, request: &PullRequest) -> Result<Vec<HttpRequest>, CallError> {
-        self.call("plan-pull", |plugin, store| {
-            plugin.call_plan_pull(store, request)
+        self.call("plan-pull", |plugin, store| match plugin {
+            Guest::Current(p) => p.call_plan_pull(store, request),
+            Guest::V0_1(p) => p
+                .call_plan_pull(store, &compat::pull_request(request))
+                .map(|r| {
+                    r.map(|list| list.into_iter().map(compat::http_request).collect())
+                        .map_err(compat::error)
+                }),
         })?
         .map_err(|e| self.rejected(e))
     }
 
     /// Plan a verification handshake answer. Blocking.
     pub fn handshake(&self, query: &[(String, String)]) -> Result<HandshakePlan, CallError> {
-        self.call("handshake", |plugin, store| {
-            plugin.call_handshake(store, query)
+        self.call("handshake", |plugin, store| match plugin {
+            Guest::Current(p) => p.call_handshake(store, query),
+            Guest::V0_1(p) => p.call_handshake(store, query).map(compat::handshake),
         })
     }
 
@@ -589,7 +705,7 @@ impl Adapter {
     fn call<R>(
         &self,
         what: &str,
-        f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(Guest<'_>, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let inner = &self.inner;
         inner.calls.fetch_add(1, Ordering::Relaxed);
@@ -612,12 +728,20 @@ impl Adapter {
 
     fn call_inner<R>(
         &self,
-        f: impl FnOnce(&wit_adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(Guest<'_>, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         let inner = &self.inner;
         let mut store = sandboxed_store(&inner.engine, &inner.name, self.limits);
-        let plugin = inner.pre.instantiate(&mut store)?;
-        f(plugin.adpipe_plugin_adapter(), &mut store)
+        match &inner.pre {
+            AdapterPre::Current(pre) => {
+                let plugin = pre.instantiate(&mut store)?;
+                f(Guest::Current(plugin.adpipe_plugin_adapter()), &mut store)
+            }
+            AdapterPre::V0_1(pre) => {
+                let plugin = pre.instantiate(&mut store)?;
+                f(Guest::V0_1(plugin.adpipe_plugin_adapter()), &mut store)
+            }
+        }
     }
 
     fn classify(&self, error: wasmtime::Error) -> CallError {

@@ -36,6 +36,11 @@ impl Item<'_> {
         self.row.ad_id.as_deref().unwrap_or("")
     }
 
+    /// The row's breakdown key; empty without one (part of the row identity).
+    pub fn breakdown(&self) -> &str {
+        self.row.breakdown.as_deref().unwrap_or("")
+    }
+
     /// The hour of an hourly row; -1 for a daily row (part of the row identity).
     pub fn hour(&self) -> i8 {
         self.row
@@ -144,6 +149,9 @@ mod tests {
             campaign_name: Some("Spring".into()),
             ad_group_id: Some("g1".into()),
             ad_id: Some("a1".into()),
+            ad_group_name: None,
+            ad_name: None,
+            breakdown: None,
             date: 20_000,
             hour: None,
             currency: Some("EUR".into()),

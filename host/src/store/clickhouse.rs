@@ -30,15 +30,17 @@ const SCHEMA: &[&str] = &[
         tenant String, platform String, account_id String, campaign_id String,
         ad_group_id String, ad_id String, date Date, hour Int8, currency String,
         impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String
+        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
+        breakdown String
     ) ENGINE = ReplacingMergeTree(observed_at)
     PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour)",
+    ORDER BY (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)",
     "CREATE TABLE IF NOT EXISTS adpipe_deltas (
         tenant String, platform String, dedup_key String, account_id String, campaign_id String,
         ad_group_id String, ad_id String, date Date, hour Int8, currency String,
         impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String
+        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
+        breakdown String
     ) ENGINE = ReplacingMergeTree()
     PARTITION BY toYYYYMM(date)
     ORDER BY (tenant, platform, dedup_key)",
@@ -84,6 +86,7 @@ macro_rules! stored_row {
             pipeline: String,
             adapter: String,
             adapter_version: String,
+            breakdown: String,
         }
 
         impl $name {
@@ -110,6 +113,7 @@ macro_rules! stored_row {
                     pipeline: item.pipeline.to_owned(),
                     adapter: row.adapter.clone(),
                     adapter_version: row.adapter_version.clone(),
+                    breakdown: item.breakdown().to_owned(),
                 })
             }
         }
@@ -164,6 +168,7 @@ struct FactRead {
     conversions: i64,
     conversion_value: i64,
     extras: String,
+    breakdown: String,
 }
 
 fn date_of(days: i32) -> Result<u16> {
@@ -230,11 +235,37 @@ impl ClickHouseStore {
         for statement in SCHEMA {
             client.query(statement).execute().await?;
         }
+        add_breakdown_column(&client).await?;
         Ok(ClickHouseStore {
             client,
             scope: format!("clickhouse|{url}|{}", database.unwrap_or("")),
         })
     }
+}
+
+/// Tables made before breakdown keys get the column, in the facts' sorting
+/// key too (a column added in the same ALTER may extend it; 18.16 accepts it
+/// when the column has no default expression).
+async fn add_breakdown_column(client: &Client) -> Result<()> {
+    let missing: Vec<String> = client
+        .query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase()
+               AND name IN ('adpipe_facts', 'adpipe_deltas')
+               AND name NOT IN (SELECT table FROM system.columns
+                                WHERE database = currentDatabase() AND name = 'breakdown')",
+        )
+        .fetch_all()
+        .await?;
+    for table in missing {
+        tracing::info!(%table, "store: adding breakdown keys");
+        let statement = if table == "adpipe_facts" {
+            "ALTER TABLE adpipe_facts ADD COLUMN breakdown String, MODIFY ORDER BY              (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)"
+        } else {
+            "ALTER TABLE adpipe_deltas ADD COLUMN breakdown String"
+        };
+        client.query(statement).execute().await?;
+    }
+    Ok(())
 }
 
 impl ClickHouseStore {
@@ -272,13 +303,14 @@ impl FactRead {
             conversions_micros: self.conversions,
             conversion_value_micros: self.conversion_value,
             extras: extras_of(&self.extras),
+            breakdown: self.breakdown,
         }
     }
 }
 
 /// Columns of a fact or delta as read back.
 const READ_COLUMNS: &str = "platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, \
-     currency, impressions, clicks, spend, conversions, conversion_value, extras";
+     currency, impressions, clicks, spend, conversions, conversion_value, extras, breakdown";
 
 #[async_trait::async_trait]
 impl StoreBackend for ClickHouseStore {
@@ -308,7 +340,7 @@ impl StoreBackend for ClickHouseStore {
                 account_id: e.account_id.clone(),
                 campaign_id: e.campaign_id.clone(),
                 ad_group_id: e.ad_group_id.clone().unwrap_or_default(),
-                campaign_name: e.campaign_name.clone().unwrap_or_default(),
+                campaign_name: e.name.clone().unwrap_or_default(),
                 currency: e.currency.clone(),
                 version: batch.newest_observed_at,
             })
@@ -412,7 +444,7 @@ impl StoreBackend for ClickHouseStore {
                     account_id: e.account_id,
                     campaign_id: e.campaign_id,
                     ad_group_id: non_empty(e.ad_group_id),
-                    campaign_name: None,
+                    name: None,
                     currency: e.currency,
                 },
             })

@@ -20,8 +20,9 @@ pub struct Entity {
     pub campaign_id: String,
     /// Set for ads.
     pub ad_group_id: Option<String>,
-    /// Set for campaigns whose rows named them.
-    pub campaign_name: Option<String>,
+    /// The entity's display name at its level (campaign, ad group or ad), when
+    /// a row named it; stored in the `campaign_name` column of `entities`.
+    pub name: Option<String>,
     pub currency: String,
 }
 
@@ -31,11 +32,11 @@ pub fn collect(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, row: &R
     let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
         return;
     };
-    let entity = |ad_group_id: Option<&String>| Entity {
+    let entity = |ad_group_id: Option<&String>, name: &Option<String>| Entity {
         account_id: row.account_id.clone(),
         campaign_id: campaign_id.clone(),
         ad_group_id: ad_group_id.cloned(),
-        campaign_name: None,
+        name: name.clone(),
         currency: currency.clone(),
     };
     let key = |level: &'static str, id: &String| {
@@ -43,15 +44,18 @@ pub fn collect(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, row: &R
     };
     let campaign = entities
         .entry(key("campaign", campaign_id))
-        .or_insert_with(|| entity(None));
+        .or_insert_with(|| entity(None, &None));
     if row.campaign_name.is_some() {
-        campaign.campaign_name = row.campaign_name.clone();
+        campaign.name = row.campaign_name.clone();
     }
     if let Some(ad_group) = &row.ad_group_id {
-        entities.insert(key("ad_group", ad_group), entity(None));
+        entities.insert(key("ad_group", ad_group), entity(None, &row.ad_group_name));
     }
     if let Some(ad) = &row.ad_id {
-        entities.insert(key("ad", ad), entity(row.ad_group_id.as_ref()));
+        entities.insert(
+            key("ad", ad),
+            entity(row.ad_group_id.as_ref(), &row.ad_name),
+        );
     }
 }
 
@@ -166,6 +170,7 @@ mod tests {
             conversions_micros: 0,
             conversion_value_micros: 0,
             extras: BTreeMap::from([("leads".to_owned(), 1_000_000)]),
+            breakdown: String::new(),
         }
     }
 
@@ -187,7 +192,7 @@ mod tests {
                 account_id: "act".into(),
                 campaign_id: "c1".into(),
                 ad_group_id: Some("g1".into()),
-                campaign_name: None,
+                name: None,
                 currency: "EUR".into(),
             },
         };

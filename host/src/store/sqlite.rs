@@ -26,7 +26,8 @@ const SCHEMA: &[&str] = &[
         conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
         extras TEXT, observed_at INTEGER NOT NULL,
         pipeline TEXT NOT NULL, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL,
-        PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
+        breakdown TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS facts_by_campaign ON facts (tenant, campaign_id, date)",
     "CREATE INDEX IF NOT EXISTS facts_by_date ON facts (tenant, date)",
@@ -38,6 +39,7 @@ const SCHEMA: &[&str] = &[
         conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
         extras TEXT, observed_at INTEGER NOT NULL,
         pipeline TEXT NOT NULL, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL,
+        breakdown TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (tenant, platform, dedup_key)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS deltas_by_date ON deltas (tenant, date)",
@@ -68,6 +70,7 @@ impl EmbeddedStore {
     /// Open (or create) the store at `path`.
     pub async fn open(path: &Path) -> Result<EmbeddedStore> {
         let pool = crate::sqlite::open_file(path).await?;
+        add_breakdown_column(&pool).await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
@@ -76,6 +79,50 @@ impl EmbeddedStore {
             path: path.to_owned(),
         })
     }
+}
+
+/// Stores made before breakdown keys: `facts` gets `breakdown` in its key (a
+/// WITHOUT ROWID table's key cannot change in place, so it is rebuilt in one
+/// transaction), `deltas` gets the column.
+async fn add_breakdown_column(pool: &SqlitePool) -> Result<()> {
+    let has = |table: &'static str| async move {
+        let columns = sqlx::query(&format!("PRAGMA table_info({table})"))
+            .fetch_all(pool)
+            .await?;
+        let exists = !columns.is_empty();
+        let has = columns.iter().any(|c| c.get::<String, _>(1) == "breakdown");
+        Ok::<_, sqlx::Error>((exists, has))
+    };
+    let mut tx = pool.begin().await?;
+    if let (true, false) = has("facts").await? {
+        tracing::info!("store: adding breakdown keys to facts (rebuilding the table once)");
+        sqlx::query("ALTER TABLE facts RENAME TO facts_before_breakdown")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DROP INDEX IF EXISTS facts_by_campaign")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DROP INDEX IF EXISTS facts_by_date")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SCHEMA[0]).execute(&mut *tx).await?;
+        let columns = ROW_COLUMNS.trim_end_matches(", breakdown");
+        sqlx::query(&format!(
+            "INSERT INTO facts ({columns}) SELECT {columns} FROM facts_before_breakdown"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DROP TABLE facts_before_breakdown")
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let (true, false) = has("deltas").await? {
+        sqlx::query("ALTER TABLE deltas ADD COLUMN breakdown TEXT NOT NULL DEFAULT ''")
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -117,7 +164,7 @@ impl StoreBackend for EmbeddedStore {
             .bind(&entity.account_id)
             .bind(&entity.campaign_id)
             .bind(&entity.ad_group_id)
-            .bind(&entity.campaign_name)
+            .bind(&entity.name)
             .bind(&entity.currency)
             .execute(&mut *tx)
             .await?;
@@ -154,7 +201,7 @@ impl StoreBackend for EmbeddedStore {
         };
         let mut q = QueryBuilder::<Sqlite>::new(format!(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
-                    impressions, clicks, spend, conversions, conversion_value, extras
+                    impressions, clicks, spend, conversions, conversion_value, extras, breakdown
              FROM facts {index} WHERE tenant = "
         ));
         q.push_bind(tenant)
@@ -185,7 +232,7 @@ impl StoreBackend for EmbeddedStore {
     async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>> {
         let rows = sqlx::query(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
-                    impressions, clicks, spend, conversions, conversion_value, extras
+                    impressions, clicks, spend, conversions, conversion_value, extras, breakdown
              FROM deltas WHERE tenant = ? AND date BETWEEN ? AND ?",
         )
         .bind(tenant)
@@ -233,7 +280,7 @@ impl StoreBackend for EmbeddedStore {
                     account_id: r.get(3),
                     campaign_id: r.get(4),
                     ad_group_id: r.get(5),
-                    campaign_name: None,
+                    name: None,
                     currency: r.get(6),
                 },
             })
@@ -323,16 +370,17 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
         extras: extras
             .and_then(|e| serde_json::from_str::<BTreeMap<String, i64>>(&e).ok())
             .unwrap_or_default(),
+        breakdown: r.get(14),
     }
 }
 
-/// Rows per multi-row INSERT (20 binds each, well under SQLite's bind limit).
+/// Rows per multi-row INSERT (21 binds each, well under SQLite's bind limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// The columns facts and deltas share, in the order [`insert`] binds them.
 const ROW_COLUMNS: &str = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, \
      hour, currency, impressions, clicks, spend, conversions, conversion_value, extras, \
-     observed_at, pipeline, adapter, adapter_version";
+     observed_at, pipeline, adapter, adapter_version, breakdown";
 
 /// Insert `items` into `table` (`facts`, or `deltas` with their dedup key),
 /// with the row identity of [`Item`] and `on_conflict` deciding what a
@@ -368,7 +416,8 @@ async fn insert(
             .push_bind(row.observed_at_us)
             .push_bind(item.pipeline)
             .push_bind(row.adapter.as_str())
-            .push_bind(row.adapter_version.as_str());
+            .push_bind(row.adapter_version.as_str())
+            .push_bind(item.breakdown());
         if deltas {
             b.push_bind(item.dedup_key());
         }
@@ -380,7 +429,7 @@ async fn insert(
 
 /// A snapshot replaces the values of its identity only when strictly newer.
 const SNAPSHOT_CONFLICT: &str =
-    " ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour)
+    " ON CONFLICT (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
      DO UPDATE SET currency = excluded.currency, impressions = excluded.impressions,
         clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
         conversion_value = excluded.conversion_value, extras = excluded.extras,

@@ -62,54 +62,64 @@ fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
     }
 }
 
-/// The sandbox's batch in the SDK's native shape, for an exact comparison.
+/// The sandbox's columnar batch in the SDK's native shape, for an exact
+/// comparison (string index 0, `""`, reads as absent on both sides).
 fn to_sdk(b: &wit::RowBatch) -> sdk::RowBatch {
-    let date = |d: wit::Date| sdk::Date {
-        year: d.year,
-        month: d.month,
-        day: d.day,
-    };
-    sdk::RowBatch {
-        strings: b.strings.clone(),
-        rows: b
-            .rows
-            .iter()
-            .map(|r| sdk::Row {
-                kind: match r.kind {
+    let c = &b.rows;
+    let opt = |i: u32| (i != 0).then_some(i);
+    let rows = (0..c.kind.len())
+        .map(|i| {
+            let day =
+                sdk::Date::from_days_since_epoch(i64::from(c.day[i])).expect("a calendar day");
+            let (hour, event_at_ms) = match c.bucket[i] {
+                wit::BucketKind::Daily => (None, None),
+                wit::BucketKind::Hourly => (Some(c.hour[i]), None),
+                wit::BucketKind::Event => (None, Some(c.event_at_ms[i])),
+            };
+            sdk::Row {
+                kind: match c.kind[i] {
                     wit::RowKind::Snapshot => sdk::RowKind::Snapshot,
                     wit::RowKind::Delta => sdk::RowKind::Delta,
                 },
-                account_id: r.account_id,
-                campaign_id: r.campaign_id,
-                campaign_name: r.campaign_name,
-                ad_group_id: r.ad_group_id,
-                ad_id: r.ad_id,
-                date: date(r.date),
-                hour: r.hour,
-                currency: r.currency,
-                impressions: r.impressions,
-                clicks: r.clicks,
-                spend_micros: r.spend_micros,
-                conversions_micros: r.conversions_micros,
-                conversion_value_micros: r.conversion_value_micros,
-                observed_at_ms: r.observed_at_ms,
-                dedup_key: r.dedup_key,
-            })
-            .collect(),
-        extras: b
-            .extras
-            .iter()
-            .map(|e| sdk::Extra {
-                row: e.row,
-                name: e.name,
-                value_micros: e.value_micros,
+                account_id: opt(c.account_id[i]),
+                campaign_id: opt(c.campaign_id[i]),
+                campaign_name: opt(c.campaign_name[i]),
+                ad_group_id: opt(c.ad_group_id[i]),
+                ad_group_name: opt(c.ad_group_name[i]),
+                ad_id: opt(c.ad_id[i]),
+                ad_name: opt(c.ad_name[i]),
+                breakdown: opt(c.breakdown[i]),
+                date: day,
+                hour,
+                event_at_ms,
+                currency: opt(c.currency[i]),
+                impressions: c.impressions[i],
+                clicks: c.clicks[i],
+                spend_micros: c.spend_micros[i],
+                conversions_micros: c.conversions_micros[i],
+                conversion_value_micros: c.conversion_value_micros[i],
+                observed_at_ms: (c.observed_at_ms[i] != 0).then_some(c.observed_at_ms[i]),
+                dedup_key: opt(c.dedup_key[i]),
+            }
+        })
+        .collect();
+    let e = &b.extras;
+    sdk::RowBatch {
+        strings: b.strings.clone(),
+        rows,
+        extras: (0..e.row.len())
+            .map(|j| sdk::Extra {
+                row: e.row[j],
+                name: e.name[j],
+                value_micros: e.value_micros[j],
             })
             .collect(),
         notices: b.notices.clone(),
         next_page: b.next_page.as_ref().map(|p| sdk::HttpRequest {
             method: p.method.clone(),
             url: p.url.clone(),
-            query: p.query.clone(),
+            // Compared as the wire query below.
+            query: vec![],
             headers: p.headers.clone(),
             body: p.body.clone(),
             credential: match &p.credential {
@@ -120,6 +130,42 @@ fn to_sdk(b: &wit::RowBatch) -> sdk::RowBatch {
             },
         }),
     }
+}
+
+/// A native batch as it crosses the interface: an interned `""` is absent,
+/// and the next page's query is compared as its wire string.
+fn as_crossed(mut b: sdk::RowBatch) -> (sdk::RowBatch, Option<String>) {
+    let none_if_empty = |i: &mut Option<u32>| {
+        if *i == Some(0) {
+            *i = None;
+        }
+    };
+    for r in &mut b.rows {
+        for field in [
+            &mut r.account_id,
+            &mut r.campaign_id,
+            &mut r.campaign_name,
+            &mut r.ad_group_id,
+            &mut r.ad_group_name,
+            &mut r.ad_id,
+            &mut r.ad_name,
+            &mut r.breakdown,
+            &mut r.currency,
+            &mut r.dedup_key,
+        ] {
+            none_if_empty(field);
+        }
+        if r.event_at_ms.is_some() {
+            // An event row's day is the host's to choose (the pipeline's time zone).
+            r.hour = None;
+        }
+    }
+    let query = b.next_page.as_mut().map(|p| {
+        let q = p.query_string();
+        p.query.clear();
+        q
+    });
+    (b, query)
 }
 
 /// Parse every fixture of `plugin` natively (through `A`) and in the sandbox; compare.
@@ -166,7 +212,13 @@ fn parity<A: sdk::Adapter>(plugin: &str) -> usize {
         match (native, wasm) {
             (Ok(n), Ok(w)) => {
                 parsed_rows += n.rows.len();
-                assert_eq!(n, to_sdk(&w), "{plugin}/{name}");
+                let (native, native_query) = as_crossed(n);
+                assert_eq!(native, to_sdk(&w), "{plugin}/{name}");
+                assert_eq!(
+                    native_query,
+                    w.next_page.as_ref().map(|p| p.query.clone()),
+                    "{plugin}/{name}: next page query"
+                );
             }
             (Err(n), Err(CallError::Rejected(w))) => {
                 assert_eq!(
@@ -206,12 +258,134 @@ fn handshake_and_describe_through_the_sandbox() {
         other => panic!("unexpected plan {other:?}"),
     }
     match &meta.info().signature {
-        adpipe::plugin::SignatureScheme::HmacSha256Body(h) => {
+        adpipe::plugin::SignatureScheme::HmacSha256(h) => {
             assert_eq!(
-                (h.header.as_str(), h.prefix.as_str()),
-                ("x-hub-signature-256", "sha256=")
+                (
+                    h.header.as_str(),
+                    h.header_prefix.as_str(),
+                    h.signed_prefix.as_str()
+                ),
+                ("x-hub-signature-256", "sha256=", "")
             )
         }
         other => panic!("unexpected scheme {other:?}"),
     }
+    assert_eq!(meta.abi(), adpipe::plugin::Abi::V0_2);
+    assert_eq!(meta.info().api_versions[0].name, "v27.0");
+    assert!(meta.info().extra_metrics.contains(&"leads".to_owned()));
+    match &component("linkedin").info().signature {
+        adpipe::plugin::SignatureScheme::HmacSha256(h) => {
+            assert_eq!(
+                h.signed_prefix, "hmacsha256=",
+                "LinkedIn signs the prefixed body"
+            )
+        }
+        other => panic!("unexpected scheme {other:?}"),
+    }
+}
+
+/// The Meta adapter as built against `adpipe:plugin@0.1.0` (committed when the
+/// interface moved to 0.2.0) still loads, and every fixture parses to the same
+/// rows as the current build, except what 0.1.0 could not carry (names of ad
+/// sets and ads, breakdown keys, event instants).
+#[test]
+fn a_0_1_0_component_still_loads_and_parses_like_the_current_one() {
+    let limits = Limits {
+        time_limit: Duration::from_secs(5),
+        memory_bytes: 256 << 20,
+        fuel: None,
+    };
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/plugins/meta-0.1.0.wasm");
+    let old = Runtime::new()
+        .expect("engine")
+        .load_adapter("meta", &fixture, limits)
+        .expect("a 0.1.0 component loads");
+    assert_eq!(old.abi(), adpipe::plugin::Abi::V0_1);
+    assert_eq!(old.info().platform, "meta");
+    assert!(old.info().api_versions.is_empty(), "0.1.0 declares none");
+    match &old.info().signature {
+        adpipe::plugin::SignatureScheme::HmacSha256(h) => {
+            assert_eq!(
+                (h.header_prefix.as_str(), h.signed_prefix.as_str()),
+                ("sha256=", "")
+            )
+        }
+        other => panic!("unexpected scheme {other:?}"),
+    }
+    let new = component("meta");
+    let ctx = wit::ParseContext {
+        options: vec![],
+        account_id: Some("42".into()),
+        currency: Some("USD".into()),
+        received_at_ms: 0,
+    };
+    let mut compared = 0;
+    for (name, bytes) in fixtures("meta") {
+        let (a, b) = if name.starts_with("webhook") {
+            let request = adpipe::plugin::WebhookRequest {
+                query: vec![],
+                headers: vec![],
+                body: bytes.clone(),
+            };
+            (
+                old.parse_webhook(&request, &ctx),
+                new.parse_webhook(&request, &ctx),
+            )
+        } else {
+            (
+                old.parse_report(&bytes, &ctx),
+                new.parse_report(&bytes, &ctx),
+            )
+        };
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                let (a, b) = (to_sdk(&a), to_sdk(&b));
+                assert_eq!(a.rows.len(), b.rows.len(), "{name}");
+                for (x, y) in a.rows.iter().zip(&b.rows) {
+                    let s =
+                        |batch: &sdk::RowBatch, i: Option<u32>| i.map(|i| batch.str(i).to_owned());
+                    assert_eq!(
+                        (
+                            x.kind,
+                            s(&a, x.campaign_id),
+                            s(&a, x.ad_id),
+                            s(&a, x.currency)
+                        ),
+                        (
+                            y.kind,
+                            s(&b, y.campaign_id),
+                            s(&b, y.ad_id),
+                            s(&b, y.currency)
+                        ),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        (
+                            x.impressions,
+                            x.clicks,
+                            x.spend_micros,
+                            x.conversions_micros
+                        ),
+                        (
+                            y.impressions,
+                            y.clicks,
+                            y.spend_micros,
+                            y.conversions_micros
+                        ),
+                        "{name}"
+                    );
+                    if y.event_at_ms.is_none() {
+                        assert_eq!((x.date, x.hour), (y.date, y.hour), "{name}");
+                    }
+                    compared += 1;
+                }
+            }
+            (Err(CallError::Rejected(a)), Err(CallError::Rejected(b))) => {
+                assert_eq!((a.kind, a.path), (b.kind, b.path), "{name}")
+            }
+            (a, b) => panic!("{name}: 0.1.0 {a:?} vs 0.2.0 {b:?}"),
+        }
+    }
+    assert!(compared > 10, "compared {compared} rows");
 }

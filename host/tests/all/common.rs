@@ -48,6 +48,7 @@ pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
         verify_token_env: None,
         account_id: None,
         currency: None,
+        timezone: chrono_tz::UTC,
         metrics: vec![],
         pull: None,
         time_limit_ms: None,

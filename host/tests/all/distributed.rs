@@ -824,6 +824,9 @@ fn envelope(n: i64) -> Vec<u8> {
         campaign_name: None,
         ad_group_id: Some("s".into()),
         ad_id: Some(format!("a{n}")),
+        ad_group_name: None,
+        ad_name: None,
+        breakdown: None,
         date: 20_758, // 2026-11-01
         hour: None,
         currency: Some("USD".into()),

@@ -81,7 +81,7 @@ async fn meta_insights(
     };
     // The real API echoes the caller's token in `next`; the plugin must drop it.
     page["paging"]["next"] = json!(format!(
-        "{base}/v21.0/{account}/insights?access_token=ECHOED&limit=6&after=NQZDZD"
+        "{base}/v27.0/{account}/insights?access_token=ECHOED&limit=6&after=NQZDZD"
     ));
     page.to_string().into_response()
 }
@@ -166,6 +166,19 @@ async fn linkedin_analytics(
         )
             .into_response();
     }
+    // LinkedIn answers a missing or sunset version with 426 (versions are
+    // served about a year: 202410 sunset on 2025-10-15).
+    match headers
+        .get("linkedin-version")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("202601" | "202602" | "202603" | "202604" | "202605" | "202606") => {}
+        other => {
+            let error = json!({"status": 426, "code": "VERSION_DEPRECATED",
+                "message": format!("Requested version {} is not active", other.unwrap_or("(none)"))});
+            return (StatusCode::UPGRADE_REQUIRED, error.to_string()).into_response();
+        }
+    }
     let raw = raw.unwrap_or_default();
     if let Ok(mut seen) = fake.linkedin_queries.lock() {
         seen.push(raw.clone());
@@ -198,8 +211,10 @@ async fn tiktok_report(
 async fn start_fake() -> (Shared, String) {
     let fake: Shared = Arc::default();
     let router = Router::new()
-        .route("/v21.0/{account}/insights", routing::get(meta_insights))
-        .route("/v21/customers/{*path}", routing::post(google_stream))
+        // Only versions the platforms still serve (Meta's Marketing API v27.0,
+        // Google Ads v26): a pull on a sunset version gets the real 404.
+        .route("/v27.0/{account}/insights", routing::get(meta_insights))
+        .route("/v26/customers/{*path}", routing::post(google_stream))
         .route("/rest/adAnalytics", routing::get(linkedin_analytics))
         .route(
             "/open_api/v1.3/report/integrated/get/",
@@ -743,11 +758,21 @@ async fn linkedin_scheduled_pull_sends_the_restli_query_as_built() {
         let response = client
             .get(format!("{base}/rest/adAnalytics?{query}"))
             .bearer_auth("li-token")
+            .header("linkedin-version", "202606")
             .send()
             .await
             .expect("send");
         assert_eq!(response.status(), 400, "{query}");
     }
+    // And a version LinkedIn has retired (202410, adpipe's old pin) is a 426.
+    let response = client
+        .get(format!("{base}/rest/adAnalytics?q=statistics"))
+        .bearer_auth("li-token")
+        .header("linkedin-version", "202410")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 426);
     if let Ok(mut seen) = fake.linkedin_queries.lock() {
         seen.clear();
     }

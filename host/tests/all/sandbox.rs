@@ -38,8 +38,8 @@ fn assert_still_works(adapter: &Adapter) {
     let batch = adapter
         .parse_report(b"fine", &ctx())
         .expect("a good payload still parses");
-    assert_eq!(batch.rows.len(), 1);
-    assert_eq!(batch.rows[0].impressions, 100);
+    assert_eq!(batch.rows.kind.len(), 1);
+    assert_eq!(batch.rows.impressions[0], 100);
 }
 
 #[test]

@@ -12,15 +12,26 @@
 
 use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
 use adpipe_plugin_sdk::{
-    Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext,
-    PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
+    Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
+    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
+    SignatureScheme,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
 pub const API: &str = "https://googleads.googleapis.com";
-pub const VERSION: &str = "v21";
+/// Google Ads API major versions, newest first, with their sunset dates
+/// (developers.google.com/google-ads/api/docs/sunset-dates: a major version
+/// lives about 12 months; v21 sunset 2026-08-05, v22 2026-10-07). v23's date
+/// is Google's projected schedule (Sept 2025 post), not yet announced: adpipe
+/// warns ahead of it all the same.
+pub const API_VERSIONS: &[(&str, Option<&str>)] = &[
+    ("v26", None),
+    ("v25", None),
+    ("v24", None),
+    ("v23", Some("2027-02-01")),
+];
 
 /// The Google Ads adapter, as the component exports it.
 pub struct Google;
@@ -34,6 +45,24 @@ impl Adapter for Google {
             signature: SignatureScheme::None,
             allowed_hosts: vec!["googleads.googleapis.com".into()],
             default_lookback_days: 14,
+            options: vec![
+                OptionSpec::new(
+                    "level",
+                    OptionType::String,
+                    "GAQL resource of scheduled pulls: campaign, ad_group or ad_group_ad",
+                )
+                .default_value("ad_group_ad"),
+                OptionSpec::new(
+                    "login_customer_id",
+                    OptionType::String,
+                    "manager account id sent as login-customer-id (pulls through an MCC)",
+                ),
+            ],
+            api_versions: API_VERSIONS
+                .iter()
+                .map(|(name, sunset)| ApiVersion::new(name, *sunset))
+                .collect(),
+            extra_metrics: vec!["video_views".into(), "all_conversions".into()],
         }
     }
 
@@ -152,11 +181,41 @@ struct Metrics<'a> {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Segments<'a> {
     #[serde(borrow, default)]
     date: Option<Text<'a>>,
     #[serde(default)]
     hour: Option<u8>,
+    // Segments that split an entity-day into several rows: part of the row's identity.
+    #[serde(borrow, default)]
+    ad_network_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    click_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    device: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    slot: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    conversion_action: Option<Text<'a>>,
+}
+
+impl Segments<'_> {
+    /// The canonical breakdown key of the row's splitting segments.
+    fn breakdown(&self) -> Option<String> {
+        let segments = [
+            ("ad_network_type", &self.ad_network_type),
+            ("click_type", &self.click_type),
+            ("conversion_action", &self.conversion_action),
+            ("device", &self.device),
+            ("slot", &self.slot),
+        ];
+        adpipe_plugin_sdk::breakdown_key(
+            segments
+                .iter()
+                .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+        )
+    }
 }
 
 /// `customers/123/adGroupAds/456~789` → the segment after `kind/`.
@@ -341,9 +400,20 @@ fn row(
         campaign_id: Some(out.intern(&campaign_id)),
         campaign_name: out.intern_opt(campaign.and_then(|c| c.name.as_deref())),
         ad_group_id: ad_group_id.as_deref().map(|g| out.intern(g)),
+        ad_group_name: out.intern_opt(r.ad_group.as_ref().and_then(|g| g.name.as_deref())),
         ad_id: ad_id.as_deref().map(|a| out.intern(a)),
+        ad_name: out.intern_opt(
+            r.ad_group_ad
+                .as_ref()
+                .and_then(|a| a.ad.as_ref())
+                .and_then(|ad| ad.name.as_deref()),
+        ),
+        breakdown: segments
+            .and_then(Segments::breakdown)
+            .map(|key| out.intern(&key)),
         date,
         hour,
+        event_at_ms: None,
         currency: out.intern_opt(customer.and_then(|c| c.currency_code.as_deref())),
         impressions: count(&m.impressions, "metrics/impressions")?,
         clicks: count(&m.clicks, "metrics/clicks")?,
@@ -463,8 +533,10 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
     let level = adpipe_plugin_sdk::option(&request.options, "level").unwrap_or("ad_group_ad");
     let entity = match level {
         "campaign" => "campaign.id, campaign.name",
-        "ad_group" => "campaign.id, campaign.name, ad_group.id",
-        "ad_group_ad" => "campaign.id, campaign.name, ad_group.id, ad_group_ad.ad.id",
+        "ad_group" => "campaign.id, campaign.name, ad_group.id, ad_group.name",
+        "ad_group_ad" => {
+            "campaign.id, campaign.name, ad_group.id, ad_group.name, ad_group_ad.ad.id, ad_group_ad.ad.name"
+        }
         other => {
             return Err(PluginError::value(
                 "/options/level",
@@ -478,6 +550,8 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
          WHERE segments.date BETWEEN '{}' AND '{}'",
         request.from, request.to
     );
+    let version =
+        adpipe_plugin_sdk::option(&request.options, "api_version").unwrap_or(API_VERSIONS[0].0);
     let base = request
         .base_url
         .as_deref()
@@ -489,7 +563,7 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
     }
     Ok(vec![HttpRequest {
         method: "POST".into(),
-        url: format!("{base}/{VERSION}/customers/{customer}/googleAds:searchStream"),
+        url: format!("{base}/{version}/customers/{customer}/googleAds:searchStream"),
         query: vec![],
         headers,
         body: Some(
@@ -573,7 +647,7 @@ mod tests {
         let plan = plan_pull(&request).expect("plan");
         assert_eq!(
             plan[0].url,
-            "https://googleads.googleapis.com/v21/customers/1234567890/googleAds:searchStream"
+            "https://googleads.googleapis.com/v26/customers/1234567890/googleAds:searchStream"
         );
         let body = String::from_utf8(plan[0].body.clone().expect("body")).expect("utf8");
         assert!(

@@ -19,7 +19,7 @@
 
 use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
 use adpipe_plugin_sdk::{
-    Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HandshakePlan,
+    Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HandshakePlan,
     HttpRequest, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
     WebhookRequest,
 };
@@ -27,7 +27,24 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub const API: &str = "https://api.linkedin.com";
-pub const LINKEDIN_VERSION: &str = "202410";
+/// `LinkedIn-Version` values, newest first, with their sunset dates
+/// (learn.microsoft.com/linkedin/marketing/versioning: a version is served at
+/// least a year, sunsetting mid-month a year after release; the migrations
+/// table gives 202601 → 2027-01-15, 202602 → 2027-02-15, 202603 → 2027-03-16;
+/// later ones are not announced yet). 202410 sunset 2025-10-15.
+pub const API_VERSIONS: &[(&str, Option<&str>)] = &[
+    ("202606", None),
+    ("202605", None),
+    ("202604", None),
+    ("202603", Some("2027-03-16")),
+    ("202602", Some("2027-02-15")),
+    ("202601", Some("2027-01-15")),
+];
+
+/// The `LinkedIn-Version` the pipeline asked for, else the newest.
+fn linkedin_version(options: &[(String, String)]) -> &str {
+    adpipe_plugin_sdk::option(options, "api_version").unwrap_or(API_VERSIONS[0].0)
+}
 
 /// The LinkedIn adapter, as the component exports it.
 pub struct LinkedIn;
@@ -38,12 +55,24 @@ impl Adapter for LinkedIn {
             name: "linkedin".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             platform: "linkedin".into(),
-            signature: SignatureScheme::HmacSha256Body {
+            // LinkedIn signs `hmacsha256=` + body; the header may carry the same prefix.
+            signature: SignatureScheme::HmacSha256 {
                 header: "x-li-signature".into(),
-                prefix: "hmacsha256=".into(),
+                header_prefix: "hmacsha256=".into(),
+                signed_prefix: "hmacsha256=".into(),
             },
             allowed_hosts: vec!["api.linkedin.com".into()],
             default_lookback_days: 14,
+            options: vec![],
+            api_versions: API_VERSIONS
+                .iter()
+                .map(|(name, sunset)| ApiVersion::new(name, *sunset))
+                .collect(),
+            extra_metrics: vec![
+                "leads".into(),
+                "one_click_leads".into(),
+                "video_views".into(),
+            ],
         }
     }
 
@@ -318,9 +347,13 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             campaign_id: Some(out.intern(campaign)),
             campaign_name: None,
             ad_group_id: None,
+            ad_group_name: None,
             ad_id: creative.map(|c| out.intern(c)),
+            ad_name: None,
+            breakdown: None,
             date,
             hour: None,
+            event_at_ms: None,
             currency: None,
             impressions: count(&e.impressions, "impressions")?,
             clicks: count(&e.clicks, "clicks")?,
@@ -364,7 +397,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             method: "GET".into(),
             url,
             query: vec![],
-            headers: restli_headers(),
+            headers: restli_headers(linkedin_version(&ctx.options)),
             body: None,
             credential: CredentialSlot::Bearer,
         });
@@ -381,9 +414,9 @@ fn origin_of(url: &str) -> Option<&str> {
     })
 }
 
-fn restli_headers() -> Vec<(String, String)> {
+fn restli_headers(version: &str) -> Vec<(String, String)> {
     vec![
-        ("linkedin-version".into(), LINKEDIN_VERSION.into()),
+        ("linkedin-version".into(), version.into()),
         ("x-restli-protocol-version".into(), "2.0.0".into()),
     ]
 }
@@ -523,9 +556,14 @@ pub fn parse_webhook(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, Plugin
             campaign_id: campaign.as_deref().map(|c| out.intern(c)),
             campaign_name: None,
             ad_group_id: None,
+            ad_group_name: None,
             ad_id: creative.as_deref().map(|c| out.intern(c)),
+            ad_name: None,
+            breakdown: None,
             date,
             hour: None,
+            // Filed under the lead's day in the pipeline's time zone.
+            event_at_ms: Some(at_ms),
             currency: None,
             impressions: 0,
             clicks: 0,
@@ -581,7 +619,7 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
                 "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,conversionValueInLocalCurrency".into(),
             ),
         ],
-        headers: restli_headers(),
+        headers: restli_headers(linkedin_version(&request.options)),
         body: None,
         credential: CredentialSlot::Bearer,
     }])

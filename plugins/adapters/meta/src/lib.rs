@@ -14,8 +14,8 @@ pub mod report;
 pub mod webhook;
 
 pub use adpipe_plugin_sdk::{
-    AdapterInfo, HandshakePlan, HttpRequest, ParseContext, PluginError, PullRequest, RowBatch,
-    SignatureScheme, WebhookRequest,
+    AdapterInfo, ApiVersion, HandshakePlan, HttpRequest, OptionSpec, OptionType, ParseContext,
+    PluginError, PullRequest, RowBatch, SignatureScheme, WebhookRequest,
 };
 
 /// The Meta adapter, as the component exports it.
@@ -50,12 +50,44 @@ pub fn describe() -> AdapterInfo {
         name: "meta".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         platform: "meta".into(),
-        signature: SignatureScheme::HmacSha256Body {
+        signature: SignatureScheme::HmacSha256 {
             header: "x-hub-signature-256".into(),
-            prefix: "sha256=".into(),
+            header_prefix: "sha256=".into(),
+            signed_prefix: String::new(),
         },
         allowed_hosts: vec!["graph.facebook.com".into()],
         default_lookback_days: 28,
+        options: vec![
+            OptionSpec::new(
+                "level",
+                OptionType::String,
+                "insights level of scheduled pulls: campaign, adset or ad",
+            )
+            .default_value("ad"),
+            OptionSpec::new(
+                "conversion_action_types",
+                OptionType::List,
+                "action types summed as conversions (and their action_values as conversion value)",
+            )
+            .default_value(report::DEFAULT_CONVERSIONS),
+            OptionSpec::new(
+                "extra_action_types",
+                OptionType::List,
+                "action types kept as extra metrics actions_<type>",
+            )
+            .default_value(report::DEFAULT_EXTRAS),
+        ],
+        api_versions: pull::API_VERSIONS
+            .iter()
+            .map(|(name, sunset)| ApiVersion::new(name, *sunset))
+            .collect(),
+        extra_metrics: std::iter::once("leads".to_owned())
+            .chain(
+                report::DEFAULT_EXTRAS
+                    .split(',')
+                    .map(report::extra_metric_name),
+            )
+            .collect(),
     }
 }
 

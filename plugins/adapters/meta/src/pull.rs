@@ -3,8 +3,16 @@
 use adpipe_plugin_sdk::{CredentialSlot, HttpRequest, PluginError, PullRequest};
 
 pub const GRAPH_API: &str = "https://graph.facebook.com";
-pub const VERSION: &str = "v21.0";
-const FIELDS: &str = "account_id,account_currency,campaign_id,campaign_name,adset_id,ad_id,date_start,date_stop,impressions,clicks,spend,actions,action_values";
+/// Marketing API versions, newest first, with the day Meta stops serving
+/// them (developers.facebook.com/docs/marketing-api/marketing-api-changelog;
+/// the Marketing API keeps a version about a year, shorter than the Graph API;
+/// `None`: not announced yet). v24.0 expired 2026-11-10.
+pub const API_VERSIONS: &[(&str, Option<&str>)] = &[
+    ("v27.0", None),
+    ("v26.0", None),
+    ("v25.0", Some("2027-02-23")),
+];
+const FIELDS: &str = "account_id,account_currency,campaign_id,campaign_name,adset_id,adset_name,ad_id,ad_name,date_start,date_stop,impressions,clicks,spend,actions,action_values";
 
 /// One GET per account; later pages come from `paging.next`.
 pub fn plan(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
@@ -28,6 +36,8 @@ pub fn plan(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
             format!("`{level}` is not one of campaign, adset, ad"),
         ));
     }
+    let version =
+        adpipe_plugin_sdk::option(&request.options, "api_version").unwrap_or(API_VERSIONS[0].0);
     let base = request
         .base_url
         .as_deref()
@@ -35,7 +45,7 @@ pub fn plan(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError> {
         .trim_end_matches('/');
     Ok(vec![HttpRequest {
         method: "GET".into(),
-        url: format!("{base}/{VERSION}/act_{account}/insights"),
+        url: format!("{base}/{version}/act_{account}/insights"),
         query: vec![
             ("level".into(), level.into()),
             ("time_increment".into(), "1".into()),
@@ -67,7 +77,15 @@ mod tests {
             options: vec![],
         };
         let plan = plan(&request).expect("plan");
-        assert_eq!(plan[0].url, "http://127.0.0.1:9999/v21.0/act_123/insights");
+        assert_eq!(plan[0].url, "http://127.0.0.1:9999/v27.0/act_123/insights");
+        let pinned = PullRequest {
+            options: vec![("api_version".into(), "v25.0".into())],
+            ..request.clone()
+        };
+        assert_eq!(
+            super::plan(&pinned).expect("plan")[0].url,
+            "http://127.0.0.1:9999/v25.0/act_123/insights"
+        );
         assert!(plan[0].query.contains(&(
             "time_range".into(),
             r#"{"since":"2026-10-01","until":"2026-10-28"}"#.into()

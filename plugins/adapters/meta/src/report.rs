@@ -1,9 +1,12 @@
-//! Insights responses (`GET /act_{id}/insights`, Graph API v21) → snapshot rows.
+//! Insights responses (`GET /act_{id}/insights`) → snapshot rows.
 //!
 //! One row per element of `data`: the entity is the finest id present
 //! (`ad_id`, else `adset_id`, else `campaign_id`), the bucket `date_start`
 //! (which must equal `date_stop`: request `time_increment=1`). Meta omits
-//! zero metrics; a missing additive metric is 0. Ratios (`cpc`, `ctr`...) and
+//! zero metrics; a missing additive metric is 0. A report with `breakdowns=`
+//! (age, gender, country, publisher_platform...) has several rows per entity
+//! and day: their dimensions form the row's breakdown key, so each is kept and
+//! totals sum across them. Ratios (`cpc`, `ctr`...) and
 //! non-additive figures (`reach`, `frequency`) are ignored: adpipe recomputes
 //! ratios from sums and never sums reach.
 //!
@@ -55,7 +58,11 @@ struct Insight<'a> {
     #[serde(borrow, default)]
     adset_id: Option<Num<'a>>,
     #[serde(borrow, default)]
+    adset_name: Option<Text<'a>>,
+    #[serde(borrow, default)]
     ad_id: Option<Num<'a>>,
+    #[serde(borrow, default)]
+    ad_name: Option<Text<'a>>,
     #[serde(borrow, default)]
     date_start: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -70,6 +77,54 @@ struct Insight<'a> {
     actions: Option<Vec<Action<'a>>>,
     #[serde(borrow, default)]
     action_values: Option<Vec<Action<'a>>>,
+    // Breakdown dimensions (`breakdowns=`): each splits an entity-day into
+    // several rows, so each is part of the row's identity.
+    #[serde(borrow, default)]
+    age: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    gender: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    country: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    region: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    dma: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    impression_device: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    device_platform: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    publisher_platform: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    platform_position: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    product_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    frequency_value: Option<Text<'a>>,
+}
+
+impl Insight<'_> {
+    /// The canonical breakdown key of the row, if the report has breakdowns.
+    fn breakdown(&self) -> Option<String> {
+        let dimensions = [
+            ("age", &self.age),
+            ("country", &self.country),
+            ("device_platform", &self.device_platform),
+            ("dma", &self.dma),
+            ("frequency_value", &self.frequency_value),
+            ("gender", &self.gender),
+            ("impression_device", &self.impression_device),
+            ("platform_position", &self.platform_position),
+            ("product_id", &self.product_id),
+            ("publisher_platform", &self.publisher_platform),
+            ("region", &self.region),
+        ];
+        adpipe_plugin_sdk::breakdown_key(
+            dimensions
+                .iter()
+                .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -78,6 +133,11 @@ struct Action<'a> {
     action_type: Text<'a>,
     #[serde(borrow)]
     value: Num<'a>,
+}
+
+/// The extra metric an action type is kept as: `actions_<type>`.
+pub fn extra_metric_name(action_type: &str) -> String {
+    format!("actions_{}", action_type.trim().replace(['.', '-'], "_"))
 }
 
 /// Which action types count, parsed once per call from the pipeline options.
@@ -98,7 +158,7 @@ impl<'o> Counting<'o> {
         };
         let extras = list("extra_action_types", DEFAULT_EXTRAS)
             .into_iter()
-            .map(|t| (t, format!("actions_{}", t.replace(['.', '-'], "_"))))
+            .map(|t| (t, extra_metric_name(t)))
             .collect();
         Counting {
             conversions: list("conversion_action_types", DEFAULT_CONVERSIONS),
@@ -220,9 +280,13 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
             campaign_id: Some(batch.intern(&campaign)),
             campaign_name: batch.intern_opt(insight.campaign_name.as_deref()),
             ad_group_id: insight.adset_id.as_ref().map(|a| batch.intern(&a.text())),
+            ad_group_name: batch.intern_opt(insight.adset_name.as_deref()),
             ad_id: insight.ad_id.as_ref().map(|a| batch.intern(&a.text())),
+            ad_name: batch.intern_opt(insight.ad_name.as_deref()),
+            breakdown: insight.breakdown().map(|key| batch.intern(&key)),
             date,
             hour: None,
+            event_at_ms: None,
             currency: batch.intern_opt(insight.account_currency.as_deref()),
             impressions: count(insight.impressions.as_ref(), &|| at("impressions"))?,
             clicks: count(insight.clicks.as_ref(), &|| at("clicks"))?,

@@ -120,9 +120,14 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                 campaign_name: None,
                 // The ad set comes from the hierarchy, never from `adgroup_id`.
                 ad_group_id: None,
+                ad_group_name: None,
                 ad_id: Some(batch.intern(&ad_id)),
+                ad_name: None,
+                breakdown: None,
                 date,
                 hour: None,
+                // Filed under the lead's day in the pipeline's time zone.
+                event_at_ms: Some(created.saturating_mul(1000)),
                 currency: None,
                 impressions: 0,
                 clicks: 0,

@@ -23,14 +23,28 @@
 
 use adpipe_plugin_sdk::num::{count_at, micros_at, Num};
 use adpipe_plugin_sdk::{
-    Adapter, AdapterInfo, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext,
-    PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme, WebhookRequest,
+    Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
+    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
+    SignatureScheme, WebhookRequest,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub const API: &str = "https://business-api.tiktok.com";
 const DEFAULT_EXTRAS: &str = "complete_payment,result,video_play_actions,likes";
+/// Business API versions, newest first (v1.2 was retired 2023-08-15; v1.3 is
+/// the only live one and has no announced end).
+pub const API_VERSIONS: &[(&str, Option<&str>)] = &[("v1.3", None)];
+/// Dimensions that identify the entity or the time bucket; any other
+/// dimension (`country_code`, `gender`, `age`, `platform`...) is a breakdown.
+const KEY_DIMENSIONS: &[&str] = &[
+    "advertiser_id",
+    "campaign_id",
+    "adgroup_id",
+    "ad_id",
+    "stat_time_day",
+    "stat_time_hour",
+];
 
 /// The TikTok adapter, as the component exports it.
 pub struct TikTok;
@@ -47,6 +61,34 @@ impl Adapter for TikTok {
             },
             allowed_hosts: vec!["business-api.tiktok.com".into()],
             default_lookback_days: 7,
+            options: vec![
+                OptionSpec::new(
+                    "conversion_metric",
+                    OptionType::String,
+                    "report metric counted as conversions (`none`: count nothing)",
+                )
+                .default_value("conversion"),
+                OptionSpec::new(
+                    "conversion_value_metric",
+                    OptionType::String,
+                    "report metric counted as conversion value (`none`: count nothing)",
+                )
+                .default_value("total_complete_payment_rate"),
+                OptionSpec::new(
+                    "extra_metrics",
+                    OptionType::List,
+                    "report metrics kept as extra metrics under their own names",
+                )
+                .default_value(DEFAULT_EXTRAS),
+            ],
+            api_versions: API_VERSIONS
+                .iter()
+                .map(|(name, sunset)| ApiVersion::new(name, *sunset))
+                .collect(),
+            extra_metrics: std::iter::once("leads")
+                .chain(DEFAULT_EXTRAS.split(','))
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -317,16 +359,30 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
                 .map(|n| n.text().into_owned())
         };
         let name = text("campaign_name");
+        let ad_group_name = text("adgroup_name");
+        let ad_name = text("ad_name");
         let currency = text("currency");
+        let breakdown = adpipe_plugin_sdk::breakdown_key(
+            dims.iter()
+                .filter(|(k, _)| !KEY_DIMENSIONS.contains(k))
+                .map(|(k, v)| (*k, v.text()))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(k, v)| (*k, v.as_ref())),
+        );
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(out.intern(&account)),
             campaign_id: Some(out.intern(&campaign)),
             campaign_name: out.intern_opt(name.as_deref()),
             ad_group_id: id("adgroup_id").map(|g| out.intern(&g)),
+            ad_group_name: out.intern_opt(ad_group_name.as_deref()),
             ad_id: id("ad_id").map(|a| out.intern(&a)),
+            ad_name: out.intern_opt(ad_name.as_deref()),
+            breakdown: breakdown.map(|key| out.intern(&key)),
             date,
             hour,
+            event_at_ms: None,
             currency: out.intern_opt(currency.as_deref()),
             impressions: count("impressions")?,
             clicks: count("clicks")?,
@@ -491,9 +547,14 @@ pub fn parse_webhook(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, Plugin
             campaign_id: campaign.as_deref().map(|c| out.intern(c)),
             campaign_name: None,
             ad_group_id: text("adgroup_id").as_deref().map(|g| out.intern(g)),
+            ad_group_name: None,
             ad_id: ad.as_deref().map(|a| out.intern(a)),
+            ad_name: None,
+            breakdown: None,
             date,
             hour: None,
+            // Filed under the lead's day in the pipeline's time zone.
+            event_at_ms: Some(created.saturating_mul(1000)),
             currency: None,
             impressions: 0,
             clicks: 0,
@@ -529,6 +590,8 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
             "TikTok daily reports span at most 30 days",
         ));
     }
+    let version =
+        adpipe_plugin_sdk::option(&request.options, "api_version").unwrap_or(API_VERSIONS[0].0);
     let base = request
         .base_url
         .as_deref()
@@ -536,7 +599,7 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
         .trim_end_matches('/');
     Ok(vec![HttpRequest {
         method: "GET".into(),
-        url: format!("{base}/open_api/v1.3/report/integrated/get/"),
+        url: format!("{base}/open_api/{version}/report/integrated/get/"),
         query: vec![
             ("advertiser_id".into(), request.account_id.clone()),
             ("report_type".into(), "BASIC".into()),
@@ -544,7 +607,7 @@ pub fn plan_pull(request: &PullRequest) -> Result<Vec<HttpRequest>, PluginError>
             ("dimensions".into(), r#"["ad_id","stat_time_day"]"#.into()),
             (
                 "metrics".into(),
-                r#"["campaign_id","adgroup_id","campaign_name","currency","spend","impressions","clicks","conversion","total_complete_payment_rate","complete_payment"]"#.into(),
+                r#"["campaign_id","adgroup_id","campaign_name","adgroup_name","ad_name","currency","spend","impressions","clicks","conversion","total_complete_payment_rate","complete_payment"]"#.into(),
             ),
             ("start_date".into(), request.from.to_string()),
             ("end_date".into(), request.to.to_string()),

@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({
     world: "adapter-plugin",
-    path: "../../../wit",
+    path: "../../../wit/0.2.0",
     pub_export_macro: true,
     export_macro_name: "export_adapter_world",
     default_bindings_module: "adpipe_plugin_sdk::component",
@@ -56,9 +56,9 @@ fn sdk_date(d: wit::Date, path: &str) -> Result<sdk::Date, wit::PluginError> {
 fn http_request(r: sdk::HttpRequest) -> wit::HttpRequest {
     use sdk::CredentialSlot as C;
     wit::HttpRequest {
+        query: r.query_string(),
         method: r.method,
         url: r.url,
-        query: r.query,
         headers: r.headers,
         body: r.body,
         credential: match r.credential {
@@ -70,44 +70,102 @@ fn http_request(r: sdk::HttpRequest) -> wit::HttpRequest {
     }
 }
 
+/// The SDK's rows, column by column (string index 0 is `""`, "absent").
 fn batch(b: sdk::RowBatch) -> wit::RowBatch {
     use sdk::RowKind as K;
+    let n = b.rows.len();
+    let mut c = wit::RowColumns {
+        kind: Vec::with_capacity(n),
+        bucket: Vec::with_capacity(n),
+        day: Vec::with_capacity(n),
+        hour: Vec::with_capacity(n),
+        event_at_ms: Vec::with_capacity(n),
+        account_id: Vec::with_capacity(n),
+        campaign_id: Vec::with_capacity(n),
+        campaign_name: Vec::with_capacity(n),
+        ad_group_id: Vec::with_capacity(n),
+        ad_group_name: Vec::with_capacity(n),
+        ad_id: Vec::with_capacity(n),
+        ad_name: Vec::with_capacity(n),
+        breakdown: Vec::with_capacity(n),
+        currency: Vec::with_capacity(n),
+        dedup_key: Vec::with_capacity(n),
+        impressions: Vec::with_capacity(n),
+        clicks: Vec::with_capacity(n),
+        spend_micros: Vec::with_capacity(n),
+        conversions_micros: Vec::with_capacity(n),
+        conversion_value_micros: Vec::with_capacity(n),
+        observed_at_ms: Vec::with_capacity(n),
+    };
+    let s = |i: Option<sdk::Str>| i.unwrap_or(0);
+    for r in b.rows {
+        c.kind.push(match r.kind {
+            K::Snapshot => wit::RowKind::Snapshot,
+            K::Delta => wit::RowKind::Delta,
+        });
+        c.bucket.push(match (r.event_at_ms, r.hour) {
+            (Some(_), _) => wit::BucketKind::Event,
+            (None, Some(_)) => wit::BucketKind::Hourly,
+            (None, None) => wit::BucketKind::Daily,
+        });
+        c.day
+            .push(i32::try_from(r.date.days_since_epoch()).unwrap_or(i32::MIN));
+        c.hour.push(r.hour.unwrap_or(0));
+        c.event_at_ms.push(r.event_at_ms.unwrap_or(0));
+        c.account_id.push(s(r.account_id));
+        c.campaign_id.push(s(r.campaign_id));
+        c.campaign_name.push(s(r.campaign_name));
+        c.ad_group_id.push(s(r.ad_group_id));
+        c.ad_group_name.push(s(r.ad_group_name));
+        c.ad_id.push(s(r.ad_id));
+        c.ad_name.push(s(r.ad_name));
+        c.breakdown.push(s(r.breakdown));
+        c.currency.push(s(r.currency));
+        c.dedup_key.push(s(r.dedup_key));
+        c.impressions.push(r.impressions);
+        c.clicks.push(r.clicks);
+        c.spend_micros.push(r.spend_micros);
+        c.conversions_micros.push(r.conversions_micros);
+        c.conversion_value_micros.push(r.conversion_value_micros);
+        c.observed_at_ms.push(r.observed_at_ms.unwrap_or(0));
+    }
+    let mut extras = wit::ExtraColumns {
+        row: Vec::with_capacity(b.extras.len()),
+        name: Vec::with_capacity(b.extras.len()),
+        value_micros: Vec::with_capacity(b.extras.len()),
+    };
+    for e in b.extras {
+        extras.row.push(e.row);
+        extras.name.push(e.name);
+        extras.value_micros.push(e.value_micros);
+    }
+    let mut strings = b.strings;
+    if strings.first().is_none_or(|s| !s.is_empty()) {
+        // A batch not made by `BatchBuilder`: give it the absent entry.
+        strings.insert(0, String::new());
+        for column in [
+            &mut c.account_id,
+            &mut c.campaign_id,
+            &mut c.campaign_name,
+            &mut c.ad_group_id,
+            &mut c.ad_group_name,
+            &mut c.ad_id,
+            &mut c.ad_name,
+            &mut c.breakdown,
+            &mut c.currency,
+            &mut c.dedup_key,
+        ] {
+            column.iter_mut().for_each(|i| *i = i.saturating_add(1));
+        }
+        extras
+            .name
+            .iter_mut()
+            .for_each(|i| *i = i.saturating_add(1));
+    }
     wit::RowBatch {
-        strings: b.strings,
-        rows: b
-            .rows
-            .into_iter()
-            .map(|r| wit::Row {
-                kind: match r.kind {
-                    K::Snapshot => wit::RowKind::Snapshot,
-                    K::Delta => wit::RowKind::Delta,
-                },
-                account_id: r.account_id,
-                campaign_id: r.campaign_id,
-                campaign_name: r.campaign_name,
-                ad_group_id: r.ad_group_id,
-                ad_id: r.ad_id,
-                date: date(r.date),
-                hour: r.hour,
-                currency: r.currency,
-                impressions: r.impressions,
-                clicks: r.clicks,
-                spend_micros: r.spend_micros,
-                conversions_micros: r.conversions_micros,
-                conversion_value_micros: r.conversion_value_micros,
-                observed_at_ms: r.observed_at_ms,
-                dedup_key: r.dedup_key,
-            })
-            .collect(),
-        extras: b
-            .extras
-            .into_iter()
-            .map(|e| wit::ExtraMetric {
-                row: e.row,
-                name: e.name,
-                value_micros: e.value_micros,
-            })
-            .collect(),
+        strings,
+        rows: c,
+        extras,
         notices: b.notices,
         next_page: b.next_page.map(http_request),
     }
@@ -132,9 +190,15 @@ impl<A: sdk::Adapter> api::Guest for Exported<A> {
             platform: info.platform,
             signature: match info.signature {
                 S::None => api::SignatureScheme::None,
-                S::HmacSha256Body { header, prefix } => {
-                    api::SignatureScheme::HmacSha256Body(api::HmacHeader { header, prefix })
-                }
+                S::HmacSha256 {
+                    header,
+                    header_prefix,
+                    signed_prefix,
+                } => api::SignatureScheme::HmacSha256(api::HmacSpec {
+                    header,
+                    header_prefix,
+                    signed_prefix,
+                }),
                 S::HmacSha256Timestamped {
                     header,
                     max_age_seconds,
@@ -145,6 +209,32 @@ impl<A: sdk::Adapter> api::Guest for Exported<A> {
             },
             allowed_hosts: info.allowed_hosts,
             default_lookback_days: info.default_lookback_days,
+            options: info
+                .options
+                .into_iter()
+                .map(|o| api::OptionSpec {
+                    name: o.name,
+                    type_: match o.kind {
+                        sdk::OptionType::String => api::OptionType::String,
+                        sdk::OptionType::Integer => api::OptionType::Integer,
+                        sdk::OptionType::Decimal => api::OptionType::Decimal,
+                        sdk::OptionType::Boolean => api::OptionType::Boolean,
+                        sdk::OptionType::List => api::OptionType::List,
+                    },
+                    default: o.default,
+                    required: o.required,
+                    help: o.help,
+                })
+                .collect(),
+            api_versions: info
+                .api_versions
+                .into_iter()
+                .map(|v| api::ApiVersion {
+                    name: v.name,
+                    sunset: v.sunset.map(date),
+                })
+                .collect(),
+            extra_metrics: info.extra_metrics,
         }
     }
 

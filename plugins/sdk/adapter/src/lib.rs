@@ -234,9 +234,21 @@ pub struct Row {
     pub campaign_id: Option<Str>,
     pub campaign_name: Option<Str>,
     pub ad_group_id: Option<Str>,
+    /// Ad group (ad set) display name.
+    pub ad_group_name: Option<Str>,
     pub ad_id: Option<Str>,
+    /// Ad display name.
+    pub ad_name: Option<Str>,
+    /// Canonical breakdown key, part of the row's identity (build it with
+    /// [`breakdown_key`]); `None` for a row without a breakdown.
+    pub breakdown: Option<Str>,
+    /// Reporting day (for an event row, the UTC day of `event_at_ms`).
     pub date: Date,
     pub hour: Option<u8>,
+    /// An event's instant (ms since the Unix epoch), e.g. a lead's creation
+    /// time: the host files the row under that instant's day in the
+    /// pipeline's time zone, and `date`/`hour` are not used.
+    pub event_at_ms: Option<i64>,
     pub currency: Option<Str>,
     pub impressions: u64,
     pub clicks: u64,
@@ -245,6 +257,54 @@ pub struct Row {
     pub conversion_value_micros: i64,
     pub observed_at_ms: Option<i64>,
     pub dedup_key: Option<Str>,
+}
+
+impl Row {
+    /// A snapshot row of `campaign` for `date` with every other field empty
+    /// or zero: fill what the payload has with struct update syntax,
+    /// `Row { clicks, ..Row::snapshot(campaign, date) }`.
+    pub fn snapshot(campaign: Str, date: Date) -> Row {
+        Row {
+            kind: RowKind::Snapshot,
+            account_id: None,
+            campaign_id: Some(campaign),
+            campaign_name: None,
+            ad_group_id: None,
+            ad_group_name: None,
+            ad_id: None,
+            ad_name: None,
+            breakdown: None,
+            date,
+            hour: None,
+            event_at_ms: None,
+            currency: None,
+            impressions: 0,
+            clicks: 0,
+            spend_micros: 0,
+            conversions_micros: 0,
+            conversion_value_micros: 0,
+            observed_at_ms: None,
+            dedup_key: None,
+        }
+    }
+
+    /// A delta row applied once per `dedup_key`, for an event at `at_ms`
+    /// (filed under that instant's day in the pipeline's time zone).
+    pub fn event_delta(dedup_key: Str, at_ms: i64) -> Row {
+        let date = Date::from_days_since_epoch(at_ms.div_euclid(86_400_000)).unwrap_or(Date {
+            year: 1970,
+            month: 1,
+            day: 1,
+        });
+        Row {
+            kind: RowKind::Delta,
+            campaign_id: None,
+            event_at_ms: Some(at_ms),
+            observed_at_ms: Some(at_ms),
+            dedup_key: Some(dedup_key),
+            ..Row::snapshot(0, date)
+        }
+    }
 }
 
 /// An extra additive metric of row `row`.
@@ -260,15 +320,86 @@ pub struct Extra {
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
-    /// Query pairs, appended to `url` as written: the host escapes only what
-    /// cannot stand inside one `key=value` pair (space, `&`, `#`, quotes,
-    /// brackets, non-ASCII, a `%` that starts no escape), so percent-encode
-    /// what you mean literally (`%25`, `%2B`) and leave syntax such as
-    /// Rest.li's `List(urn%3Ali%3A...)` and `(start:(year:2026))` raw.
+    /// Query pairs, joined into the wire query by [`HttpRequest::query_string`]
+    /// and sent by the host exactly so: values go out as written, only what
+    /// cannot stand inside one `key=value` pair is escaped (space, `&`, `#`,
+    /// quotes, brackets, non-ASCII, a `%` that starts no escape), so
+    /// percent-encode what you mean literally (`%25`, `%2B`) and leave syntax
+    /// such as Rest.li's `List(urn%3Ali%3A...)` and `(start:(year:2026))` raw.
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub credential: CredentialSlot,
+}
+
+impl HttpRequest {
+    /// The query exactly as it goes on the wire (without `?`).
+    pub fn query_string(&self) -> String {
+        let mut query = String::new();
+        for (key, value) in &self.query {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            escape_into(&mut query, key, true);
+            query.push('=');
+            escape_into(&mut query, value, false);
+        }
+        query
+    }
+}
+
+fn escape_into(out: &mut String, text: &str, key: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = text.as_bytes();
+    let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+    for (i, &b) in bytes.iter().enumerate() {
+        let keep = match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
+            b'!' | b'$' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b':' | b'@' | b'/' | b'?' => {
+                true
+            }
+            b'=' => !key,
+            b'%' => hex(i + 1) && hex(i + 2),
+            _ => false,
+        };
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
+/// The canonical breakdown key of a row: dimensions sorted by name,
+/// `name=value` joined by `|` (`age=18-24|gender=female`); `None` when there
+/// are none. `|` and `=` in a value are percent-escaped so keys stay unambiguous.
+pub fn breakdown_key<'a>(
+    dimensions: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    let mut parts: Vec<(&str, &str)> = dimensions.into_iter().collect();
+    if parts.is_empty() {
+        return None;
+    }
+    parts.sort_unstable();
+    let mut key = String::new();
+    for (name, value) in parts {
+        if !key.is_empty() {
+            key.push('|');
+        }
+        key.push_str(name);
+        key.push('=');
+        for c in value.chars() {
+            match c {
+                '|' => key.push_str("%7C"),
+                '=' => key.push_str("%3D"),
+                '%' => key.push_str("%25"),
+                c => key.push(c),
+            }
+        }
+    }
+    Some(key)
 }
 
 /// Where the host injects the credential.
@@ -308,11 +439,25 @@ impl RowBatch {
     }
 }
 
-/// Builds a [`RowBatch`], interning every string once.
-#[derive(Default)]
+/// Builds a [`RowBatch`], interning every string once. String 0 is always
+/// `""`, which the interface reads as "absent".
 pub struct BatchBuilder {
     batch: RowBatch,
     index: HashMap<String, Str>,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        let mut index = HashMap::new();
+        index.insert(String::new(), 0);
+        BatchBuilder {
+            batch: RowBatch {
+                strings: vec![String::new()],
+                ..RowBatch::default()
+            },
+            index,
+        }
+    }
 }
 
 impl BatchBuilder {
@@ -398,9 +543,12 @@ impl ParseContext {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignatureScheme {
     None,
-    HmacSha256Body {
+    /// A header carries hex HMAC-SHA256(secret, `signed_prefix` + body),
+    /// optionally preceded by `header_prefix`.
+    HmacSha256 {
         header: String,
-        prefix: String,
+        header_prefix: String,
+        signed_prefix: String,
     },
     HmacSha256Timestamped {
         header: String,
@@ -417,6 +565,77 @@ pub struct AdapterInfo {
     pub signature: SignatureScheme,
     pub allowed_hosts: Vec<String>,
     pub default_lookback_days: u32,
+    /// Options a pipeline may set; the host refuses any other.
+    pub options: Vec<OptionSpec>,
+    /// Platform API versions spoken, newest first (the first is the default).
+    pub api_versions: Vec<ApiVersion>,
+    /// Extra metric names the plugin may emit whatever the options.
+    pub extra_metrics: Vec<String>,
+}
+
+/// The type of a declared option's value (mirrors the WIT `option-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionType {
+    String,
+    Integer,
+    Decimal,
+    Boolean,
+    /// Comma-separated strings.
+    List,
+}
+
+/// One option a pipeline may set (mirrors the WIT `option-spec`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: String,
+    pub kind: OptionType,
+    pub default: Option<String>,
+    pub required: bool,
+    pub help: String,
+}
+
+impl OptionSpec {
+    /// An optional option with no default.
+    pub fn new(name: &str, kind: OptionType, help: &str) -> Self {
+        OptionSpec {
+            name: name.into(),
+            kind,
+            default: None,
+            required: false,
+            help: help.into(),
+        }
+    }
+
+    /// The same option with a default value.
+    pub fn default_value(mut self, value: &str) -> Self {
+        self.default = Some(value.into());
+        self
+    }
+}
+
+/// A platform API version and its announced end of life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiVersion {
+    pub name: String,
+    pub sunset: Option<Date>,
+}
+
+impl ApiVersion {
+    /// A version with its sunset date (`YYYY-MM-DD`), or none when unannounced.
+    pub fn new(name: &str, sunset: Option<&str>) -> Self {
+        ApiVersion {
+            name: name.into(),
+            sunset: sunset.and_then(Date::parse),
+        }
+    }
+}
+
+/// The `api_version` a request should use: the pipeline's option, else the
+/// plugin's first (newest) declared version.
+pub fn api_version<'a>(options: &'a [(String, String)], info: &'a AdapterInfo) -> &'a str {
+    option(options, "api_version")
+        .or_else(|| info.api_versions.first().map(|v| v.name.as_str()))
+        .unwrap_or("")
 }
 
 /// How to answer a verification handshake (mirrors the WIT `handshake-plan`).
@@ -470,14 +689,55 @@ mod tests {
     }
 
     #[test]
+    fn breakdown_keys_are_canonical() {
+        assert_eq!(breakdown_key([]), None);
+        assert_eq!(
+            breakdown_key([("gender", "female"), ("age", "18-24")]).as_deref(),
+            Some("age=18-24|gender=female")
+        );
+        assert_eq!(
+            breakdown_key([("x", "a|b=c%")]).as_deref(),
+            Some("x=a%7Cb%3Dc%25")
+        );
+    }
+
+    #[test]
+    fn query_pairs_keep_rest_li_syntax() {
+        let r = HttpRequest {
+            method: "GET".into(),
+            url: "https://api.linkedin.com/rest/adAnalytics".into(),
+            query: vec![
+                (
+                    "accounts".into(),
+                    "List(urn%3Ali%3AsponsoredAccount%3A1)".into(),
+                ),
+                (
+                    "dateRange".into(),
+                    "(start:(year:2026,month:11,day:1))".into(),
+                ),
+                ("t".into(), "{\"a\": 1}&x".into()),
+            ],
+            headers: vec![],
+            body: None,
+            credential: CredentialSlot::None,
+        };
+        assert_eq!(
+            r.query_string(),
+            "accounts=List(urn%3Ali%3AsponsoredAccount%3A1)&dateRange=(start:(year:2026,month:11,day:1))\
+             &t=%7B%22a%22:%201%7D%26x"
+        );
+    }
+
+    #[test]
     fn builder_interns_strings_once() {
         let mut b = BatchBuilder::new();
         let a = b.intern("act_1");
         assert_eq!(b.intern("act_1"), a);
         assert_ne!(b.intern("act_2"), a);
+        assert_eq!(b.intern(""), 0);
         assert_eq!(
             b.finish().strings,
-            vec!["act_1".to_owned(), "act_2".to_owned()]
+            vec![String::new(), "act_1".to_owned(), "act_2".to_owned()]
         );
     }
 }

@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({
     world: "metric-plugin",
-    path: "../../../wit",
+    path: "../../../wit/0.2.0",
     pub_export_macro: true,
     export_macro_name: "export_metric_world",
     default_bindings_module: "adpipe_metric_sdk::component",

@@ -6,7 +6,9 @@
 //! so two builds can stand in for an old and a new release.
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
-wit_bindgen::generate!({ world: "adapter-plugin", path: "../../../wit" });
+// Built against the frozen 0.1.0 interface on purpose: the host's isolation
+// and reload tests then run through its 0.1.0 compatibility layer as well.
+wit_bindgen::generate!({ world: "adapter-plugin", path: "../../../wit/0.1.0" });
 
 use adpipe::plugin::types::{Date, HttpRequest, ParseContext, PluginError, Row, RowBatch, RowKind};
 use exports::adpipe::plugin::adapter::{

@@ -17,6 +17,9 @@ impl Adapter for Sneaky {
             signature: SignatureScheme::None,
             allowed_hosts: vec![],
             default_lookback_days: 1,
+            options: vec![],
+            api_versions: vec![],
+            extra_metrics: vec![],
         }
     }
 
