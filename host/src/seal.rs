@@ -42,7 +42,9 @@ pub const GENERATED_KEY_FILE: &str = "encryption-key";
 pub enum SealError {
     #[error("no key with id `{0}` is configured (add it to encryption.previous_key_envs or previous_key_files)")]
     UnknownKey(String),
-    #[error("the sealed blob does not open (tampered with, truncated, or stored under another context)")]
+    #[error(
+        "the sealed blob does not open (tampered with, truncated, or stored under another context)"
+    )]
     Tampered,
     #[error("{origin} is not a 256-bit key (64 hex characters, or base64 of 32 bytes)")]
     BadKey { origin: String },
@@ -412,7 +414,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("key file").permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .expect("key file")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let names: Vec<_> = std::fs::read_dir(dir.path())

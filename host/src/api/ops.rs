@@ -10,8 +10,8 @@ use axum::Json;
 use serde_json::json;
 
 use super::openapi::{
-    Accepted, DeadLetterContent, DeadLetterList, ErrorBody, Health, PipelineList, PluginList, PullRunList, Readiness,
-    ReloadAnswer, ReplayAnswer,
+    Accepted, DeadLetterContent, DeadLetterList, ErrorBody, Health, PipelineList, PluginList,
+    PullRunList, Readiness, ReloadAnswer, ReplayAnswer,
 };
 use super::{tenant_pipeline, ApiError, Caller, Params, PathParam};
 use crate::app::App;
@@ -217,7 +217,10 @@ pub async fn dead_letter(
         Err(e) => {
             use base64::Engine as _;
             let bytes = e.into_bytes();
-            (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes)))
+            (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            )
         }
     };
     Ok(Json(json!({

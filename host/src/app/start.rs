@@ -201,7 +201,9 @@ async fn prune_forever(app: App) {
                     }
                 }
             }
-            Err(e) => tracing::warn!("retention: pruning old metadata rows failed, trying again later: {e}"),
+            Err(e) => tracing::warn!(
+                "retention: pruning old metadata rows failed, trying again later: {e}"
+            ),
         }
     }
 }

@@ -120,7 +120,11 @@ pub struct Bus(Arc<dyn BusBackend>);
 impl Bus {
     /// Open the bus `config` names (the embedded log in `data_dir`); dead
     /// letters the bus keeps are sealed with `sealer`.
-    pub async fn open(config: &BusConfig, data_dir: &Path, sealer: Sealer) -> Result<Bus, BusError> {
+    pub async fn open(
+        config: &BusConfig,
+        data_dir: &Path,
+        sealer: Sealer,
+    ) -> Result<Bus, BusError> {
         let backend: Arc<dyn BusBackend> = match config.kind {
             BusKind::Embedded => Arc::new(EmbeddedBus::open(&data_dir.join("bus.db")).await?),
             BusKind::Kafka => Arc::new(kafka::KafkaBus::open(config, sealer).await?),

@@ -82,8 +82,17 @@ mod tests {
             &[("ADPIPE_ENCRYPTION__PREVIOUS_KEY_ENVS", "[\"ADPIPE_OLD_KEY\"]")],
         )
         .expect("valid");
-        assert_eq!(config.encryption.key_env.as_deref(), Some("ADPIPE_ENCRYPTION_KEY"));
-        assert_eq!(config.encryption.previous_key_files, vec![dir.path().join("old.key")]);
-        assert_eq!(config.encryption.previous_key_envs, vec!["ADPIPE_OLD_KEY".to_owned()]);
+        assert_eq!(
+            config.encryption.key_env.as_deref(),
+            Some("ADPIPE_ENCRYPTION_KEY")
+        );
+        assert_eq!(
+            config.encryption.previous_key_files,
+            vec![dir.path().join("old.key")]
+        );
+        assert_eq!(
+            config.encryption.previous_key_envs,
+            vec!["ADPIPE_OLD_KEY".to_owned()]
+        );
     }
 }

@@ -24,7 +24,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Payloads, Kind::DeadLetters, Kind::Audit, Kind::PullRuns];
+    pub const ALL: [Kind; 4] = [
+        Kind::Payloads,
+        Kind::DeadLetters,
+        Kind::Audit,
+        Kind::PullRuns,
+    ];
 
     /// The metric label (`kind="payloads"`).
     pub fn label(self) -> &'static str {
@@ -128,7 +133,10 @@ mod tests {
             .await
             .expect("insert");
         }
-        let deleted = metadata.prune_before(Kind::Audit, 5_000).await.expect("prune");
+        let deleted = metadata
+            .prune_before(Kind::Audit, 5_000)
+            .await
+            .expect("prune");
         assert_eq!(deleted, old as u64);
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
             .fetch_one(pool)

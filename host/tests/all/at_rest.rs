@@ -232,7 +232,14 @@ async fn replay_pages_through_every_kept_payload() {
     let n = adpipe::metadata::PAYLOAD_PAGE as usize * 2 + 3;
     for i in 0..n {
         metadata
-            .keep_payload("demo", "meta", "report", None, None, format!("p{i}").as_bytes())
+            .keep_payload(
+                "demo",
+                "meta",
+                "report",
+                None,
+                None,
+                format!("p{i}").as_bytes(),
+            )
             .await
             .expect("keep");
     }
@@ -295,7 +302,12 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn call(method: &str, url: String, token: &str, body: Option<String>) -> (u16, Value, String) {
+async fn call(
+    method: &str,
+    url: String,
+    token: &str,
+    body: Option<String>,
+) -> (u16, Value, String) {
     let client = client();
     let mut request = match method {
         "POST" => client.post(url),
@@ -363,11 +375,7 @@ async fn a_serving_process_prunes_old_rows_refuses_long_replays_and_reads_rows_f
         .expect("dead letter");
     drop(legacy);
 
-    let server = Server::spawn(
-        &config,
-        &[("ADPIPE_AUTH__JWT_SECRET", JWT_SECRET)],
-        &[],
-    );
+    let server = Server::spawn(&config, &[("ADPIPE_AUTH__JWT_SECRET", JWT_SECRET)], &[]);
     let base = server.base.clone();
     // The pruner runs at start: one row of each kind past its retention.
     let operator = token("demo", &[Role::Operator], 600);
@@ -415,14 +423,10 @@ async fn a_serving_process_prunes_old_rows_refuses_long_replays_and_reads_rows_f
     // Replay: a range longer than api.max_range_days is refused, by the API
     // and by the CLI; a shorter one replays the plaintext payload from before.
     let admin = token("demo", &[Role::Admin], 600);
-    let too_long = json!({"pipeline": "meta", "from": "2026-01-01", "to": "2026-02-01"}).to_string();
-    let (status, body, text) = call(
-        "POST",
-        format!("{base}/v1/replay"),
-        &admin,
-        Some(too_long),
-    )
-    .await;
+    let too_long =
+        json!({"pipeline": "meta", "from": "2026-01-01", "to": "2026-02-01"}).to_string();
+    let (status, body, text) =
+        call("POST", format!("{base}/v1/replay"), &admin, Some(too_long)).await;
     assert_eq!(status, 400, "{text}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -430,7 +434,15 @@ async fn a_serving_process_prunes_old_rows_refuses_long_replays_and_reads_rows_f
         "{text}"
     );
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_adpipe"))
-        .args(["replay", "--pipeline", "meta", "--from", "2025-01-01", "--to", "2026-01-01"])
+        .args([
+            "replay",
+            "--pipeline",
+            "meta",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2026-01-01",
+        ])
         .args(["--url", &base, "--token", &admin, "--config"])
         .arg(&config)
         .env_remove("ADPIPE_JWT_SECRET")
@@ -488,11 +500,7 @@ fn mode(path: &Path) -> u32 {
 async fn an_embedded_process_keeps_no_payload_plaintext_at_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = serve_config(dir.path(), "");
-    let server = Server::spawn(
-        &config,
-        &[("ADPIPE_AUTH__JWT_SECRET", JWT_SECRET)],
-        &[],
-    );
+    let server = Server::spawn(&config, &[("ADPIPE_AUTH__JWT_SECRET", JWT_SECRET)], &[]);
     let base = server.base.clone();
     let marker = format!("lead-marker-{}", uuid::Uuid::new_v4().simple());
     let ingest = token("demo", &[Role::Ingest], 600);
@@ -518,7 +526,10 @@ async fn an_embedded_process_keeps_no_payload_plaintext_at_rest() {
     )
     .await;
     assert_eq!(status, 400, "{text}");
-    assert!(!text.contains(&marker), "the reason does not quote the payload: {text}");
+    assert!(
+        !text.contains(&marker),
+        "the reason does not quote the payload: {text}"
+    );
     let letter = body["error"]["dead_letter_id"]
         .as_str()
         .expect("kept as a dead letter")
@@ -564,7 +575,10 @@ async fn an_embedded_process_keeps_no_payload_plaintext_at_rest() {
     // their WAL and shared-memory files, the bus log), while the payloads
     // are there, sealed under the generated key.
     let data = dir.path().join("data");
-    assert_eq!(files_containing(&data, marker.as_bytes()), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_containing(&data, marker.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
     let url = MetadataUrl::Sqlite(format!("sqlite://{}", data.join("metadata.db").display()));
     let key_hex = std::fs::read_to_string(data.join("encryption-key")).expect("generated key");
     let key: [u8; 32] = hex::decode(key_hex.trim())
@@ -573,7 +587,11 @@ async fn an_embedded_process_keeps_no_payload_plaintext_at_rest() {
         .expect("32 bytes");
     let id = key_id(&key);
     assert_eq!(
-        texts(&url, "SELECT key_id || ':' || CAST(LENGTH(payload) AS TEXT) FROM payloads").await,
+        texts(
+            &url,
+            "SELECT key_id || ':' || CAST(LENGTH(payload) AS TEXT) FROM payloads"
+        )
+        .await,
         vec![format!("{id}:{}", kept.len() + adpipe::seal::OVERHEAD)]
     );
     assert_eq!(
@@ -633,7 +651,10 @@ async fn a_blob_sealed_under_an_old_key_opens_after_rotation() {
     };
 
     // Key 1 current.
-    let config = serve_config(dir.path(), "[encryption]\nkey_env = \"ADPIPE_TEST_KEY_1\"\n");
+    let config = serve_config(
+        dir.path(),
+        "[encryption]\nkey_env = \"ADPIPE_TEST_KEY_1\"\n",
+    );
     let server = Server::spawn(&config, &env, &[]);
     let first = dead_letter_of(server.base.clone(), "{\"data\": \"under key 1\"}").await;
     drop(server);
@@ -663,13 +684,19 @@ async fn a_blob_sealed_under_an_old_key_opens_after_rotation() {
     assert_eq!(ids, want, "each blob names the key that sealed it");
 
     // Key 2 alone: its blob opens, key 1's does not (it really was sealed).
-    let config = serve_config(dir.path(), "[encryption]\nkey_env = \"ADPIPE_TEST_KEY_2\"\n");
+    let config = serve_config(
+        dir.path(),
+        "[encryption]\nkey_env = \"ADPIPE_TEST_KEY_2\"\n",
+    );
     let server = Server::spawn(&config, &env, &[]);
     let (status, body, text) = read(server.base.clone(), second).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(body["payload"], "{\"data\": \"under key 2\"}");
     let (status, _, text) = read(server.base.clone(), first).await;
     assert_eq!(status, 500, "{text}");
-    assert!(!dir.path().join("data/encryption-key").exists(), "a configured key: none generated");
+    assert!(
+        !dir.path().join("data/encryption-key").exists(),
+        "a configured key: none generated"
+    );
     drop(server);
 }
