@@ -4,13 +4,15 @@
 Serve on data directory A, push reports, read the insights totals; stop the process with
 SIGTERM, copy the directory without `plugin-cache/` (the procedure "stop, copy, start"),
 start a new process on the copy and check: the same totals, the API key and the JWT
-minted before the backup still authenticate, and ingestion goes on (a new page changes
-the totals). Standard library only; readiness is polled.
+minted before the backup still authenticate, the kept payloads (sealed at rest with the
+generated `encryption-key`, which the backup carries) still replay, and ingestion goes on
+(a new page changes the totals). Standard library only; readiness is polled.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import shutil
 import signal
@@ -85,7 +87,7 @@ def main() -> int:
         proc_a.send_signal(signal.SIGTERM)
         check(proc_a.wait(timeout=30) == 0, f"adpipe exits 0 on SIGTERM (got {proc_a.returncode})")
         files = sorted(p.name for p in a.iterdir())
-        for f in ("bus.db", "store.db", "metadata.db", "jwt-secret", "plugin-cache"):
+        for f in ("bus.db", "store.db", "metadata.db", "jwt-secret", "encryption-key", "plugin-cache"):
             check(f in files, f"the data directory holds {f} (has {files})")
         b = tmp / "b"
         shutil.copytree(a, b, ignore=shutil.ignore_patterns("plugin-cache"))
@@ -97,6 +99,12 @@ def main() -> int:
         check(status == 200, f"an API key made before the backup authenticates after the restore ({status})")
         status, _ = http("GET", f"{api_b}/v1/whoami", token)
         check(status == 200, f"a JWT minted before the backup is valid after the restore ({status})")
+        today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+        status, body = http("POST", f"{api_b}/v1/replay", token,
+                            json.dumps({"pipeline": "meta", "from": today, "to": today}).encode())
+        replayed = json.loads(body) if status == 200 else {}
+        check(status == 200 and replayed.get("payloads") == 1 and replayed.get("failed") == 0,
+              f"the sealed kept payload replays after the restore ({status} {body[:200]!r})")
         push(api_b, token, "meta", "meta/tests/fixtures/insights_ad_page2.json")
         after = wait_for("page 2 in the totals", lambda: (t := totals(api_b, token)) != before and t)
         check(after[next(k for k in after if k[0] == "google")] == before[next(k for k in before if k[0] == "google")],

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod ratelimit;
 pub mod row;
+pub mod seal;
 pub mod sqlite;
 pub mod store;
 pub mod telemetry;

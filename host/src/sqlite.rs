@@ -1,6 +1,7 @@
 //! The one way adpipe opens its embedded SQLite files (bus, store, metadata):
 //! WAL journal, `synchronous=FULL` (a commit is on disk when it returns),
-//! a busy timeout, a small pool.
+//! a busy timeout, a small pool. A database file adpipe creates is mode 0600
+//! (SQLite gives its `-wal` and `-shm` files the same mode).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub async fn open_file(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error
 }
 
 async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    create_private(options.get_filename())?;
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -29,4 +31,44 @@ async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Erro
         .max_connections(4)
         .connect_with(options)
         .await
+}
+
+/// Create the empty database file at `path` readable by the owner only, unless
+/// it exists (SQLite would otherwise create it with the umask's mode).
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.db");
+        let pool = super::open_file(&path).await.expect("open");
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&pool)
+            .await
+            .expect("write");
+        for entry in std::fs::read_dir(dir.path()).expect("list") {
+            let entry = entry.expect("entry");
+            let mode = entry.metadata().expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{:?}", entry.file_name());
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Request counts and latency by route and status, ingested rows by pipeline
 //! and platform, dead letters, plugin calls/failures/latency/reloads, bus lag,
-//! the insights cache and rate limiting.
+//! the insights cache, rate limiting and rows deleted by retention.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -77,6 +77,12 @@ pub struct ApiVersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    /// `payloads`, `dead_letters`, `audit` or `pull_runs`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     pub class: String,
     pub scope: String,
@@ -119,6 +125,7 @@ pub struct Telemetry {
     pub rate_limited: Family<LimitLabels, Counter>,
     pub pull_runs: Family<PullRunLabels, Counter>,
     pub api_sunset_days: Family<ApiVersionLabels, Gauge>,
+    pub pruned_rows: Family<PrunedLabels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -141,6 +148,7 @@ impl Default for Telemetry {
             rate_limited: Family::default(),
             pull_runs: Family::default(),
             api_sunset_days: Family::default(),
+            pruned_rows: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -233,6 +241,11 @@ impl Default for Telemetry {
             "Days until the platform API version a pipeline speaks reaches its announced sunset (negative: past it)",
             t.api_sunset_days.clone(),
         );
+        registry.register(
+            "retention_pruned_rows",
+            "Metadata rows deleted by the retention pruner, by kind (payloads, dead_letters, audit, pull_runs)",
+            t.pruned_rows.clone(),
+        );
         Telemetry { registry, ..t }
     }
 }
@@ -304,6 +317,15 @@ impl Telemetry {
         if total > 0 {
             self.cache_hit_ratio.set(hits as f64 / total as f64);
         }
+    }
+
+    /// Count rows the retention pruner deleted.
+    pub fn pruned(&self, kind: &str, rows: u64) {
+        self.pruned_rows
+            .get_or_create(&PrunedLabels {
+                kind: kind.to_owned(),
+            })
+            .inc_by(rows);
     }
 
     /// Count a refused request.

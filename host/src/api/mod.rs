@@ -147,6 +147,7 @@ const API: &[Route] = &[
     route!(query::insights, role(Role::Viewer), READ),
     route!(query::campaigns, role(Role::Viewer), READ),
     route!(ops::dead_letters, role(Role::Analyst), READ),
+    route!(ops::dead_letter, role(Role::Analyst), READ),
     route!(ops::retry_dead_letter, role(Role::Admin), ADMIN),
     route!(ops::pipelines, role(Role::Admin), ADMIN),
     route!(ops::pull_now, role(Role::Admin), ADMIN),

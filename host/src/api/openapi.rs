@@ -211,6 +211,23 @@ pub struct DeadLetterInfo {
     pub retried_at_ms: Option<i64>,
 }
 
+/// One dead letter with its payload as it arrived (opened from its
+/// encryption at rest).
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterContent {
+    pub id: String,
+    pub pipeline: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub code: String,
+    pub message: String,
+    pub retried_at_ms: Option<i64>,
+    /// The payload as text when it is UTF-8, else null.
+    pub payload: Option<String>,
+    /// The payload in standard base64 when it is not UTF-8, else null.
+    pub payload_base64: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetterInfo>,

@@ -10,8 +10,8 @@ use axum::Json;
 use serde_json::json;
 
 use super::openapi::{
-    Accepted, DeadLetterList, ErrorBody, Health, PipelineList, PluginList, PullRunList, Readiness,
-    ReloadAnswer, ReplayAnswer,
+    Accepted, DeadLetterContent, DeadLetterList, ErrorBody, Health, PipelineList, PluginList,
+    PullRunList, Readiness, ReloadAnswer, ReplayAnswer,
 };
 use super::{tenant_pipeline, ApiError, Caller, Params, PathParam};
 use crate::app::App;
@@ -206,6 +206,50 @@ pub async fn dead_letters(
     Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
 
+/// `GET /v1/dead-letters/{id}` (analyst): one dead letter of the caller's
+/// tenant with its payload, opened from its encryption at rest.
+#[utoipa::path(get, path = "/v1/dead-letters/{id}", tag = "admin", description = "One dead letter of the tenant with its payload (analyst or admin).",
+    params(("id" = String, Path, description = "Dead letter id")),
+    responses((status = 200, body = DeadLetterContent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn dead_letter(
+    State(app): State<App>,
+    caller: Caller,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let letter = app
+        .metadata
+        .dead_letter(&caller.0.tenant, &id)
+        .await
+        .map_err(|e| ApiError::internal("reading the dead letter", e))?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_dead_letter", format!("no dead letter `{id}`"))
+        })?;
+    let (payload, payload_base64) = match String::from_utf8(letter.payload) {
+        Ok(text) => (Some(text), None),
+        Err(e) => {
+            use base64::Engine as _;
+            let bytes = e.into_bytes();
+            (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            )
+        }
+    };
+    Ok(Json(json!({
+        "id": id,
+        "pipeline": letter.pipeline,
+        "source": letter.source,
+        "received_at_ms": letter.received_at_ms,
+        "code": letter.code,
+        "message": letter.message,
+        "retried_at_ms": letter.retried_at_ms,
+        "payload": payload,
+        "payload_base64": payload_base64,
+    }))
+    .into_response())
+}
+
 /// Body of `POST /v1/replay`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +266,8 @@ pub struct ReplayRequest {
 /// `[from, to]` through the adapter version serving now; their rows replace
 /// the ones derived before (newer observations win), so totals follow the
 /// new adapter. Deltas keep their first application (same dedup keys).
+/// Payloads are read a page at a time (never the whole range in memory);
+/// a range longer than `api.max_range_days` is refused.
 #[utoipa::path(post, path = "/v1/replay", tag = "admin", request_body = ReplayRequest,
     description = "Re-derive rows from kept payloads through the adapter serving now.",
     responses((status = 200, body = ReplayAnswer), (status = 400, body = ErrorBody),
@@ -249,40 +295,57 @@ pub async fn replay(
             "must not be before `from`",
         ));
     }
+    let max_days = app.config.api.max_range_days;
+    let days = (to - from).num_days() + 1;
+    if days > i64::from(max_days) {
+        return Err(ApiError::invalid_parameter(
+            "to",
+            format!(
+                "the replay range spans {days} days, more than api.max_range_days ({max_days}); replay it in shorter ranges"
+            ),
+        ));
+    }
     let pipeline = tenant_pipeline(&app, &caller.0.tenant, &request.pipeline)?;
     let millis = |d: chrono::NaiveDate| {
         d.and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc().timestamp_millis())
             .unwrap_or(0)
     };
-    let kept = app
-        .metadata
-        .kept_payloads(
-            &caller.0.tenant,
-            &request.pipeline,
-            millis(from),
-            millis(to + chrono::Days::new(1)),
-        )
-        .await
-        .map_err(|e| ApiError::internal("reading kept payloads", e))?;
-    let (mut rows, mut failed, mut errors) = (0usize, 0usize, Vec::new());
-    for payload in &kept {
-        let (origin, body) = kept_payload(&payload.source, payload.payload.clone());
-        let overrides = Overrides {
-            account_id: payload.account_id.clone(),
-            currency: payload.currency.clone(),
-            options: vec![],
-            replay: true,
-        };
-        match process(&app, pipeline, origin, body, overrides).await {
-            Ok(accepted) => rows += accepted.rows,
-            Err(failure) if failure.kind == FailureKind::Unavailable => {
-                return Err(super::ingest::failure_response(failure));
-            }
-            Err(failure) => {
-                failed += 1;
-                if errors.len() < 10 {
-                    errors.push(json!({"payload": payload.id, "code": failure.code, "message": failure.message}));
+    let mut cursor = crate::metadata::PayloadCursor::new(
+        &caller.0.tenant,
+        &request.pipeline,
+        millis(from),
+        millis(to + chrono::Days::new(1)),
+    );
+    let (mut payloads, mut rows, mut failed, mut errors) = (0usize, 0usize, 0usize, Vec::new());
+    loop {
+        let page = app
+            .metadata
+            .next_kept_payloads(&mut cursor, crate::metadata::PAYLOAD_PAGE)
+            .await
+            .map_err(|e| ApiError::internal("reading kept payloads", e))?;
+        if page.is_empty() {
+            break;
+        }
+        for payload in page {
+            payloads += 1;
+            let (origin, body) = kept_payload(&payload.source, payload.payload);
+            let overrides = Overrides {
+                account_id: payload.account_id,
+                currency: payload.currency,
+                options: vec![],
+                replay: true,
+            };
+            match process(&app, pipeline, origin, body, overrides).await {
+                Ok(accepted) => rows += accepted.rows,
+                Err(failure) if failure.kind == FailureKind::Unavailable => {
+                    return Err(super::ingest::failure_response(failure));
+                }
+                Err(failure) => {
+                    failed += 1;
+                    if errors.len() < 10 {
+                        errors.push(json!({"payload": payload.id, "code": failure.code, "message": failure.message}));
+                    }
                 }
             }
         }
@@ -290,7 +353,7 @@ pub async fn replay(
     Ok(Json(json!({
         "pipeline": request.pipeline,
         "adapter_version": pipeline.adapter().info().version,
-        "payloads": kept.len(),
+        "payloads": payloads,
         "rows": rows,
         "failed": failed,
         "errors": errors,

@@ -183,6 +183,9 @@ pub struct AppInner {
     pub bus: Bus,
     pub store: Store,
     pub metadata: Metadata,
+    /// Seals payloads at rest (metadata and the Kafka dead-letter topic);
+    /// never handed to a plugin.
+    pub sealer: crate::seal::Sealer,
     pub keys: JwtKeys,
     pub rate_limits: RateLimits,
     pub answers: AnswerCache,

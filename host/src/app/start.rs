@@ -1,7 +1,9 @@
 //! Wiring: open the bus, store and metadata in the data directory, load the
 //! plugins, bind pipelines to their adapters and secrets, and run the
-//! aggregation consumer (bus → store), the pull schedules and the plugin
-//! watcher in the background.
+//! aggregation consumer (bus → store), the pull schedules, the retention
+//! pruner and the plugin watcher in the background. The data directory is
+//! created readable by its owner only (0700), and the key that seals kept
+//! payloads and dead letters is loaded (or generated) before anything opens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::pipeline::normalize::Stamp;
 use crate::plugin::registry::{MetricSlot, PluginSlot};
 use crate::plugin::Runtime;
 use crate::ratelimit::RateLimits;
+use crate::seal::{KeyOrigin, Sealer};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
@@ -31,6 +34,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("opening the metadata database")]
     Metadata(#[from] crate::metadata::MetadataError),
+    #[error("loading the encryption keys ([encryption])")]
+    Seal(#[from] crate::seal::SealError),
     #[error("loading plugins")]
     Plugin(#[from] crate::plugin::LoadError),
     #[error("loading the JWT keys")]
@@ -52,11 +57,15 @@ impl App {
     /// Open everything and start the background work this process runs.
     pub async fn start(config: Config) -> Result<App, StartError> {
         let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
+        crate::auth::create_private_dir(&data_dir)
             .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
-        let bus = Bus::open(&config.bus, &data_dir).await?;
+        warn_if_shared(&data_dir);
+        let sealer = load_sealer(&config, &data_dir)?;
+        let bus = Bus::open(&config.bus, &data_dir, sealer.clone()).await?;
         let store = Store::open(&config.store, &data_dir).await?;
-        let metadata = Metadata::open(&config.metadata.url_or_default(&data_dir)).await?;
+        let metadata = Metadata::open(&config.metadata.url_or_default(&data_dir))
+            .await?
+            .with_sealer(sealer.clone());
         let keys = JwtKeys::from_config(&config.auth, &data_dir)?;
         // Shared data: every process of the deployment agrees on its scope.
         let scope = format!("{}|{}", bus.scope(), store.scope());
@@ -75,6 +84,7 @@ impl App {
             bus,
             store,
             metadata,
+            sealer,
             keys,
             rate_limits,
             answers,
@@ -109,6 +119,11 @@ impl App {
                 self.data_versions.clone(),
             ));
         }
+        // Retention: where the consumer runs (one pruner per deployment
+        // role; several only repeat each other's deletes).
+        if run != ServeRun::Api {
+            tokio::spawn(prune_forever(self.clone()));
+        }
         let forget = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -127,6 +142,74 @@ impl App {
             }
         }
         Ok(())
+    }
+}
+
+/// The sealing keys `[encryption]` names (or the data directory's), said
+/// at start without the key itself.
+fn load_sealer(config: &Config, data_dir: &std::path::Path) -> Result<Sealer, StartError> {
+    let (sealer, origin) = Sealer::load(&config.encryption, data_dir, |name| {
+        std::env::var(name).ok()
+    })?;
+    let key_id = sealer.current_key_id();
+    match origin {
+        KeyOrigin::Configured(from) => {
+            tracing::info!(key_id, "payloads at rest are sealed with the key from the {from}")
+        }
+        KeyOrigin::Generated(path) => tracing::warn!(
+            key_id,
+            "no encryption key configured ([encryption] key_env or key_file): generated {} to seal payloads at rest; back it up with the data directory, or configure a key",
+            path.display()
+        ),
+        KeyOrigin::DataDir(path) => tracing::info!(
+            key_id,
+            "payloads at rest are sealed with the key generated in {}",
+            path.display()
+        ),
+    }
+    Ok(sealer)
+}
+
+/// Say so when an existing data directory is readable by others (adpipe
+/// creates it 0700 but leaves an operator's directory as it is).
+fn warn_if_shared(data_dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(data_dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "the data directory {} is mode {mode:o}: other users may read its files; chmod 700 it",
+                    data_dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// Delete what `[retention]` no longer keeps, now and every `prune_every`,
+/// counting the rows per kind.
+async fn prune_forever(app: App) {
+    let retention = app.config.retention.clone();
+    let mut every = tokio::time::interval(retention.prune_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match app.metadata.prune(&retention, now_ms).await {
+            Ok(pruned) => {
+                for (kind, rows) in pruned {
+                    app.telemetry.pruned(kind.label(), rows);
+                    if rows > 0 {
+                        tracing::info!(kind = kind.label(), rows, "retention: old rows deleted");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                "retention: pruning old metadata rows failed, trying again later: {e}"
+            ),
+        }
     }
 }
 

@@ -16,7 +16,10 @@
 //!   has been acknowledged so far) and waits until the group's committed
 //!   offsets reach them, whichever process consumed the rows.
 //! - **Dead letters**: payloads that cannot be processed also go to
-//!   `<topic>.dead-letters` with the reason in headers.
+//!   `<topic>.dead-letters`, sealed (`crate::seal`: the value is the blob,
+//!   associated data `adpipe/dead-letter/<tenant>`), with the sealing key's id
+//!   in the `key_id` header and the reason (`tenant`, `pipeline`, `code`,
+//!   `reason`) in clear headers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +36,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
 use crate::config::BusConfig;
 use crate::row::RowEnvelope;
+use crate::seal::{Context, SealError, Sealer};
 use crate::store::Store;
 use crate::telemetry::BusConsumerMetrics;
 
@@ -52,6 +56,8 @@ pub enum KafkaError {
     },
     #[error("the Kafka producer went away before acknowledging")]
     ProducerGone,
+    #[error("sealing a dead letter")]
+    Seal(#[from] SealError),
 }
 
 /// Where every partition of the rows topic stood at one moment: the high
@@ -130,6 +136,8 @@ pub struct KafkaBus {
     group: String,
     partitions: i32,
     timeout: Duration,
+    /// Seals dead letters before they leave for the brokers.
+    sealer: Sealer,
 }
 
 fn client_config(config: &BusConfig) -> ClientConfig {
@@ -147,7 +155,7 @@ fn client_config(config: &BusConfig) -> ClientConfig {
 
 impl KafkaBus {
     /// Connect, create the topics if missing, and check the broker answers.
-    pub async fn open(config: &BusConfig) -> Result<KafkaBus, KafkaError> {
+    pub async fn open(config: &BusConfig, sealer: Sealer) -> Result<KafkaBus, KafkaError> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let producer = Self::producer(config)?;
         let observer: BaseConsumer = client_config(config)
@@ -167,6 +175,7 @@ impl KafkaBus {
             group: config.group.clone(),
             partitions: config.partitions,
             timeout,
+            sealer,
         };
         bus.create_topics().await?;
         Ok(bus)
@@ -348,7 +357,7 @@ impl KafkaBus {
     }
 
     /// Keep a payload that could not be processed on the dead-letter topic,
-    /// with the reason in headers.
+    /// sealed, with the key id and the reason in headers.
     async fn publish_dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), KafkaError> {
         let DeadLetter {
             tenant,
@@ -357,6 +366,7 @@ impl KafkaBus {
             message,
             payload,
         } = letter;
+        let sealed = self.sealer.seal(payload, Context::DeadLetter { tenant })?;
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "tenant",
@@ -373,6 +383,10 @@ impl KafkaBus {
             .insert(Header {
                 key: "reason",
                 value: Some(message),
+            })
+            .insert(Header {
+                key: "key_id",
+                value: Some(&sealed.key_id),
             });
         self.renew_if_suspect().await?;
         let result = self
@@ -380,7 +394,7 @@ impl KafkaBus {
             .send(
                 FutureRecord::to(&self.dead_letter_topic)
                     .key(pipeline)
-                    .payload(payload)
+                    .payload(&sealed.blob)
                     .headers(headers),
                 self.timeout,
             )

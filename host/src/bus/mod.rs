@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::config::{BusConfig, BusKind};
 use crate::insights::cache::DataVersions;
 use crate::row::RowEnvelope;
+use crate::seal::Sealer;
 use crate::store::Store;
 use crate::telemetry::BusConsumerMetrics;
 
@@ -51,7 +52,8 @@ pub struct Record {
 }
 
 /// A payload that could not be processed, as the bus keeps it beside the
-/// metadata store's copy (Kafka: `<topic>.dead-letters`, reason in headers).
+/// metadata store's copy (Kafka: `<topic>.dead-letters`, sealed, reason in
+/// headers; the embedded bus keeps none: metadata has the copy).
 #[derive(Clone, Copy, Debug)]
 pub struct DeadLetter<'a> {
     pub tenant: &'a str,
@@ -116,11 +118,16 @@ pub trait BusReader: Send {
 pub struct Bus(Arc<dyn BusBackend>);
 
 impl Bus {
-    /// Open the bus `config` names (the embedded log in `data_dir`).
-    pub async fn open(config: &BusConfig, data_dir: &Path) -> Result<Bus, BusError> {
+    /// Open the bus `config` names (the embedded log in `data_dir`); dead
+    /// letters the bus keeps are sealed with `sealer`.
+    pub async fn open(
+        config: &BusConfig,
+        data_dir: &Path,
+        sealer: Sealer,
+    ) -> Result<Bus, BusError> {
         let backend: Arc<dyn BusBackend> = match config.kind {
             BusKind::Embedded => Arc::new(EmbeddedBus::open(&data_dir.join("bus.db")).await?),
-            BusKind::Kafka => Arc::new(kafka::KafkaBus::open(config).await?),
+            BusKind::Kafka => Arc::new(kafka::KafkaBus::open(config, sealer).await?),
         };
         Ok(Bus(backend))
     }

@@ -1,5 +1,7 @@
 //! `adpipe replay`: ask a running server to re-derive a pipeline's rows from
-//! the payloads it received between two days.
+//! the payloads it received between two days. The server reads the kept
+//! payloads a page at a time (never the whole range in memory) and refuses a
+//! range longer than its `api.max_range_days` (exit code 1, with the reason).
 
 use std::process::ExitCode;
 

@@ -6,6 +6,7 @@
 //! One file per section, each with its types and its own validation:
 //! `server.rs` (`[server]`, including `run`), `auth.rs`, `bus.rs`,
 //! `store.rs`, `metadata.rs`, `cache.rs`, `api.rs`, `sandbox.rs`,
+//! `retention.rs` (`[retention]`), `encryption.rs` (`[encryption]`),
 //! `plugins.rs` (`[[plugins]]`) and `pipelines.rs` (`[[pipelines]]`);
 //! `env.rs` reads the environment overrides, `values.rs` the typed values
 //! sections share, `check.rs` holds the checks they share. [`Config::validate`]
@@ -28,10 +29,12 @@ mod auth;
 mod bus;
 mod cache;
 mod check;
+mod encryption;
 mod env;
 mod metadata;
 mod pipelines;
 mod plugins;
+mod retention;
 mod sandbox;
 mod server;
 mod store;
@@ -51,9 +54,11 @@ pub use auth::{AuthConfig, KeyAlgorithm, MIN_JWT_SECRET_BYTES};
 pub use bus::{BusConfig, BusKind};
 pub use cache::CacheConfig;
 pub use check::{is_currency, is_slug};
+pub use encryption::EncryptionConfig;
 pub use metadata::{MetadataConfig, MetadataUrl, MetadataUrlError};
 pub use pipelines::{OptionValue, PipelineConfig, PullConfig, DEFAULT_MAX_RESPONSE_BYTES};
 pub use plugins::{PluginConfig, PluginKind};
+pub use retention::RetentionConfig;
 pub use sandbox::SandboxConfig;
 pub use server::{ServeRun, ServerConfig, TlsConfig};
 pub use store::{StoreConfig, StoreKind};
@@ -82,6 +87,10 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
@@ -193,6 +202,14 @@ impl Config {
         if let Some(p) = self.cache.ca_file.as_mut() {
             resolve(p);
         }
+        let encryption = &mut self.encryption;
+        for p in encryption
+            .key_file
+            .iter_mut()
+            .chain(encryption.previous_key_files.iter_mut())
+        {
+            resolve(p);
+        }
     }
 
     /// Every mistake a config has, section by section, without touching
@@ -203,6 +220,8 @@ impl Config {
         self.auth.validate(&mut issues);
         self.cache.validate(&mut issues);
         self.api.validate(&mut issues);
+        self.retention.validate(&mut issues);
+        self.encryption.validate(&mut issues);
         self.bus.validate(self.store.kind, &mut issues);
         self.store.validate(&mut issues);
         plugins::validate(&self.plugins, self.sandbox.fuel, &mut issues);

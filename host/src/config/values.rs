@@ -150,6 +150,26 @@ pub(super) mod timezone {
     }
 }
 
+/// `retention.prune_every`: an interval of at least a minute.
+pub(super) mod prune_interval {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        super::span(
+            deserializer,
+            "an interval of at least a minute",
+            "use e.g. 15m or 1h (the default)",
+            60,
+        )
+    }
+
+    pub fn serialize<S: Serializer>(span: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::span_text(*span))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

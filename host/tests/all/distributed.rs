@@ -99,15 +99,22 @@ async fn reports_through_kafka_and_clickhouse_are_exact_at_once() {
         (Some(expected.0), Some(expected.1))
     );
     assert_eq!(rows[0]["spend"], 5.25);
-    // An unparseable payload is explained, kept, and on the dead-letter topic.
+    // An unparseable payload is explained, kept, and on the dead-letter
+    // topic: sealed (the raw record holds no plaintext), the reason in clear.
+    let marker = format!("lead-marker-{}", uuid::Uuid::new_v4().simple());
+    let body = json!({"data": 3, "note": marker}).to_string();
     let bad = send(
         &app,
-        post("/v1/pipelines/meta/reports", Some(&ingest), "{\"data\": 3}"),
+        post("/v1/pipelines/meta/reports", Some(&ingest), body.clone()),
     )
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let dead = read_dead_letters(&format!("adpipe.{tag}.dead-letters"), 1).await;
-    assert_eq!(dead[0].0, "{\"data\": 3}");
+    assert!(
+        !contains(&dead[0].0, marker.as_bytes()),
+        "plaintext on the dead-letter topic"
+    );
+    assert_eq!(opened(&app, &dead[0]), body);
     assert!(dead[0]
         .1
         .contains(&("pipeline".to_owned(), "meta".to_owned())));
@@ -120,13 +127,40 @@ async fn reports_through_kafka_and_clickhouse_are_exact_at_once() {
     assert_eq!(ready.json["bus_lag_records"], 0);
 }
 
-/// Payload and headers of the first `n` records of a topic.
-async fn read_dead_letters(topic: &str, n: usize) -> Vec<(String, Vec<(String, String)>)> {
+/// Raw value and headers of the first `n` records of a topic.
+async fn read_dead_letters(topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
     read_topic(&brokers(), topic, n).await
 }
 
-/// Payload and headers of the first `n` records of a topic on `brokers`.
-async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(String, Vec<(String, String)>)> {
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A dead letter read raw from the topic, opened with the app's keys (the
+/// key id header names the key; the tenant header the context).
+fn opened(app: &App, (value, headers): &(Vec<u8>, Vec<(String, String)>)) -> String {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    let (key_id, tenant) = (header("key_id"), header("tenant"));
+    assert_eq!(key_id, app.sealer.current_key_id());
+    let plain = app
+        .sealer
+        .open(
+            Some(&key_id),
+            value.clone(),
+            adpipe::seal::Context::DeadLetter { tenant: &tenant },
+        )
+        .expect("the dead letter opens with the app's key");
+    String::from_utf8(plain).expect("utf-8")
+}
+
+/// Raw value and headers of the first `n` records of a topic on `brokers`.
+async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
     use rdkafka::Message;
@@ -156,10 +190,7 @@ async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(String, Vec<(S
                     .collect()
             })
             .unwrap_or_default();
-        out.push((
-            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            headers,
-        ));
+        out.push((m.payload().unwrap_or_default().to_vec(), headers));
     }
     out
 }
@@ -1056,11 +1087,9 @@ async fn a_record_the_store_refuses_is_set_aside_and_consumption_goes_on() {
     assert!(on_topic[0]
         .1
         .contains(&("code".to_owned(), "store_refused".to_owned())));
-    assert!(
-        on_topic[0].0.contains("\"date\":70000"),
-        "{}",
-        on_topic[0].0
-    );
+    assert!(!contains(&on_topic[0].0, b"\"date\":70000"), "sealed");
+    let rows = opened(&app, &on_topic[0]);
+    assert!(rows.contains("\"date\":70000"), "{rows}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready = send(&app, get("/readyz", None)).await;

@@ -6,6 +6,7 @@
 mod adapters;
 mod aggregation;
 mod api;
+mod at_rest;
 mod common;
 mod distributed;
 mod engines;

@@ -6,6 +6,13 @@
 //! the dead-letter store (every payload that was accepted for processing but
 //! could not be turned into rows, with its reason), pull runs, API keys
 //! (hashed) and the audit log of admin actions.
+//!
+//! Kept payloads and dead letters are sealed ([`crate::seal`]) when the
+//! handle has a [`Sealer`]: the blob goes in `payload` and the sealing key's
+//! id in `key_id` (`NULL` = stored before encryption, read as it is).
+//! [`retention`] prunes old rows.
+
+pub mod retention;
 
 use serde::Serialize;
 use sqlx::postgres::PgPool;
@@ -13,12 +20,15 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
 
 use crate::config::MetadataUrl;
+use crate::seal::{Context, SealError, Sealer};
 
 /// Metadata storage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("metadata database error")]
     Database(#[from] sqlx::Error),
+    #[error("a kept payload could not be sealed or opened")]
+    Seal(#[from] SealError),
 }
 
 /// Which SQL a pool speaks.
@@ -54,6 +64,7 @@ macro_rules! on_pool {
         }
     };
 }
+use on_pool;
 
 /// Ordered schema migrations; each runs once.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -134,7 +145,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX payloads_by_pipeline ON payloads (tenant, pipeline, received_at_ms)",
     ),
+    (
+        6,
+        // Encryption at rest (key id beside each blob; NULL = plaintext from
+        // before) and the indexes the retention pruner deletes by.
+        "ALTER TABLE payloads ADD COLUMN key_id TEXT;
+        ALTER TABLE dead_letters ADD COLUMN key_id TEXT;
+        CREATE INDEX payloads_by_time ON payloads (received_at_ms);
+        CREATE INDEX dead_letters_by_time ON dead_letters (received_at_ms);
+        CREATE INDEX audit_log_by_time ON audit_log (at_ms);
+        CREATE INDEX pull_runs_by_time ON pull_runs (started_at_ms)",
+    ),
 ];
+
+/// Kept payloads one page of a replay holds (bounds its memory to this many
+/// request bodies).
+pub const PAYLOAD_PAGE: u32 = 16;
 
 /// An accepted payload kept for replay.
 #[derive(Clone, Debug)]
@@ -197,6 +223,9 @@ pub struct NewDeadLetter<'a> {
 pub struct StoredDeadLetter {
     pub pipeline: String,
     pub source: String,
+    pub received_at_ms: i64,
+    pub code: String,
+    pub message: String,
     pub payload: Vec<u8>,
     pub account_id: Option<String>,
     pub currency: Option<String>,
@@ -261,6 +290,35 @@ macro_rules! api_key_row {
 #[derive(Clone)]
 pub struct Metadata {
     pool: Pool,
+    /// Seals kept payloads and dead letters (none: stored as they are).
+    sealer: Option<Sealer>,
+}
+
+/// Where a replay's paging through kept payloads stands.
+#[derive(Clone, Debug)]
+pub struct PayloadCursor {
+    pub tenant: String,
+    pub pipeline: String,
+    /// Received in `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// The last payload returned (received at, id); `None` before the first page.
+    after: Option<(i64, String)>,
+    done: bool,
+}
+
+impl PayloadCursor {
+    /// Page through the kept payloads of a pipeline received in `[from_ms, to_ms)`.
+    pub fn new(tenant: &str, pipeline: &str, from_ms: i64, to_ms: i64) -> PayloadCursor {
+        PayloadCursor {
+            tenant: tenant.to_owned(),
+            pipeline: pipeline.to_owned(),
+            from_ms,
+            to_ms,
+            after: None,
+            done: false,
+        }
+    }
 }
 
 impl Metadata {
@@ -276,9 +334,45 @@ impl Metadata {
                     .await?,
             ),
         };
-        let metadata = Metadata { pool };
+        let metadata = Metadata { pool, sealer: None };
         metadata.migrate().await?;
         Ok(metadata)
+    }
+
+    /// Seal kept payloads and dead letters with `sealer` (and open them).
+    pub fn with_sealer(mut self, sealer: Sealer) -> Metadata {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// `payload` as stored: sealed as `context` (blob, key id) with a
+    /// sealer, else as it is.
+    fn seal(
+        &self,
+        payload: &[u8],
+        context: Context<'_>,
+    ) -> Result<(Vec<u8>, Option<String>), MetadataError> {
+        Ok(match &self.sealer {
+            Some(sealer) => {
+                let sealed = sealer.seal(payload, context)?;
+                (sealed.blob, Some(sealed.key_id))
+            }
+            None => (payload.to_vec(), None),
+        })
+    }
+
+    /// A stored blob's plaintext.
+    fn open_blob(
+        &self,
+        key_id: Option<String>,
+        blob: Vec<u8>,
+        context: Context<'_>,
+    ) -> Result<Vec<u8>, MetadataError> {
+        match (&self.sealer, key_id) {
+            (_, None) => Ok(blob),
+            (Some(sealer), Some(id)) => Ok(sealer.open(Some(&id), blob, context)?),
+            (None, Some(id)) => Err(SealError::UnknownKey(id).into()),
+        }
     }
 
     /// The dialect of the connected database.
@@ -328,12 +422,18 @@ impl Metadata {
         &self,
         letter: NewDeadLetter<'_>,
     ) -> Result<String, MetadataError> {
+        let (blob, key_id) = self.seal(
+            letter.payload,
+            Context::DeadLetter {
+                tenant: letter.tenant,
+            },
+        )?;
         on_pool!(&self.pool, pool => {
             let id = uuid::Uuid::new_v4().to_string();
             sqlx::query(
                 "INSERT INTO dead_letters (id, tenant, pipeline, source, received_at_ms, code, message, payload,
-                    account_id, currency)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    account_id, currency, key_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&id)
             .bind(letter.tenant)
@@ -342,9 +442,10 @@ impl Metadata {
             .bind(chrono::Utc::now().timestamp_millis())
             .bind(letter.code)
             .bind(letter.message)
-            .bind(letter.payload)
+            .bind(&blob)
             .bind(letter.account_id)
             .bind(letter.currency)
+            .bind(&key_id)
             .execute(pool)
             .await?;
             Ok(id)
@@ -359,11 +460,13 @@ impl Metadata {
     ) -> Result<Vec<DeadLetter>, MetadataError> {
         on_pool!(&self.pool, pool => {
             let rows = sqlx::query(
-                "SELECT id, pipeline, source, received_at_ms, code, message, CAST(LENGTH(payload) AS BIGINT), retried_at_ms
+                "SELECT id, pipeline, source, received_at_ms, code, message,
+                    CAST(CASE WHEN key_id IS NULL THEN LENGTH(payload) ELSE LENGTH(payload) - $3 END AS BIGINT), retried_at_ms
                  FROM dead_letters WHERE tenant = $1 ORDER BY received_at_ms DESC, id LIMIT $2",
             )
             .bind(tenant)
             .bind(i64::from(limit))
+            .bind(crate::seal::OVERHEAD as i64)
             .fetch_all(pool)
             .await?;
             Ok(rows
@@ -388,24 +491,40 @@ impl Metadata {
         tenant: &str,
         id: &str,
     ) -> Result<Option<StoredDeadLetter>, MetadataError> {
-        on_pool!(&self.pool, pool => {
-            Ok(sqlx::query(
-                "SELECT pipeline, source, payload, account_id, currency, retried_at_ms FROM dead_letters
+        let row = on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "SELECT pipeline, source, payload, account_id, currency, retried_at_ms, key_id,
+                    received_at_ms, code, message FROM dead_letters
                  WHERE tenant = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(id)
             .fetch_optional(pool)
             .await?
-            .map(|r| StoredDeadLetter {
-                pipeline: r.get(0),
-                source: r.get(1),
-                payload: r.get(2),
-                account_id: r.get(3),
-                currency: r.get(4),
-                retried_at_ms: r.get(5),
-            }))
-        })
+            .map(|r| {
+                let key_id: Option<String> = r.get(6);
+                (key_id, StoredDeadLetter {
+                    pipeline: r.get(0),
+                    source: r.get(1),
+                    payload: r.get(2),
+                    account_id: r.get(3),
+                    currency: r.get(4),
+                    retried_at_ms: r.get(5),
+                    received_at_ms: r.get(7),
+                    code: r.get(8),
+                    message: r.get(9),
+                })
+            })
+        });
+        let Some((key_id, mut letter)) = row else {
+            return Ok(None);
+        };
+        letter.payload = self.open_blob(
+            key_id,
+            std::mem::take(&mut letter.payload),
+            Context::DeadLetter { tenant },
+        )?;
+        Ok(Some(letter))
     }
 
     /// Mark a dead letter retried (once); false if it already was.
@@ -562,10 +681,11 @@ impl Metadata {
         currency: Option<&str>,
         payload: &[u8],
     ) -> Result<(), MetadataError> {
+        let (blob, key_id) = self.seal(payload, Context::Payload { tenant })?;
         on_pool!(&self.pool, pool => {
             sqlx::query(
-                "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(tenant)
@@ -574,45 +694,75 @@ impl Metadata {
             .bind(chrono::Utc::now().timestamp_millis())
             .bind(account_id)
             .bind(currency)
-            .bind(payload)
+            .bind(&blob)
+            .bind(&key_id)
             .execute(pool)
             .await?;
             Ok(())
         })
     }
 
-    /// Kept payloads of a pipeline received in `[from_ms, to_ms)`, oldest first.
-    pub async fn kept_payloads(
+    /// The next page (at most `limit`) of the kept payloads `cursor` walks,
+    /// oldest first, opened; empty once every one was returned.
+    pub async fn next_kept_payloads(
         &self,
-        tenant: &str,
-        pipeline: &str,
-        from_ms: i64,
-        to_ms: i64,
+        cursor: &mut PayloadCursor,
+        limit: u32,
     ) -> Result<Vec<KeptPayload>, MetadataError> {
-        on_pool!(&self.pool, pool => {
-            let rows = sqlx::query(
-                "SELECT id, source, received_at_ms, account_id, currency, payload FROM payloads
+        if cursor.done {
+            return Ok(Vec::new());
+        }
+        let (after_ms, after_id) = cursor
+            .after
+            .clone()
+            .unwrap_or((cursor.from_ms - 1, String::new()));
+        let rows: Vec<(KeptPayload, Option<String>)> = on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "SELECT id, source, received_at_ms, account_id, currency, payload, key_id FROM payloads
                  WHERE tenant = $1 AND pipeline = $2 AND received_at_ms >= $3 AND received_at_ms < $4
-                 ORDER BY received_at_ms, id",
+                   AND (received_at_ms > $5 OR (received_at_ms = $5 AND id > $6))
+                 ORDER BY received_at_ms, id LIMIT $7",
             )
-            .bind(tenant)
-            .bind(pipeline)
-            .bind(from_ms)
-            .bind(to_ms)
+            .bind(&cursor.tenant)
+            .bind(&cursor.pipeline)
+            .bind(cursor.from_ms)
+            .bind(cursor.to_ms)
+            .bind(after_ms)
+            .bind(&after_id)
+            .bind(i64::from(limit))
             .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .iter()
-                .map(|r| KeptPayload {
-                    id: r.get(0),
-                    source: r.get(1),
-                    received_at_ms: r.get(2),
-                    account_id: r.get(3),
-                    currency: r.get(4),
-                    payload: r.get(5),
-                })
-                .collect())
-        })
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    KeptPayload {
+                        id: r.get(0),
+                        source: r.get(1),
+                        received_at_ms: r.get(2),
+                        account_id: r.get(3),
+                        currency: r.get(4),
+                        payload: r.get(5),
+                    },
+                    r.get(6),
+                )
+            })
+            .collect()
+        });
+        cursor.done = rows.len() < limit as usize;
+        if let Some((last, _)) = rows.last() {
+            cursor.after = Some((last.received_at_ms, last.id.clone()));
+        }
+        let tenant = cursor.tenant.clone();
+        rows.into_iter()
+            .map(|(mut kept, key_id)| {
+                kept.payload = self.open_blob(
+                    key_id,
+                    std::mem::take(&mut kept.payload),
+                    Context::Payload { tenant: &tenant },
+                )?;
+                Ok(kept)
+            })
+            .collect()
     }
 
     /// Record an admin action.
