@@ -52,7 +52,10 @@ pub use bus::{BusConfig, BusKind};
 pub use cache::CacheConfig;
 pub use check::{is_currency, is_slug};
 pub use metadata::{MetadataConfig, MetadataUrl, MetadataUrlError};
-pub use pipelines::{OptionValue, PipelineConfig, PullConfig, DEFAULT_MAX_RESPONSE_BYTES};
+pub use pipelines::{
+    canonical_account, OptionValue, PipelineConfig, PullConfig, WebhookAccounts,
+    DEFAULT_MAX_RESPONSE_BYTES,
+};
 pub use plugins::{PluginConfig, PluginKind};
 pub use sandbox::SandboxConfig;
 pub use server::{ServeRun, ServerConfig, TlsConfig};

@@ -17,4 +17,5 @@ mod readme;
 mod restart;
 mod sandbox;
 mod serving;
+mod tenancy;
 mod tutorial;
