@@ -208,6 +208,7 @@ fn e2e_embedded(c: &mut Criterion) {
                         memory_limit_mb: 512,
                         kind: adpipe::config::PluginKind::Adapter,
                         fuel: None,
+                        max_concurrent_calls: None,
                     }];
                     config.pipelines = vec![toml::from_str(
                         "name = \"meta\"\ntenant = \"bench\"\nadapter = \"meta\"",
@@ -305,6 +306,7 @@ fn sandbox_overhead(c: &mut Criterion) {
         memory_limit_mb: 64,
         fuel: None,
         kind: adpipe::config::PluginKind::Adapter,
+        max_concurrent_calls: None,
     };
     let engine = Runtime::new().expect("engine");
     let slot = std::sync::Arc::new(

@@ -91,6 +91,7 @@ fn engines(c: &mut Criterion) {
         memory_limit_mb: 512,
         kind: adpipe::config::PluginKind::Adapter,
         fuel: None,
+        max_concurrent_calls: None,
     }];
     config.pipelines =
         vec![

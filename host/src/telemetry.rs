@@ -83,6 +83,12 @@ pub struct PrunedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    pub pipeline: String,
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     pub class: String,
     pub scope: String,
@@ -118,6 +124,7 @@ pub struct Telemetry {
     pub plugin_failures: Family<PluginVersionLabels, Counter>,
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
+    pub pipeline_quarantined: Family<BreakerLabels, Gauge>,
     pub bus_lag: Gauge,
     pub bus_consumer: BusConsumerMetrics,
     pub cache_requests: Family<CacheLabels, Counter>,
@@ -141,6 +148,7 @@ impl Default for Telemetry {
             plugin_failures: Family::default(),
             plugin_reloads: Family::default(),
             plugin_quarantined: Family::default(),
+            pipeline_quarantined: Family::default(),
             bus_lag: Gauge::default(),
             bus_consumer: BusConsumerMetrics::default(),
             cache_requests: Family::default(),
@@ -193,8 +201,13 @@ impl Default for Telemetry {
         );
         registry.register(
             "plugin_quarantined",
-            "1 while the plugin's circuit breaker is open",
+            "Pipelines on the plugin whose circuit breaker is open (0: none quarantined)",
             t.plugin_quarantined.clone(),
+        );
+        registry.register(
+            "pipeline_quarantined",
+            "1 while the pipeline's circuit breaker is open (its plugin's calls keep failing)",
+            t.pipeline_quarantined.clone(),
         );
         registry.register(
             "bus_lag_records",

@@ -27,7 +27,7 @@ use crate::app::{App, Pipeline};
 use crate::config::is_currency;
 use crate::pipeline::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
 use crate::pipeline::signature;
-use crate::plugin::{HandshakePlan, SignatureScheme, WebhookRequest};
+use crate::plugin::{CallError, HandshakePlan, SignatureScheme, WebhookRequest};
 use crate::ratelimit::{LimitState, RouteClass};
 
 /// Draw a verified webhook request from its pipeline's ingest budget.
@@ -117,7 +117,8 @@ pub async fn push_report(
             (String = "text/plain"), (serde_json::Value = "application/json"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 500, description = "The adapter plugin failed", body = ErrorBody)))]
+        (status = 500, description = "The adapter plugin failed", body = ErrorBody),
+        (status = 503, description = "The pipeline is quarantined or its plugin busy; see Retry-After", body = ErrorBody)))]
 pub async fn webhook_handshake(
     State(app): State<App>,
     PathParam(name): PathParam,
@@ -126,17 +127,7 @@ pub async fn webhook_handshake(
     let pipeline = pipeline(&app, &name)?;
     webhooks_supported(pipeline)?;
     let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
-    let adapter = pipeline.adapter();
-    let plan = tokio::task::spawn_blocking(move || adapter.handshake(&query))
-        .await
-        .map_err(|e| ApiError::internal("handshake task failed", e))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "plugin_failed",
-                e.to_string(),
-            )
-        })?;
+    let plan = handshake_call(pipeline, query).await?;
     match plan {
         HandshakePlan::EchoIfToken(echo) => {
             let Some(expected) = &pipeline.verify_token else {
@@ -203,9 +194,10 @@ pub async fn webhook_handshake(
     params(("pipeline" = String, Path, description = "Pipeline name")),
     request_body(content = String, content_type = "application/json", description = "The platform's delivery"),
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "The delivery names an account the pipeline's `webhook_accounts` does not list (`account_not_allowed`); kept as a dead letter", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, description = "The adapter plugin failed", body = ErrorBody),
-        (status = 503, description = "Bus unavailable; see Retry-After", body = ErrorBody)))]
+        (status = 503, description = "Bus unavailable, pipeline quarantined or plugin busy; see Retry-After", body = ErrorBody)))]
 pub async fn webhook(
     State(app): State<App>,
     PathParam(name): PathParam,
@@ -265,6 +257,57 @@ pub async fn webhook(
     Ok(with_rate_headers(response, limit))
 }
 
+/// The plugin's handshake plan, through the same breaker and call slots as
+/// every other call of the pipeline.
+async fn handshake_call(
+    pipeline: &Pipeline,
+    query: Vec<(String, String)>,
+) -> Result<HandshakePlan, ApiError> {
+    let name = &pipeline.config.name;
+    if let Some(wait) = pipeline.plugin.quarantined(name) {
+        return Err(ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_quarantined",
+                format!("pipeline `{name}` is quarantined after repeated plugin failures; retry in {wait} s"),
+            )
+        });
+    }
+    let slot = pipeline
+        .plugin
+        .call_slot()
+        .await
+        .map_err(super::query::plugin_busy)?;
+    let adapter = pipeline.adapter();
+    let plan = tokio::task::spawn_blocking(move || adapter.handshake(&query))
+        .await
+        .map_err(|e| ApiError::internal("handshake task failed", e))?;
+    drop(slot);
+    match plan {
+        Ok(plan) => {
+            pipeline.plugin.record(name, false);
+            Ok(plan)
+        }
+        Err(e @ CallError::Busy { .. }) => Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_busy",
+                e.to_string(),
+            )
+        }),
+        Err(e) => {
+            pipeline.plugin.record(name, true);
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_failed",
+                e.to_string(),
+            ))
+        }
+    }
+}
+
 fn webhooks_supported(pipeline: &Pipeline) -> Result<SignatureScheme, ApiError> {
     match &pipeline.adapter().info().signature {
         SignatureScheme::None => Err(ApiError::not_found(
@@ -313,6 +356,7 @@ async fn accept(
 pub fn failure_response(failure: Failure) -> ApiError {
     let status = match failure.kind {
         FailureKind::Client => StatusCode::BAD_REQUEST,
+        FailureKind::Forbidden => StatusCode::FORBIDDEN,
         FailureKind::Plugin => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };

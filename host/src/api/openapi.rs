@@ -235,13 +235,17 @@ pub struct DeadLetterList {
 
 #[derive(Serialize, ToSchema)]
 pub struct PipelineList {
-    /// name, tenant, adapter, platform, webhooks, webhook_secret_set, options.
+    /// name, tenant, adapter, platform, webhooks, webhook_secret_set, options, and
+    /// breaker (the pipeline's circuit breaker: state `closed`/`open`,
+    /// consecutive_failures, retry_after_s).
     pub pipelines: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct PluginList {
-    /// name, kind, version, content_hash, state, calls, failures, reloads...
+    /// name, kind, version, content_hash, state (`active`, `degraded` while some of its
+    /// pipelines are quarantined), quarantined_pipelines, call_slots, pipelines (each
+    /// one's circuit breaker), calls, failures, reloads...
     pub plugins: Vec<serde_json::Value>,
 }
 

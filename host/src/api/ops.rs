@@ -80,6 +80,7 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
                 "webhooks": !matches!(p.adapter().info().signature, SignatureScheme::None),
                 "webhook_secret_set": p.webhook_secret.is_some(),
                 "options": p.config.options,
+                "breaker": p.plugin.breaker(&p.config.name),
             })
         })
         .collect();
@@ -134,7 +135,23 @@ pub async fn plugins(State(app): State<App>) -> Result<Response, ApiError> {
     let mut list: Vec<serde_json::Value> = app
         .plugins
         .values()
-        .map(|slot| json!(slot.report()))
+        .map(|slot| {
+            let mut entry = json!(slot.report());
+            // Every pipeline on this adapter, with its own circuit breaker.
+            let breakers: serde_json::Map<String, serde_json::Value> = app
+                .pipelines
+                .values()
+                .filter(|p| p.config.adapter == slot.config.name)
+                .map(|p| {
+                    (
+                        p.config.name.clone(),
+                        json!(p.plugin.breaker(&p.config.name)),
+                    )
+                })
+                .collect();
+            entry["pipelines"] = breakers.into();
+            entry
+        })
         .collect();
     for (name, slot) in &app.metric_plugins {
         let plugin = slot.plugin();
@@ -487,7 +504,9 @@ pub async fn retry_dead_letter(
 #[utoipa::path(get, path = "/metrics", tag = "operations", description = "Prometheus metrics (OpenMetrics text).",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
-    use crate::telemetry::{PluginLabels, PluginVersionLabels, ReloadLabels, Telemetry};
+    use crate::telemetry::{
+        BreakerLabels, PluginLabels, PluginVersionLabels, ReloadLabels, Telemetry,
+    };
     let t = &app.telemetry;
     for r in app.plugins.values().map(|slot| slot.report()) {
         let version = PluginVersionLabels {
@@ -507,7 +526,16 @@ pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
             .get_or_create(&PluginLabels {
                 plugin: r.name.clone(),
             })
-            .set(i64::from(r.state == "quarantined"));
+            .set(r.quarantined_pipelines.len() as i64);
+    }
+    for p in app.pipelines.values() {
+        let open = p.plugin.quarantined(&p.config.name).is_some();
+        t.pipeline_quarantined
+            .get_or_create(&BreakerLabels {
+                pipeline: p.config.name.clone(),
+                plugin: p.config.adapter.clone(),
+            })
+            .set(i64::from(open));
     }
     t.bus_lag.set(app.bus.lag(&app.store).await as i64);
     for p in app.pipelines.values() {

@@ -161,7 +161,8 @@ fn compare_cells(a: Option<&Value>, b: Option<&Value>, descending: bool) -> Orde
     responses((status = 200, body = InsightsAnswer, headers(("ETag" = String))),
         (status = 304, description = "The answer has not changed"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 500, description = "A metric plugin failed", body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 500, description = "A metric plugin failed", body = ErrorBody),
+        (status = 503, description = "A metric plugin is busy; see Retry-After", body = ErrorBody)))]
 pub async fn insights(
     State(app): State<App>,
     caller: Caller,
@@ -384,7 +385,7 @@ pub async fn insights(
         metrics,
     };
     let groups = insights::rollup_groups(&snapshots, &deltas, &spec);
-    let derived = derive(&plugin_metrics, &spec.metrics, &groups).await?;
+    let derived = derive(&app, &plugin_metrics, &spec.metrics, &groups).await?;
     let mut rows = insights::render(groups, &spec.metrics, &derived);
     if !order_by.is_empty() {
         // Stable: ties keep the default (date, dimensions) order.
@@ -452,9 +453,22 @@ fn respond(answer: &CachedAnswer, headers: &HeaderMap) -> Response {
         .into_response()
 }
 
+/// `503 plugin_busy` with `Retry-After`: every call slot of the plugin stayed taken.
+pub fn plugin_busy(busy: crate::plugin::registry::Busy) -> ApiError {
+    ApiError {
+        retry_after: Some(busy.retry_after),
+        ..ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_busy",
+            busy.to_string(),
+        )
+    }
+}
+
 /// Metric plugins' values for the requested plugin metrics: one batch call
 /// per plugin for the whole answer, off the async runtime.
 async fn derive(
+    app: &App,
     plugins: &std::collections::BTreeMap<String, crate::plugin::metric::MetricPlugin>,
     metrics: &[String],
     groups: &[insights::Group],
@@ -493,15 +507,28 @@ async fn derive(
             row_count: groups.len() as u32,
         };
         let worker = plugin.clone();
+        // Like every plugin call, a compute holds one of its plugin's call slots.
+        let _slot = match app.metric_plugins.get(plugin.name()) {
+            Some(slot) => Some(slot.call_slot().await.map_err(plugin_busy)?),
+            None => None,
+        };
         let values = tokio::task::spawn_blocking(move || worker.compute(&request))
             .await
             .map_err(|e| ApiError::internal("metric plugin task failed", e))?
-            .map_err(|e| {
-                ApiError::new(
+            .map_err(|e| match e {
+                crate::plugin::CallError::Busy { .. } => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "plugin_busy",
+                        e.to_string(),
+                    )
+                },
+                e => ApiError::new(
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                     "metric_plugin_failed",
                     format!("metric plugin `{}`: {e}", plugin.name()),
-                )
+                ),
             })?;
         // Row-major: row i holds wanted.len() values.
         for (j, metric) in wanted.iter().enumerate() {

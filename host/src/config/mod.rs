@@ -56,7 +56,10 @@ pub use cache::CacheConfig;
 pub use check::{is_currency, is_slug};
 pub use encryption::EncryptionConfig;
 pub use metadata::{MetadataConfig, MetadataUrl, MetadataUrlError};
-pub use pipelines::{OptionValue, PipelineConfig, PullConfig, DEFAULT_MAX_RESPONSE_BYTES};
+pub use pipelines::{
+    canonical_account, OptionValue, PipelineConfig, PullConfig, WebhookAccounts,
+    DEFAULT_MAX_RESPONSE_BYTES,
+};
 pub use plugins::{PluginConfig, PluginKind};
 pub use retention::RetentionConfig;
 pub use sandbox::SandboxConfig;

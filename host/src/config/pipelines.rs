@@ -1,7 +1,7 @@
 //! `[[pipelines]]`: one tenant's feed from one platform through one adapter,
 //! and its scheduled pulls (`[pipelines.pull]`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -28,6 +28,12 @@ pub struct PipelineConfig {
     /// Account to assume when payloads do not name one.
     #[serde(default)]
     pub account_id: Option<String>,
+    /// The accounts this pipeline's webhook deliveries may name (Meta pages,
+    /// LinkedIn sponsored accounts, TikTok advertisers); a delivery naming
+    /// another is refused (`403 account_not_allowed`) and dead-lettered.
+    /// Unset: any account.
+    #[serde(default)]
+    pub webhook_accounts: Option<WebhookAccounts>,
     /// Currency to assume when payloads do not name one (ISO 4217).
     #[serde(default)]
     pub currency: Option<String>,
@@ -99,6 +105,75 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 fn default_max_response_bytes() -> u64 {
     DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// `webhook_accounts`: account ids in their canonical spelling (digits and
+/// letters as the platform prints them; `act_123` and
+/// `urn:li:sponsoredAccount:123` are written down as `123`), checked and
+/// canonicalized once at load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookAccounts(BTreeSet<String>);
+
+impl WebhookAccounts {
+    /// Whether `account` (in any of its spellings) is listed.
+    pub fn allows(&self, account: &str) -> bool {
+        self.0.contains(canonical_account(account))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl FromIterator<String> for WebhookAccounts {
+    fn from_iter<I: IntoIterator<Item = String>>(accounts: I) -> Self {
+        WebhookAccounts(
+            accounts
+                .into_iter()
+                .map(|a| canonical_account(&a).to_owned())
+                .collect(),
+        )
+    }
+}
+
+/// An account id without the platform's decorations: `act_123` (Meta ad
+/// accounts) and `urn:li:sponsoredAccount:123` (LinkedIn URNs) are `123`.
+pub fn canonical_account(account: &str) -> &str {
+    let account = account.trim();
+    if let Some(rest) = account.strip_prefix("urn:li:") {
+        return rest.rsplit(':').next().unwrap_or(rest);
+    }
+    account.strip_prefix("act_").unwrap_or(account)
+}
+
+impl<'de> Deserialize<'de> for WebhookAccounts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let list = Vec::<String>::deserialize(deserializer)?;
+        for account in &list {
+            let id = canonical_account(account);
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(values::invalid(
+                    format_args!("`{account}` is not an account id"),
+                    "list page, ad account or advertiser ids, e.g. [\"1234567890\"]",
+                ));
+            }
+        }
+        Ok(list.into_iter().collect())
+    }
+}
+
+impl Serialize for WebhookAccounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
 }
 
 /// A pipeline option's value: any TOML scalar, handed to plugins as text.
@@ -179,6 +254,17 @@ pub(super) fn validate(
                     "name the variable that holds the secret (e.g. META_APP_SECRET), never the secret itself",
                 );
             }
+        }
+        if pipeline
+            .webhook_accounts
+            .as_ref()
+            .is_some_and(WebhookAccounts::is_empty)
+        {
+            issues.add(
+                format!("{at}.webhook_accounts"),
+                "an empty list would refuse every delivery that names an account",
+                "list the accounts the pipeline's webhooks may name, or leave it unset to accept any",
+            );
         }
         if let Some(currency) = &pipeline.currency {
             if !is_currency(currency) {
@@ -284,5 +370,70 @@ mod http_url {
             Some(url) => serializer.serialize_some(url.as_str()),
             None => serializer.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load, META};
+
+    #[test]
+    fn webhook_accounts_are_checked_and_canonical_at_load() {
+        let config = load(
+            &format!(
+                "{META}webhook_accounts = [\"104383482312345\", \"act_42\", \"urn:li:sponsoredAccount:509876\"]\n"
+            ),
+            &[],
+        )
+        .expect("valid");
+        let accounts = config.pipelines[0]
+            .webhook_accounts
+            .as_ref()
+            .expect("listed");
+        assert_eq!(
+            accounts.iter().collect::<Vec<_>>(),
+            vec!["104383482312345", "42", "509876"]
+        );
+        for spelling in ["42", "act_42", "509876", "urn:li:sponsoredAccount:509876"] {
+            assert!(accounts.allows(spelling), "{spelling}");
+        }
+        assert!(!accounts.allows("43"));
+        assert!(load(META, &[]).expect("valid").pipelines[0]
+            .webhook_accounts
+            .is_none());
+
+        let text = load(&format!("{META}webhook_accounts = []\n"), &[])
+            .expect_err("empty")
+            .to_string();
+        assert!(
+            text.contains(
+                "pipelines[0].webhook_accounts: an empty list would refuse every delivery"
+            ),
+            "{text}"
+        );
+        let text = load(&format!("{META}webhook_accounts = [\"12 34\"]\n"), &[])
+            .expect_err("not an id")
+            .to_string();
+        assert!(
+            text.contains("webhook_accounts") && text.contains("`12 34` is not an account id"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plugin_call_slots_are_bounded() {
+        let text = load(
+            &META.replace(
+                "path = \"meta.wasm\"\n",
+                "path = \"meta.wasm\"\nmax_concurrent_calls = 0\n",
+            ),
+            &[],
+        )
+        .expect_err("zero slots")
+        .to_string();
+        assert!(
+            text.contains("plugins[0].max_concurrent_calls: must be between 1 and 256"),
+            "{text}"
+        );
     }
 }

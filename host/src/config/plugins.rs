@@ -28,6 +28,11 @@ pub struct PluginConfig {
     /// `adapter` (platform payloads → rows) or `metric` (derived metrics).
     #[serde(default)]
     pub kind: PluginKind,
+    /// Concurrent calls into this plugin (every pipeline and call path
+    /// together); a call that finds them all taken for a second is answered
+    /// `503 plugin_busy`. Default: twice the CPU count.
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
 }
 
 /// What a plugin does.
@@ -76,6 +81,14 @@ pub(super) fn validate(plugins: &[PluginConfig], metered: bool, issues: &mut Iss
             metered,
             ["the default is 2000", "the default is 128"],
         );
+        if let Some(n) = plugin.max_concurrent_calls {
+            issues.within(
+                format!("{at}.max_concurrent_calls"),
+                n,
+                1..=256,
+                "leave unset for twice the CPU count",
+            );
+        }
     }
 }
 

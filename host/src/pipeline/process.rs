@@ -69,6 +69,8 @@ pub struct Accepted {
 pub enum FailureKind {
     /// The payload is at fault (400).
     Client,
+    /// The payload is not this pipeline's to send (403).
+    Forbidden,
     /// The plugin failed (500).
     Plugin,
     /// Storage is unavailable; retry (503).
@@ -122,10 +124,10 @@ pub async fn process(
         received_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     let payload = std::sync::Arc::new(payload);
-    if let Some(wait) = pipeline.plugin.quarantined() {
+    if let Some(wait) = pipeline.plugin.quarantined(&config.name) {
         let message = format!(
-            "plugin `{}` is quarantined after repeated failures; retry in {wait} s, or fix and reload it",
-            pipeline.plugin.config.name
+            "pipeline `{}` is quarantined after repeated failures of plugin `{}`; retry in {wait} s, or fix and reload the plugin",
+            config.name, pipeline.plugin.config.name
         );
         let mut failure = dead_letter(
             app,
@@ -143,7 +145,8 @@ pub async fn process(
     }
     let adapter = pipeline.adapter();
     let parsed = {
-        let slot = adapter.call_slot().await;
+        // A full plugin is back-pressure: answered 503, not kept, not a fault.
+        let slot = pipeline.plugin.call_slot().await.map_err(busy)?;
         let (adapter, context, payload) = (adapter.clone(), context.clone(), payload.clone());
         let result = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
@@ -168,13 +171,27 @@ pub async fn process(
             retry_after: None,
         })?
     };
+    // The instance pool was full: back-pressure too.
+    let parsed = match parsed {
+        Err(error @ CallError::Busy { .. }) => {
+            return Err(Failure {
+                kind: FailureKind::Unavailable,
+                code: "plugin_busy",
+                message: error.to_string(),
+                dead_letter_id: None,
+                retry_after: Some(1),
+            })
+        }
+        other => other,
+    };
     let plugin_fault = matches!(&parsed, Err(e) if !matches!(e, CallError::Rejected(_)));
-    pipeline.plugin.record(plugin_fault);
+    pipeline.plugin.record(&config.name, plugin_fault);
     let batch = match parsed {
         Ok(batch) => batch,
         Err(error) => {
             let (kind, code) = match &error {
                 CallError::Rejected(e) => (FailureKind::Client, rejection_code(e.kind)),
+                CallError::Busy { .. } => (FailureKind::Unavailable, "plugin_busy"),
                 CallError::Timeout { .. } => (FailureKind::Plugin, "plugin_timeout"),
                 CallError::OutOfFuel { .. } => (FailureKind::Plugin, "plugin_out_of_fuel"),
                 CallError::OutOfMemory { .. } => (FailureKind::Plugin, "plugin_out_of_memory"),
@@ -193,6 +210,38 @@ pub async fn process(
             .await);
         }
     };
+    if let (Origin::Webhook, Some(allowed)) = (origin, &config.webhook_accounts) {
+        let others = super::accounts::not_allowed(
+            allowed,
+            &adapter.info().platform,
+            payload.raw(),
+            &batch,
+            config.account_id.as_deref(),
+        );
+        if !others.is_empty() {
+            let message = format!(
+                "the delivery names account{} {}, which pipeline `{}` does not list in webhook_accounts; nothing of it was ingested",
+                if others.len() == 1 { "" } else { "s" },
+                others
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.name
+            );
+            return Err(dead_letter(
+                app,
+                pipeline,
+                &context,
+                origin,
+                &payload,
+                FailureKind::Forbidden,
+                "account_not_allowed",
+                message,
+            )
+            .await);
+        }
+    }
     for notice in &batch.notices {
         tracing::info!(pipeline = %config.name, "{}", notice.chars().take(500).collect::<String>());
     }
@@ -221,7 +270,7 @@ pub async fn process(
             .await)
         }
         Err(error @ NormalizeError::Plugin(_)) => {
-            pipeline.plugin.record(true);
+            pipeline.plugin.record(&config.name, true);
             let message = error.to_string();
             return Err(dead_letter(
                 app,
@@ -278,6 +327,17 @@ pub async fn process(
         rows: accepted,
         next_page: batch.next_page,
     })
+}
+
+/// Every call slot of the plugin is taken: `503 plugin_busy` with `Retry-After`.
+pub fn busy(busy: crate::plugin::registry::Busy) -> Failure {
+    Failure {
+        kind: FailureKind::Unavailable,
+        code: "plugin_busy",
+        message: busy.to_string(),
+        dead_letter_id: None,
+        retry_after: Some(busy.retry_after),
+    }
 }
 
 /// Keep the payload with the reason; the failure names the dead letter.

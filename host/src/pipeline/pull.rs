@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 use crate::app::{App, Pipeline};
 use crate::metadata::PullRun;
 use crate::pipeline::process::{process, Origin, Overrides, Payload};
-use crate::plugin::{CredentialSlot, Date, HttpRequest, PullRequest};
+use crate::plugin::{CallError, CredentialSlot, Date, HttpRequest, PullRequest};
 
 /// Attempts per request (the first try plus retries).
 const ATTEMPTS: u32 = 5;
@@ -182,13 +182,26 @@ async fn fetch_all(
         base_url: config.base_url.as_ref().map(Url::to_string),
         options: pipeline.options.clone(),
     };
+    if let Some(wait) = pipeline.plugin.quarantined(&pipeline.config.name) {
+        return Err(PullError::Plan(format!(
+            "the pipeline is quarantined after repeated plugin failures; retry in {wait} s"
+        )));
+    }
     let adapter = pipeline.adapter();
     let planned = {
-        let _slot = adapter.call_slot().await;
-        tokio::task::spawn_blocking(move || adapter.plan_pull(&request))
+        let _slot = pipeline
+            .plugin
+            .call_slot()
             .await
-            .map_err(|e| PullError::Plan(e.to_string()))?
-            .map_err(|e| PullError::Plan(e.to_string()))?
+            .map_err(|e| PullError::Plan(e.to_string()))?;
+        let planned = tokio::task::spawn_blocking(move || adapter.plan_pull(&request))
+            .await
+            .map_err(|e| PullError::Plan(e.to_string()))?;
+        if !matches!(planned, Err(CallError::Busy { .. })) {
+            let fault = matches!(&planned, Err(e) if !matches!(e, CallError::Rejected(_)));
+            pipeline.plugin.record(&pipeline.config.name, fault);
+        }
+        planned.map_err(|e| PullError::Plan(e.to_string()))?
     };
     let mut queue: std::collections::VecDeque<HttpRequest> = planned.into();
     while let Some(request) = queue.pop_front() {

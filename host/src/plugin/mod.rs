@@ -83,6 +83,9 @@ pub enum CallError {
     /// The plugin trapped (a panic, an out-of-bounds access...).
     #[error("plugin `{plugin}` trapped: {detail}")]
     Trapped { plugin: String, detail: String },
+    /// No instance could be had: the pool is full (back-pressure, not the plugin's fault).
+    #[error("plugin `{plugin}` is busy: {detail}; retry shortly")]
+    Busy { plugin: String, detail: String },
 }
 
 fn describe_plugin_error(e: &PluginError) -> String {
@@ -295,7 +298,6 @@ impl Runtime {
                 from_cache,
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
-                slots: Arc::new(tokio::sync::Semaphore::new(call_slots())),
             }),
         };
         let info = adapter
@@ -564,16 +566,6 @@ struct AdapterInner {
     from_cache: bool,
     calls: AtomicU64,
     failures: AtomicU64,
-    /// Bounds concurrent calls so a flood of payloads cannot pin every
-    /// blocking thread (and its instance memory) on one plugin.
-    slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// Concurrent calls allowed per plugin.
-fn call_slots() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4)
 }
 
 /// A loaded adapter: cheap to clone, safe to call from many threads (each
@@ -625,15 +617,6 @@ impl Adapter {
             self.inner.calls.load(Ordering::Relaxed),
             self.inner.failures.load(Ordering::Relaxed),
         )
-    }
-
-    /// Wait for a call slot; hold the permit for the duration of the call.
-    pub async fn call_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
-        match self.inner.slots.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            // The semaphore is never closed.
-            Err(_) => unreachable!("plugin call semaphore closed"),
-        }
     }
 
     /// The interface version the component was built against.
@@ -718,8 +701,11 @@ impl Adapter {
                 Ok(value)
             }
             Err(error) => {
-                inner.failures.fetch_add(1, Ordering::Relaxed);
                 let error = self.classify(error);
+                // A full instance pool is back-pressure, not a failure of the plugin.
+                if !matches!(error, CallError::Busy { .. }) {
+                    inner.failures.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(plugin = %inner.name, call = what, ?elapsed, "plugin call failed: {error}");
                 Err(error)
             }
@@ -783,6 +769,15 @@ fn sandboxed_store(engine: &Engine, plugin: &str, limits: Limits) -> Store<Plugi
 /// Turn a wasmtime error into what the plugin did wrong.
 fn classify(error: wasmtime::Error, plugin: &str, limits: Limits) -> CallError {
     let plugin = plugin.to_owned();
+    if let Some(full) = error
+        .chain()
+        .find(|e| e.is::<wasmtime::PoolConcurrencyLimitError>())
+    {
+        return CallError::Busy {
+            plugin,
+            detail: full.to_string(),
+        };
+    }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => CallError::Timeout {

@@ -3,9 +3,16 @@
 //! bytes off the hot path, check them, and swap the slot atomically; calls
 //! already running keep their `Adapter` (an `Arc`) and finish on the old
 //! version. A rejected build leaves the old version serving, with the reason
-//! recorded. A plugin that keeps failing is quarantined by its circuit
-//! breaker until it cools down or is reloaded.
+//! recorded.
+//!
+//! Circuit breakers are per pipeline: a pipeline whose calls keep failing
+//! (traps, timeouts, resource exhaustion) is quarantined until it cools down
+//! or its plugin is reloaded, while other pipelines on the same plugin go on.
+//! Every call takes one of the plugin's call slots ([`PluginSlot::call_slot`],
+//! [`MetricSlot::call_slot`]); when none frees up within [`CALL_QUEUE_WAIT`]
+//! the call is refused as back-pressure ([`Busy`]), never counted as a fault.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -16,10 +23,14 @@ use serde::Serialize;
 use super::{Adapter, Limits, LoadError, Runtime};
 use crate::config::PluginConfig;
 
-/// Consecutive plugin failures (traps, timeouts) that open the breaker.
+/// Consecutive plugin failures of one pipeline (traps, timeouts, resource
+/// exhaustion) that open its breaker.
 const BREAKER_THRESHOLD: u32 = 5;
-/// How long an open breaker keeps the plugin quarantined.
+/// How long an open breaker keeps the pipeline quarantined.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long a call waits for one of its plugin's call slots before it is
+/// refused as busy (`503 plugin_busy` with `Retry-After`).
+pub const CALL_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a reload did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -55,12 +66,74 @@ struct Breaker {
     open_until: Option<Instant>,
 }
 
+/// One pipeline's breaker, as `GET /v1/pipelines` and `GET /v1/plugins` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BreakerReport {
+    /// `closed` (calls go through) or `open` (quarantined: refused without a call).
+    pub state: &'static str,
+    /// Plugin faults in a row (a success or a rejected payload resets it).
+    pub consecutive_failures: u32,
+    /// Seconds until an open breaker lets a call through again.
+    pub retry_after_s: Option<u64>,
+}
+
 #[derive(Default)]
 struct Status {
     reloads: u64,
     rejected_reloads: u64,
     last_error: Option<String>,
-    breaker: Breaker,
+    /// Per pipeline (by name); a reload clears them all.
+    breakers: HashMap<String, Breaker>,
+}
+
+/// A plugin's call slots: concurrent calls are bounded per plugin so a flood
+/// of payloads cannot pin every blocking thread (and pooled instance) on it.
+struct CallSlots {
+    slots: Arc<tokio::sync::Semaphore>,
+    size: usize,
+}
+
+impl CallSlots {
+    fn new(configured: Option<u32>) -> CallSlots {
+        let size = configured
+            .map_or_else(default_call_slots, |n| n as usize)
+            .max(1);
+        CallSlots {
+            slots: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+        }
+    }
+
+    async fn acquire(&self, plugin: &str) -> Result<CallPermit, Busy> {
+        match tokio::time::timeout(CALL_QUEUE_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(CallPermit(permit)),
+            // Timed out (or, never, closed): back-pressure, not a fault.
+            _ => Err(Busy {
+                plugin: plugin.to_owned(),
+                slots: self.size,
+                retry_after: 1,
+            }),
+        }
+    }
+}
+
+/// Concurrent calls per plugin when `max_concurrent_calls` is unset.
+fn default_call_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+}
+
+/// A held call slot; dropping it frees the slot.
+pub struct CallPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+/// Every call slot of a plugin stayed taken for [`CALL_QUEUE_WAIT`].
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("plugin `{plugin}` is busy: its {slots} call slots stayed taken; retry in {retry_after} s")]
+pub struct Busy {
+    pub plugin: String,
+    pub slots: usize,
+    pub retry_after: u64,
 }
 
 /// A configured plugin and the version serving it.
@@ -69,6 +142,7 @@ pub struct PluginSlot {
     limits: Limits,
     current: RwLock<Loaded>,
     status: Mutex<Status>,
+    calls: CallSlots,
     /// Serializes reloads of this plugin.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -81,8 +155,12 @@ pub struct SlotReport {
     pub platform: String,
     pub version: String,
     pub content_hash: String,
-    /// `active` or `quarantined`.
+    /// `active`, or `degraded` while the breaker of one of its pipelines is open.
     pub state: &'static str,
+    /// Pipelines whose breaker is open now.
+    pub quarantined_pipelines: Vec<String>,
+    /// Concurrent calls allowed (`max_concurrent_calls`).
+    pub call_slots: usize,
     pub loaded_at: String,
     pub calls: u64,
     pub failures: u64,
@@ -114,8 +192,14 @@ impl PluginSlot {
                 loaded_at: Utc::now(),
             }),
             status: Mutex::new(Status::default()),
+            calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Wait (at most [`CALL_QUEUE_WAIT`]) for a call slot; hold it for the call.
+    pub async fn call_slot(&self) -> Result<CallPermit, Busy> {
+        self.calls.acquire(&self.config.name).await
     }
 
     /// The version serving now.
@@ -155,7 +239,7 @@ impl PluginSlot {
         let hash = super::content_hash(&bytes);
         if hash == current.content_hash() {
             // An operator asking again after fixing what the plugin depends on: let it try.
-            lock(&self.status).breaker = Breaker::default();
+            lock(&self.status).breakers.clear();
             return ReloadOutcome::Unchanged {
                 version: current.info().version.clone(),
                 content_hash: hash,
@@ -198,7 +282,7 @@ impl PluginSlot {
                 let mut status = lock(&self.status);
                 status.reloads += 1;
                 status.last_error = None;
-                status.breaker = Breaker::default();
+                status.breakers.clear();
                 tracing::info!(plugin = %self.config.name, ?outcome, "plugin reloaded");
                 outcome
             }
@@ -217,43 +301,82 @@ impl PluginSlot {
         }
     }
 
-    /// `Some(seconds until retry)` while the breaker is open.
-    pub fn quarantined(&self) -> Option<u64> {
+    /// `Some(seconds until retry)` while `pipeline`'s breaker is open.
+    pub fn quarantined(&self, pipeline: &str) -> Option<u64> {
         let mut status = lock(&self.status);
-        match status.breaker.open_until {
+        let breaker = status.breakers.get_mut(pipeline)?;
+        match breaker.open_until {
             Some(until) if until > Instant::now() => {
                 Some((until - Instant::now()).as_secs().max(1))
             }
             Some(_) => {
                 // Half-open: let the next call through; one more failure re-opens.
-                status.breaker.open_until = None;
-                status.breaker.consecutive_failures = BREAKER_THRESHOLD - 1;
+                breaker.open_until = None;
+                breaker.consecutive_failures = BREAKER_THRESHOLD - 1;
                 None
             }
             None => None,
         }
     }
 
-    /// Record a call's outcome (`plugin_fault`: a trap or timeout, not a rejected payload).
-    pub fn record(&self, plugin_fault: bool) {
+    /// Record the outcome of a call for `pipeline` (`plugin_fault`: a trap,
+    /// timeout or exhausted limit; not a rejected payload, not a busy plugin).
+    pub fn record(&self, pipeline: &str, plugin_fault: bool) {
         let mut status = lock(&self.status);
-        if plugin_fault {
-            status.breaker.consecutive_failures += 1;
-            if status.breaker.consecutive_failures >= BREAKER_THRESHOLD
-                && status.breaker.open_until.is_none()
-            {
-                status.breaker.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
-                tracing::error!(plugin = %self.config.name, "plugin quarantined after {BREAKER_THRESHOLD} consecutive failures");
+        if !plugin_fault {
+            if let Some(breaker) = status.breakers.get_mut(pipeline) {
+                breaker.consecutive_failures = 0;
             }
-        } else {
-            status.breaker.consecutive_failures = 0;
+            return;
         }
+        let breaker = status.breakers.entry(pipeline.to_owned()).or_default();
+        breaker.consecutive_failures += 1;
+        if breaker.consecutive_failures >= BREAKER_THRESHOLD && breaker.open_until.is_none() {
+            breaker.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+            tracing::error!(plugin = %self.config.name, pipeline, "pipeline quarantined after {BREAKER_THRESHOLD} consecutive plugin failures");
+        }
+    }
+
+    /// `pipeline`'s breaker now.
+    pub fn breaker(&self, pipeline: &str) -> BreakerReport {
+        let retry_after_s = self.quarantined(pipeline);
+        let status = lock(&self.status);
+        let consecutive_failures = status
+            .breakers
+            .get(pipeline)
+            .map_or(0, |b| b.consecutive_failures);
+        BreakerReport {
+            state: if retry_after_s.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
+            consecutive_failures,
+            retry_after_s,
+        }
+    }
+
+    /// Breakers of the pipelines that have had a failure since the last reload.
+    pub fn breakers(&self) -> BTreeMap<String, BreakerReport> {
+        let names: Vec<String> = lock(&self.status).breakers.keys().cloned().collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let report = self.breaker(&name);
+                (name, report)
+            })
+            .collect()
     }
 
     /// The plugin list entry.
     pub fn report(&self) -> SlotReport {
         let loaded = self.loaded();
-        let quarantined = self.quarantined().is_some();
+        let quarantined_pipelines: Vec<String> = self
+            .breakers()
+            .into_iter()
+            .filter(|(_, b)| b.state == "open")
+            .map(|(name, _)| name)
+            .collect();
         let status = lock(&self.status);
         let (calls, failures) = loaded.adapter.counters();
         let info = loaded.adapter.info();
@@ -263,7 +386,13 @@ impl PluginSlot {
             platform: info.platform.clone(),
             version: info.version.clone(),
             content_hash: loaded.adapter.content_hash().to_owned(),
-            state: if quarantined { "quarantined" } else { "active" },
+            state: if quarantined_pipelines.is_empty() {
+                "active"
+            } else {
+                "degraded"
+            },
+            quarantined_pipelines,
+            call_slots: self.calls.size,
             loaded_at: loaded.loaded_at.to_rfc3339(),
             calls,
             failures,
@@ -323,6 +452,7 @@ pub struct MetricSlot {
     pub config: PluginConfig,
     current: RwLock<super::metric::MetricPlugin>,
     status: Mutex<Status>,
+    calls: CallSlots,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -334,8 +464,14 @@ impl MetricSlot {
             config: config.clone(),
             current: RwLock::new(plugin),
             status: Mutex::new(Status::default()),
+            calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Wait (at most [`CALL_QUEUE_WAIT`]) for a call slot; hold it for the call.
+    pub async fn call_slot(&self) -> Result<CallPermit, Busy> {
+        self.calls.acquire(&self.config.name).await
     }
 
     /// The version serving now.

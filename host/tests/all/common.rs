@@ -36,6 +36,7 @@ pub fn plugin(name: &str) -> PluginConfig {
         memory_limit_mb: 64,
         kind: adpipe::config::PluginKind::Adapter,
         fuel: None,
+        max_concurrent_calls: None,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn pipeline(name: &str, tenant: &str, adapter: &str) -> PipelineConfig {
         webhook_secret_env: None,
         verify_token_env: None,
         account_id: None,
+        webhook_accounts: None,
         currency: None,
         timezone: chrono_tz::UTC,
         metrics: vec![],

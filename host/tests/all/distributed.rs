@@ -1175,3 +1175,73 @@ async fn api_and_consumer_processes_split_the_work() {
     let api_metrics = send(&api, get("/metrics", Some(&admin))).await;
     assert_eq!(applied(&api_metrics.text), 0, "the API process consumed");
 }
+
+/// Topics adpipe creates get `bus.replication_factor` replicas when the
+/// cluster has that many brokers, else as many as it has (with a warning,
+/// never a failure to start), and `min.insync.replicas` = max(1, replicas − 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_topics_get_the_replication_the_cluster_can_hold() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if !engines_available(&[Engine::Kafka, Engine::ClickHouse]) {
+        return;
+    }
+    let tag = unique("replicas");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = distributed(&dir, &tag, &brokers());
+    config.bus.replication_factor = 3;
+    let _app = App::start(config)
+        .await
+        .expect("a factor above the cluster's brokers falls back; it never stops the start");
+    let client = || {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", brokers());
+        c
+    };
+    let consumer: BaseConsumer = client().create().expect("consumer");
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    for topic in [
+        format!("adpipe.{tag}"),
+        format!("adpipe.{tag}.dead-letters"),
+    ] {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let cluster = metadata.brokers().len();
+        assert!(cluster >= 1, "no brokers in the metadata");
+        let expected = 3.min(cluster);
+        let described = &metadata.topics()[0];
+        assert_eq!(described.name(), topic);
+        assert!(
+            described.error().is_none(),
+            "{topic}: {:?}",
+            described.error()
+        );
+        assert!(
+            !described.partitions().is_empty(),
+            "{topic} has no partitions"
+        );
+        for partition in described.partitions() {
+            assert_eq!(
+                partition.replicas().len(),
+                expected,
+                "{topic} partition {}",
+                partition.id()
+            );
+        }
+        let configs = admin
+            .describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+            .await
+            .expect("describe configs");
+        let resource = configs[0].as_ref().expect("topic config");
+        let min_insync = resource
+            .get("min.insync.replicas")
+            .and_then(|e| e.value.clone());
+        assert_eq!(
+            min_insync.as_deref(),
+            Some((expected as i32 - 1).max(1).to_string().as_str()),
+            "{topic}"
+        );
+    }
+}

@@ -256,9 +256,13 @@ async fn a_failing_plugin_is_quarantined_and_its_payloads_retried() {
         .as_str()
         .expect("kept")
         .to_owned();
+    // Only this pipeline is quarantined; the plugin serves on for others.
+    let entry = plugin_entry(&app, "misbehaving").await;
+    assert_eq!(entry["state"], "degraded", "{entry}");
     assert_eq!(
-        plugin_entry(&app, "misbehaving").await["state"],
-        "quarantined"
+        entry["quarantined_pipelines"],
+        serde_json::json!(["bad"]),
+        "{entry}"
     );
     // Other pipelines are unaffected.
     let answer = send(

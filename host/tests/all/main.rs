@@ -18,5 +18,6 @@ mod readme;
 mod restart;
 mod sandbox;
 mod serving;
+mod tenancy;
 mod traffic;
 mod tutorial;
