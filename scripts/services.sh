@@ -48,7 +48,10 @@ tansu_bin="$tansu_root/bin/tansu"
 tansu_install() {
   [ -x "$tansu_bin" ] && return 0
   echo "installing tansu 0.6.0 with SQLite storage (cargo install, once)..."
-  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$tansu_root" \
+  # A build directory that outlives an interrupted install, so the next try resumes
+  # instead of compiling tansu's ~500 crates again.
+  CARGO_TARGET_DIR="${ADPIPE_TANSU_BUILD_DIR:-$HOME/.cache/adpipe-tansu-build}" \
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$tansu_root" \
     >"$state/tansu-install.log" 2>&1 || { tail -30 "$state/tansu-install.log"; exit 1; }
 }
 

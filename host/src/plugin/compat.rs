@@ -227,38 +227,7 @@ fn days_since_epoch(d: old::Date) -> i32 {
 /// brackets and braces, `|`, `\`, `^`, `` ` ``, controls, non-ASCII), `&`, `=`
 /// in a key, and a `%` that starts no escape.
 pub fn query_string(pairs: &[(String, String)]) -> String {
-    let mut query = String::new();
-    for (key, value) in pairs {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        escape_into(&mut query, key, true);
-        query.push('=');
-        escape_into(&mut query, value, false);
-    }
-    query
-}
-
-fn escape_into(out: &mut String, text: &str, key: bool) {
-    use std::fmt::Write as _;
-    let bytes = text.as_bytes();
-    let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
-    for (i, &b) in bytes.iter().enumerate() {
-        let keep = match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
-            b'!' | b'$' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b':' | b'@' | b'/' | b'?' => {
-                true
-            }
-            b'=' => !key,
-            b'%' => hex(i + 1) && hex(i + 2),
-            _ => false,
-        };
-        if keep {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
+    adpipe_plugin_sdk::query_string(pairs)
 }
 
 /// Metric plugins: the interface did not change, only its version.

@@ -335,17 +335,24 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The query exactly as it goes on the wire (without `?`).
     pub fn query_string(&self) -> String {
-        let mut query = String::new();
-        for (key, value) in &self.query {
-            if !query.is_empty() {
-                query.push('&');
-            }
-            escape_into(&mut query, key, true);
-            query.push('=');
-            escape_into(&mut query, value, false);
-        }
-        query
+        query_string(&self.query)
     }
+}
+
+/// Join query pairs into a wire query (without `?`): values go out as written,
+/// only what cannot stand inside one `key=value` pair is escaped (space, `&`,
+/// `#`, quotes, brackets, non-ASCII, `=` in a key, a `%` that starts no escape).
+pub fn query_string(pairs: &[(String, String)]) -> String {
+    let mut query = String::new();
+    for (key, value) in pairs {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        escape_into(&mut query, key, true);
+        query.push('=');
+        escape_into(&mut query, value, false);
+    }
+    query
 }
 
 fn escape_into(out: &mut String, text: &str, key: bool) {
