@@ -3,6 +3,13 @@
 //!   adapter's report parser compiled natively vs the same parser as a
 //!   sandboxed component (fresh instance per call, time and memory limits on,
 //!   rows lifted back to the host).
+//! - `meta_parse/wasm_0.1.0/{1,100,5000}`: the same pages through the Meta
+//!   component built against WIT 0.1.0 (`host/tests/fixtures/plugins`), so
+//!   the row-record and the columnar batch are compared in one run.
+//! - `component/{compile,from_cache}/<plugin>`: loading a component (compile,
+//!   pre-instantiate, `describe`) without and with the artifact cache; the
+//!   component sizes are printed so compile time per MB can be read off.
+//! - `sandbox_call/*`: the fixed price of one call in a fresh instance.
 //! - `e2e/embedded`: report pages posted through the router until their rows
 //!   are applied in the embedded store (throughput in rows).
 //!
@@ -102,24 +109,35 @@ fn tiktok_page(n: usize) -> Vec<u8> {
     json!({"code": 0, "message": "OK", "request_id": "bench", "data": {"list": list, "page_info": {"page": 1, "total_page": 1}}}).to_string().into_bytes()
 }
 
-/// One adapter: native vs sandboxed, at 1, 100 and 5000 rows per page.
+const PARSE_LIMITS: Limits = Limits {
+    time_limit: Duration::from_secs(10),
+    memory_bytes: 512 * 1024 * 1024,
+    fuel: None,
+};
+
+/// The Meta component built against WIT 0.1.0 (a committed test fixture).
+fn meta_0_1_0_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plugins/meta-0.1.0.wasm")
+}
+
+/// One adapter: native vs sandboxed, at 1, 100 and 5000 rows per page
+/// (and, when given, the same adapter built against an older interface).
 fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
     c: &mut Criterion,
     plugin: &str,
     page: fn(usize) -> Vec<u8>,
+    older: Option<(&str, PathBuf)>,
 ) {
-    let adapter = Runtime::new()
-        .expect("engine")
-        .load_adapter(
-            plugin,
-            &plugin_path(plugin),
-            Limits {
-                time_limit: Duration::from_secs(10),
-                memory_bytes: 512 * 1024 * 1024,
-                fuel: None,
-            },
-        )
+    let runtime = Runtime::new().expect("engine");
+    let adapter = runtime
+        .load_adapter(plugin, &plugin_path(plugin), PARSE_LIMITS)
         .expect("load component (run scripts/build-plugins)");
+    let older = older.map(|(label, path)| {
+        let adapter = runtime
+            .load_adapter(plugin, &path, PARSE_LIMITS)
+            .expect("load the older component");
+        (label, adapter)
+    });
     let context = |account: &str| adpipe::plugin::ParseContext {
         options: vec![],
         account_id: Some(account.into()),
@@ -162,18 +180,81 @@ fn adapter_parse<A: adpipe_plugin_sdk::Adapter>(
                     .map(|r| r.rows.kind.len())
             })
         });
+        if let Some((label, older)) = &older {
+            assert_eq!(
+                older
+                    .parse_report(&body, &wasm_ctx)
+                    .expect("older wasm parse")
+                    .rows
+                    .kind
+                    .len(),
+                n
+            );
+            group.bench_with_input(BenchmarkId::new(*label, n), &body, |b, body| {
+                b.iter(|| {
+                    older
+                        .parse_report(body, &wasm_ctx)
+                        .map(|r| r.rows.kind.len())
+                })
+            });
+        }
     }
     group.finish();
 }
 
 fn meta_parse(c: &mut Criterion) {
-    adapter_parse::<adpipe_plugin_meta::Meta>(c, "meta", |n| meta_page(n, "2026-11-01"));
+    adapter_parse::<adpipe_plugin_meta::Meta>(
+        c,
+        "meta",
+        |n| meta_page(n, "2026-11-01"),
+        Some(("wasm_0.1.0", meta_0_1_0_path())),
+    );
 }
 
 fn other_parsers(c: &mut Criterion) {
-    adapter_parse::<adpipe_plugin_google::Google>(c, "google", google_page);
-    adapter_parse::<adpipe_plugin_linkedin::LinkedIn>(c, "linkedin", linkedin_page);
-    adapter_parse::<adpipe_plugin_tiktok::TikTok>(c, "tiktok", tiktok_page);
+    adapter_parse::<adpipe_plugin_google::Google>(c, "google", google_page, None);
+    adapter_parse::<adpipe_plugin_linkedin::LinkedIn>(c, "linkedin", linkedin_page, None);
+    adapter_parse::<adpipe_plugin_tiktok::TikTok>(c, "tiktok", tiktok_page, None);
+}
+
+/// Loading a component: compiled from its bytes (what a first load or a
+/// reload of a changed file costs) and from the artifact cache (a restart,
+/// or a reload of a version compiled before).
+fn component_load(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("engine");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let mut group = c.benchmark_group("component");
+    group.sample_size(10);
+    for plugin in ["meta", "google", "linkedin", "tiktok"] {
+        let bytes =
+            std::fs::read(plugin_path(plugin)).expect("component (run scripts/build-plugins)");
+        eprintln!(
+            "component {plugin}: {} bytes ({:.2} MB)",
+            bytes.len(),
+            bytes.len() as f64 / 1e6
+        );
+        group.bench_function(BenchmarkId::new("compile", plugin), |b| {
+            b.iter(|| {
+                runtime
+                    .load_adapter_bytes_cached(plugin, &bytes, PARSE_LIMITS, None)
+                    .expect("load")
+            })
+        });
+        let warm = runtime
+            .load_adapter_bytes_cached(plugin, &bytes, PARSE_LIMITS, Some(cache.path()))
+            .expect("fill the cache");
+        drop(warm);
+        group.bench_function(BenchmarkId::new("from_cache", plugin), |b| {
+            b.iter(|| {
+                let adapter = runtime
+                    .load_adapter_bytes_cached(plugin, &bytes, PARSE_LIMITS, Some(cache.path()))
+                    .expect("load");
+                assert!(adapter.from_cache());
+                adapter
+            })
+        });
+    }
+    group.finish();
 }
 
 fn e2e_embedded(c: &mut Criterion) {
@@ -343,6 +424,7 @@ criterion_group!(
     benches,
     meta_parse,
     other_parsers,
+    component_load,
     sandbox_overhead,
     e2e_embedded
 );

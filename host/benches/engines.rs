@@ -3,7 +3,7 @@
 //!
 //! - `kafka_publish/adpipe_report_to_ack`: a 500-row Meta report posted
 //!   through the router until `202` (broker acknowledged), vs
-//!   `kafka_publish/bare_rdkafka`: the same messages sent by a bare rdkafka
+//!   `kafka_publish/bare_rdkafka`: the same messages (bus record format 2) sent by a bare rdkafka
 //!   producer with the same settings to the same broker, acks awaited.
 //! - `clickhouse_write/adpipe_apply`: 5,000 rows applied by the store, vs
 //!   `clickhouse_write/clickhouse_client`: the same rows (TSV) inserted in
@@ -125,7 +125,8 @@ fn engines(c: &mut Criterion) {
             assert_eq!(status.as_u16(), 202);
         })
     });
-    // The same messages adpipe sends: one per campaign, the rows as JSON.
+    // The same messages adpipe sends: one per campaign, the rows in the bus
+    // record format (docs/bus-record.md).
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
@@ -146,8 +147,13 @@ fn engines(c: &mut Criterion) {
                     "conversions_micros": 0, "conversion_value_micros": 0, "observed_at_us": 1,
                     "adapter": "meta", "adapter_version": "0.1.0"}))
                 .collect();
-            let envelope = json!({"tenant": "bench", "pipeline": "meta", "rows": rows});
-            (format!("bench/c{c:04}"), serde_json::to_vec(&envelope).expect("json"))
+            let envelope: adpipe::row::RowEnvelope =
+                serde_json::from_value(json!({"tenant": "bench", "pipeline": "meta", "rows": rows}))
+                    .expect("envelope");
+            (
+                format!("bench/c{c:04}"),
+                adpipe::bus::record::encode_envelope(&envelope),
+            )
         })
         .collect();
     let bare_topic = format!("adpipe.{tag}.bare");

@@ -127,7 +127,9 @@ impl EmbeddedBus {
 #[async_trait::async_trait]
 impl BusBackend for EmbeddedBus {
     async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
-        self.append(serde_json::to_vec(envelope)?).await.map(|_| ())
+        self.append(super::record::encode_envelope(envelope))
+            .await
+            .map(|_| ())
     }
 
     /// Dead letters live in the metadata store only.
@@ -208,7 +210,7 @@ impl BusReader for LogReader {
                 .into_iter()
                 .map(|(offset, payload)| Record {
                     position: Some(offset),
-                    envelope: serde_json::from_slice(&payload).unwrap_or_else(|error| {
+                    envelope: super::record::decode(&payload).unwrap_or_else(|error| {
                         // Only adpipe writes the log; keep going, but say so loudly.
                         tracing::error!(offset, "undecodable bus record skipped: {error}");
                         RowEnvelope::default()

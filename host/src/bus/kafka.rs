@@ -333,12 +333,7 @@ impl KafkaBus {
         // Enqueue everything first (librdkafka batches), then wait for every ack.
         let mut deliveries = Vec::with_capacity(by_campaign.len());
         for (campaign, rows) in by_campaign {
-            let part = RowEnvelope {
-                tenant: envelope.tenant.clone(),
-                pipeline: envelope.pipeline.clone(),
-                rows: rows.into_iter().cloned().collect(),
-            };
-            let payload = serde_json::to_vec(&part)?;
+            let payload = super::record::encode(&envelope.tenant, &envelope.pipeline, rows);
             let key = format!("{}/{campaign}", envelope.tenant);
             let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
             let delivery = producer
@@ -880,11 +875,7 @@ impl BusReader for GroupReader {
                 }
                 Verdict::Apply => {}
             }
-            match m
-                .payload()
-                .map(serde_json::from_slice::<RowEnvelope>)
-                .transpose()
-            {
+            match m.payload().map(super::record::decode).transpose() {
                 Ok(Some(envelope)) => records.push(Record {
                     position: None,
                     envelope,

@@ -13,6 +13,7 @@
 
 pub mod embedded;
 pub mod kafka;
+pub mod record;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub enum BusError {
     Kafka(#[from] kafka::KafkaError),
     #[error("encoding a bus record: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("reading a bus record: {0}")]
+    Record(#[from] record::RecordError),
 }
 
 /// One record read from the bus.

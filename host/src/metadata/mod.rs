@@ -12,6 +12,7 @@
 //! id in `key_id` (`NULL` = stored before encryption, read as it is).
 //! [`retention`] prunes old rows.
 
+mod payloads;
 pub mod retention;
 
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub enum MetadataError {
     Database(#[from] sqlx::Error),
     #[error("a kept payload could not be sealed or opened")]
     Seal(#[from] SealError),
+    #[error(transparent)]
+    Keep(#[from] payloads::KeepError),
 }
 
 /// Which SQL a pool speaks.
@@ -290,6 +293,8 @@ macro_rules! api_key_row {
 #[derive(Clone)]
 pub struct Metadata {
     pool: Pool,
+    /// Group-commits kept payloads.
+    payloads: payloads::PayloadWriter,
     /// Seals kept payloads and dead letters (none: stored as they are).
     sealer: Option<Sealer>,
 }
@@ -334,7 +339,11 @@ impl Metadata {
                     .await?,
             ),
         };
-        let metadata = Metadata { pool, sealer: None };
+        let metadata = Metadata {
+            payloads: payloads::PayloadWriter::start(pool.clone()),
+            pool,
+            sealer: None,
+        };
         metadata.migrate().await?;
         Ok(metadata)
     }
@@ -670,7 +679,9 @@ impl Metadata {
         })
     }
 
-    /// Keep an accepted payload so it can be replayed through a newer adapter.
+    /// Keep an accepted payload so it can be replayed through a newer
+    /// adapter; returns its id once it is committed (together with whatever
+    /// other payloads were waiting: see [`payloads`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn keep_payload(
         &self,
@@ -680,24 +691,32 @@ impl Metadata {
         account_id: Option<&str>,
         currency: Option<&str>,
         payload: &[u8],
-    ) -> Result<(), MetadataError> {
+    ) -> Result<String, MetadataError> {
         let (blob, key_id) = self.seal(payload, Context::Payload { tenant })?;
-        on_pool!(&self.pool, pool => {
-            sqlx::query(
-                "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(tenant)
-            .bind(pipeline)
-            .bind(source)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .bind(account_id)
-            .bind(currency)
-            .bind(&blob)
-            .bind(&key_id)
-            .execute(pool)
+        let id = uuid::Uuid::new_v4().to_string();
+        self.payloads
+            .keep(payloads::KeptRow {
+                id: id.clone(),
+                tenant: tenant.to_owned(),
+                pipeline: pipeline.to_owned(),
+                source: source.to_owned(),
+                received_at_ms: chrono::Utc::now().timestamp_millis(),
+                account_id: account_id.map(str::to_owned),
+                currency: currency.map(str::to_owned),
+                blob,
+                key_id,
+            })
             .await?;
+        Ok(id)
+    }
+
+    /// Drop a kept payload (one kept for a request that was then refused).
+    pub async fn forget_payload(&self, id: &str) -> Result<(), MetadataError> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query("DELETE FROM payloads WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }

@@ -286,39 +286,58 @@ pub async fn process(
         }
     };
     let accepted = rows.len();
-    if accepted > 0 {
+    let publish = async {
+        if accepted == 0 {
+            return Ok(());
+        }
         let envelope = RowEnvelope {
             tenant: config.tenant.clone(),
             pipeline: config.name.clone(),
             rows,
         };
-        app.bus.publish(&envelope).await.map_err(|e| {
-            tracing::error!(pipeline = %config.name, "bus publish failed: {e}");
-            Failure {
-                kind: FailureKind::Unavailable,
-                code: "unavailable",
-                message: format!("the bus cannot take rows right now ({e}); retry later"),
-                dead_letter_id: None,
-                retry_after: Some(1),
-            }
-        })?;
-    }
-    if !replay && app.config.server.keep_payloads {
-        if let Err(e) = app
-            .metadata
-            .keep_payload(
-                &config.tenant,
-                &config.name,
-                origin.as_str(),
-                context.account_id.as_deref(),
-                context.currency.as_deref(),
-                payload.raw(),
-            )
-            .await
-        {
-            // The rows are durable; only a later replay would miss this payload.
-            tracing::error!(pipeline = %config.name, "keeping the payload for replay failed: {e}");
+        app.bus.publish(&envelope).await
+    };
+    let keep = async {
+        if replay || !app.config.server.keep_payloads {
+            return None;
         }
+        Some(
+            app.metadata
+                .keep_payload(
+                    &config.tenant,
+                    &config.name,
+                    origin.as_str(),
+                    context.account_id.as_deref(),
+                    context.currency.as_deref(),
+                    payload.raw(),
+                )
+                .await,
+        )
+    };
+    // The rows' commit and the kept payload's commit run at once (each
+    // group-committed with other requests'): a request waits for the slower
+    // of the two, not for their sum.
+    let (published, kept) = tokio::join!(publish, keep);
+    if let Err(e) = published {
+        tracing::error!(pipeline = %config.name, "bus publish failed: {e}");
+        if let Some(Ok(id)) = &kept {
+            // The client is told to retry: drop this copy (a replay of it
+            // would be harmless, rows being idempotent, but it was not accepted).
+            if let Err(e) = app.metadata.forget_payload(id).await {
+                tracing::warn!(pipeline = %config.name, "dropping the kept copy of a refused payload failed: {e}");
+            }
+        }
+        return Err(Failure {
+            kind: FailureKind::Unavailable,
+            code: "unavailable",
+            message: format!("the bus cannot take rows right now ({e}); retry later"),
+            dead_letter_id: None,
+            retry_after: Some(1),
+        });
+    }
+    if let Some(Err(e)) = kept {
+        // The rows are durable; only a later replay would miss this payload.
+        tracing::error!(pipeline = %config.name, "keeping the payload for replay failed: {e}");
     }
     app.telemetry
         .ingested(&config.name, &info.platform, accepted as u64);

@@ -844,8 +844,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One bus record as adpipe's producer writes it: campaign `c{n}`'s row.
+/// One bus record as adpipe's producer writes it (format version 2):
+/// campaign `c{n}`'s row.
 fn envelope(n: i64) -> Vec<u8> {
+    adpipe::bus::record::encode_envelope(&envelope_rows(n))
+}
+
+/// The same record as an adpipe before format version 2 wrote it (JSON).
+fn envelope_v1(n: i64) -> Vec<u8> {
+    serde_json::to_vec(&envelope_rows(n)).expect("json")
+}
+
+fn envelope_rows(n: i64) -> adpipe::row::RowEnvelope {
     use adpipe::row::{Row, RowEnvelope, RowKind};
     let row = Row {
         kind: RowKind::Snapshot,
@@ -872,12 +882,11 @@ fn envelope(n: i64) -> Vec<u8> {
         adapter: "meta".into(),
         adapter_version: "test".into(),
     };
-    serde_json::to_vec(&RowEnvelope {
+    RowEnvelope {
         tenant: "demo".into(),
         pipeline: "meta".into(),
         rows: vec![row],
-    })
-    .expect("json")
+    }
 }
 
 /// (campaign, impressions) of 2026-11-01, sorted, once they equal `want`
@@ -1052,16 +1061,16 @@ async fn a_record_the_store_refuses_is_set_aside_and_consumption_goes_on() {
     let topic = config.bus.topic.clone();
     let app = App::start(config).await.expect("start");
     let poison = {
-        let mut envelope: adpipe::row::RowEnvelope =
-            serde_json::from_slice(&envelope(2)).expect("envelope");
+        let mut envelope = envelope_rows(2);
         envelope.rows[0].date = 70_000; // 2161-08-..: past ClickHouse's Date
-        serde_json::to_vec(&envelope).expect("json")
+        adpipe::bus::record::encode_envelope(&envelope)
     };
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .expect("producer");
-    for payload in [envelope(1), poison, envelope(3)] {
+    // The last record is in the JSON format of an older adpipe: still applied.
+    for payload in [envelope(1), poison, envelope_v1(3)] {
         producer
             .send(
                 FutureRecord::to(&topic).key("demo/c").payload(&payload),

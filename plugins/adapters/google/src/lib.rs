@@ -18,6 +18,8 @@ use adpipe_plugin_sdk::{
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 pub const API: &str = "https://googleads.googleapis.com";
@@ -219,11 +221,11 @@ impl Segments<'_> {
 }
 
 /// `customers/123/adGroupAds/456~789` → the segment after `kind/`.
-fn id_from_resource(resource: &str, kind: &str) -> Option<String> {
+fn id_from_resource<'r>(resource: &'r str, kind: &str) -> Option<&'r str> {
     let mut parts = resource.split('/');
     while let Some(p) = parts.next() {
         if p == kind {
-            return parts.next().map(|s| s.to_owned());
+            return parts.next();
         }
     }
     None
@@ -298,21 +300,28 @@ fn row(
     ctx: &ParseContext,
     at: &dyn Fn(&str) -> String,
 ) -> Result<(), PluginError> {
+    // Ids borrow from the payload (no copy per row) unless built from context.
     let customer = r.customer.as_ref();
-    let account = customer
-        .and_then(|c| c.id.as_ref().map(|i| i.text().into_owned()))
+    let account: Cow<'_, str> = customer
+        .and_then(|c| c.id.as_ref().map(|i| i.text()))
         .or_else(|| {
             customer
                 .and_then(|c| c.resource_name.as_deref())
                 .and_then(|rn| id_from_resource(rn, "customers"))
+                .map(Cow::Borrowed)
         })
         .or_else(|| {
             r.campaign
                 .as_ref()
                 .and_then(|c| c.resource_name.as_deref())
                 .and_then(|rn| id_from_resource(rn, "customers"))
+                .map(Cow::Borrowed)
         })
-        .or_else(|| ctx.account_id.as_deref().map(|a| a.replace('-', "")))
+        .or_else(|| {
+            ctx.account_id
+                .as_deref()
+                .map(|a| Cow::Owned(a.replace('-', "")))
+        })
         .ok_or_else(|| {
             PluginError::new(
                 ErrorKind::MissingContext,
@@ -321,12 +330,13 @@ fn row(
             )
         })?;
     let campaign = r.campaign.as_ref();
-    let campaign_id = campaign
-        .and_then(|c| c.id.as_ref().map(|i| i.text().into_owned()))
+    let campaign_id: Cow<'_, str> = campaign
+        .and_then(|c| c.id.as_ref().map(|i| i.text()))
         .or_else(|| {
             campaign
                 .and_then(|c| c.resource_name.as_deref())
                 .and_then(|rn| id_from_resource(rn, "campaigns"))
+                .map(Cow::Borrowed)
         })
         .ok_or_else(|| {
             let level = if r.ad_group_ad.is_some() {
@@ -343,29 +353,35 @@ fn row(
                 ),
             )
         })?;
-    let ad_group_id = r.ad_group.as_ref().and_then(|g| {
-        g.id.as_ref().map(|i| i.text().into_owned()).or_else(|| {
-            g.resource_name
-                .as_deref()
-                .and_then(|rn| id_from_resource(rn, "adGroups"))
-        })
-    });
-    let ad_id = r.ad_group_ad.as_ref().and_then(|a| {
-        a.ad.as_ref()
-            .and_then(|ad| ad.id.as_ref().map(|i| i.text().into_owned()))
-            .or_else(|| {
-                a.resource_name
+    let ad_group_ad_key = r
+        .ad_group_ad
+        .as_ref()
+        .and_then(|a| a.resource_name.as_deref())
+        .and_then(|rn| id_from_resource(rn, "adGroupAds"));
+    let ad_group_id: Option<Cow<'_, str>> = r
+        .ad_group
+        .as_ref()
+        .and_then(|g| {
+            g.id.as_ref().map(|i| i.text()).or_else(|| {
+                g.resource_name
                     .as_deref()
-                    .and_then(|rn| id_from_resource(rn, "adGroupAds"))
-                    .and_then(|k| k.split('~').nth(1).map(str::to_owned))
+                    .and_then(|rn| id_from_resource(rn, "adGroups"))
+                    .map(Cow::Borrowed)
             })
-    });
-    let ad_group_id = ad_group_id.or_else(|| {
-        r.ad_group_ad
-            .as_ref()
-            .and_then(|a| a.resource_name.as_deref())
-            .and_then(|rn| id_from_resource(rn, "adGroupAds"))
-            .and_then(|k| k.split('~').next().map(str::to_owned))
+        })
+        .or_else(|| {
+            ad_group_ad_key
+                .and_then(|k| k.split('~').next())
+                .map(Cow::Borrowed)
+        });
+    let ad_id: Option<Cow<'_, str>> = r.ad_group_ad.as_ref().and_then(|a| {
+        a.ad.as_ref()
+            .and_then(|ad| ad.id.as_ref().map(|i| i.text()))
+            .or_else(|| {
+                ad_group_ad_key
+                    .and_then(|k| k.split('~').nth(1))
+                    .map(Cow::Borrowed)
+            })
     });
     let segments = r.segments.as_ref();
     let day = segments.and_then(|s| s.date.as_deref()).ok_or_else(|| {

@@ -243,7 +243,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         .currency
         .as_deref()
         .is_some_and(|c| c.eq_ignore_ascii_case("USD"));
-    let mut out = BatchBuilder::new();
+    let mut out = BatchBuilder::with_capacity(elements.len());
     for (i, e) in elements.iter().enumerate() {
         let at = |f: &str| format!("/elements/{i}/{f}");
         let range = e

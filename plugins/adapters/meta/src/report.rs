@@ -215,7 +215,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
         return Err(missing_data(body));
     };
     let counting = Counting::from(ctx);
-    let mut batch = BatchBuilder::new();
+    let mut batch = BatchBuilder::with_capacity(data.len());
     let fallback_account = ctx
         .account_id
         .as_deref()

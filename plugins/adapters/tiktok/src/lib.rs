@@ -21,7 +21,7 @@
 //! Webhooks: lead events become `leads` deltas keyed by `lead_id`; the host
 //! checks `TikTok-Signature` (`t=…,s=…`) and rejects stale timestamps.
 
-use adpipe_plugin_sdk::num::{count_at, micros_at, Num};
+use adpipe_plugin_sdk::num::{count_at, micros_at, Fields, Num};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
     OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
@@ -141,9 +141,9 @@ struct PageInfo {
 #[derive(Deserialize, Default)]
 struct Entry<'a> {
     #[serde(borrow, default)]
-    dimensions: Option<std::collections::HashMap<&'a str, Num<'a>>>,
+    dimensions: Option<Fields<'a, Num<'a>>>,
     #[serde(borrow, default)]
-    metrics: Option<std::collections::HashMap<&'a str, Cell<'a>>>,
+    metrics: Option<Fields<'a, Cell<'a>>>,
 }
 
 /// One value of `metrics`. TikTok answers `"-"` for a metric it cannot
@@ -271,8 +271,8 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let mut out = BatchBuilder::new();
-    let empty = std::collections::HashMap::new();
+    let mut out = BatchBuilder::with_capacity(list.len());
+    let empty = Fields::default();
     for (i, entry) in list.iter().enumerate() {
         let dims = entry
             .dimensions
@@ -284,8 +284,8 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         let id = |key: &str| {
             dims.get(key)
                 .or_else(|| metrics.get(key).and_then(Cell::num))
-                .map(|v| v.text().into_owned())
-                .filter(|s| !s.is_empty() && s != "-")
+                .map(|v| v.text())
+                .filter(|s| !s.is_empty() && s.as_ref() != "-")
         };
         let campaign = id("campaign_id").ok_or_else(|| {
             PluginError::shape(dim_at("campaign_id"), "missing: use the campaign_id dimension, or request campaign_id as a metric at the ad level")
@@ -325,7 +325,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             }
         };
         let account = id("advertiser_id")
-            .or_else(|| ctx.account_id.clone())
+            .or_else(|| ctx.account_id.as_deref().map(std::borrow::Cow::Borrowed))
             .ok_or_else(|| {
                 PluginError::new(
                     ErrorKind::MissingContext,
@@ -352,12 +352,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         let count = |key: &str| count_at(requested(key)?, || met_at(key));
         let micros = |key: &str| micros_at(requested(key)?, || met_at(key));
         let counted_micros = |key: Option<&str>| key.map_or(Ok(0), micros);
-        let text = |key: &str| {
-            metrics
-                .get(key)
-                .and_then(Cell::num)
-                .map(|n| n.text().into_owned())
-        };
+        let text = |key: &str| metrics.get(key).and_then(Cell::num).map(|n| n.text());
         let name = text("campaign_name");
         let ad_group_name = text("adgroup_name");
         let ad_name = text("ad_name");
@@ -365,7 +360,7 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         let breakdown = adpipe_plugin_sdk::breakdown_key(
             dims.iter()
                 .filter(|(k, _)| !KEY_DIMENSIONS.contains(k))
-                .map(|(k, v)| (*k, v.text()))
+                .map(|(k, v)| (k, v.text()))
                 .collect::<Vec<_>>()
                 .iter()
                 .map(|(k, v)| (*k, v.as_ref())),

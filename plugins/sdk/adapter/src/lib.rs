@@ -80,8 +80,8 @@ pub struct WebhookRequest {
     pub body: Vec<u8>,
 }
 
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
 
 /// A calendar day (validated: month 1..=12, day within the month).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -450,20 +450,28 @@ impl RowBatch {
 /// `""`, which the interface reads as "absent".
 pub struct BatchBuilder {
     batch: RowBatch,
-    index: HashMap<String, Str>,
+    /// Indices into `batch.strings`, hashed by the string they name: each
+    /// string is stored once (no second copy as a map key).
+    index: hashbrown::HashTable<Str>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for BatchBuilder {
     fn default() -> Self {
-        let mut index = HashMap::new();
-        index.insert(String::new(), 0);
-        BatchBuilder {
+        // SipHash with random keys (WASI `random_get` in a component): a
+        // payload cannot be crafted to collide every id. (foldhash was tried:
+        // its 64x64->128-bit multiply is a software routine on wasm32 and
+        // cost more than it saved.)
+        let mut builder = BatchBuilder {
             batch: RowBatch {
-                strings: vec![String::new()],
+                strings: Vec::new(),
                 ..RowBatch::default()
             },
-            index,
-        }
+            index: hashbrown::HashTable::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        };
+        builder.intern("");
+        builder
     }
 }
 
@@ -472,14 +480,27 @@ impl BatchBuilder {
         Self::default()
     }
 
+    /// A builder sized for about `rows` rows.
+    pub fn with_capacity(rows: usize) -> Self {
+        let mut builder = Self::default();
+        builder.batch.rows.reserve(rows);
+        builder.batch.strings.reserve(rows);
+        builder.index.reserve(rows, |_| 0);
+        builder
+    }
+
     /// Intern `s`, returning its index.
     pub fn intern(&mut self, s: &str) -> Str {
-        if let Some(&i) = self.index.get(s) {
+        let hash = self.hasher.hash_one(s);
+        let strings = &mut self.batch.strings;
+        if let Some(&i) = self.index.find(hash, |&i| strings[i as usize] == s) {
             return i;
         }
-        let i = self.batch.strings.len() as Str;
-        self.batch.strings.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
+        let i = strings.len() as Str;
+        strings.push(s.to_owned());
+        let hasher = &self.hasher;
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(strings[j as usize].as_str()));
         i
     }
 

@@ -54,37 +54,43 @@ pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
         return Err(range());
     }
     // All digits as one integer D; value = D * 10^(exponent - frac_len).
-    // Micros = D * 10^(exponent - frac_len + 6), rounded.
-    let digits = int_part.trim_start_matches('0').to_owned() + frac_part;
+    // Micros = D * 10^(exponent - frac_len + 6), rounded. The digits are
+    // walked in place (no copy): this runs for every number of every row.
+    let int_digits = int_part.trim_start_matches('0').as_bytes();
+    let frac_digits = frac_part.as_bytes();
+    let total = int_digits.len() + frac_digits.len();
     let shift = exponent - frac_part.len() as i32 + 6;
-    let mut value: i128 = 0;
+    let keep = total as i32 + shift.min(0);
+    const LIMIT: u64 = i64::MAX as u64;
+    let mut value: u64 = 0;
     let mut round_digit = 0u8;
-    let keep = digits.len() as i32 + shift.min(0);
-    for (i, b) in digits.bytes().enumerate() {
+    for (i, b) in int_digits.iter().chain(frac_digits).enumerate() {
         let d = b - b'0';
         if (i as i32) < keep {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(i128::from(d)))
-                .ok_or_else(range)?;
-            if value > i128::from(i64::MAX) {
+            // Compare before multiplying: `checked_mul` on u64 is a 128-bit
+            // multiply routine (`__multi3`) on wasm32.
+            if value > (LIMIT - u64::from(d)) / 10 {
                 return Err(range());
             }
-        } else if i as i32 == keep {
-            round_digit = d;
+            value = value * 10 + u64::from(d);
+        } else {
+            if i as i32 == keep {
+                round_digit = d;
+            }
+            break;
         }
     }
     for _ in 0..shift.max(0) {
-        value = value.checked_mul(10).ok_or_else(range)?;
-        if value > i128::from(i64::MAX) {
+        if value > LIMIT / 10 {
             return Err(range());
         }
+        value *= 10;
     }
     if round_digit >= 5 {
         value += 1;
     }
-    let value = if negative { -value } else { value };
-    i64::try_from(value).map_err(|_| range())
+    let value = i64::try_from(value).map_err(|_| range())?;
+    Ok(if negative { -value } else { value })
 }
 
 /// Parse a non-negative integer count (`"1200"`, or a decimal with a zero
@@ -114,6 +120,25 @@ mod tests {
         assert_eq!(parse_micros("1e-7"), Ok(0));
         assert_eq!(parse_micros("5e-7"), Ok(1));
         assert_eq!(parse_micros("000123.400"), Ok(123_400_000));
+    }
+
+    #[test]
+    fn the_range_ends_exactly_at_i64() {
+        assert_eq!(parse_micros("9223372036854.775807"), Ok(i64::MAX));
+        assert_eq!(parse_micros("-9223372036854.775807"), Ok(-i64::MAX));
+        assert_eq!(parse_micros("9223372036854775807e-6"), Ok(i64::MAX));
+        assert!(matches!(
+            parse_micros("9223372036854.775808"),
+            Err(DecimalError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_micros("9223372036854.7758075"),
+            Err(DecimalError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_micros("92233720368548"),
+            Err(DecimalError::OutOfRange(_))
+        ));
     }
 
     #[test]
