@@ -265,19 +265,33 @@ async fn writer_task(
     }
 }
 
+/// One multi-row `INSERT` for the whole group: a single statement is its own
+/// transaction, and it crosses to SQLite's connection thread once (a
+/// statement per record, inside `BEGIN`/`COMMIT`, cost a thread round trip
+/// each and made that hand-off the webhook path's largest cost).
 async fn commit(pool: &SqlitePool, batch: &[AppendRequest]) -> Result<Vec<u64>, sqlx::Error> {
     let now = chrono::Utc::now().timestamp_millis();
-    let mut tx = pool.begin().await?;
-    let mut offsets = Vec::with_capacity(batch.len());
-    for request in batch {
-        let result = sqlx::query("INSERT INTO log (appended_at_ms, payload) VALUES (?, ?)")
-            .bind(now)
-            .bind(&request.payload)
-            .execute(&mut *tx)
-            .await?;
-        offsets.push(result.last_insert_rowid() as u64);
+    let mut insert = sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload) ");
+    insert.push_values(batch, |mut row, request| {
+        row.push_bind(now).push_bind(&request.payload);
+    });
+    insert.push(" RETURNING offset");
+    let mut offsets: Vec<u64> = insert
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| row.get::<i64, _>(0) as u64)
+        .collect();
+    // Rows get increasing offsets in VALUES order; RETURNING's order is unspecified.
+    offsets.sort_unstable();
+    if offsets.len() != batch.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "the log returned {} offsets for {} records",
+            offsets.len(),
+            batch.len()
+        )));
     }
-    tx.commit().await?;
     Ok(offsets)
 }
 

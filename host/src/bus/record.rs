@@ -60,7 +60,9 @@ pub fn encode<'a>(
     for (row, len) in rows.into_iter().zip(lens) {
         encoding::encode_key(3, encoding::WireType::LengthDelimited, &mut buf);
         encoding::encode_varint(len as u64, &mut buf);
+        let start = buf.len();
         encode_row(row, &mut buf);
+        debug_assert_eq!(buf.len() - start, len, "row_len and encode_row disagree");
     }
     buf
 }
@@ -104,6 +106,15 @@ fn opt_len(tag: u32, value: &Option<String>) -> usize {
     value.as_ref().map_or(0, |v| string::encoded_len(tag, v))
 }
 
+/// A plain (non-`optional`) string is left out when empty, as proto3 does.
+fn plain_len(tag: u32, value: &String) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        string::encoded_len(tag, value)
+    }
+}
+
 fn row_len(row: &Row) -> usize {
     let kind = kind_number(row.kind);
     let nonzero_i64 = |tag: u32, v: i64| {
@@ -117,8 +128,8 @@ fn row_len(row: &Row) -> usize {
         0
     } else {
         encoding::int32::encoded_len(1, &kind)
-    }) + string::encoded_len(2, &row.platform)
-        + string::encoded_len(3, &row.account_id)
+    }) + plain_len(2, &row.platform)
+        + plain_len(3, &row.account_id)
         + opt_len(4, &row.campaign_id)
         + opt_len(5, &row.campaign_name)
         + opt_len(6, &row.ad_group_id)
@@ -143,8 +154,8 @@ fn row_len(row: &Row) -> usize {
         + btree_map::encoded_len(string::encoded_len, int64::encoded_len, 19, &row.extras)
         + nonzero_i64(20, row.observed_at_us)
         + opt_len(21, &row.dedup_key)
-        + string::encoded_len(22, &row.adapter)
-        + string::encoded_len(23, &row.adapter_version)
+        + plain_len(22, &row.adapter)
+        + plain_len(23, &row.adapter_version)
 }
 
 /// One row's fields in tag order, proto3 style: zero numbers and empty
@@ -382,11 +393,41 @@ mod tests {
         }
     }
 
+    /// A lead as a webhook gives it: no account, campaign or currency yet
+    /// (the hierarchy places it), so every plain string but two is empty.
+    fn lead() -> Row {
+        Row {
+            kind: RowKind::Delta,
+            platform: "meta".into(),
+            account_id: String::new(),
+            campaign_id: None,
+            campaign_name: None,
+            ad_group_id: None,
+            ad_group_name: None,
+            ad_id: Some("a9".into()),
+            ad_name: None,
+            breakdown: None,
+            date: 20_393,
+            hour: None,
+            currency: None,
+            impressions: 0,
+            clicks: 0,
+            spend_micros: 0,
+            conversions_micros: 0,
+            conversion_value_micros: 0,
+            extras: BTreeMap::from([("leads".into(), 1_000_000)]),
+            observed_at_us: 5,
+            dedup_key: Some("leadgen:1950123456789012".into()),
+            adapter: String::new(),
+            adapter_version: String::new(),
+        }
+    }
+
     fn envelope() -> RowEnvelope {
         RowEnvelope {
             tenant: "acme".into(),
             pipeline: "meta-ads".into(),
-            rows: (0..12).map(row).collect(),
+            rows: (0..12).map(row).chain([lead()]).collect(),
         }
     }
 

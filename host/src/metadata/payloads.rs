@@ -2,8 +2,8 @@
 //! (`server.keep_payloads`), and a commit per payload would cost every
 //! request its own fsync (SQLite, `synchronous=FULL`) or WAL flush
 //! (PostgreSQL). One writer task takes whatever is queued when it is free
-//! and inserts it in one transaction; each caller returns once the
-//! transaction holding its payload has committed, as with the embedded bus.
+//! and inserts it with one multi-row statement; each caller returns once the
+//! statement holding its payload has committed, as with the embedded bus.
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{on_pool, Pool};
 
-/// Largest number of payloads committed together.
+/// Largest number of payloads committed together (9 parameters each: well
+/// inside SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
 const GROUP_COMMIT_MAX: usize = 256;
 
 /// A payload ready to insert (already sealed when sealing is on).
@@ -89,26 +90,25 @@ async fn writer_task(pool: Pool, mut rx: mpsc::Receiver<KeepRequest>) {
     }
 }
 
+/// One multi-row `INSERT` for the group (a single statement is atomic, and
+/// crosses to SQLite's connection thread once rather than once per row).
 async fn commit(pool: &Pool, batch: &[KeepRequest]) -> Result<(), sqlx::Error> {
     on_pool!(pool, pool => {
-        let mut tx = pool.begin().await?;
-        for KeepRequest { row, .. } in batch {
-            sqlx::query(
-                "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&row.id)
-            .bind(&row.tenant)
-            .bind(&row.pipeline)
-            .bind(&row.source)
-            .bind(row.received_at_ms)
-            .bind(&row.account_id)
-            .bind(&row.currency)
-            .bind(&row.blob)
-            .bind(&row.key_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id) ",
+        );
+        insert.push_values(batch, |mut values, KeepRequest { row, .. }| {
+            values
+                .push_bind(&row.id)
+                .push_bind(&row.tenant)
+                .push_bind(&row.pipeline)
+                .push_bind(&row.source)
+                .push_bind(row.received_at_ms)
+                .push_bind(&row.account_id)
+                .push_bind(&row.currency)
+                .push_bind(&row.blob)
+                .push_bind(&row.key_id);
+        });
+        insert.build().execute(pool).await.map(|_| ())
     })
 }

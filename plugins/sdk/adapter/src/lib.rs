@@ -6,6 +6,10 @@
 //! - [`money`] parses platform decimal strings into integer micros (never floats).
 //! - [`Date`] parses and validates reporting days.
 //! - [`PluginError`] is the typed rejection naming the offending field.
+//! - [`num`] has the borrowing payload types that make the fast parse the
+//!   easy one: [`num::Text`] (a string borrowed from the payload, also inside
+//!   `Option` and `Vec`), [`num::Num`] (a number or numeric string, read once
+//!   into micros or a count) and [`num::Fields`] (an object with free keys).
 
 pub mod money;
 pub mod num;
@@ -485,7 +489,10 @@ impl BatchBuilder {
         let mut builder = Self::default();
         builder.batch.rows.reserve(rows);
         builder.batch.strings.reserve(rows);
-        builder.index.reserve(rows, |_| 0);
+        let (strings, hasher) = (&builder.batch.strings, &builder.hasher);
+        builder
+            .index
+            .reserve(rows, |&i| hasher.hash_one(strings[i as usize].as_str()));
         builder
     }
 
@@ -767,5 +774,15 @@ mod tests {
             b.finish().strings,
             vec![String::new(), "act_1".to_owned(), "act_2".to_owned()]
         );
+        // A sized builder, grown well past its size, still finds every string
+        // (the absent one included) at its first index.
+        assert_eq!(BatchBuilder::with_capacity(1000).intern(""), 0);
+        let mut b = BatchBuilder::with_capacity(4);
+        let ids: Vec<Str> = (0..1000).map(|i| b.intern(&format!("ad-{i}"))).collect();
+        assert_eq!(b.intern(""), 0);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(b.intern(&format!("ad-{i}")), *id);
+        }
+        assert_eq!(b.finish().strings.len(), 1001);
     }
 }

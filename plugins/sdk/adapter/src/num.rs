@@ -1,6 +1,11 @@
-//! Platforms send numbers as JSON strings (`"12.34"`, protobuf int64) and as
-//! JSON numbers. [`Num`] takes either without allocating for borrowed strings,
-//! and turns into exact micros or counts.
+//! Borrowing payload types: deserialize a page into structs of these and
+//! nothing is copied out of the body but what ends up in the row batch.
+//!
+//! - [`Num`]: platforms send numbers as JSON strings (`"12.34"`, protobuf
+//!   int64) and as JSON numbers; `Num` takes either without allocating and
+//!   turns into exact micros or counts.
+//! - [`Text`]: a string, borrowed unless it has escapes.
+//! - [`Fields`]: an object whose keys are data (TikTok's `metrics`).
 
 use std::borrow::Cow;
 use std::fmt;
