@@ -212,7 +212,8 @@ fn engines(c: &mut Criterion) {
         .iter()
         .map(|r| {
             format!(
-                "bench-write\tmeta\t{}\t{}\t{}\t{}\t{}\t-1\tUSD\t{}\t{}\t{}\t0\t0\t\t1\tmeta\tmeta\t0.1.0\n",
+                // The table's columns in order; the last (empty) one is the breakdown.
+                "bench-write\tmeta\t{}\t{}\t{}\t{}\t{}\t-1\tUSD\t{}\t{}\t{}\t0\t0\t\t1\tmeta\tmeta\t0.1.0\t\n",
                 r.account_id,
                 r.campaign_id.as_deref().unwrap_or(""),
                 r.ad_group_id.as_deref().unwrap_or(""),
