@@ -13,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod group_commit;
 pub mod insights;
 pub mod metadata;
 pub mod pipeline;

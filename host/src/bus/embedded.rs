@@ -3,7 +3,7 @@
 //! on disk before it returns).
 //!
 //! Appends go through one writer task that commits everything queued in a
-//! single transaction (group commit); [`EmbeddedBus::append`] returns only
+//! single statement ([`crate::group_commit`]); [`EmbeddedBus::append`] returns only
 //! after that commit, which is what lets the API answer `202`. Offsets are
 //! strictly increasing; the consumer's position lives in the store, written in
 //! the same transaction as the rows it applied, and records the store has
@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
+use crate::group_commit::{GroupCommit, GroupCommitError};
 use crate::row::RowEnvelope;
 use crate::store::Store;
 use crate::telemetry::BusConsumerMetrics;
@@ -26,16 +27,11 @@ use crate::telemetry::BusConsumerMetrics;
 /// Largest number of appends committed together.
 const GROUP_COMMIT_MAX: usize = 512;
 
-struct AppendRequest {
-    payload: Vec<u8>,
-    done: oneshot::Sender<Result<u64, Arc<sqlx::Error>>>,
-}
-
 /// Handle to the embedded log; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedBus {
     pool: SqlitePool,
-    writer: mpsc::Sender<AppendRequest>,
+    writer: GroupCommit<Vec<u8>, u64>,
     head: watch::Receiver<u64>,
     path: std::path::PathBuf,
 }
@@ -60,11 +56,23 @@ impl EmbeddedBus {
                 .await?
                 .get(0);
         let (head_tx, head_rx) = watch::channel(head as u64);
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_task(pool.clone(), rx, head_tx));
+        let head_tx = Arc::new(head_tx);
+        let writer = {
+            let pool = pool.clone();
+            GroupCommit::start(GROUP_COMMIT_MAX, move |payloads: Vec<Vec<u8>>| {
+                let (pool, head) = (pool.clone(), head_tx.clone());
+                async move {
+                    let offsets = commit(&pool, &payloads).await?;
+                    if let Some(&last) = offsets.last() {
+                        head.send_replace(last);
+                    }
+                    Ok(offsets)
+                }
+            })
+        };
         Ok(EmbeddedBus {
             pool,
-            writer: tx,
+            writer,
             head: head_rx,
             path: path.to_owned(),
         })
@@ -72,16 +80,13 @@ impl EmbeddedBus {
 
     /// Append one record; returns its offset once it is durable on disk.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
-        let (done, wait) = oneshot::channel();
         self.writer
-            .send(AppendRequest { payload, done })
+            .submit(payload)
             .await
-            .map_err(|_| BusError::Closed)?;
-        match wait.await {
-            Ok(Ok(offset)) => Ok(offset),
-            Ok(Err(error)) => Err(BusError::Commit(error)),
-            Err(_) => Err(BusError::Closed),
-        }
+            .map_err(|error| match error {
+                GroupCommitError::Commit(error) => BusError::Commit(error),
+                GroupCommitError::Closed => BusError::Closed,
+            })
     }
 
     /// Offset of the newest durable record (0 when none was ever appended).
@@ -232,48 +237,15 @@ impl BusReader for LogReader {
     }
 }
 
-async fn writer_task(
-    pool: SqlitePool,
-    mut rx: mpsc::Receiver<AppendRequest>,
-    head: watch::Sender<u64>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < GROUP_COMMIT_MAX {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        match commit(&pool, &batch).await {
-            Ok(offsets) => {
-                if let Some(&last) = offsets.last() {
-                    head.send_replace(last);
-                }
-                for (request, offset) in batch.into_iter().zip(offsets) {
-                    let _ = request.done.send(Ok(offset));
-                }
-            }
-            Err(error) => {
-                tracing::error!("bus commit failed: {error}");
-                let error = Arc::new(error);
-                for request in batch {
-                    let _ = request.done.send(Err(error.clone()));
-                }
-            }
-        }
-    }
-}
-
 /// One multi-row `INSERT` for the whole group: a single statement is its own
 /// transaction, and it crosses to SQLite's connection thread once (a
 /// statement per record, inside `BEGIN`/`COMMIT`, cost a thread round trip
 /// each and made that hand-off the webhook path's largest cost).
-async fn commit(pool: &SqlitePool, batch: &[AppendRequest]) -> Result<Vec<u64>, sqlx::Error> {
+async fn commit(pool: &SqlitePool, batch: &[Vec<u8>]) -> Result<Vec<u64>, sqlx::Error> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut insert = sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload) ");
-    insert.push_values(batch, |mut row, request| {
-        row.push_bind(now).push_bind(&request.payload);
+    insert.push_values(batch, |mut row, payload| {
+        row.push_bind(now).push_bind(payload);
     });
     insert.push(" RETURNING offset");
     let mut offsets: Vec<u64> = insert

@@ -30,8 +30,8 @@ pub enum MetadataError {
     Database(#[from] sqlx::Error),
     #[error("a kept payload could not be sealed or opened")]
     Seal(#[from] SealError),
-    #[error(transparent)]
-    Keep(#[from] payloads::KeepError),
+    #[error("keeping a payload: {0}")]
+    Keep(#[from] crate::group_commit::GroupCommitError),
 }
 
 /// Which SQL a pool speaks.
@@ -294,7 +294,7 @@ macro_rules! api_key_row {
 pub struct Metadata {
     pool: Pool,
     /// Group-commits kept payloads.
-    payloads: payloads::PayloadWriter,
+    payloads: crate::group_commit::GroupCommit<payloads::KeptRow, ()>,
     /// Seals kept payloads and dead letters (none: stored as they are).
     sealer: Option<Sealer>,
 }
@@ -340,7 +340,7 @@ impl Metadata {
             ),
         };
         let metadata = Metadata {
-            payloads: payloads::PayloadWriter::start(pool.clone()),
+            payloads: payloads::writer(pool.clone()),
             pool,
             sealer: None,
         };
@@ -695,7 +695,7 @@ impl Metadata {
         let (blob, key_id) = self.seal(payload, Context::Payload { tenant })?;
         let id = uuid::Uuid::new_v4().to_string();
         self.payloads
-            .keep(payloads::KeptRow {
+            .submit(payloads::KeptRow {
                 id: id.clone(),
                 tenant: tenant.to_owned(),
                 pipeline: pipeline.to_owned(),

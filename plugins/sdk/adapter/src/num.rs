@@ -260,6 +260,7 @@ mod tests {
         assert_eq!(metrics.get("clicks").map(Num::count), Some(Ok(3)));
         assert_eq!(metrics.get("impressions"), None);
         assert_eq!(metrics.iter().count(), 3);
-        assert!(name == "Prospecting" && "Prospecting" == name);
+        assert_eq!(name, "Prospecting");
+        assert_eq!("Prospecting", name);
     }
 }
