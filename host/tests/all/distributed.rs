@@ -834,6 +834,15 @@ async fn broker_down_answers_503_then_ingestion_resumes() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     settled(1123).await;
+    // Only acknowledged payloads stay kept for replay: the copies kept beside
+    // the refused (503) attempts were dropped again.
+    let mut cursor = adpipe::metadata::PayloadCursor::new("demo", "meta", 0, i64::MAX);
+    let kept = app
+        .metadata
+        .next_kept_payloads(&mut cursor, 100)
+        .await
+        .expect("kept payloads");
+    assert_eq!(kept.len(), 4, "one per day accepted, none per refusal");
 }
 
 fn free_port() -> u16 {
