@@ -256,9 +256,9 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
     // SearchStream answers a JSON array of batches, Search a single object.
     let stream = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let batches: Vec<Batch<'_>> = if stream {
-        serde_json::from_slice(body).map_err(|e| explain(body, e))?
+        adpipe_plugin_sdk::json::from_body(body).map_err(|e| explain(body, e))?
     } else {
-        vec![serde_json::from_slice(body).map_err(|e| explain(body, e))?]
+        vec![adpipe_plugin_sdk::json::from_body(body).map_err(|e| explain(body, e))?]
     };
     let mut out = BatchBuilder::new();
     for (b, batch) in batches.iter().enumerate() {

@@ -196,7 +196,8 @@ fn urn(text: &str) -> Option<(&str, &str)> {
 
 /// Parse one `adAnalytics` response page.
 pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
-    let response: Response<'_> = serde_json::from_slice(body).map_err(|e| explain(body, e))?;
+    let response: Response<'_> =
+        adpipe_plugin_sdk::json::from_body(body).map_err(|e| explain(body, e))?;
     let Some(elements) = response.elements else {
         if let Some(message) = response.message {
             let code = response

@@ -394,6 +394,16 @@ impl<'de> Visitor<'de> for DataSeed<'_, '_> {
     }
 }
 
+/// Run the page through `deserializer`, rejecting anything after it.
+fn stream<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+    rows: &mut Rows<'_>,
+) -> Result<PageRest, serde_json::Error> {
+    let page = PageSeed { rows }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(page)
+}
+
 /// Parse one insights response page. The `data` array is streamed: each
 /// insight becomes a row as soon as it is read, so the page is never held
 /// as a list of parsed insights (no growing `Vec` copied on every doubling,
@@ -410,10 +420,13 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
         batch: BatchBuilder::with_capacity(body.len() / 700),
         failure: None,
     };
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let page = PageSeed { rows: &mut rows }
-        .deserialize(&mut deserializer)
-        .and_then(|page| deserializer.end().map(|()| page));
+    // UTF-8 is checked once for the whole body, not string by string (a
+    // `&str` input lets serde_json skip its per-string check); a body that is
+    // not UTF-8 goes the byte way, which names where it breaks.
+    let page = match std::str::from_utf8(body) {
+        Ok(text) => stream(serde_json::Deserializer::from_str(text), &mut rows),
+        Err(_) => stream(serde_json::Deserializer::from_slice(body), &mut rows),
+    };
     let page = match page {
         Ok(page) => page,
         Err(error) => return Err(rows.failure.take().unwrap_or_else(|| explain(body, error))),

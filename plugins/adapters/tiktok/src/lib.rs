@@ -232,7 +232,8 @@ fn counted(option: &str) -> Option<&str> {
 
 /// Parse one report page.
 pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| explain(body, e))?;
+    let envelope: Envelope<'_> =
+        adpipe_plugin_sdk::json::from_body(body).map_err(|e| explain(body, e))?;
     match envelope.code {
         Some(0) => {}
         Some(code) => {

@@ -6,11 +6,13 @@
 //! - [`money`] parses platform decimal strings into integer micros (never floats).
 //! - [`Date`] parses and validates reporting days.
 //! - [`PluginError`] is the typed rejection naming the offending field.
+//! - [`json::from_body`] deserializes a payload, checking its UTF-8 once.
 //! - [`num`] has the borrowing payload types that make the fast parse the
 //!   easy one: [`num::Text`] (a string borrowed from the payload, also inside
 //!   `Option` and `Vec`), [`num::Num`] (a number or numeric string, read once
 //!   into micros or a count) and [`num::Fields`] (an object with free keys).
 
+pub mod json;
 pub mod money;
 pub mod num;
 #[cfg(feature = "testing")]
