@@ -47,8 +47,6 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("a Kafka client task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    #[error("encoding a Kafka record: {0}")]
-    Encode(#[from] serde_json::Error),
     #[error("creating topic {topic}: {code}")]
     CreateTopic {
         topic: String,

@@ -39,10 +39,6 @@ pub enum BusError {
     Closed,
     #[error("{0}")]
     Kafka(#[from] kafka::KafkaError),
-    #[error("encoding a bus record: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("reading a bus record: {0}")]
-    Record(#[from] record::RecordError),
 }
 
 /// One record read from the bus.

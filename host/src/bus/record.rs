@@ -61,8 +61,12 @@ pub fn encode<'a>(
         encoding::encode_key(3, encoding::WireType::LengthDelimited, &mut buf);
         encoding::encode_varint(len as u64, &mut buf);
         let start = buf.len();
-        encode_row(row, &mut buf);
-        debug_assert_eq!(buf.len() - start, len, "row_len and encode_row disagree");
+        fields(row, &mut buf);
+        debug_assert_eq!(
+            buf.len() - start,
+            len,
+            "a row's length and its bytes disagree"
+        );
     }
     buf
 }
@@ -102,119 +106,127 @@ fn kind_number(kind: RowKind) -> i32 {
     }
 }
 
-fn opt_len(tag: u32, value: &Option<String>) -> usize {
-    value.as_ref().map_or(0, |v| string::encoded_len(tag, v))
+/// Where a row's fields go: counted ([`Length`]) or written ([`Vec<u8>`]).
+/// [`fields`] walks them once for both, so the length prefix and the bytes
+/// cannot disagree.
+trait Sink {
+    #[allow(clippy::ptr_arg)] // prost's string encoders take `&String`
+    fn string(&mut self, tag: u32, value: &String);
+    fn int32(&mut self, tag: u32, value: i32);
+    fn sint32(&mut self, tag: u32, value: i32);
+    fn uint32(&mut self, tag: u32, value: u32);
+    fn int64(&mut self, tag: u32, value: i64);
+    fn map(&mut self, tag: u32, value: &BTreeMap<String, i64>);
 }
 
-/// A plain (non-`optional`) string is left out when empty, as proto3 does.
-fn plain_len(tag: u32, value: &String) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        string::encoded_len(tag, value)
+/// Counts the bytes a row's fields take.
+struct Length(usize);
+
+impl Sink for Length {
+    fn string(&mut self, tag: u32, value: &String) {
+        self.0 += string::encoded_len(tag, value);
+    }
+    fn int32(&mut self, tag: u32, value: i32) {
+        self.0 += encoding::int32::encoded_len(tag, &value);
+    }
+    fn sint32(&mut self, tag: u32, value: i32) {
+        self.0 += sint32::encoded_len(tag, &value);
+    }
+    fn uint32(&mut self, tag: u32, value: u32) {
+        self.0 += uint32::encoded_len(tag, &value);
+    }
+    fn int64(&mut self, tag: u32, value: i64) {
+        self.0 += int64::encoded_len(tag, &value);
+    }
+    fn map(&mut self, tag: u32, value: &BTreeMap<String, i64>) {
+        self.0 += btree_map::encoded_len(string::encoded_len, int64::encoded_len, tag, value);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn string(&mut self, tag: u32, value: &String) {
+        string::encode(tag, value, self);
+    }
+    fn int32(&mut self, tag: u32, value: i32) {
+        encoding::int32::encode(tag, &value, self);
+    }
+    fn sint32(&mut self, tag: u32, value: i32) {
+        sint32::encode(tag, &value, self);
+    }
+    fn uint32(&mut self, tag: u32, value: u32) {
+        uint32::encode(tag, &value, self);
+    }
+    fn int64(&mut self, tag: u32, value: i64) {
+        int64::encode(tag, &value, self);
+    }
+    fn map(&mut self, tag: u32, value: &BTreeMap<String, i64>) {
+        btree_map::encode(
+            string::encode,
+            string::encoded_len,
+            int64::encode,
+            int64::encoded_len,
+            tag,
+            value,
+            self,
+        );
     }
 }
 
 fn row_len(row: &Row) -> usize {
-    let kind = kind_number(row.kind);
-    let nonzero_i64 = |tag: u32, v: i64| {
-        if v == 0 {
-            0
-        } else {
-            int64::encoded_len(tag, &v)
-        }
-    };
-    (if kind == 0 {
-        0
-    } else {
-        encoding::int32::encoded_len(1, &kind)
-    }) + plain_len(2, &row.platform)
-        + plain_len(3, &row.account_id)
-        + opt_len(4, &row.campaign_id)
-        + opt_len(5, &row.campaign_name)
-        + opt_len(6, &row.ad_group_id)
-        + opt_len(7, &row.ad_group_name)
-        + opt_len(8, &row.ad_id)
-        + opt_len(9, &row.ad_name)
-        + opt_len(10, &row.breakdown)
-        + (if row.date == 0 {
-            0
-        } else {
-            sint32::encoded_len(11, &row.date)
-        })
-        + row
-            .hour
-            .map_or(0, |h| uint32::encoded_len(12, &u32::from(h)))
-        + opt_len(13, &row.currency)
-        + nonzero_i64(14, row.impressions)
-        + nonzero_i64(15, row.clicks)
-        + nonzero_i64(16, row.spend_micros)
-        + nonzero_i64(17, row.conversions_micros)
-        + nonzero_i64(18, row.conversion_value_micros)
-        + btree_map::encoded_len(string::encoded_len, int64::encoded_len, 19, &row.extras)
-        + nonzero_i64(20, row.observed_at_us)
-        + opt_len(21, &row.dedup_key)
-        + plain_len(22, &row.adapter)
-        + plain_len(23, &row.adapter_version)
+    let mut length = Length(0);
+    fields(row, &mut length);
+    length.0
 }
 
 /// One row's fields in tag order, proto3 style: zero numbers and empty
 /// strings of plain fields are left out, `optional` fields are written when
 /// present.
-fn encode_row(row: &Row, buf: &mut Vec<u8>) {
+fn fields(row: &Row, sink: &mut impl Sink) {
+    let plain = |sink: &mut _, tag, v: &String| {
+        if !v.is_empty() {
+            Sink::string(sink, tag, v)
+        }
+    };
+    let optional = |sink: &mut _, tag, v: &Option<String>| {
+        if let Some(v) = v {
+            Sink::string(sink, tag, v)
+        }
+    };
+    let number = |sink: &mut _, tag, v: i64| {
+        if v != 0 {
+            Sink::int64(sink, tag, v)
+        }
+    };
     let kind = kind_number(row.kind);
     if kind != 0 {
-        encoding::int32::encode(1, &kind, buf);
+        sink.int32(1, kind);
     }
-    let plain = |tag: u32, v: &String, buf: &mut Vec<u8>| {
-        if !v.is_empty() {
-            string::encode(tag, v, buf)
-        }
-    };
-    let optional = |tag: u32, v: &Option<String>, buf: &mut Vec<u8>| {
-        if let Some(v) = v {
-            string::encode(tag, v, buf)
-        }
-    };
-    let number = |tag: u32, v: i64, buf: &mut Vec<u8>| {
-        if v != 0 {
-            int64::encode(tag, &v, buf)
-        }
-    };
-    plain(2, &row.platform, buf);
-    plain(3, &row.account_id, buf);
-    optional(4, &row.campaign_id, buf);
-    optional(5, &row.campaign_name, buf);
-    optional(6, &row.ad_group_id, buf);
-    optional(7, &row.ad_group_name, buf);
-    optional(8, &row.ad_id, buf);
-    optional(9, &row.ad_name, buf);
-    optional(10, &row.breakdown, buf);
+    plain(sink, 2, &row.platform);
+    plain(sink, 3, &row.account_id);
+    optional(sink, 4, &row.campaign_id);
+    optional(sink, 5, &row.campaign_name);
+    optional(sink, 6, &row.ad_group_id);
+    optional(sink, 7, &row.ad_group_name);
+    optional(sink, 8, &row.ad_id);
+    optional(sink, 9, &row.ad_name);
+    optional(sink, 10, &row.breakdown);
     if row.date != 0 {
-        sint32::encode(11, &row.date, buf);
+        sink.sint32(11, row.date);
     }
     if let Some(hour) = row.hour {
-        uint32::encode(12, &u32::from(hour), buf);
+        sink.uint32(12, u32::from(hour));
     }
-    optional(13, &row.currency, buf);
-    number(14, row.impressions, buf);
-    number(15, row.clicks, buf);
-    number(16, row.spend_micros, buf);
-    number(17, row.conversions_micros, buf);
-    number(18, row.conversion_value_micros, buf);
-    btree_map::encode(
-        string::encode,
-        string::encoded_len,
-        int64::encode,
-        int64::encoded_len,
-        19,
-        &row.extras,
-        buf,
-    );
-    number(20, row.observed_at_us, buf);
-    optional(21, &row.dedup_key, buf);
-    plain(22, &row.adapter, buf);
-    plain(23, &row.adapter_version, buf);
+    optional(sink, 13, &row.currency);
+    number(sink, 14, row.impressions);
+    number(sink, 15, row.clicks);
+    number(sink, 16, row.spend_micros);
+    number(sink, 17, row.conversions_micros);
+    number(sink, 18, row.conversion_value_micros);
+    sink.map(19, &row.extras);
+    number(sink, 20, row.observed_at_us);
+    optional(sink, 21, &row.dedup_key);
+    plain(sink, 22, &row.adapter);
+    plain(sink, 23, &row.adapter_version);
 }
 
 /// `adpipe.bus.v2.RowsRecord`, as read back.

@@ -230,7 +230,7 @@ impl Rows<'_> {
                 "missing: an ad-set-level row (adset_id) without campaign_id; add campaign_id to `fields`"
             } else {
                 "missing: a row without campaign_id, adset_id or ad_id (account-level); \
-             request level=campaign, adset or ad with campaign_id in `fields`"
+                 request level=campaign, adset or ad with campaign_id in `fields`"
             };
             return Err(PluginError::shape(at("campaign_id"), message));
         };

@@ -464,20 +464,7 @@ pub struct BatchBuilder {
 
 impl Default for BatchBuilder {
     fn default() -> Self {
-        // SipHash with random keys (WASI `random_get` in a component): a
-        // payload cannot be crafted to collide every id. (foldhash was tried:
-        // its 64x64->128-bit multiply is a software routine on wasm32 and
-        // cost more than it saved.)
-        let mut builder = BatchBuilder {
-            batch: RowBatch {
-                strings: Vec::new(),
-                ..RowBatch::default()
-            },
-            index: hashbrown::HashTable::new(),
-            hasher: std::collections::hash_map::RandomState::new(),
-        };
-        builder.intern("");
-        builder
+        Self::with_capacity(0)
     }
 }
 
@@ -488,13 +475,20 @@ impl BatchBuilder {
 
     /// A builder sized for about `rows` rows.
     pub fn with_capacity(rows: usize) -> Self {
-        let mut builder = Self::default();
-        builder.batch.rows.reserve(rows);
-        builder.batch.strings.reserve(rows);
-        let (strings, hasher) = (&builder.batch.strings, &builder.hasher);
-        builder
-            .index
-            .reserve(rows, |&i| hasher.hash_one(strings[i as usize].as_str()));
+        // SipHash with random keys (WASI `random_get` in a component): a
+        // payload cannot be crafted to collide every id. (foldhash was tried:
+        // its 64x64->128-bit multiply is a software routine on wasm32 and
+        // cost more than it saved.)
+        let mut builder = BatchBuilder {
+            batch: RowBatch {
+                strings: Vec::with_capacity(rows + 1),
+                rows: Vec::with_capacity(rows),
+                ..RowBatch::default()
+            },
+            index: hashbrown::HashTable::with_capacity(rows + 1),
+            hasher: std::collections::hash_map::RandomState::new(),
+        };
+        builder.intern("");
         builder
     }
 
