@@ -22,7 +22,7 @@ use super::{ApiError, Caller, Params};
 use crate::app::App;
 use crate::insights::cache::{AnswerCache, CachedAnswer};
 use crate::insights::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
-use crate::store::FactFilter;
+use crate::store::{Aggregate, FactFilter};
 
 const INSIGHTS_PARAMS: [&str; 12] = [
     "from",
@@ -229,8 +229,8 @@ pub async fn insights(
         platforms: sorted_list(query.get("platform")),
         account_ids: sorted_list(query.get("account_id")),
         campaign_ids: sorted_list(query.get("campaign_id")),
+        currencies: sorted_list(query.get("currency")),
     };
-    let currency_filter = sorted_list(query.get("currency"));
     let requested_metrics = query.get("metrics").map(|v| comma_list(v));
     if requested_metrics.as_ref().is_some_and(|m| m.is_empty()) {
         return Err(ApiError::invalid_parameter(
@@ -269,12 +269,13 @@ pub async fn insights(
             })?,
     } as usize;
     let normalized = format!(
-        "{from}|{to}|{}|{:?}|{:?}|{:?}|{:?}|{currency_filter:?}|{requested_metrics:?}|{order_by:?}",
+        "{from}|{to}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{requested_metrics:?}|{order_by:?}",
         granularity.as_str(),
         group_by,
         filter.platforms,
         filter.account_ids,
         filter.campaign_ids,
+        filter.currencies,
     );
     let query_digest = digest(&normalized);
     let offset = match query.get("cursor") {
@@ -362,29 +363,46 @@ pub async fn insights(
         from: insights::days_of(from),
         to: insights::days_of(to),
     };
-    let snapshots = app
+    // The extra metrics the answer shows or a metric plugin reads.
+    let mut wanted_extras: Vec<String> = metrics
+        .iter()
+        .filter(|m| plugin_metrics.get(*m).is_none())
+        .cloned()
+        .chain(
+            metrics
+                .iter()
+                .filter_map(|m| plugin_metrics.get(m).and_then(|p| p.metric(m)))
+                .flat_map(|m| m.inputs.iter().cloned()),
+        )
+        .filter(|m| extras.contains(m))
+        .collect();
+    wanted_extras.sort();
+    wanted_extras.dedup();
+    let summed = app
         .store
-        .snapshots(tenant, days, &filter)
+        .aggregate(
+            tenant,
+            &Aggregate {
+                days,
+                filter: &filter,
+                granularity,
+                group_by: &group_by,
+                extras: &wanted_extras,
+            },
+        )
         .await
-        .map_err(|e| ApiError::internal("reading facts", e))?;
+        .map_err(|e| ApiError::internal("summing facts", e))?;
     let deltas = app
         .store
         .deltas(tenant, days, &filter)
         .await
         .map_err(|e| ApiError::internal("reading deltas", e))?;
-    let keep = |f: &insights::Fact| {
-        currency_filter
-            .as_ref()
-            .is_none_or(|c| c.contains(&f.currency))
-    };
-    let snapshots: Vec<_> = snapshots.into_iter().filter(keep).collect();
-    let deltas: Vec<_> = deltas.into_iter().filter(keep).collect();
     let spec = Rollup {
         granularity,
         group_by,
         metrics,
     };
-    let groups = insights::rollup_groups(&snapshots, &deltas, &spec);
+    let groups = insights::groups(summed, &deltas, &spec);
     let derived = derive(&app, &plugin_metrics, &spec.metrics, &groups).await?;
     let mut rows = insights::render(groups, &spec.metrics, &derived);
     if !order_by.is_empty() {

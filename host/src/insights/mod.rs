@@ -122,15 +122,16 @@ pub struct Rollup {
     pub metrics: Vec<String>,
 }
 
-/// Summed components of one answer row.
-#[derive(Default, Clone, Debug)]
+/// Summed components of one answer row: counts as counts, money and
+/// conversions in micros, extras as stored (millionths).
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct Sums {
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: HashMap<String, i64>,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub spend: i64,
+    pub conversions: i64,
+    pub conversion_value: i64,
+    pub extras: HashMap<String, i64>,
 }
 
 impl Sums {
@@ -147,6 +148,18 @@ impl Sums {
         }
     }
 
+    /// Add `other` into these sums.
+    pub fn merge(&mut self, other: Sums) {
+        self.impressions += other.impressions;
+        self.clicks += other.clicks;
+        self.spend += other.spend;
+        self.conversions += other.conversions;
+        self.conversion_value += other.conversion_value;
+        for (k, v) in other.extras {
+            *self.extras.entry(k).or_default() += v;
+        }
+    }
+
     fn add(&mut self, f: &Fact) {
         self.impressions += f.impressions;
         self.clicks += f.clicks;
@@ -159,21 +172,65 @@ impl Sums {
     }
 }
 
-/// Rank of a fact's level: entity level first (campaign < ad group < ad), then daily < hourly.
-/// Which report a fact belongs to, coarsest first: its entity level, daily
-/// before hourly, and its breakdown dimensions (none before any). Per
-/// campaign-day only the first present is summed, so a campaign report and an
-/// ad report, a daily and an hourly one, or an unbroken-down report and an age
-/// (or a gender) breakdown of the same spend never count twice.
-fn level(f: &Fact) -> Report<'_> {
-    let entity = if f.ad_id.is_some() {
-        2
-    } else if f.ad_group_id.is_some() {
-        1
+/// Which report a row belongs to, as a key that sorts coarsest first: its
+/// entity level (`0` campaign, `1` ad group, `2` ad), `0` daily or `1`
+/// hourly, then its breakdown dimensions (none before any). Per campaign-day
+/// only the first present is summed, so a campaign report and an ad report, a
+/// daily and an hourly one, or an unbroken-down report and an age (or a
+/// gender) breakdown of the same spend never count twice. The stores keep
+/// this key with every fact and rollup row and choose with `MIN` in SQL.
+pub fn report_key(ad_group: bool, ad: bool, hourly: bool, breakdown: &str) -> String {
+    let entity = if ad {
+        '2'
+    } else if ad_group {
+        '1'
     } else {
-        0
+        '0'
     };
-    (entity, f.hour.is_some(), breakdown_dimensions(&f.breakdown))
+    let mut key = String::with_capacity(2 + breakdown.len());
+    key.push(entity);
+    key.push(if hourly { '1' } else { '0' });
+    key.push_str(&breakdown_dimensions(breakdown));
+    key
+}
+
+/// The finest entity level a grouping needs (`'0'` campaign, `'1'` ad
+/// group, `'2'` ad): reports coarser than it cannot answer.
+pub fn needed_level(group_by: &[Dimension]) -> char {
+    if group_by.contains(&Dimension::AdId) {
+        '2'
+    } else if group_by.contains(&Dimension::AdGroupId) {
+        '1'
+    } else {
+        '0'
+    }
+}
+
+/// Whether a grouping can be answered from the campaign-day rollups (it
+/// names no ad group or ad).
+pub fn rollup_answers(group_by: &[Dimension]) -> bool {
+    needed_level(group_by) == '0'
+}
+
+/// The dimensions an answer carries: the requested ones, sorted, with
+/// `platform` joining any id (ids are platform-scoped).
+pub fn answer_dimensions(group_by: &[Dimension]) -> Vec<Dimension> {
+    let mut dims = group_by.to_vec();
+    if dims.iter().any(|d| *d != Dimension::Platform) && !dims.contains(&Dimension::Platform) {
+        dims.push(Dimension::Platform);
+    }
+    dims.sort();
+    dims.dedup();
+    dims
+}
+
+fn level(f: &Fact) -> String {
+    report_key(
+        f.ad_group_id.is_some(),
+        f.ad_id.is_some(),
+        f.hour.is_some(),
+        &f.breakdown,
+    )
 }
 
 /// The dimension names of a breakdown key: `age=18-24|gender=female` →
@@ -192,8 +249,16 @@ fn breakdown_dimensions(key: &str) -> Cow<'_, str> {
 
 /// A campaign-day: platform, account, campaign, day.
 type Cell<'a> = (&'a str, &'a str, &'a str, i32);
-/// Which report a fact belongs to (see [`level`]).
-type Report<'a> = (u8, bool, Cow<'a, str>);
+/// One answer row as a store sums it: bucket start (`None` for `total`),
+/// the values of [`answer_dimensions`] in order (`None` where a row has no
+/// ad group or ad), currency, and the sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summed {
+    pub bucket: Option<i32>,
+    pub values: Vec<Option<String>>,
+    pub currency: String,
+    pub sums: Sums,
+}
 
 type GroupKey = (Option<i32>, Vec<Option<String>>, String);
 
@@ -241,61 +306,84 @@ pub fn render(
         .collect()
 }
 
-/// Group and sum, without metrics.
+/// Group and sum facts in memory, without metrics: the reference the
+/// stores' SQL answers are tested against.
 pub fn rollup_groups(snapshots: &[Fact], deltas: &[Fact], spec: &Rollup) -> Vec<Group> {
-    let needed: u8 = if spec.group_by.contains(&Dimension::AdId) {
-        2
-    } else if spec.group_by.contains(&Dimension::AdGroupId) {
-        1
-    } else {
-        0
-    };
-    // Per campaign-day cell, the coarsest level present that is fine enough.
-    let mut chosen: HashMap<Cell<'_>, Report<'_>> = HashMap::new();
+    let needed = needed_level(&spec.group_by);
+    // Per campaign-day cell, the coarsest report present that is fine enough.
+    let mut chosen: HashMap<Cell<'_>, String> = HashMap::new();
+    let mut reports = Vec::with_capacity(snapshots.len());
     for f in snapshots {
-        let l = level(f);
-        if l.0 < needed {
-            continue;
-        }
-        let cell = (
-            f.platform.as_str(),
-            f.account_id.as_str(),
-            f.campaign_id.as_str(),
-            f.date,
-        );
-        match chosen.get_mut(&cell) {
-            Some(c) if l < *c => *c = l,
-            Some(_) => {}
-            None => {
-                chosen.insert(cell, l);
+        let report = level(f);
+        if report.starts_with(|c: char| c >= needed) {
+            match chosen.get_mut(&cell(f)) {
+                Some(c) if report < *c => c.clone_from(&report),
+                Some(_) => {}
+                None => {
+                    chosen.insert(cell(f), report.clone());
+                }
             }
         }
+        reports.push(report);
     }
-    let mut dims = spec.group_by.clone();
-    if dims.iter().any(|d| *d != Dimension::Platform) && !dims.contains(&Dimension::Platform) {
-        dims.push(Dimension::Platform);
-    }
-    dims.sort();
-    dims.dedup();
+    let selected = snapshots
+        .iter()
+        .zip(reports)
+        .filter(|(f, report)| chosen.get(&cell(f)) == Some(report))
+        .map(|(f, _)| f);
+    groups(sum_facts(selected, spec), deltas, spec)
+}
 
-    let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
-    let selected = snapshots.iter().filter(|f| {
-        chosen.get(&(
-            f.platform.as_str(),
-            f.account_id.as_str(),
-            f.campaign_id.as_str(),
-            f.date,
-        )) == Some(&level(f))
-    });
-    for f in selected.chain(deltas.iter()) {
+/// The campaign-day of a fact.
+fn cell(f: &Fact) -> Cell<'_> {
+    (
+        f.platform.as_str(),
+        f.account_id.as_str(),
+        f.campaign_id.as_str(),
+        f.date,
+    )
+}
+
+/// Sum `facts` per answer row of `spec`.
+fn sum_facts<'a>(facts: impl Iterator<Item = &'a Fact>, spec: &Rollup) -> Vec<Summed> {
+    let dims = answer_dimensions(&spec.group_by);
+    let mut sums: BTreeMap<GroupKey, Sums> = BTreeMap::new();
+    for f in facts {
         let key = (
             bucket(f.date, spec.granularity),
             dims.iter().map(|d| dimension_value(f, *d)).collect(),
             f.currency.clone(),
         );
-        groups.entry(key).or_default().add(f);
+        sums.entry(key).or_default().add(f);
     }
+    sums.into_iter()
+        .map(|((bucket, values, currency), sums)| Summed {
+            bucket,
+            values,
+            currency,
+            sums,
+        })
+        .collect()
+}
 
+/// Answer rows: `summed` (snapshot sums, as a store or [`rollup_groups`]
+/// computed them) plus `deltas` (placed deltas, always added), in
+/// (bucket, dimensions, currency) order.
+pub fn groups(summed: Vec<Summed>, deltas: &[Fact], spec: &Rollup) -> Vec<Group> {
+    let dims = answer_dimensions(&spec.group_by);
+    let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
+    for row in summed {
+        groups
+            .entry((row.bucket, row.values, row.currency))
+            .or_default()
+            .merge(row.sums);
+    }
+    for row in sum_facts(deltas.iter(), spec) {
+        groups
+            .entry((row.bucket, row.values, row.currency))
+            .or_default()
+            .merge(row.sums);
+    }
     groups
         .into_iter()
         .map(|((bucket_start, values, currency), sums)| {

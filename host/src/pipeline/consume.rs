@@ -26,6 +26,7 @@ use crate::telemetry::DeadLetterLabels;
 
 /// Apply what `reader` delivers to the applier's store, in order, forever.
 pub async fn run(mut reader: Box<dyn BusReader>, applier: Applier, versions: Arc<DataVersions>) {
+    let mut crash = CrashPoint::from_env();
     loop {
         let records = reader.next().await;
         // Raise versions first: see crate::insights::cache for why this order is safe.
@@ -35,7 +36,40 @@ pub async fn run(mut reader: Box<dyn BusReader>, applier: Applier, versions: Arc
             }
         }
         applier.apply(&records).await;
+        if !records.is_empty() {
+            crash.passed();
+        }
         reader.done().await;
+    }
+}
+
+/// A test's way to kill the consumer at the worst moment for exactly-once:
+/// with `ADPIPE_TEST_ABORT_AFTER_APPLIES=N`, the process aborts right after
+/// its Nth batch is in the store and before the bus hears it is done, so the
+/// batch is delivered again after a restart. Unset (always, outside tests):
+/// nothing happens.
+struct CrashPoint {
+    remaining: Option<u64>,
+}
+
+impl CrashPoint {
+    const VARIABLE: &'static str = "ADPIPE_TEST_ABORT_AFTER_APPLIES";
+
+    fn from_env() -> CrashPoint {
+        let remaining = std::env::var(Self::VARIABLE)
+            .ok()
+            .and_then(|n| n.parse().ok());
+        CrashPoint { remaining }
+    }
+
+    fn passed(&mut self) {
+        if let Some(n) = self.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                eprintln!("{}: aborting after a store write, before its commit", Self::VARIABLE);
+                std::process::abort();
+            }
+        }
     }
 }
 

@@ -41,6 +41,17 @@ impl Item<'_> {
         self.row.breakdown.as_deref().unwrap_or("")
     }
 
+    /// Which report the row belongs to ([`crate::insights::report_key`]):
+    /// rollups keep it in their key, and queries choose by it.
+    pub fn report(&self) -> String {
+        crate::insights::report_key(
+            !self.ad_group_id().is_empty(),
+            !self.ad_id().is_empty(),
+            self.hour() >= 0,
+            self.breakdown(),
+        )
+    }
+
     /// The hour of an hourly row; -1 for a daily row (part of the row identity).
     pub fn hour(&self) -> i8 {
         self.row

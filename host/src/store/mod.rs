@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{StoreConfig, StoreKind};
-use crate::insights::Fact;
+use crate::insights::{Dimension, Fact, Granularity, Summed};
 use crate::row::RowEnvelope;
 
 pub use batch::Batch;
@@ -60,6 +60,9 @@ pub trait StoreBackend: Send + Sync {
     async fn stored_position(&self) -> Result<u64>;
     /// Snapshot facts of `tenant` on `days` that `filter` selects.
     async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>>;
+    /// Snapshot sums of `tenant` per answer row of `query`, summed by the
+    /// database (one report per campaign-day, as [`crate::insights`] says).
+    async fn aggregate(&self, tenant: &str, query: &Aggregate<'_>) -> Result<Vec<Summed>>;
     /// Deltas of `tenant` on `days`, as stored (not yet placed).
     async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>>;
     /// What the hierarchy knows of the `level` entities (`ad`, `ad_group`) `ids` of `tenant`.
@@ -92,6 +95,7 @@ pub struct FactFilter {
     pub platforms: Option<Vec<String>>,
     pub account_ids: Option<Vec<String>>,
     pub campaign_ids: Option<Vec<String>>,
+    pub currencies: Option<Vec<String>>,
 }
 
 impl FactFilter {
@@ -105,6 +109,7 @@ impl FactFilter {
         keep(&self.platforms, &fact.platform)
             && keep(&self.account_ids, &fact.account_id)
             && keep(&self.campaign_ids, &fact.campaign_id)
+            && keep(&self.currencies, &fact.currency)
     }
 
     /// `(column, values)` of each filter that is set.
@@ -113,9 +118,30 @@ impl FactFilter {
             ("platform", &self.platforms),
             ("account_id", &self.account_ids),
             ("campaign_id", &self.campaign_ids),
+            ("currency", &self.currencies),
         ]
         .into_iter()
         .filter_map(|(column, values)| values.as_deref().map(|v| (column, v)))
+    }
+}
+
+/// What `/v1/insights` asks a store: snapshot sums per answer row.
+#[derive(Clone, Copy, Debug)]
+pub struct Aggregate<'a> {
+    pub days: Days,
+    pub filter: &'a FactFilter,
+    pub granularity: Granularity,
+    /// The requested grouping (ad group or ad: answered from the facts;
+    /// otherwise from the campaign-day rollups).
+    pub group_by: &'a [Dimension],
+    /// Extra metrics to sum (names the tenant's data uses).
+    pub extras: &'a [String],
+}
+
+impl Aggregate<'_> {
+    /// The dimensions of each answer row, in [`Summed::values`] order.
+    pub fn dimensions(&self) -> Vec<Dimension> {
+        crate::insights::answer_dimensions(self.group_by)
     }
 }
 
@@ -207,6 +233,11 @@ impl Store {
         filter: &FactFilter,
     ) -> Result<Vec<Fact>> {
         self.backend.snapshots(tenant, days, filter).await
+    }
+
+    /// Snapshot sums of `tenant` per answer row of `query`, summed by the store.
+    pub async fn aggregate(&self, tenant: &str, query: &Aggregate<'_>) -> Result<Vec<Summed>> {
+        self.backend.aggregate(tenant, query).await
     }
 
     /// Deltas of `tenant` on `days`, placed through the ad hierarchy and

@@ -3,9 +3,16 @@
 //! - snapshots upsert per identity, replacing only when the new
 //!   `observed_at` is strictly newer (an `ON CONFLICT … WHERE`);
 //! - deltas insert once per `(tenant, platform, dedup_key)` (`DO NOTHING`);
-//! - rows, entities and the bus position are written in one transaction.
+//! - rows, entities and the bus position are written in one transaction;
+//! - `rollup_days` holds snapshot sums per (tenant, day, campaign, report,
+//!   currency), kept by triggers on `facts` in the same transaction: an
+//!   inserted fact adds itself, a replaced one subtracts its old values and
+//!   adds its new ones, a duplicate (not newer) changes nothing. Extra
+//!   metrics roll up in `rollup_extras`. Queries that group by campaign or
+//!   coarser are answered from the rollups with one `GROUP BY`; by ad group
+//!   or ad, from the facts, with the same report choice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use sqlx::sqlite::SqlitePool;
@@ -13,8 +20,8 @@ use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
-use super::{AdapterRows, Campaign, Days, FactFilter, Result, StoreBackend};
-use crate::insights::Fact;
+use super::{AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend};
+use crate::insights::{self, Dimension, Fact, Granularity, Summed, Sums};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS facts (
@@ -26,7 +33,7 @@ const SCHEMA: &[&str] = &[
         conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
         extras TEXT, observed_at INTEGER NOT NULL,
         pipeline TEXT NOT NULL, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL,
-        breakdown TEXT NOT NULL DEFAULT '',
+        breakdown TEXT NOT NULL DEFAULT '', report TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS facts_by_campaign ON facts (tenant, campaign_id, date)",
@@ -57,6 +64,67 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// The rollup tables; a store that lacked them gets them filled from its
+/// facts once ([`add_rollups`]).
+const ROLLUP_SCHEMA: &[&str] = &[
+    "CREATE TABLE rollup_days (
+        tenant TEXT NOT NULL, date INTEGER NOT NULL, campaign_id TEXT NOT NULL,
+        platform TEXT NOT NULL, account_id TEXT NOT NULL, report TEXT NOT NULL,
+        currency TEXT NOT NULL, rows INTEGER NOT NULL,
+        impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend INTEGER NOT NULL,
+        conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
+        PRIMARY KEY (tenant, date, campaign_id, platform, account_id, report, currency)
+    ) WITHOUT ROWID",
+    "CREATE INDEX rollup_days_by_campaign ON rollup_days (tenant, campaign_id, date)",
+    "CREATE TABLE rollup_extras (
+        tenant TEXT NOT NULL, date INTEGER NOT NULL, campaign_id TEXT NOT NULL,
+        platform TEXT NOT NULL, account_id TEXT NOT NULL, report TEXT NOT NULL,
+        currency TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+        PRIMARY KEY (tenant, date, campaign_id, platform, account_id, report, currency, name)
+    ) WITHOUT ROWID",
+];
+
+/// The key columns of a rollup row, in table order.
+const ROLLUP_KEY: &str = "tenant, date, campaign_id, platform, account_id, report, currency";
+
+/// SQL that adds (`sign` = "") or subtracts (`sign` = "-") the fact `row`
+/// (`NEW` or `OLD` in a trigger) to or from the rollups.
+fn rollup_change(row: &str, sign: &str) -> String {
+    let key = ROLLUP_KEY
+        .split(", ")
+        .map(|c| format!("{row}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO rollup_days ({ROLLUP_KEY}, rows, impressions, clicks, spend, conversions, conversion_value)
+         VALUES ({key}, {sign}1, {sign}{row}.impressions, {sign}{row}.clicks, {sign}{row}.spend,
+                 {sign}{row}.conversions, {sign}{row}.conversion_value)
+         ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET rows = rows + excluded.rows,
+            impressions = impressions + excluded.impressions, clicks = clicks + excluded.clicks,
+            spend = spend + excluded.spend, conversions = conversions + excluded.conversions,
+            conversion_value = conversion_value + excluded.conversion_value;
+         INSERT INTO rollup_extras ({ROLLUP_KEY}, name, value)
+         SELECT {key}, j.key, {sign}j.value FROM json_each({row}.extras) AS j WHERE true
+         ON CONFLICT ({ROLLUP_KEY}, name) DO UPDATE SET value = value + excluded.value;"
+    )
+}
+
+/// The triggers that keep the rollups with the facts (an upsert that
+/// replaces a fact fires the update trigger; one that keeps it, none).
+fn rollup_triggers() -> [String; 2] {
+    [
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS facts_roll_up_insert AFTER INSERT ON facts BEGIN {} END",
+            rollup_change("NEW", "")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS facts_roll_up_update AFTER UPDATE ON facts BEGIN {} {} END",
+            rollup_change("OLD", "-"),
+            rollup_change("NEW", "")
+        ),
+    ]
+}
+
 const CONSUMER: &str = "aggregator";
 
 /// Handle to the embedded store; cheap to clone.
@@ -74,6 +142,8 @@ impl EmbeddedStore {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
+        add_reports(&pool).await?;
+        add_rollups(&pool).await?;
         Ok(EmbeddedStore {
             pool,
             path: path.to_owned(),
@@ -106,7 +176,9 @@ async fn add_breakdown_column(pool: &SqlitePool) -> Result<()> {
             .execute(&mut *tx)
             .await?;
         sqlx::query(SCHEMA[0]).execute(&mut *tx).await?;
-        let columns = ROW_COLUMNS.trim_end_matches(", breakdown");
+        let columns = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, \
+            hour, currency, impressions, clicks, spend, conversions, conversion_value, extras, \
+            observed_at, pipeline, adapter, adapter_version";
         sqlx::query(&format!(
             "INSERT INTO facts ({columns}) SELECT {columns} FROM facts_before_breakdown"
         ))
@@ -120,6 +192,90 @@ async fn add_breakdown_column(pool: &SqlitePool) -> Result<()> {
         sqlx::query("ALTER TABLE deltas ADD COLUMN breakdown TEXT NOT NULL DEFAULT ''")
             .execute(&mut *tx)
             .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores made before report keys: `facts` gets its `report` column, filled
+/// from each row's level, hour and breakdown (rows with an empty key).
+async fn add_reports(pool: &SqlitePool) -> Result<()> {
+    let columns = sqlx::query("PRAGMA table_info(facts)")
+        .fetch_all(pool)
+        .await?;
+    let mut tx = pool.begin().await?;
+    if !columns.iter().any(|c| c.get::<String, _>(1) == "report") {
+        sqlx::query("ALTER TABLE facts ADD COLUMN report TEXT NOT NULL DEFAULT ''")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let breakdowns: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT breakdown FROM facts WHERE report = ''")
+            .fetch_all(&mut *tx)
+            .await?;
+    if !breakdowns.is_empty() {
+        tracing::info!("store: adding report keys to facts (once)");
+    }
+    for breakdown in breakdowns {
+        // The entity and hour digits from the row, the dimensions from Rust.
+        let dimensions = &crate::insights::report_key(false, false, false, &breakdown)[2..];
+        sqlx::query(
+            "UPDATE facts SET report =
+                (CASE WHEN ad_id != '' THEN '2' WHEN ad_group_id != '' THEN '1' ELSE '0' END)
+                || (CASE WHEN hour >= 0 THEN '1' ELSE '0' END) || ?
+             WHERE breakdown = ? AND report = ''",
+        )
+        .bind(dimensions)
+        .bind(&breakdown)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The rollup tables and their triggers; a store that had facts before them
+/// gets its rollups computed from the facts, in the same transaction.
+async fn add_rollups(pool: &SqlitePool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rollup_days'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if exists.is_none() {
+        for statement in ROLLUP_SCHEMA {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        let filled = sqlx::query(&format!(
+            "INSERT INTO rollup_days ({ROLLUP_KEY}, rows, impressions, clicks, spend, conversions, conversion_value)
+             SELECT {ROLLUP_KEY}, COUNT(*), SUM(impressions), SUM(clicks), SUM(spend),
+                    SUM(conversions), SUM(conversion_value)
+             FROM facts GROUP BY {ROLLUP_KEY}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO rollup_extras ({ROLLUP_KEY}, name, value)
+             SELECT {key}, j.key, SUM(j.value) FROM facts AS f, json_each(f.extras) AS j
+             GROUP BY {key}, j.key",
+            key = ROLLUP_KEY
+                .split(", ")
+                .map(|c| format!("f.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .execute(&mut *tx)
+        .await?;
+        if filled.rows_affected() > 0 {
+            tracing::info!(
+                rows = filled.rows_affected(),
+                "store: rollups computed from the stored facts (once)"
+            );
+        }
+    }
+    for trigger in rollup_triggers() {
+        sqlx::query(&trigger).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -227,6 +383,117 @@ impl StoreBackend for EmbeddedStore {
                 ..fact_from_row(r)
             })
             .collect())
+    }
+
+    async fn aggregate(&self, tenant: &str, query: &Aggregate<'_>) -> Result<Vec<Summed>> {
+        let dims = query.dimensions();
+        let from_facts = !insights::rollup_answers(query.group_by);
+        let source = if from_facts { "facts" } else { "rollup_days" };
+        let key_of = |r: &sqlx::sqlite::SqliteRow| -> (Option<i32>, Vec<Option<String>>, String) {
+            let values = (0..dims.len())
+                .map(|i| r.get::<Option<String>, _>(1 + i).filter(|v| !v.is_empty()))
+                .collect();
+            (r.get(0), values, r.get(1 + dims.len()))
+        };
+
+        let mut q = QueryBuilder::<Sqlite>::new("");
+        push_cells(&mut q, tenant, query);
+        q.push(format!(
+            "SELECT {bucket} AS bucket, {dims}s.currency,
+                    SUM(s.impressions), SUM(s.clicks), SUM(s.spend), SUM(s.conversions),
+                    SUM(s.conversion_value)",
+            bucket = bucket_sql(query.granularity),
+            dims = dims_sql(&dims),
+        ));
+        if from_facts {
+            for name in query.extras {
+                q.push(", SUM(COALESCE(json_extract(s.extras, ")
+                    .push_bind(format!("$.\"{name}\""))
+                    .push("), 0))");
+            }
+        }
+        q.push(format!(" FROM {source} AS s"));
+        push_chosen(&mut q, tenant, query);
+        push_group(&mut q, query.granularity, &dims, "");
+        if !from_facts {
+            // Rollup rows whose facts all moved away (to another currency) hold zeros.
+            q.push(" HAVING SUM(s.rows) > 0");
+        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let base = 2 + dims.len();
+        let mut out: Vec<Summed> = rows
+            .iter()
+            .map(|r| {
+                let (bucket, values, currency) = key_of(r);
+                let mut sums = Sums {
+                    impressions: r.get(base),
+                    clicks: r.get(base + 1),
+                    spend: r.get(base + 2),
+                    conversions: r.get(base + 3),
+                    conversion_value: r.get(base + 4),
+                    ..Sums::default()
+                };
+                if from_facts {
+                    for (i, name) in query.extras.iter().enumerate() {
+                        let value: i64 = r.get(base + 5 + i);
+                        if value != 0 {
+                            sums.extras.insert(name.clone(), value);
+                        }
+                    }
+                }
+                Summed {
+                    bucket,
+                    values,
+                    currency,
+                    sums,
+                }
+            })
+            .collect();
+        if from_facts || query.extras.is_empty() {
+            return Ok(out);
+        }
+
+        // Extra metrics from their rollup, with the same choice of report.
+        let mut q = QueryBuilder::<Sqlite>::new("");
+        push_cells(&mut q, tenant, query);
+        q.push(format!(
+            "SELECT {bucket} AS bucket, {dims}s.currency, s.name, SUM(s.value)
+             FROM rollup_extras AS s",
+            bucket = bucket_sql(query.granularity),
+            dims = dims_sql(&dims),
+        ));
+        push_chosen(&mut q, tenant, query);
+        q.push(" AND s.name IN (");
+        let mut names = q.separated(", ");
+        for name in query.extras {
+            names.push_bind(name.as_str());
+        }
+        q.push(")");
+        push_group(&mut q, query.granularity, &dims, ", s.name");
+        let mut index: HashMap<(Option<i32>, Vec<Option<String>>, String), usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, row)| ((row.bucket, row.values.clone(), row.currency.clone()), i))
+            .collect();
+        for r in q.build().fetch_all(&self.pool).await? {
+            let name: String = r.get(base);
+            let value: i64 = r.get(base + 1);
+            if value == 0 {
+                continue;
+            }
+            let key = key_of(&r);
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                out.push(Summed {
+                    bucket: key.0,
+                    values: key.1,
+                    currency: key.2,
+                    sums: Sums::default(),
+                });
+                out.len() - 1
+            });
+            out[i].sums.extras.insert(name, value);
+        }
+        Ok(out)
     }
 
     async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>> {
@@ -347,6 +614,84 @@ impl StoreBackend for EmbeddedStore {
     }
 }
 
+/// `WITH cells AS (…)`: per campaign-day that `query` selects, the coarsest
+/// report present that is fine enough for its grouping (see
+/// [`crate::insights::report_key`]).
+fn push_cells(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
+    q.push(
+        "WITH cells AS (SELECT platform, account_id, campaign_id, date, MIN(report) AS report
+         FROM rollup_days AS s",
+    );
+    push_filter(q, tenant, query);
+    q.push(" AND s.rows > 0 AND s.report >= ")
+        .push_bind(insights::needed_level(query.group_by).to_string())
+        .push(" GROUP BY platform, account_id, campaign_id, date) ");
+}
+
+/// `WHERE` on the tenant, the days and the filters of `query`, for rows `s`.
+fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
+    // A campaign filter seeks the per-campaign index; without statistics
+    // SQLite would rather scan the days.
+    q.push(" WHERE s.tenant = ")
+        .push_bind(tenant.to_owned())
+        .push(" AND s.date BETWEEN ")
+        .push_bind(query.days.from)
+        .push(" AND ")
+        .push_bind(query.days.to);
+    for (column, values) in query.filter.columns() {
+        q.push(format!(" AND s.{column} IN ("));
+        let mut list = q.separated(", ");
+        for v in values {
+            list.push_bind(v.clone());
+        }
+        q.push(")");
+    }
+}
+
+/// Join rows `s` to their campaign-day's chosen report, and filter them.
+fn push_chosen(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
+    q.push(
+        " JOIN cells AS c ON s.platform = c.platform AND s.account_id = c.account_id
+          AND s.campaign_id = c.campaign_id AND s.date = c.date AND s.report = c.report",
+    );
+    push_filter(q, tenant, query);
+}
+
+/// `GROUP BY` bucket, dimensions, currency (and `more`).
+fn push_group(
+    q: &mut QueryBuilder<'_, Sqlite>,
+    granularity: Granularity,
+    dims: &[Dimension],
+    more: &str,
+) {
+    let bucket = match granularity {
+        Granularity::Total => String::new(),
+        _ => format!("{}, ", bucket_sql(granularity)),
+    };
+    q.push(format!(
+        " GROUP BY {bucket}{}s.currency{more}",
+        dims_sql(dims)
+    ));
+}
+
+/// The first day of the bucket holding `s.date`; NULL for `total`.
+fn bucket_sql(granularity: Granularity) -> &'static str {
+    match granularity {
+        Granularity::Day => "s.date",
+        // 1970-01-01 was a Thursday: Monday-based weekday = (date + 3) mod 7.
+        Granularity::Week => "(s.date - (((s.date + 3) % 7) + 7) % 7)",
+        Granularity::Month => {
+            "(s.date + 1 - CAST(strftime('%d', s.date * 86400, 'unixepoch') AS INTEGER))"
+        }
+        Granularity::Total => "NULL",
+    }
+}
+
+/// `s.<dimension>, ` for each answer dimension, in order.
+fn dims_sql(dims: &[Dimension]) -> String {
+    dims.iter().map(|d| format!("s.{}, ", d.as_str())).collect()
+}
+
 /// The columns every read shares (platform, account, campaign and currency
 /// are set by the caller: facts have them, deltas may not).
 fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
@@ -392,9 +737,10 @@ async fn insert(
     on_conflict: &str,
 ) -> Result<()> {
     let deltas = table == "deltas";
-    let dedup_column = if deltas { ", dedup_key" } else { "" };
+    // Deltas carry their dedup key; facts, their report key.
+    let own_column = if deltas { ", dedup_key" } else { ", report" };
     let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "INSERT INTO {table} ({ROW_COLUMNS}{dedup_column}) "
+        "INSERT INTO {table} ({ROW_COLUMNS}{own_column}) "
     ));
     q.push_values(items, |mut b, item| {
         let row = item.row;
@@ -420,6 +766,8 @@ async fn insert(
             .push_bind(item.breakdown());
         if deltas {
             b.push_bind(item.dedup_key());
+        } else {
+            b.push_bind(item.report());
         }
     });
     q.push(on_conflict);
@@ -434,7 +782,8 @@ const SNAPSHOT_CONFLICT: &str =
         clicks = excluded.clicks, spend = excluded.spend, conversions = excluded.conversions,
         conversion_value = excluded.conversion_value, extras = excluded.extras,
         observed_at = excluded.observed_at, pipeline = excluded.pipeline,
-        adapter = excluded.adapter, adapter_version = excluded.adapter_version
+        adapter = excluded.adapter, adapter_version = excluded.adapter_version,
+        report = excluded.report
      WHERE excluded.observed_at > facts.observed_at";
 
 /// A delta counts once per `(tenant, platform, dedup_key)`.

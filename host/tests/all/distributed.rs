@@ -1263,3 +1263,146 @@ async fn created_topics_get_the_replication_the_cluster_can_hold() {
         );
     }
 }
+
+/// Rows of one day for campaigns `c0..c3`, two ads each, with impressions
+/// `base + campaign * 10 + ad`; the sum of them all.
+fn restated_page(base: u64, campaigns: u64) -> (String, i64) {
+    let mut total = 0;
+    let mut rows = vec![];
+    for c in 0..campaigns {
+        for a in 0..2 {
+            let impressions = base + c * 10 + a;
+            total += impressions as i64;
+            rows.push(meta_row(
+                &format!("c{c}"),
+                &format!("s{c}"),
+                &format!("c{c}a{a}"),
+                "2026-10-05",
+                impressions,
+                1,
+                "0.10",
+                1,
+            ));
+        }
+    }
+    (crate::api::page(rows), total)
+}
+
+/// Killed between its store write and its commit, a consumer's batch is
+/// delivered again after the restart; the rollups (cancel rows included)
+/// and the facts must count it once.
+#[test]
+fn a_consumer_killed_between_store_write_and_commit_leaves_rollups_exact() {
+    if !engines_available(&[
+        Engine::Kafka,
+        Engine::ClickHouse,
+        Engine::Postgres,
+        Engine::Redis,
+    ]) {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let database = runtime.block_on(crate::engines::TempDatabase::create());
+    let tag = unique("replayed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("adpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+watch_plugins = false
+[bus]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "adpipe.{tag}"
+group = "adpipe-{tag}"
+partitions = 1
+[store]
+kind = "clickhouse"
+url = "{clickhouse}"
+database = "{tag}"
+[metadata]
+url = "{postgres}"
+[cache]
+url = "{redis}"
+[[plugins]]
+name = "meta"
+path = "{meta}"
+[[pipelines]]
+name = "meta"
+tenant = "demo"
+adapter = "meta"
+"#,
+            data = dir.path().join("data").display(),
+            brokers = brokers(),
+            clickhouse = clickhouse_url(),
+            postgres = database.url,
+            redis = Engine::Redis.url(),
+            meta = plugin_path("meta").display(),
+        ),
+    )
+    .expect("write config");
+    let secret = [("ADPIPE_JWT_SECRET", JWT_SECRET)];
+    let ingest = token("demo", &[Role::Ingest], 600);
+    let viewer = token("demo", &[Role::Viewer], 600);
+    let client = reqwest::Client::new();
+    let post = |base: &str, body: String| {
+        let request = client
+            .post(format!("{base}/v1/pipelines/meta/reports"))
+            .bearer_auth(&ingest)
+            .body(body);
+        async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let totals = |base: &str, group_by: &str| {
+        let request = client
+            .get(format!(
+                "{base}/v1/insights?from=2026-10-01&to=2026-10-31&granularity=total&group_by={group_by}&metrics=impressions"
+            ))
+            .bearer_auth(&viewer);
+        async move {
+            let answer: Value = request
+                .send()
+                .await
+                .expect("insights")
+                .json()
+                .await
+                .expect("json");
+            let rows = answer["rows"].as_array().cloned().unwrap_or_default();
+            rows.iter()
+                .map(|r| r["impressions"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+        }
+    };
+    runtime.block_on(async {
+        // A: applies the first page and commits; aborts after applying the
+        // second (which restates every row of the first and adds campaigns).
+        let abort = [
+            ("ADPIPE_JWT_SECRET", JWT_SECRET),
+            ("ADPIPE_TEST_ABORT_AFTER_APPLIES", "2"),
+        ];
+        let mut a = Server::spawn(&config, &abort, &[]);
+        let (first, first_total) = restated_page(100, 2);
+        assert_eq!(post(&a.base, first).await, 202);
+        assert_eq!(totals(&a.base, "campaign_id").await, first_total);
+        let (second, second_total) = restated_page(500, 4);
+        assert_eq!(post(&a.base, second).await, 202);
+        assert!(
+            a.wait_exit(Duration::from_secs(30)).is_some(),
+            "A aborts after its second store write"
+        );
+
+        // B: the second batch comes again; rollups (by campaign) and facts
+        // (by ad) count it once.
+        let b = Server::spawn(&config, &secret, &[]);
+        assert_eq!(totals(&b.base, "campaign_id").await, second_total);
+        assert_eq!(totals(&b.base, "ad_id").await, second_total);
+        // And a third restatement on top is exact too.
+        let (third, third_total) = restated_page(900, 3);
+        assert_eq!(post(&b.base, third).await, 202);
+        let c3 = (500 + 30) + (500 + 31);
+        assert_eq!(totals(&b.base, "campaign_id").await, third_total + c3);
+        assert_eq!(totals(&b.base, "ad_id").await, third_total + c3);
+    });
+}

@@ -16,6 +16,7 @@ mod metrics;
 mod platforms;
 mod readme;
 mod restart;
+mod rollups;
 mod sandbox;
 mod serving;
 mod tenancy;
