@@ -13,6 +13,11 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// ClickHouse database (created if missing); the server's default if unset.
     pub database: Option<String>,
+    /// A ClickHouse cluster (its name in the servers' `remote_servers`) to
+    /// shard facts and rollups across, by campaign; `url` takes queries.
+    pub cluster: Option<String>,
+    /// The HTTP URL of every shard of `cluster`.
+    pub shards: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -21,6 +26,8 @@ impl Default for StoreConfig {
             kind: StoreKind::Embedded,
             url: None,
             database: None,
+            cluster: None,
+            shards: Vec::new(),
         }
     }
 }
@@ -49,6 +56,51 @@ impl StoreConfig {
                     "ClickHouse is reached over its HTTP interface, e.g. http://127.0.0.1:8123",
                 ),
                 Some(_) => {}
+            }
+        }
+        match (&self.cluster, self.shards.is_empty()) {
+            (Some(_), _) if self.kind != StoreKind::Clickhouse => issues.add(
+                "store.cluster",
+                "only a ClickHouse store is sharded",
+                "set store.kind = \"clickhouse\", or remove store.cluster",
+            ),
+            (Some(_), true) => issues.add(
+                "store.shards",
+                "store.cluster needs the HTTP URL of every shard",
+                "e.g. shards = [\"http://10.0.0.1:8123\", \"http://10.0.0.2:8123\"]",
+            ),
+            (Some(_), false) if self.database.is_none() => issues.add(
+                "store.database",
+                "a sharded store needs a database name (the Distributed tables name it)",
+                "e.g. database = \"adpipe\"",
+            ),
+            (None, false) => issues.add(
+                "store.shards",
+                "shards are only used with store.cluster",
+                "name the cluster from the servers' remote_servers, or remove store.shards",
+            ),
+            _ => {}
+        }
+        for shard in &self.shards {
+            if !matches!(scheme(shard), Some("http" | "https")) {
+                issues.add(
+                    "store.shards",
+                    format!("`{shard}` is not an http:// or https:// URL"),
+                    "each shard's HTTP interface, e.g. http://10.0.0.1:8123",
+                );
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.is_empty()
+                || !cluster
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                issues.add(
+                    "store.cluster",
+                    format!("`{cluster}` is not a plain cluster name"),
+                    "letters, digits and underscores",
+                );
             }
         }
         if let Some(db) = &self.database {

@@ -66,7 +66,10 @@ impl CrashPoint {
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                eprintln!("{}: aborting after a store write, before its commit", Self::VARIABLE);
+                eprintln!(
+                    "{}: aborting after a store write, before its commit",
+                    Self::VARIABLE
+                );
                 std::process::abort();
             }
         }

@@ -36,21 +36,10 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
-use super::{
-    AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend, StoreError,
-};
+use super::{AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend, StoreError};
 use crate::insights::{self, Dimension, Fact, Granularity, Summed, Sums};
 
 const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS adpipe_facts (
-        tenant String, platform String, account_id String, campaign_id String,
-        ad_group_id String, ad_id String, date Date, hour Int8, currency String,
-        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
-        breakdown String, report String
-    ) ENGINE = ReplacingMergeTree(observed_at)
-    PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)",
     "CREATE TABLE IF NOT EXISTS adpipe_deltas (
         tenant String, platform String, dedup_key String, account_id String, campaign_id String,
         ad_group_id String, ad_id String, date Date, hour Int8, currency String,
@@ -72,41 +61,79 @@ const SCHEMA: &[&str] = &[
     ENGINE = ReplacingMergeTree(offset) ORDER BY consumer",
 ];
 
-/// The rollups and the routing table that writes facts and rollup rows in
-/// one insert (after [`add_report_column`], which old fact tables need first).
-const ROLLUP_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS adpipe_rollup (
+/// The tables a shard holds — facts, the rollups, and the `Null` table
+/// `adpipe_writes` whose materialized views route one insert into facts and
+/// rollups — named with `suffix` (`""` on a single node; `"_local"` on each
+/// shard, behind `Distributed` tables of the plain names).
+fn shard_schema(suffix: &str) -> Vec<String> {
+    let s = suffix;
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS adpipe_facts{s} (
+        tenant String, platform String, account_id String, campaign_id String,
+        ad_group_id String, ad_id String, date Date, hour Int8, currency String,
+        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
+        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
+        breakdown String, report String
+    ) ENGINE = ReplacingMergeTree(observed_at)
+    PARTITION BY toYYYYMM(date)
+    ORDER BY (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS adpipe_rollup{s} (
         tenant String, date Date, campaign_id String, platform String, account_id String,
         report String, currency String, rows Int64,
         impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64
     ) ENGINE = SummingMergeTree((rows, impressions, clicks, spend, conversions, conversion_value))
     PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency)",
-    "CREATE TABLE IF NOT EXISTS adpipe_rollup_extras (
+    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS adpipe_rollup_extras{s} (
         tenant String, date Date, campaign_id String, platform String, account_id String,
         report String, currency String, name String, value Int64
     ) ENGINE = SummingMergeTree(value)
     PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency, name)",
-    "CREATE TABLE IF NOT EXISTS adpipe_writes (
+    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency, name)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS adpipe_writes{s} (
         target String, tenant String, platform String, account_id String, campaign_id String,
         ad_group_id String, ad_id String, date Date, hour Int8, currency String,
         impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
         extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
         breakdown String, report String, rows Int64, name String, value Int64
-    ) ENGINE = Null",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_facts TO adpipe_facts AS
+    ) ENGINE = Null"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_facts{s} TO adpipe_facts{s} AS
     SELECT tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
         impressions, clicks, spend, conversions, conversion_value, extras, observed_at, pipeline,
         adapter, adapter_version, breakdown, report
-    FROM adpipe_writes WHERE target = 'fact'",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_rollup TO adpipe_rollup AS
+    FROM adpipe_writes{s} WHERE target = 'fact'"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_rollup{s} TO adpipe_rollup{s} AS
     SELECT tenant, date, campaign_id, platform, account_id, report, currency, rows,
         impressions, clicks, spend, conversions, conversion_value
-    FROM adpipe_writes WHERE target = 'rollup'",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_extras TO adpipe_rollup_extras AS
+    FROM adpipe_writes{s} WHERE target = 'rollup'"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_extras{s} TO adpipe_rollup_extras{s} AS
     SELECT tenant, date, campaign_id, platform, account_id, report, currency, name, value
-    FROM adpipe_writes WHERE target = 'extra'",
+    FROM adpipe_writes{s} WHERE target = 'extra'"
+        ),
+    ]
+}
+
+/// The tables sharded across a cluster, by campaign (the rollups' and the
+/// facts' rows of one campaign-day live on one shard, which the queries'
+/// `IN` subqueries rely on, with `distributed_product_mode = 'local'`).
+const SHARDED_TABLES: [&str; 4] = [
+    "adpipe_facts",
+    "adpipe_rollup",
+    "adpipe_rollup_extras",
+    "adpipe_writes",
 ];
 
 /// A fact's report key in SQL, for facts stored before the column existed
@@ -293,7 +320,17 @@ struct WriteRow {
 
 /// A fact's identity: tenant, platform, account, campaign, ad group, ad,
 /// day, hour, breakdown.
-type Identity = (String, String, String, String, String, String, u16, i8, String);
+type Identity = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    u16,
+    i8,
+    String,
+);
 
 /// What the rollups hold of one stored (or about to be stored) fact.
 #[derive(Clone, Debug, ChRow, Deserialize)]
@@ -520,46 +557,118 @@ pub struct ClickHouseStore {
     scope: String,
 }
 
-impl ClickHouseStore {
-    /// Connect to `url` and create the tables if missing.
-    pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore> {
-        let plain = || {
-            Client::default()
-                .with_url(url)
-                .with_validation(false)
-                .with_compression(clickhouse::Compression::None)
-        };
-        // Feature detection: LZ4-compressed HTTP exchanges where the server
-        // supports them (not 18.16, Debian's package).
-        let version: String = plain().query("SELECT version()").fetch_one().await?;
-        let major: u32 = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        let compression = if major >= 20 {
-            clickhouse::Compression::Lz4
-        } else {
-            clickhouse::Compression::None
-        };
-        tracing::info!(%version, ?compression, "ClickHouse store");
-        let mut client = plain().with_compression(compression);
-        if let Some(db) = database {
-            plain()
+/// A ClickHouse cluster the store shards its facts and rollups across
+/// (`[store] cluster` and `shards`).
+#[derive(Clone, Debug)]
+pub struct Sharding {
+    /// The cluster's name in the servers' `remote_servers` configuration.
+    pub cluster: String,
+    /// Every shard's HTTP URL (the tables each holds are created there).
+    pub shards: Vec<String>,
+}
+
+/// A client of the server at `url`, with compression where it supports it
+/// (not 18.16, Debian's package), and its version.
+async fn client_for(url: &str) -> Result<Client> {
+    let plain = Client::default()
+        .with_url(url)
+        .with_validation(false)
+        .with_compression(clickhouse::Compression::None);
+    let version: String = plain.query("SELECT version()").fetch_one().await?;
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let compression = if major >= 20 {
+        clickhouse::Compression::Lz4
+    } else {
+        clickhouse::Compression::None
+    };
+    tracing::info!(%url, %version, ?compression, "ClickHouse server");
+    Ok(plain.with_compression(compression))
+}
+
+/// `client` in `database` (created if missing).
+async fn in_database(client: Client, database: Option<&str>) -> Result<Client> {
+    match database {
+        None => Ok(client),
+        Some(db) => {
+            client
                 .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
                 .execute()
                 .await?;
-            client = client.with_database(db);
+            Ok(client.with_database(db))
         }
+    }
+}
+
+impl ClickHouseStore {
+    /// Connect to `url` and create the tables if missing.
+    pub async fn open(url: &str, database: Option<&str>) -> Result<ClickHouseStore> {
+        ClickHouseStore::open_with(url, database, None).await
+    }
+
+    /// Connect to `url`, the server that takes queries and inserts, and
+    /// create the tables if missing: with `sharding`, facts and rollups are
+    /// created on every shard (`<name>_local`) and reached through
+    /// `Distributed` tables on `url` that shard them by campaign; the
+    /// smaller tables (deltas, hierarchy, names, positions) live on `url`.
+    pub async fn open_with(
+        url: &str,
+        database: Option<&str>,
+        sharding: Option<&Sharding>,
+    ) -> Result<ClickHouseStore> {
+        let mut client = in_database(client_for(url).await?, database).await?;
         for statement in SCHEMA {
             client.query(statement).execute().await?;
         }
-        add_breakdown_column(&client).await?;
-        add_report_column(&client).await?;
+        match sharding {
+            None => {
+                let schema = shard_schema("");
+                // Facts first, brought up to date, then what reads from them.
+                client.query(&schema[0]).execute().await?;
+                add_breakdown_column(&client).await?;
+                add_report_column(&client).await?;
+                for statement in &schema[1..] {
+                    client.query(statement).execute().await?;
+                }
+            }
+            Some(sharding) => {
+                let db = database.ok_or(StoreError::ShardsNeedDatabase)?;
+                let mut hosts: Vec<&str> = sharding.shards.iter().map(String::as_str).collect();
+                if !hosts.contains(&url) {
+                    hosts.push(url); // `AS <local>` below needs the local tables here too
+                }
+                for host in hosts {
+                    let shard = in_database(client_for(host).await?, Some(db)).await?;
+                    for statement in shard_schema("_local") {
+                        shard.query(&statement).execute().await?;
+                    }
+                }
+                for table in SHARDED_TABLES {
+                    client
+                        .query(&format!(
+                            "CREATE TABLE IF NOT EXISTS {table} AS {table}_local
+                             ENGINE = Distributed({cluster}, {db}, {table}_local, cityHash64(campaign_id))",
+                            cluster = sharding.cluster
+                        ))
+                        .execute()
+                        .await?;
+                }
+                // An insert returns once every shard has its rows, as the
+                // consumer's commit requires.
+                client = client.with_setting("insert_distributed_sync", "1");
+            }
+        }
         add_rollups(&client).await?;
+        // The queries' `IN (SELECT … FROM adpipe_rollup)` runs on each shard
+        // against its own rollups (a campaign-day lives on one shard).
+        let client = client.with_setting("distributed_product_mode", "local");
+        let shards = sharding.map_or(String::new(), |s| s.shards.join(","));
         Ok(ClickHouseStore {
             client,
-            scope: format!("clickhouse|{url}|{}", database.unwrap_or("")),
+            scope: format!("clickhouse|{url}|{}|{shards}", database.unwrap_or("")),
         })
     }
 }
@@ -615,9 +724,6 @@ async fn add_report_column(client: &Client) -> Result<()> {
 /// from its facts, once: the host whose `CREATE TABLE adpipe_rollup_filled`
 /// succeeds does it (hosts starting together do not both count).
 async fn add_rollups(client: &Client) -> Result<()> {
-    for statement in ROLLUP_SCHEMA {
-        client.query(statement).execute().await?;
-    }
     let claimed = client
         .query("CREATE TABLE adpipe_rollup_filled (at DateTime) ENGINE = TinyLog")
         .execute()
@@ -646,7 +752,10 @@ async fn fill_rollups(client: &Client) -> Result<()> {
     if facts == 0 {
         return Ok(());
     }
-    tracing::info!(facts, "store: computing rollups from the stored facts (once)");
+    tracing::info!(
+        facts,
+        "store: computing rollups from the stored facts (once)"
+    );
     client
         .query(&format!(
             "INSERT INTO adpipe_rollup
@@ -681,7 +790,8 @@ async fn fill_rollups(client: &Client) -> Result<()> {
 const CAMPAIGNS_PER_LOOKUP: usize = 500;
 
 /// The columns of a [`Contribution`], as `adpipe_facts` holds them.
-const CONTRIBUTION_COLUMNS: &str = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, \
+const CONTRIBUTION_COLUMNS: &str =
+    "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, \
      date, hour, breakdown, report, currency, impressions, clicks, spend, conversions, \
      conversion_value, extras, observed_at";
 
@@ -720,7 +830,9 @@ impl ClickHouseStore {
                 }
             }
         }
-        let stored = self.stored_contributions(newest.values().map(|(c, _)| c)).await?;
+        let stored = self
+            .stored_contributions(newest.values().map(|(c, _)| c))
+            .await?;
         let mut changes = RollupChanges::default();
         let mut rows = Vec::with_capacity(newest.len());
         for (identity, (c, item)) in newest {
@@ -784,7 +896,10 @@ impl ClickHouseStore {
             let campaigns: Vec<&str> = campaigns.into_iter().collect();
             for chunk in campaigns.chunks(CAMPAIGNS_PER_LOOKUP) {
                 let mut filter = Sql::default();
-                filter.push("tenant = ").bind(tenant).push(" AND campaign_id IN (");
+                filter
+                    .push("tenant = ")
+                    .bind(tenant)
+                    .push(" AND campaign_id IN (");
                 for (i, campaign) in chunk.iter().enumerate() {
                     if i > 0 {
                         filter.push(", ");

@@ -47,6 +47,8 @@ pub enum StoreError {
     DayOutOfRange(i32),
     #[error("store.kind = \"clickhouse\" needs store.url")]
     MissingUrl,
+    #[error("a sharded ClickHouse store needs store.database")]
+    ShardsNeedDatabase,
 }
 
 /// What every store backend does. Reads return rows of one tenant only.
@@ -180,7 +182,18 @@ impl Store {
             }
             StoreKind::Clickhouse => {
                 let url = config.url.as_deref().ok_or(StoreError::MissingUrl)?;
-                Arc::new(clickhouse::ClickHouseStore::open(url, config.database.as_deref()).await?)
+                let sharding = config.cluster.as_ref().map(|cluster| clickhouse::Sharding {
+                    cluster: cluster.clone(),
+                    shards: config.shards.clone(),
+                });
+                Arc::new(
+                    clickhouse::ClickHouseStore::open_with(
+                        url,
+                        config.database.as_deref(),
+                        sharding.as_ref(),
+                    )
+                    .await?,
+                )
             }
         };
         Store::over(backend).await

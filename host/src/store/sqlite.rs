@@ -739,9 +739,8 @@ async fn insert(
     let deltas = table == "deltas";
     // Deltas carry their dedup key; facts, their report key.
     let own_column = if deltas { ", dedup_key" } else { ", report" };
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "INSERT INTO {table} ({ROW_COLUMNS}{own_column}) "
-    ));
+    let mut q =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({ROW_COLUMNS}{own_column}) "));
     q.push_values(items, |mut b, item| {
         let row = item.row;
         b.push_bind(item.tenant)

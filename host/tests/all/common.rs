@@ -232,6 +232,8 @@ pub enum Engine {
     ClickHouse,
     /// The shared Kafka-protocol broker.
     Kafka,
+    /// Two ClickHouse servers as the shards of `adpipe_shards` (scripts/clickhouse-shards).
+    ClickHouseShards,
     /// The tansu program, for tests that start a private broker.
     Tansu,
     /// The redis-server program, for tests that start a private (TLS) Redis.
@@ -244,6 +246,7 @@ impl Engine {
             Engine::Postgres => "PostgreSQL",
             Engine::Redis => "Redis",
             Engine::ClickHouse => "ClickHouse",
+            Engine::ClickHouseShards => "the two ClickHouse shards (scripts/clickhouse-shards up)",
             Engine::Kafka => "the Kafka-protocol broker",
             Engine::Tansu => "tansu",
             Engine::RedisServer => "redis-server",
@@ -264,6 +267,10 @@ impl Engine {
                 "http://127.0.0.1:8123".to_owned(),
             ),
             Engine::Kafka => ("ADPIPE_TEST_KAFKA_BROKERS", "127.0.0.1:9092".to_owned()),
+            Engine::ClickHouseShards => (
+                "ADPIPE_TEST_CLICKHOUSE_SHARDS",
+                "http://127.0.0.1:8124,http://127.0.0.1:8125".to_owned(),
+            ),
             Engine::Tansu => ("ADPIPE_TEST_TANSU", {
                 let home = std::env::var("HOME").unwrap_or_default();
                 format!("{home}/.cargo/adpipe-tansu-0.6.0-sqlite/bin/tansu")
@@ -281,6 +288,11 @@ impl Engine {
             Engine::Tansu | Engine::RedisServer => {
                 (!program_found(&url)).then(|| format!("{} not found at {url}", self.name()))
             }
+            Engine::ClickHouseShards => url
+                .split(',')
+                .map(host_port)
+                .find(|address| !reachable(address))
+                .map(|address| format!("{} not reachable at {address}", self.name())),
             _ => {
                 let address = host_port(&url);
                 (!reachable(address)).then(|| format!("{} not reachable at {address}", self.name()))

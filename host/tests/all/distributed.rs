@@ -1353,7 +1353,13 @@ adapter = "meta"
             .post(format!("{base}/v1/pipelines/meta/reports"))
             .bearer_auth(&ingest)
             .body(body);
-        async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
     };
     let totals = |base: &str, group_by: &str| {
         let request = client
