@@ -28,6 +28,8 @@ use crate::seal::{Context, SealError, Sealer};
 pub enum MetadataError {
     #[error("metadata database error")]
     Database(#[from] sqlx::Error),
+    #[error("a kept payload could not be decoded: {0}")]
+    Encoding(String),
     #[error("a kept payload could not be sealed or opened")]
     Seal(#[from] SealError),
     #[error("keeping a payload: {0}")]
@@ -159,7 +161,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX audit_log_by_time ON audit_log (at_ms);
         CREATE INDEX pull_runs_by_time ON pull_runs (started_at_ms)",
     ),
+    (
+        7,
+        // Kept payloads compressed before sealing (NULL = stored as received).
+        "ALTER TABLE payloads ADD COLUMN encoding TEXT",
+    ),
 ];
+
+/// `payloads.encoding` of an LZ4 block with its length in front.
+const LZ4: &str = "lz4";
 
 /// Kept payloads one page of a replay holds (bounds its memory to this many
 /// request bodies).
@@ -692,7 +702,9 @@ impl Metadata {
         currency: Option<&str>,
         payload: &[u8],
     ) -> Result<String, MetadataError> {
-        let (blob, key_id) = self.seal(payload, Context::Payload { tenant })?;
+        // Compressed, then sealed (sealed bytes do not compress).
+        let compressed = lz4_flex::compress_prepend_size(payload);
+        let (blob, key_id) = self.seal(&compressed, Context::Payload { tenant })?;
         let id = uuid::Uuid::new_v4().to_string();
         self.payloads
             .submit(payloads::KeptRow {
@@ -705,6 +717,7 @@ impl Metadata {
                 currency: currency.map(str::to_owned),
                 blob,
                 key_id,
+                encoding: Some(LZ4),
             })
             .await?;
         Ok(id)
@@ -735,9 +748,9 @@ impl Metadata {
             .after
             .clone()
             .unwrap_or((cursor.from_ms - 1, String::new()));
-        let rows: Vec<(KeptPayload, Option<String>)> = on_pool!(&self.pool, pool => {
+        let rows: Vec<(KeptPayload, Option<String>, Option<String>)> = on_pool!(&self.pool, pool => {
             sqlx::query(
-                "SELECT id, source, received_at_ms, account_id, currency, payload, key_id FROM payloads
+                "SELECT id, source, received_at_ms, account_id, currency, payload, key_id, encoding FROM payloads
                  WHERE tenant = $1 AND pipeline = $2 AND received_at_ms >= $3 AND received_at_ms < $4
                    AND (received_at_ms > $5 OR (received_at_ms = $5 AND id > $6))
                  ORDER BY received_at_ms, id LIMIT $7",
@@ -763,22 +776,33 @@ impl Metadata {
                         payload: r.get(5),
                     },
                     r.get(6),
+                    r.get(7),
                 )
             })
             .collect()
         });
         cursor.done = rows.len() < limit as usize;
-        if let Some((last, _)) = rows.last() {
+        if let Some((last, _, _)) = rows.last() {
             cursor.after = Some((last.received_at_ms, last.id.clone()));
         }
         let tenant = cursor.tenant.clone();
         rows.into_iter()
-            .map(|(mut kept, key_id)| {
-                kept.payload = self.open_blob(
+            .map(|(mut kept, key_id, encoding)| {
+                let stored = self.open_blob(
                     key_id,
                     std::mem::take(&mut kept.payload),
                     Context::Payload { tenant: &tenant },
                 )?;
+                kept.payload = match encoding.as_deref() {
+                    None => stored,
+                    Some(LZ4) => lz4_flex::decompress_size_prepended(&stored)
+                        .map_err(|e| MetadataError::Encoding(e.to_string()))?,
+                    Some(other) => {
+                        return Err(MetadataError::Encoding(format!(
+                            "unknown encoding `{other}`"
+                        )))
+                    }
+                };
                 Ok(kept)
             })
             .collect()

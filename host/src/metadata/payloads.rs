@@ -8,7 +8,7 @@
 use super::{on_pool, Pool};
 use crate::group_commit::GroupCommit;
 
-/// Largest number of payloads committed together (9 parameters each: well
+/// Largest number of payloads committed together (10 parameters each: well
 /// inside SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
 const GROUP_COMMIT_MAX: usize = 256;
 
@@ -23,6 +23,8 @@ pub(super) struct KeptRow {
     pub currency: Option<String>,
     pub blob: Vec<u8>,
     pub key_id: Option<String>,
+    /// How `blob` (opened) is encoded: `lz4`, or `None` as received.
+    pub encoding: Option<&'static str>,
 }
 
 /// Start the writer of kept payloads on `pool`.
@@ -41,7 +43,7 @@ pub(super) fn writer(pool: Pool) -> GroupCommit<KeptRow, ()> {
 async fn commit(pool: &Pool, batch: &[KeptRow]) -> Result<(), sqlx::Error> {
     on_pool!(pool, pool => {
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id) ",
+            "INSERT INTO payloads (id, tenant, pipeline, source, received_at_ms, account_id, currency, payload, key_id, encoding) ",
         );
         insert.push_values(batch, |mut values, row| {
             values
@@ -53,7 +55,8 @@ async fn commit(pool: &Pool, batch: &[KeptRow]) -> Result<(), sqlx::Error> {
                 .push_bind(&row.account_id)
                 .push_bind(&row.currency)
                 .push_bind(&row.blob)
-                .push_bind(&row.key_id);
+                .push_bind(&row.key_id)
+                .push_bind(row.encoding);
         });
         insert.build().execute(pool).await.map(|_| ())
     })

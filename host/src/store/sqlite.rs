@@ -37,7 +37,8 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS facts_by_campaign ON facts (tenant, campaign_id, date)",
-    "CREATE INDEX IF NOT EXISTS facts_by_date ON facts (tenant, date)",
+    // Account-wide reads go to the rollups now; the index only cost space.
+    "DROP INDEX IF EXISTS facts_by_date",
     "CREATE TABLE IF NOT EXISTS deltas (
         tenant TEXT NOT NULL, platform TEXT NOT NULL, dedup_key TEXT NOT NULL,
         account_id TEXT NOT NULL, campaign_id TEXT, ad_group_id TEXT, ad_id TEXT,
@@ -83,6 +84,40 @@ const ROLLUP_SCHEMA: &[&str] = &[
         PRIMARY KEY (tenant, date, campaign_id, platform, account_id, report, currency, name)
     ) WITHOUT ROWID",
 ];
+
+/// Per campaign-day and currency, the sums of the report a campaign-grouped
+/// answer uses (the coarsest present): what most queries read, with no
+/// choice left to make. Recomputed for the campaign-days a write touches.
+const CHOSEN_SCHEMA: &[&str] = &[
+    "CREATE TABLE rollup_chosen (
+        tenant TEXT NOT NULL, date INTEGER NOT NULL, campaign_id TEXT NOT NULL,
+        platform TEXT NOT NULL, account_id TEXT NOT NULL, currency TEXT NOT NULL,
+        rows INTEGER NOT NULL, impressions INTEGER NOT NULL, clicks INTEGER NOT NULL,
+        spend INTEGER NOT NULL, conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
+        PRIMARY KEY (tenant, date, campaign_id, platform, account_id, currency)
+    ) WITHOUT ROWID",
+    "CREATE INDEX rollup_chosen_by_campaign ON rollup_chosen (tenant, campaign_id, date)",
+];
+
+/// The campaign-day columns, in `rollup_chosen`'s key order.
+const CELL: &str = "tenant, date, campaign_id, platform, account_id";
+
+/// `rollup_chosen`'s rows from `rollup_days` rows `r` (filtered by the caller).
+fn chosen_from_days(filter: &str) -> String {
+    format!(
+        "INSERT INTO rollup_chosen ({CELL}, currency, rows, impressions, clicks, spend, conversions,
+                                    conversion_value)
+         SELECT {CELL}, currency, rows, impressions, clicks, spend, conversions, conversion_value
+         FROM rollup_days AS r
+         WHERE r.rows > 0 AND ({filter}) AND r.report = (
+             SELECT MIN(m.report) FROM rollup_days AS m
+             WHERE m.tenant = r.tenant AND m.date = r.date AND m.campaign_id = r.campaign_id
+               AND m.platform = r.platform AND m.account_id = r.account_id AND m.rows > 0)"
+    )
+}
+
+/// Cells per statement when recomputing chosen rows (5 binds each).
+const CELLS_PER_STATEMENT: usize = 150;
 
 /// The key columns of a rollup row, in table order.
 const ROLLUP_KEY: &str = "tenant, date, campaign_id, platform, account_id, report, currency";
@@ -277,7 +312,68 @@ async fn add_rollups(pool: &SqlitePool) -> Result<()> {
     for trigger in rollup_triggers() {
         sqlx::query(&trigger).execute(&mut *tx).await?;
     }
+    let chosen: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rollup_chosen'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if chosen.is_none() {
+        for statement in CHOSEN_SCHEMA {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&chosen_from_days("1"))
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Recompute `rollup_chosen` for the campaign-days `items` touch.
+async fn choose_reports(tx: &mut sqlx::Transaction<'_, Sqlite>, items: &[Item<'_>]) -> Result<()> {
+    let cells: std::collections::BTreeSet<(&str, i32, &str, &str, &str)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.tenant,
+                i.row.date,
+                i.campaign_id(),
+                i.row.platform.as_str(),
+                i.row.account_id.as_str(),
+            )
+        })
+        .collect();
+    let cells: Vec<_> = cells.into_iter().collect();
+    for chunk in cells.chunks(CELLS_PER_STATEMENT) {
+        let list = |q: &mut QueryBuilder<'_, Sqlite>| {
+            q.push(format!("({CELL}) IN (VALUES "));
+            let mut values = q.separated(", ");
+            for (v_tenant, date, v_campaign, v_platform, v_account) in chunk {
+                values.push("(");
+                values.push_bind_unseparated(v_tenant.to_string());
+                values.push_unseparated(", ");
+                values.push_bind_unseparated(*date);
+                values.push_unseparated(", ");
+                values.push_bind_unseparated(v_campaign.to_string());
+                values.push_unseparated(", ");
+                values.push_bind_unseparated(v_platform.to_string());
+                values.push_unseparated(", ");
+                values.push_bind_unseparated(v_account.to_string());
+                values.push_unseparated(")");
+            }
+            q.push(")");
+        };
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM rollup_chosen WHERE ");
+        list(&mut delete);
+        delete.build().execute(&mut **tx).await?;
+        // The cell list goes where chosen_from_days puts its filter.
+        let sql = chosen_from_days("\u{0}");
+        let (head, tail) = sql.split_once('\u{0}').unwrap_or((&sql, ""));
+        let mut insert = QueryBuilder::<Sqlite>::new(head.to_owned());
+        list(&mut insert);
+        insert.push(tail.to_owned());
+        insert.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -300,6 +396,7 @@ impl StoreBackend for EmbeddedStore {
         for chunk in batch.snapshots.chunks(ROWS_PER_STATEMENT) {
             insert(&mut tx, "facts", chunk, SNAPSHOT_CONFLICT).await?;
         }
+        choose_reports(&mut tx, &batch.snapshots).await?;
         for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
             insert(&mut tx, "deltas", chunk, DELTA_CONFLICT).await?;
         }
@@ -396,8 +493,14 @@ impl StoreBackend for EmbeddedStore {
             (r.get(0), values, r.get(1 + dims.len()))
         };
 
+        // By campaign or coarser without a currency filter, the chosen
+        // reports' sums are stored: no choice to make (a currency filter may
+        // leave a campaign-day another report, so it chooses in the query).
+        let chosen = !from_facts && query.filter.currencies.is_none();
         let mut q = QueryBuilder::<Sqlite>::new("");
-        push_cells(&mut q, tenant, query);
+        if !chosen {
+            push_cells(&mut q, tenant, query);
+        }
         q.push(format!(
             "SELECT {bucket} AS bucket, {dims}s.currency,
                     SUM(s.impressions), SUM(s.clicks), SUM(s.spend), SUM(s.conversions),
@@ -412,8 +515,13 @@ impl StoreBackend for EmbeddedStore {
                     .push("), 0))");
             }
         }
-        q.push(format!(" FROM {source} AS s"));
-        push_chosen(&mut q, tenant, query);
+        if chosen {
+            q.push(" FROM rollup_chosen AS s");
+            push_filter(&mut q, tenant, query);
+        } else {
+            q.push(format!(" FROM {source} AS s"));
+            push_chosen(&mut q, tenant, query);
+        }
         push_group(&mut q, query.granularity, &dims, "");
         if !from_facts {
             // Rollup rows whose facts all moved away (to another currency) hold zeros.

@@ -592,7 +592,11 @@ async fn an_embedded_process_keeps_no_payload_plaintext_at_rest() {
             "SELECT key_id || ':' || CAST(LENGTH(payload) AS TEXT) FROM payloads"
         )
         .await,
-        vec![format!("{id}:{}", kept.len() + adpipe::seal::OVERHEAD)]
+        // Compressed (LZ4), then sealed.
+        vec![format!(
+            "{id}:{}",
+            lz4_flex::compress_prepend_size(kept.as_bytes()).len() + adpipe::seal::OVERHEAD
+        )]
     );
     assert_eq!(
         texts(&url, "SELECT key_id FROM dead_letters").await,
