@@ -1,6 +1,6 @@
 //! The one way adpipe opens its embedded SQLite files (bus, store, metadata):
 //! WAL journal, `synchronous=FULL` (a commit is on disk when it returns),
-//! a busy timeout, a small pool. A database file adpipe creates is mode 0600
+//! a busy timeout, a small pool, a WAL cut back to 64 MB after checkpoints. A database file adpipe creates is mode 0600
 //! (SQLite gives its `-wal` and `-shm` files the same mode).
 
 use std::str::FromStr;
@@ -26,6 +26,8 @@ async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Erro
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
+        // A WAL that grew under a burst is cut back to this after a checkpoint.
+        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
         .busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new()
         .max_connections(4)

@@ -101,18 +101,25 @@ impl EmbeddedBus {
         drop(waited);
     }
 
-    /// Up to `limit` records after `offset`, oldest first.
+    /// Up to `limit` records after `offset`, oldest first, and no more of
+    /// them than fit in [`READ_BYTES`] (always at least one).
     pub async fn read_after(
         &self,
         offset: u64,
         limit: u32,
     ) -> Result<Vec<(u64, Vec<u8>)>, BusError> {
-        let rows =
-            sqlx::query("SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?")
-                .bind(offset as i64)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT offset, payload FROM (
+                SELECT offset, payload,
+                       SUM(LENGTH(payload)) OVER (ORDER BY offset) - LENGTH(payload) AS before
+                FROM (SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?))
+             WHERE before < ? ORDER BY offset",
+        )
+        .bind(offset as i64)
+        .bind(i64::from(limit))
+        .bind(READ_BYTES)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
             .map(|r| (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1)))
@@ -179,6 +186,10 @@ impl BusBackend for EmbeddedBus {
 
 /// Records read per store transaction.
 const READ_BATCH: u32 = 64;
+
+/// Record bytes read per store transaction: under a backlog of large reports
+/// (5,000 rows a record), 64 records decoded at once held hundreds of MB.
+const READ_BYTES: i64 = 8 * 1024 * 1024;
 
 /// Batches between trims of what the store has applied.
 const TRIM_EVERY: u32 = 16;

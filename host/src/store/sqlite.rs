@@ -167,7 +167,14 @@ const CONSUMER: &str = "aggregator";
 pub struct EmbeddedStore {
     pool: SqlitePool,
     path: std::path::PathBuf,
+    /// When the write-ahead log was last checkpointed and truncated.
+    checkpointed: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
 }
+
+/// How often a writing store folds its write-ahead log into the database
+/// and truncates it: SQLite's own (passive) checkpoints cannot finish while
+/// queries keep reading, so under steady ingest the log would only grow.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl EmbeddedStore {
     /// Open (or create) the store at `path`.
@@ -182,6 +189,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             pool,
             path: path.to_owned(),
+            checkpointed: std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
 }
@@ -365,14 +373,14 @@ async fn choose_reports(tx: &mut sqlx::Transaction<'_, Sqlite>, items: &[Item<'_
         };
         let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM rollup_chosen WHERE ");
         list(&mut delete);
-        delete.build().execute(&mut **tx).await?;
+        delete.build().persistent(false).execute(&mut **tx).await?;
         // The cell list goes where chosen_from_days puts its filter.
         let sql = chosen_from_days("\u{0}");
         let (head, tail) = sql.split_once('\u{0}').unwrap_or((&sql, ""));
         let mut insert = QueryBuilder::<Sqlite>::new(head.to_owned());
         list(&mut insert);
         insert.push(tail.to_owned());
-        insert.build().execute(&mut **tx).await?;
+        insert.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -440,6 +448,22 @@ impl StoreBackend for EmbeddedStore {
             .await?;
         }
         tx.commit().await?;
+        let due = self
+            .checkpointed
+            .lock()
+            .map(|mut at| {
+                let due = at.elapsed() >= CHECKPOINT_EVERY;
+                if due {
+                    *at = std::time::Instant::now();
+                }
+                due
+            })
+            .unwrap_or(false);
+        if due {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -878,7 +902,7 @@ async fn insert(
         }
     });
     q.push(on_conflict);
-    q.build().execute(&mut **tx).await?;
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
