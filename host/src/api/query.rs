@@ -366,7 +366,7 @@ pub async fn insights(
     // The extra metrics the answer shows or a metric plugin reads.
     let mut wanted_extras: Vec<String> = metrics
         .iter()
-        .filter(|m| plugin_metrics.get(*m).is_none())
+        .filter(|m| !plugin_metrics.contains_key(*m))
         .cloned()
         .chain(
             metrics
