@@ -36,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, Item};
 use super::hierarchy::{Entity, Known, StoredDelta};
-use super::{AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend, StoreError};
+use super::{
+    AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend, StoreError, SumKey,
+};
 use crate::insights::{self, Dimension, Fact, Granularity, Summed, Sums};
 
 const SCHEMA: &[&str] = &[
@@ -996,9 +998,6 @@ macro_rules! sum_row {
     };
 }
 
-/// Bucket, dimension values, currency.
-type SumKey = (Option<i32>, Vec<Option<String>>, String);
-
 sum_row!(SumRead {
     s_impressions: i64,
     s_clicks: i64,
@@ -1251,27 +1250,13 @@ impl StoreBackend for ClickHouseStore {
         .push(&format!(" GROUP BY {group}, name"));
         let q = sql.query(&self.client);
         let rows: Vec<ExtraRead> = q.fetch_all().await?;
-        let mut index: HashMap<SumKey, usize> = out
-            .iter()
-            .enumerate()
-            .map(|(i, row)| ((row.bucket, row.values.clone(), row.currency.clone()), i))
-            .collect();
-        for r in rows {
-            if r.s_value == 0 {
-                continue;
-            }
-            let key = r.key(query.granularity, &dims);
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                out.push(Summed {
-                    bucket: key.0,
-                    values: key.1,
-                    currency: key.2,
-                    sums: Sums::default(),
-                });
-                out.len() - 1
-            });
-            out[i].sums.extras.insert(r.name, r.s_value);
-        }
+        super::add_extras(
+            &mut out,
+            rows.into_iter().map(|r| {
+                let key = r.key(query.granularity, &dims);
+                (key, r.name, r.s_value)
+            }),
+        );
         Ok(out)
     }
 

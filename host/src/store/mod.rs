@@ -147,6 +147,35 @@ impl Aggregate<'_> {
     }
 }
 
+/// An answer row's key: bucket, dimension values, currency.
+pub type SumKey = (Option<i32>, Vec<Option<String>>, String);
+
+/// Add extra-metric sums (`(row key, name, value)`, summed by a store apart
+/// from the base metrics) to the answer rows `out`, adding a row for a key
+/// `out` lacks; zero sums are left out.
+pub fn add_extras(out: &mut Vec<Summed>, extras: impl IntoIterator<Item = (SumKey, String, i64)>) {
+    let mut index: std::collections::HashMap<SumKey, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, row)| ((row.bucket, row.values.clone(), row.currency.clone()), i))
+        .collect();
+    for (key, name, value) in extras {
+        if value == 0 {
+            continue;
+        }
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            out.push(Summed {
+                bucket: key.0,
+                values: key.1,
+                currency: key.2,
+                sums: crate::insights::Sums::default(),
+            });
+            out.len() - 1
+        });
+        out[i].sums.extras.insert(name, value);
+    }
+}
+
 /// A campaign the tenant's data names.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Campaign {

@@ -12,7 +12,7 @@
 //!   coarser are answered from the rollups with one `GROUP BY`; by ad group
 //!   or ad, from the facts, with the same report choice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sqlx::sqlite::SqlitePool;
@@ -602,29 +602,12 @@ impl StoreBackend for EmbeddedStore {
         }
         q.push(")");
         push_group(&mut q, query.granularity, &dims, ", s.name");
-        let mut index: HashMap<(Option<i32>, Vec<Option<String>>, String), usize> = out
-            .iter()
-            .enumerate()
-            .map(|(i, row)| ((row.bucket, row.values.clone(), row.currency.clone()), i))
-            .collect();
-        for r in q.build().fetch_all(&self.pool).await? {
-            let name: String = r.get(base);
-            let value: i64 = r.get(base + 1);
-            if value == 0 {
-                continue;
-            }
-            let key = key_of(&r);
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                out.push(Summed {
-                    bucket: key.0,
-                    values: key.1,
-                    currency: key.2,
-                    sums: Sums::default(),
-                });
-                out.len() - 1
-            });
-            out[i].sums.extras.insert(name, value);
-        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        super::add_extras(
+            &mut out,
+            rows.iter()
+                .map(|r| (key_of(r), r.get(base), r.get::<i64, _>(base + 1))),
+        );
         Ok(out)
     }
 
