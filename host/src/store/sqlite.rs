@@ -179,7 +179,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 impl EmbeddedStore {
     /// Open (or create) the store at `path`.
     pub async fn open(path: &Path) -> Result<EmbeddedStore> {
-        let pool = crate::sqlite::open_file(path).await?;
+        let pool = crate::sqlite::open_file_for_bulk_writes(path).await?;
         add_breakdown_column(&pool).await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
