@@ -24,9 +24,7 @@ pub async fn open_file(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error
 /// embedded store): an 8 MB page cache per connection instead of SQLite's
 /// 2 MB, which a 5,000-row batch with its indexes and rollups overflowed,
 /// spilling pages to the WAL mid-transaction and reading them back.
-pub async fn open_file_for_bulk_writes(
-    path: &std::path::Path,
-) -> Result<SqlitePool, sqlx::Error> {
+pub async fn open_file_for_bulk_writes(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error> {
     connect(
         SqliteConnectOptions::new()
             .filename(path)

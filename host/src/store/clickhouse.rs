@@ -222,71 +222,61 @@ impl Sql {
     }
 }
 
-/// Declares the row type of `adpipe_facts` or `adpipe_deltas`: the columns
-/// both share, plus the table's own (`extra: type = |item| value`), and
-/// `of`, which fills them from an [`Item`] with its row identity.
-macro_rules! stored_row {
-    ($name:ident { $($extra:ident: $ty:ty = $value:expr),* }) => {
-        #[derive(ChRow, Serialize, Deserialize)]
-        struct $name {
-            tenant: String,
-            platform: String,
-            $($extra: $ty,)*
-            account_id: String,
-            campaign_id: String,
-            ad_group_id: String,
-            ad_id: String,
-            /// Days since 1970-01-01 (ClickHouse `Date`).
-            date: u16,
-            hour: i8,
-            currency: String,
-            impressions: i64,
-            clicks: i64,
-            spend: i64,
-            conversions: i64,
-            conversion_value: i64,
-            extras: String,
-            observed_at: u64,
-            pipeline: String,
-            adapter: String,
-            adapter_version: String,
-            breakdown: String,
-        }
-
-        impl $name {
-            fn of(item: &Item<'_>) -> Result<$name> {
-                let row = item.row;
-                Ok($name {
-                    tenant: item.tenant.to_owned(),
-                    platform: row.platform.clone(),
-                    $($extra: ($value)(item),)*
-                    account_id: row.account_id.clone(),
-                    campaign_id: item.campaign_id().to_owned(),
-                    ad_group_id: item.ad_group_id().to_owned(),
-                    ad_id: item.ad_id().to_owned(),
-                    date: date_of(row.date)?,
-                    hour: item.hour(),
-                    currency: item.currency().to_owned(),
-                    impressions: row.impressions,
-                    clicks: row.clicks,
-                    spend: row.spend_micros,
-                    conversions: row.conversions_micros,
-                    conversion_value: row.conversion_value_micros,
-                    extras: item.extras_json().unwrap_or_default(),
-                    observed_at: item.observed_at(),
-                    pipeline: item.pipeline.to_owned(),
-                    adapter: row.adapter.clone(),
-                    adapter_version: row.adapter_version.clone(),
-                    breakdown: item.breakdown().to_owned(),
-                })
-            }
-        }
-    };
+/// A row of `adpipe_deltas`.
+#[derive(ChRow, Serialize, Deserialize)]
+struct DeltaRow {
+    tenant: String,
+    platform: String,
+    dedup_key: String,
+    account_id: String,
+    campaign_id: String,
+    ad_group_id: String,
+    ad_id: String,
+    /// Days since 1970-01-01 (ClickHouse `Date`).
+    date: u16,
+    hour: i8,
+    currency: String,
+    impressions: i64,
+    clicks: i64,
+    spend: i64,
+    conversions: i64,
+    conversion_value: i64,
+    extras: String,
+    observed_at: u64,
+    pipeline: String,
+    adapter: String,
+    adapter_version: String,
+    breakdown: String,
 }
 
-stored_row!(DeltaRow {
-    dedup_key: String = |item: &Item<'_>| item.dedup_key().to_owned()
-});
+impl DeltaRow {
+    fn of(item: &Item<'_>) -> Result<DeltaRow> {
+        let row = item.row;
+        Ok(DeltaRow {
+            tenant: item.tenant.to_owned(),
+            platform: row.platform.clone(),
+            dedup_key: item.dedup_key().to_owned(),
+            account_id: row.account_id.clone(),
+            campaign_id: item.campaign_id().to_owned(),
+            ad_group_id: item.ad_group_id().to_owned(),
+            ad_id: item.ad_id().to_owned(),
+            date: date_of(row.date)?,
+            hour: item.hour(),
+            currency: item.currency().to_owned(),
+            impressions: row.impressions,
+            clicks: row.clicks,
+            spend: row.spend_micros,
+            conversions: row.conversions_micros,
+            conversion_value: row.conversion_value_micros,
+            extras: item.extras_json().unwrap_or_default(),
+            observed_at: item.observed_at(),
+            pipeline: item.pipeline.to_owned(),
+            adapter: row.adapter.clone(),
+            adapter_version: row.adapter_version.clone(),
+            breakdown: item.breakdown().to_owned(),
+        })
+    }
+}
 
 /// A row of `adpipe_writes`: a fact (`target = 'fact'`), a rollup change
 /// (`'rollup'`) or an extra metric's rollup change (`'extra'`); columns
