@@ -434,50 +434,18 @@ fn two_processes_share_the_work_and_survive_a_sigkill() {
     let tag = unique("twoproc");
     let dir = tempfile::tempdir().expect("tempdir");
     let config_for = |name: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                r#"[server]
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-watch_plugins = false
-[bus]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "adpipe.{tag}"
-group = "adpipe-{tag}"
-partitions = 4
-[store]
-kind = "clickhouse"
-url = "{clickhouse}"
-database = "{tag}"
-[metadata]
-url = "{postgres}"
-[cache]
-url = "{redis}"
-[api.rate_limits]
-read = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
-ingest = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
-admin = {{ caller = {{ per_second = 1, burst = 3 }}, tenant = {{ per_second = 1000, burst = 1000 }} }}
-[[plugins]]
-name = "meta"
-path = "{meta}"
-[[pipelines]]
-name = "meta"
-tenant = "demo"
-adapter = "meta"
+        serve_config(
+            &dir,
+            name,
+            &tag,
+            &database.url,
+            4,
+            r#"[api.rate_limits]
+read = { caller = { per_second = 10000, burst = 10000 }, tenant = { per_second = 10000, burst = 10000 } }
+ingest = { caller = { per_second = 10000, burst = 10000 }, tenant = { per_second = 10000, burst = 10000 } }
+admin = { caller = { per_second = 1, burst = 3 }, tenant = { per_second = 1000, burst = 1000 } }
 "#,
-                data = dir.path().join(name).display(),
-                brokers = brokers(),
-                clickhouse = clickhouse_url(),
-                postgres = database.url,
-                redis = Engine::Redis.url(),
-                meta = plugin_path("meta").display(),
-            ),
         )
-        .expect("write config");
-        path
     };
     let env = [
         ("ADPIPE_JWT_SECRET", JWT_SECRET),
@@ -1264,6 +1232,59 @@ async fn created_topics_get_the_replication_the_cluster_can_hold() {
     }
 }
 
+/// Write `<name>.toml` in `dir`: an `adpipe serve` on Kafka (topic and group
+/// `tag`, `partitions`), ClickHouse (database `tag`), PostgreSQL `postgres`
+/// and Redis, with data in `dir/<name>`, the Meta pipeline, and `extra`.
+fn serve_config(
+    dir: &tempfile::TempDir,
+    name: &str,
+    tag: &str,
+    postgres: &str,
+    partitions: u32,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.path().join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+watch_plugins = false
+[bus]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "adpipe.{tag}"
+group = "adpipe-{tag}"
+partitions = {partitions}
+[store]
+kind = "clickhouse"
+url = "{clickhouse}"
+database = "{tag}"
+[metadata]
+url = "{postgres}"
+[cache]
+url = "{redis}"
+{extra}
+[[plugins]]
+name = "meta"
+path = "{meta}"
+[[pipelines]]
+name = "meta"
+tenant = "demo"
+adapter = "meta"
+"#,
+            data = dir.path().join(name).display(),
+            brokers = brokers(),
+            clickhouse = clickhouse_url(),
+            redis = Engine::Redis.url(),
+            meta = plugin_path("meta").display(),
+        ),
+    )
+    .expect("write config");
+    path
+}
+
 /// Rows of one day for campaigns `c0..c3`, two ads each, with impressions
 /// `base + campaign * 10 + ad`; the sum of them all.
 fn restated_page(base: u64, campaigns: u64) -> (String, i64) {
@@ -1305,45 +1326,7 @@ fn a_consumer_killed_between_store_write_and_commit_leaves_rollups_exact() {
     let database = runtime.block_on(crate::engines::TempDatabase::create());
     let tag = unique("replayed");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("adpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-watch_plugins = false
-[bus]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "adpipe.{tag}"
-group = "adpipe-{tag}"
-partitions = 1
-[store]
-kind = "clickhouse"
-url = "{clickhouse}"
-database = "{tag}"
-[metadata]
-url = "{postgres}"
-[cache]
-url = "{redis}"
-[[plugins]]
-name = "meta"
-path = "{meta}"
-[[pipelines]]
-name = "meta"
-tenant = "demo"
-adapter = "meta"
-"#,
-            data = dir.path().join("data").display(),
-            brokers = brokers(),
-            clickhouse = clickhouse_url(),
-            postgres = database.url,
-            redis = Engine::Redis.url(),
-            meta = plugin_path("meta").display(),
-        ),
-    )
-    .expect("write config");
+    let config = serve_config(&dir, "data", &tag, &database.url, 1, "");
     let secret = [("ADPIPE_JWT_SECRET", JWT_SECRET)];
     let ingest = token("demo", &[Role::Ingest], 600);
     let viewer = token("demo", &[Role::Viewer], 600);
