@@ -378,25 +378,20 @@ pub async fn insights(
         .collect();
     wanted_extras.sort();
     wanted_extras.dedup();
-    let summed = app
-        .store
-        .aggregate(
-            tenant,
-            &Aggregate {
-                days,
-                filter: &filter,
-                granularity,
-                group_by: &group_by,
-                extras: &wanted_extras,
-            },
-        )
-        .await
-        .map_err(|e| ApiError::internal("summing facts", e))?;
-    let deltas = app
-        .store
-        .deltas(tenant, days, &filter)
-        .await
-        .map_err(|e| ApiError::internal("reading deltas", e))?;
+    // Snapshot sums and deltas at once (two round trips to a remote store).
+    let aggregate = Aggregate {
+        days,
+        filter: &filter,
+        granularity,
+        group_by: &group_by,
+        extras: &wanted_extras,
+    };
+    let (summed, deltas) = tokio::join!(
+        app.store.aggregate(tenant, &aggregate),
+        app.store.deltas(tenant, days, &filter)
+    );
+    let summed = summed.map_err(|e| ApiError::internal("summing facts", e))?;
+    let deltas = deltas.map_err(|e| ApiError::internal("reading deltas", e))?;
     let spec = Rollup {
         granularity,
         group_by,
