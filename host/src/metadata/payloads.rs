@@ -58,6 +58,6 @@ async fn commit(pool: &Pool, batch: &[KeptRow]) -> Result<(), sqlx::Error> {
                 .push_bind(&row.key_id)
                 .push_bind(row.encoding);
         });
-        insert.build().persistent(false).execute(pool).await.map(|_| ())
+        insert.build().execute(pool).await.map(|_| ())
     })
 }

@@ -373,14 +373,14 @@ async fn choose_reports(tx: &mut sqlx::Transaction<'_, Sqlite>, items: &[Item<'_
         };
         let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM rollup_chosen WHERE ");
         list(&mut delete);
-        delete.build().persistent(false).execute(&mut **tx).await?;
+        delete.build().execute(&mut **tx).await?;
         // The cell list goes where chosen_from_days puts its filter.
         let sql = chosen_from_days("\u{0}");
         let (head, tail) = sql.split_once('\u{0}').unwrap_or((&sql, ""));
         let mut insert = QueryBuilder::<Sqlite>::new(head.to_owned());
         list(&mut insert);
         insert.push(tail.to_owned());
-        insert.build().persistent(false).execute(&mut **tx).await?;
+        insert.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -885,7 +885,7 @@ async fn insert(
         }
     });
     q.push(on_conflict);
-    q.build().persistent(false).execute(&mut **tx).await?;
+    q.build().execute(&mut **tx).await?;
     Ok(())
 }
 
