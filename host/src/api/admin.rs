@@ -38,9 +38,11 @@ pub async fn whoami(caller: Caller) -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    /// What the key is for (shown in listings).
+    /// What the key is for (shown in listings): 1 to 100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
-    /// Roles the key holds: viewer, analyst, ingest, admin.
+    /// Roles the key holds (at least one; `operator` keys are made on the host).
+    #[schema(value_type = Vec<super::openapi::KeyRole>, min_items = 1)]
     pub roles: Vec<String>,
 }
 
@@ -55,7 +57,7 @@ pub async fn create_key(
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::invalid_parameter("body", e.body_text()))?;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::invalid_parameter(
             "name",
             "must be 1 to 100 characters",
@@ -138,7 +140,7 @@ pub async fn revoke_key(
 
 /// `GET /v1/audit` (admin): the tenant's newest admin actions.
 #[utoipa::path(get, path = "/v1/audit", tag = "admin",
-    params(("limit" = Option<u32>, Query, description = "At most this many entries (1 to 1000, default 100)")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many entries (1 to 1000, default 100)")),
     responses((status = 200, body = AuditAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn audit_log(

@@ -101,6 +101,11 @@ impl IntoResponse for ApiError {
             error["dead_letter_id"] = json!(id);
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge(self.code));
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -111,6 +116,17 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The `WWW-Authenticate` challenge of a `401` (RFC 9110 §11.6.1): bearer
+/// credentials (RFC 6750, `error="invalid_token"` when one was presented),
+/// or the platform's signature on webhook deliveries.
+fn challenge(code: &str) -> HeaderValue {
+    HeaderValue::from_static(match code {
+        "missing_token" => "Bearer realm=\"adpipe\"",
+        "invalid_signature" | "signature_unverifiable" => "Signature realm=\"adpipe-webhooks\"",
+        _ => "Bearer realm=\"adpipe\", error=\"invalid_token\"",
+    })
 }
 
 /// `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` of a budget.

@@ -21,8 +21,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::error::{body_error, body_error_limited_by, rate_headers};
-use super::openapi::{Accepted, ErrorBody};
-use super::{draw, tenant_pipeline, ApiError, Caller, PathParam};
+use super::openapi::{Accepted, CurrencyCode, EntityId, ErrorBody, PlatformPayload};
+use super::{draw, tenant_pipeline, ApiError, Caller, Params, PathParam};
 use crate::app::{App, Pipeline};
 use crate::config::is_currency;
 use crate::pipeline::process::{process, Failure, FailureKind, Origin, Overrides, Payload};
@@ -58,9 +58,9 @@ fn pipeline<'a>(app: &'a App, name: &str) -> Result<&'a Pipeline, ApiError> {
 #[utoipa::path(post, path = "/v1/pipelines/{pipeline}/reports", tag = "ingestion",
     description = "A report-API response body exactly as the platform returned it. `202` once the rows are durable on the bus; an unparseable body is kept as a dead letter.",
     params(("pipeline" = String, Path, description = "Pipeline name"),
-        ("account_id" = Option<String>, Query, description = "Account the rows belong to, when the body does not say"),
-        ("currency" = Option<String>, Query, description = "ISO 4217 currency of the rows, when the body does not say")),
-    request_body(content = String, content_type = "application/json", description = "The platform's report response"),
+        ("account_id" = Option<EntityId>, Query, description = "Account the rows belong to, when the body does not say"),
+        ("currency" = Option<CurrencyCode>, Query, description = "ISO 4217 currency of the rows (any case), when the body does not say")),
+    request_body(content = PlatformPayload, content_type = "application/json", description = "The platform's report response, unchanged"),
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, description = "The adapter plugin failed", body = ErrorBody),
@@ -69,21 +69,15 @@ pub async fn push_report(
     State(app): State<App>,
     PathParam(name): PathParam,
     caller: Caller,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let pipeline = tenant_pipeline(&app, &caller.0.tenant, &name)?;
-    let Query(query) = query.map_err(|e| ApiError::invalid_parameter("query", e.body_text()))?;
-    for key in query.keys() {
-        if key != "account_id" && key != "currency" {
-            return Err(ApiError::invalid_parameter(
-                key,
-                "unknown parameter (accepted: account_id, currency)",
-            ));
-        }
-    }
+    // Undeclared parameters were refused by the guard (`super::params`).
+    let Params(query) = query;
     let account_id = query.get("account_id").filter(|a| !a.is_empty()).cloned();
-    let currency = query.get("currency").cloned();
+    // Currency codes in any case, kept upper case (as `/v1/insights` takes them).
+    let currency = query.get("currency").map(|c| c.to_ascii_uppercase());
     if let Some(c) = &currency {
         if !is_currency(c) {
             return Err(ApiError::invalid_parameter(
@@ -192,7 +186,7 @@ pub async fn webhook_handshake(
 #[utoipa::path(post, path = "/v1/webhooks/{pipeline}", tag = "ingestion",
     description = "A platform's webhook delivery; its signature is checked with the pipeline's secret before anything else.",
     params(("pipeline" = String, Path, description = "Pipeline name")),
-    request_body(content = String, content_type = "application/json", description = "The platform's delivery"),
+    request_body(content = PlatformPayload, content_type = "application/json", description = "The platform's delivery, unchanged"),
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "The delivery names an account the pipeline's `webhook_accounts` does not list (`account_not_allowed`); kept as a dead letter", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),

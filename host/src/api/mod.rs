@@ -1,7 +1,8 @@
 //! The REST API (axum), routes and JSON per DESIGN.md §4.
 //!
 //! - [`ingest`]: report pushes and platform webhooks.
-//! - [`query`]: insights and campaigns.
+//! - [`query`]: insights, campaigns and the metric catalog.
+//! - [`params`], [`paging`]: query parameters held to the document; keyset pages.
 //! - [`ops`]: health, readiness, metrics, pipelines, plugins, dead letters.
 //! - [`admin`]: API keys, the audit log, `whoami`.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
@@ -29,6 +30,8 @@ pub mod error;
 pub mod ingest;
 pub mod openapi;
 pub mod ops;
+pub mod paging;
+pub mod params;
 pub mod query;
 
 use std::sync::LazyLock;
@@ -46,7 +49,8 @@ use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
@@ -57,6 +61,7 @@ use crate::config::ServeRun;
 use crate::ratelimit::{LimitState, RouteClass, Verdict};
 use error::rate_headers;
 pub use error::ApiError;
+pub use params::{Params, QueryParam};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +151,7 @@ const API: &[Route] = &[
     route!(ingest::webhook, Webhook, INGEST),
     route!(query::insights, role(Role::Viewer), READ),
     route!(query::campaigns, role(Role::Viewer), READ),
+    route!(query::metrics, role(Role::Viewer), READ),
     route!(ops::dead_letters, role(Role::Analyst), READ),
     route!(ops::dead_letter, role(Role::Analyst), READ),
     route!(ops::retry_dead_letter, role(Role::Admin), ADMIN),
@@ -170,6 +176,9 @@ pub struct RouteSpec {
     pub access: Access,
     /// Budget drawn from; `None` = not limited.
     pub class: Option<RouteClass>,
+    /// The query parameters its operation declares: the only ones accepted
+    /// (webhooks excepted, see [`params`]).
+    pub query: &'static [QueryParam],
 }
 
 /// Every mounted route, derived from [`API`] once.
@@ -184,12 +193,23 @@ impl Route {
         let mut specs = Vec::new();
         for (path, item) in paths.paths {
             let path: &'static str = path.leak();
-            for method in methods(&item) {
+            for (method, operation) in operations(&item) {
+                let query: Vec<QueryParam> = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Query)
+                    .map(|p| QueryParam {
+                        name: p.name.clone().leak(),
+                        list: matches!(p.schema, Some(RefOr::T(Schema::Array(_)))),
+                    })
+                    .collect();
                 specs.push(RouteSpec {
                     method,
                     path,
                     access: self.access,
                     class: self.class,
+                    query: query.leak(),
                 });
             }
         }
@@ -217,9 +237,9 @@ impl Route {
     }
 }
 
-/// The methods a path item has operations for: every method `routes!`
+/// The operations of a path item by method: every method `routes!`
 /// mounts, so none can escape the guard's table.
-fn methods(item: &PathItem) -> Vec<&'static str> {
+fn operations(item: &PathItem) -> Vec<(&'static str, &Operation)> {
     let PathItem {
         get,
         put,
@@ -242,8 +262,7 @@ fn methods(item: &PathItem) -> Vec<&'static str> {
         ("TRACE", trace),
     ]
     .into_iter()
-    .filter(|(_, operation)| operation.is_some())
-    .map(|(method, _)| method)
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
     .collect()
 }
 
@@ -296,16 +315,18 @@ fn documented_routes_with(max_webhook_body: usize, run: ServeRun) -> OpenApiRout
 pub fn router(app: App) -> Router {
     let max_body = app.config.server.max_body_bytes;
     let timeout = Duration::from_millis(app.config.server.request_timeout_ms);
-    let (routes, _) = documented_routes_with(
+    let (routes, document) = documented_routes_with(
         app.config.server.max_webhook_body_bytes,
         app.config.server.run,
     )
     .split_for_parts();
+    let document = openapi::Document(openapi::finish(&document, &app.config).into());
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = routes
         .fallback(ops::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(axum::Extension(document))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         // tower's limit + load shedding rather than a hand-made counter: one
@@ -403,22 +424,6 @@ pub fn tenant_pipeline<'a>(
         })
 }
 
-/// Query parameters; a malformed query string is `400 invalid_parameter`.
-pub struct Params(pub std::collections::HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(q)| Params(q))
-            .map_err(|e: axum::extract::rejection::QueryRejection| {
-                ApiError::invalid_parameter("query", e.body_text())
-            })
-    }
-}
-
 /// The one path parameter of a route; undecodable is `400 invalid_parameter`.
 pub struct PathParam(pub String);
 
@@ -513,6 +518,11 @@ pub async fn guard(
 
 async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
+    if spec.access != Access::Webhook {
+        if let Err(refusal) = params::check(spec.query, &parts.uri) {
+            return refusal.into_response();
+        }
+    }
     let claims = match spec.access {
         // Webhook handlers verify the delivery first and only then draw from
         // the pipeline's budget: unsigned junk must not spend it.

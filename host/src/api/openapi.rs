@@ -5,13 +5,16 @@
 //! route cannot be missing from the document; each operation's security
 //! requirement follows its declared access.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Serialize;
+use serde_json::json;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, RefOr, Schema};
 use utoipa::ToSchema;
 
 /// The document's fixed parts: info, security schemes, shared schemas.
@@ -37,8 +40,12 @@ pub fn base() -> OpenApi {
                 .title("adpipe")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Ad-performance ingestion through sandboxed WASM adapters, exact aggregation, insights. \
-                     Errors are `{\"error\": {\"code\", \"message\"}}`.",
+                    "Ad-performance ingestion through sandboxed WASM adapters, exact aggregation, insights.\n\n\
+                     Every error, whatever its status, is `{\"error\": {\"code\", \"message\"}}` with a stable snake_case `code`. \
+                     Money is in major units of the row's `currency` (12.5 = USD 12.50); ratios are fractions (0.025 = 2.5 %). \
+                     Authenticate with `Authorization: Bearer <JWT or adp_ API key>` or `X-API-Key`; \
+                     health, readiness, this document and platform webhooks (which check the platform's signature) need none. \
+                     A query parameter a route does not declare is `400 invalid_parameter`, except on webhook routes.",
                 ))
                 .build(),
         )
@@ -46,23 +53,173 @@ pub fn base() -> OpenApi {
         .build()
 }
 
-/// The generated document as JSON, built once.
+/// The generated document as JSON for the default configuration, built once.
 pub fn json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
         let (_, doc) = super::documented_routes().split_for_parts();
-        doc.to_json().unwrap_or_else(|_| "{}".into())
+        finish(&doc, &crate::config::Config::default())
     })
+}
+
+/// The document a server with `config` serves, as JSON.
+#[derive(Clone)]
+pub struct Document(pub Arc<str>);
+
+/// Complete the generated document: what every route shares and the
+/// declarations cannot say per handler. Every response gets a description
+/// (OAS requires one) and the headers the middleware adds (`X-Request-Id`
+/// always; `RateLimit-*` on rate-limited routes; `Retry-After` on `429` and
+/// `503`; `WWW-Authenticate` on `401`); every operation gets the `400` the
+/// query check ([`super::params`]) and the `503` the time and concurrency
+/// limits may answer; `limit` maxima follow `api.max_page_rows`.
+pub fn finish(doc: &OpenApi, config: &crate::config::Config) -> String {
+    let Ok(mut doc) = serde_json::to_value(doc) else {
+        return "{}".into();
+    };
+    doc["servers"] = json!([{"url": "/", "description": "The server this document was read from"}]);
+    doc["components"]["headers"] = json!({
+        "X-Request-Id": header_doc("Id of this request (the client's own `X-Request-Id` when it sent one); logged with it"),
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}},
+        "RateLimit-Limit": header_doc_integer("Requests the budget holds (its burst)"),
+        "RateLimit-Remaining": header_doc_integer("Requests left in the budget now"),
+        "RateLimit-Reset": header_doc_integer("Seconds until the budget is full again"),
+        "RateLimit-Policy": header_doc("The budget, e.g. `200;w=2` (requests per window of seconds)"),
+        "WWW-Authenticate": header_doc("`Bearer realm=\"adpipe\"` (with `error=\"invalid_token\"` when a credential was presented), or `Signature` on webhooks"),
+        "ETag": header_doc("Strong validator of the answer; send it back in `If-None-Match`"),
+        "Cache-Control": header_doc("`private, no-cache` on insights (revalidate with `If-None-Match`); `no-store` elsewhere"),
+    });
+    let max_page = config.api.max_page_rows;
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return doc.to_string();
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let spec = super::ROUTES
+                .iter()
+                .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method));
+            let Some(spec) = spec else { continue };
+            finish_operation(operation, spec, max_page);
+        }
+    }
+    doc.to_string()
+}
+
+fn header_doc(description: &str) -> serde_json::Value {
+    json!({"description": description, "schema": {"type": "string"}})
+}
+
+fn header_doc_integer(description: &str) -> serde_json::Value {
+    json!({"description": description, "schema": {"type": "integer", "minimum": 0}})
+}
+
+/// What a status means on any route, for responses declared without words.
+fn standard_description(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted",
+        "304" => "Not modified",
+        "400" => "A parameter or the body is invalid (`invalid_parameter`, or a code naming the problem)",
+        "401" => "No valid credential (`missing_token`, `token_expired`, `invalid_token`, `invalid_api_key`); see `WWW-Authenticate`",
+        "403" => "The credential lacks the role this route needs (`forbidden`)",
+        "404" => "No such resource of the caller's tenant",
+        "409" => "The request conflicts with the current state",
+        "413" => "The body is larger than the configured limit (`payload_too_large`)",
+        "429" => "A rate limit of the caller or tenant is spent (`rate_limited`); see `Retry-After` and `RateLimit-*`",
+        "500" => "The server failed (`internal`); see the server log",
+        "503" => "Overloaded, timed out or a dependency is unavailable; see `Retry-After`",
+        _ => "See the error code",
+    }
+}
+
+fn finish_operation(operation: &mut serde_json::Value, spec: &super::RouteSpec, max_page: u32) {
+    // Routes paged by `api.max_page_rows` declare its default as their maximum.
+    let default_max = crate::config::Config::default().api.max_page_rows;
+    for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+        if parameter["name"] == "limit" && parameter["schema"]["maximum"] == json!(default_max) {
+            parameter["schema"]["maximum"] = json!(max_page);
+        }
+    }
+    let Some(responses) = operation["responses"].as_object_mut() else {
+        return;
+    };
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    if spec.access != super::Access::Webhook {
+        responses
+            .entry("400")
+            .or_insert_with(|| json!({"content": error.clone()}));
+    }
+    responses
+        .entry("503")
+        .or_insert_with(|| json!({"content": error.clone()}));
+    let limited = spec.class.is_some();
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        let described = response
+            .get("description")
+            .and_then(|d| d.as_str())
+            .is_some_and(|d| !d.is_empty());
+        if !described {
+            response.insert("description".into(), json!(standard_description(status)));
+        }
+        let mut names = vec!["X-Request-Id", "Cache-Control"];
+        let success = status.starts_with('2') || status == "304";
+        if limited && (success || status == "429") {
+            names.extend(["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]);
+        }
+        if status == "429" || status == "503" {
+            names.push("Retry-After");
+        }
+        if status == "401" {
+            names.push("WWW-Authenticate");
+        }
+        let headers = response
+            .entry("headers")
+            .or_insert_with(|| json!({}));
+        if let Some(headers) = headers.as_object_mut() {
+            for name in names {
+                headers
+                    .entry(name)
+                    .or_insert_with(|| json!({"$ref": format!("#/components/headers/{name}")}));
+            }
+        }
+    }
 }
 
 /// `GET /openapi.json`.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    description = "This document.",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = serde_json::Value),
-        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn document() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], json()).into_response()
+    description = "This document (public: it holds no data).",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = serde_json::Value)))]
+pub async fn document(document: Option<Extension<Document>>) -> Response {
+    let body: Arc<str> = match document {
+        Some(Extension(Document(doc))) => doc,
+        None => json().into(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
+
+/// A report or webhook body as the platform sent it: a JSON object (or, for
+/// APIs that answer with a list such as Google Ads `searchStream`, an array).
+pub struct PlatformPayload;
+
+impl utoipa::PartialSchema for PlatformPayload {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Array]))
+            .description(Some(
+                "The platform's response or delivery, unchanged: a JSON object (or array)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PlatformPayload {}
 
 /// Every error answer.
 #[derive(Serialize, ToSchema)]
@@ -128,39 +285,133 @@ pub struct AuditAnswer {
     pub entries: Vec<AuditEntryInfo>,
 }
 
-/// One insights row: the bucket, the grouped dimensions, `currency`, and
-/// the requested metrics (ratios are `null` when their denominator is 0).
+/// One insights row: the bucket, the grouped dimensions (with the names
+/// adpipe knows), `currency`, and the requested metrics. Money is in major
+/// units of `currency` (12.5 = USD 12.50); ratios are fractions (0.025 = 2.5 %)
+/// and `null` when their denominator is 0. Extra and plugin metrics appear
+/// under their own names (`GET /v1/metrics`).
 #[derive(Serialize, ToSchema)]
 pub struct InsightRow {
     /// Bucket start (absent for `granularity=total`).
+    #[schema(format = Date)]
     pub date: Option<String>,
+    /// Week and month buckets only: the bucket reaches outside `from`..`to`,
+    /// so the row sums only the days inside.
+    pub partial: Option<bool>,
     pub platform: Option<String>,
     pub account_id: Option<String>,
     pub campaign_id: Option<String>,
+    /// The campaign's name as the platform last reported it (grouped by
+    /// campaign; `null` when no row named it).
+    pub campaign_name: Option<String>,
     pub ad_group_id: Option<String>,
+    /// Grouped by ad group: its name, when known.
+    pub ad_group_name: Option<String>,
     pub ad_id: Option<String>,
+    /// Grouped by ad: its name, when known.
+    pub ad_name: Option<String>,
+    /// ISO 4217 code; rows of different currencies are never summed together.
     pub currency: String,
+    /// Count.
     pub impressions: Option<i64>,
+    /// Count.
     pub clicks: Option<i64>,
+    /// Money, major units of `currency`.
     pub spend: Option<f64>,
+    /// Count (may be fractional: modelled conversions).
     pub conversions: Option<f64>,
+    /// Money, major units of `currency`.
     pub conversion_value: Option<f64>,
+    /// clicks / impressions, a fraction.
     pub ctr: Option<f64>,
+    /// spend / clicks, money.
     pub cpc: Option<f64>,
+    /// spend / impressions × 1000, money.
     pub cpm: Option<f64>,
+    /// spend / conversions, money.
     pub cpa: Option<f64>,
+    /// conversions / clicks, a fraction.
     pub cvr: Option<f64>,
+    /// conversion_value / spend, a fraction (2.5 = 250 %).
     pub roas: Option<f64>,
+    /// Extra and plugin metrics by name (numbers, `null` when undefined).
+    #[serde(flatten)]
+    pub other: std::collections::BTreeMap<String, Option<f64>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct InsightsAnswer {
+    #[schema(format = Date)]
     pub from: String,
+    #[schema(format = Date)]
     pub to: String,
-    pub granularity: String,
+    pub granularity: GranularityName,
     pub rows: Vec<InsightRow>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Rows of the whole answer (every page).
+    pub total: u64,
+}
+
+/// A role an API key made over the API may hold.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    Viewer,
+    Analyst,
+    Ingest,
+    Admin,
+}
+
+/// `granularity` values.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GranularityName {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+/// `group_by` values.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionName {
+    Platform,
+    AccountId,
+    CampaignId,
+    AdGroupId,
+    AdId,
+}
+
+/// A platform name, as adapters declare it (`meta`, `google`, ...).
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
+pub struct PlatformName(String);
+
+/// A platform's id of an account, campaign, ad group or ad.
+#[derive(Serialize, ToSchema)]
+#[schema(min_length = 1, max_length = 256, pattern = "^[^,]+$")]
+pub struct EntityId(String);
+
+/// An ISO 4217 currency code, any case.
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = "^[A-Za-z]{3}$")]
+pub struct CurrencyCode(String);
+
+/// A metric name (`GET /v1/metrics` lists the tenant's).
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
+pub struct MetricName(String);
+
+/// A field to sort by, `-` first for descending.
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = "^[-+]?[a-z][a-z0-9_]{0,63}$")]
+pub struct SortField(String);
+
+#[derive(Serialize, ToSchema)]
+pub struct MetricList {
+    pub metrics: Vec<crate::insights::catalog::Metric>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -168,6 +419,7 @@ pub struct CampaignInfo {
     pub platform: String,
     pub account_id: String,
     pub campaign_id: String,
+    /// As the platform last reported it; `null` when no row named it.
     pub name: Option<String>,
     pub currency: String,
 }
@@ -175,6 +427,10 @@ pub struct CampaignInfo {
 #[derive(Serialize, ToSchema)]
 pub struct CampaignList {
     pub campaigns: Vec<CampaignInfo>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// Campaigns matching the filters (every page).
+    pub total: u64,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -207,7 +207,7 @@ pub async fn reload_plugin(
 
 /// `GET /v1/dead-letters` (analyst): the newest kept payloads of the caller's tenant.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "admin", description = "The tenant's newest dead letters (analyst or admin).",
-    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (1 to 1000, default 100)")),
     responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn dead_letters(
     State(app): State<App>,
@@ -274,8 +274,10 @@ pub struct ReplayRequest {
     /// Pipeline whose kept payloads to replay.
     pub pipeline: String,
     /// First day (UTC) payloads were received, inclusive (YYYY-MM-DD).
+    #[schema(format = Date)]
     pub from: String,
-    /// Last day (UTC) payloads were received, inclusive (YYYY-MM-DD).
+    /// Last day (UTC) payloads were received, inclusive (YYYY-MM-DD); not before `from`.
+    #[schema(format = Date)]
     pub to: String,
 }
 

@@ -1,11 +1,10 @@
-//! Serving routes: `GET /v1/insights` and `GET /v1/campaigns`, always scoped
-//! to the caller's tenant.
+//! Serving routes: `GET /v1/insights`, `GET /v1/campaigns` and
+//! `GET /v1/metrics`, always scoped to the caller's tenant.
 //!
 //! Read-your-writes: an insights request first waits (briefly) until every
 //! row durable on the bus when it arrived has been applied, so a dashboard
 //! that just got `202` sees its data.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,29 +14,19 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::openapi::{CampaignList, ErrorBody, InsightsAnswer};
+use super::openapi::{
+    CampaignList, CurrencyCode, DimensionName, EntityId, ErrorBody, GranularityName,
+    InsightsAnswer, MetricList, MetricName, PlatformName, SortField,
+};
+use super::paging::{self, Order, SortKey};
 use super::{ApiError, Caller, Params};
 use crate::app::App;
 use crate::insights::cache::{AnswerCache, CachedAnswer};
+use crate::insights::catalog::{self, Metric, MetricKind};
 use crate::insights::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
 use crate::store::{Aggregate, FactFilter};
-
-const INSIGHTS_PARAMS: [&str; 12] = [
-    "from",
-    "to",
-    "granularity",
-    "group_by",
-    "platform",
-    "account_id",
-    "campaign_id",
-    "metrics",
-    "currency",
-    "order_by",
-    "limit",
-    "cursor",
-];
 
 /// How long an insights request waits for acknowledged rows to be applied.
 const CONSISTENCY_WAIT: Duration = Duration::from_secs(5);
@@ -72,95 +61,135 @@ fn date_param(query: &HashMap<String, String>, name: &str) -> Result<NaiveDate, 
     })
 }
 
-/// One `order_by` key: a field, descending when written `-field`.
-#[derive(Clone, Debug, PartialEq)]
-struct SortKey {
-    field: String,
-    descending: bool,
-}
-
-/// Where a page starts, bound to the query it belongs to.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Cursor {
-    /// Rows already returned.
-    o: usize,
-    /// Digest of the query (without paging).
-    q: String,
-}
-
-fn digest(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(text.as_bytes())[..8])
-}
-
-fn encode_cursor(cursor: &Cursor) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(cursor).unwrap_or_default())
-}
-
-fn decode_cursor(text: &str, query_digest: &str) -> Result<usize, ApiError> {
-    use base64::Engine as _;
-    let cursor: Cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| {
-            ApiError::invalid_parameter("cursor", "is not a cursor this API returned")
-        })?;
-    if cursor.q != query_digest {
-        return Err(ApiError::invalid_parameter(
-            "cursor",
-            "belongs to a different query (keep every other parameter as it was)",
-        ));
+/// The row filters shared by `/v1/insights` and `/v1/campaigns`: platforms
+/// the loaded adapters speak (another is `400`, never a silent empty
+/// answer), ids as given, currency codes in any case (kept upper case).
+fn filter_param(app: &App, query: &HashMap<String, String>) -> Result<FactFilter, ApiError> {
+    let platforms = sorted_list(query.get("platform"));
+    if let Some(list) = &platforms {
+        let known = app.platforms();
+        if let Some(unknown) = list.iter().find(|p| !known.contains(p)) {
+            return Err(ApiError::invalid_parameter(
+                "platform",
+                format!("`{unknown}` is not a platform of this deployment (known: {})", known.join(", ")),
+            ));
+        }
     }
-    Ok(cursor.o)
+    let currencies = match query.get("currency") {
+        None => None,
+        Some(value) => {
+            let mut list = Vec::new();
+            for code in comma_list(value) {
+                if !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic())) {
+                    return Err(ApiError::invalid_parameter(
+                        "currency",
+                        format!("`{code}` is not an ISO 4217 code (three letters, e.g. USD)"),
+                    ));
+                }
+                list.push(code.to_ascii_uppercase());
+            }
+            list.sort();
+            list.dedup();
+            Some(list)
+        }
+    };
+    let filter = FactFilter {
+        platforms,
+        account_ids: sorted_list(query.get("account_id")),
+        campaign_ids: sorted_list(query.get("campaign_id")),
+        currencies,
+    };
+    for (name, list) in [
+        ("platform", &filter.platforms),
+        ("account_id", &filter.account_ids),
+        ("campaign_id", &filter.campaign_ids),
+        ("currency", &filter.currencies),
+    ] {
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ApiError::invalid_parameter(name, "must name at least one value"));
+        }
+    }
+    Ok(filter)
 }
 
-/// Order two cell values: numbers numerically, text lexically; missing or
-/// `null` values go last whatever the direction.
-fn compare_cells(a: Option<&Value>, b: Option<&Value>, descending: bool) -> Ordering {
-    fn present(v: Option<&Value>) -> Option<&Value> {
-        v.filter(|v| !v.is_null())
-    }
-    match (present(a), present(b)) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(x), Some(y)) => {
-            let ord = match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                _ => x.as_str().unwrap_or("").cmp(y.as_str().unwrap_or("")),
-            };
-            if descending {
-                ord.reverse()
-            } else {
-                ord
+/// `limit`: 1 to `api.max_page_rows` (its default).
+fn limit_param(app: &App, query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let max_page = app.config.api.max_page_rows;
+    Ok(match query.get("limit") {
+        None => max_page,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max_page).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "limit",
+                    format!("must be a number from 1 to {max_page}"),
+                )
+            })?,
+    } as usize)
+}
+
+/// The metrics the caller's tenant may ask for (`GET /v1/metrics`); the
+/// insights route accepts exactly these names.
+async fn tenant_catalog(
+    app: &App,
+    tenant: &str,
+    plugin_metrics: &std::collections::BTreeMap<String, crate::plugin::metric::MetricPlugin>,
+) -> Result<Vec<Metric>, ApiError> {
+    let mut extras = app
+        .store
+        .extra_metric_names(tenant)
+        .await
+        .map_err(|e| ApiError::internal("reading metric names", e))?;
+    // Metrics the tenant's pipelines declare are known before any non-zero value.
+    extras.extend(app.declared_extra_metrics(tenant));
+    extras.sort();
+    extras.dedup();
+    let mut metrics = catalog::builtins();
+    let taken = |metrics: &[Metric], name: &str| metrics.iter().any(|m| m.name == name);
+    for (name, plugin) in plugin_metrics {
+        if let Some(info) = plugin.metric(name) {
+            if !taken(&metrics, name) {
+                metrics.push(catalog::plugin_metric(plugin.name(), info));
             }
         }
     }
+    for name in extras {
+        if !taken(&metrics, &name) {
+            metrics.push(catalog::extra(&name));
+        }
+    }
+    Ok(metrics)
 }
 
 /// `GET /v1/insights`.
 #[utoipa::path(get, path = "/v1/insights", tag = "serving",
-    description = "Metrics of the caller's tenant, bucketed and grouped. Answers carry an `ETag`; send it back in `If-None-Match` for `304`. Rows of different currencies are never summed.",
+    description = "Metrics of the caller's tenant, bucketed and grouped. Rows of different currencies are never summed. \
+        Money is in major units of the row's `currency` (12.5 = USD 12.50); ratios are fractions (0.025 = 2.5 %) and `null` when their denominator is 0. \
+        Answers carry an `ETag`; send it back in `If-None-Match` for `304`. \
+        Pages are keyset cursors (`next_cursor`, `total`): a row ingested between two pages never makes a page repeat a row; \
+        when the data changed and `order_by` names a metric, a cursor is refused with `409 cursor_stale` and the client starts again. \
+        Cross-parameter rules the schema cannot state: `to` not before `from`, at most `api.max_range_days` days, \
+        `order_by` fields must be in the answer, `metrics` names come from `GET /v1/metrics`, `platform` values from the deployment's adapters.",
     params(
-        ("from" = String, Query, description = "First day, inclusive (YYYY-MM-DD)"),
-        ("to" = String, Query, description = "Last day, inclusive (YYYY-MM-DD)"),
-        ("granularity" = Option<String>, Query, description = "day (default), week (ISO, Monday), month or total"),
-        ("group_by" = Option<String>, Query, description = "Comma list of platform, account_id, campaign_id, ad_group_id, ad_id"),
-        ("platform" = Option<String>, Query, description = "Comma list of platforms to keep"),
-        ("account_id" = Option<String>, Query, description = "Comma list of accounts to keep"),
-        ("campaign_id" = Option<String>, Query, description = "Comma list of campaigns to keep"),
-        ("currency" = Option<String>, Query, description = "Comma list of currencies to keep"),
-        ("metrics" = Option<String>, Query, description = "Comma list of metrics (default: every base and ratio metric)"),
-        ("order_by" = Option<String>, Query, description = "Comma list of fields (date, dimensions, currency, requested metrics); `-field` sorts descending; nulls last"),
-        ("limit" = Option<u32>, Query, description = "Rows per page (default and maximum: api.max_page_rows)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("from" = String, Query, format = Date, description = "First day, inclusive (YYYY-MM-DD)"),
+        ("to" = String, Query, format = Date, description = "Last day, inclusive (YYYY-MM-DD); not before `from`"),
+        ("granularity" = Option<GranularityName>, Query, description = "Bucket: `day` (default), `week` (ISO, from Monday), `month` or `total`. Week and month buckets that reach outside `from`..`to` hold only the days inside and are marked `partial`"),
+        ("group_by" = Option<Vec<DimensionName>>, Query, style = Form, explode = false, description = "Dimensions to group by, comma-separated or repeated. `platform` joins any id dimension (ids are platform-scoped)"),
+        ("platform" = Option<Vec<PlatformName>>, Query, style = Form, explode = false, description = "Keep these platforms (comma-separated or repeated); a platform no adapter of the deployment speaks is `400`"),
+        ("account_id" = Option<Vec<EntityId>>, Query, style = Form, explode = false, description = "Keep these accounts"),
+        ("campaign_id" = Option<Vec<EntityId>>, Query, style = Form, explode = false, description = "Keep these campaigns"),
+        ("currency" = Option<Vec<CurrencyCode>>, Query, style = Form, explode = false, description = "Keep these ISO 4217 currencies (any case)"),
+        ("metrics" = Option<Vec<MetricName>>, Query, style = Form, explode = false, description = "Metrics to show (default: every base and ratio metric); `GET /v1/metrics` lists the names the tenant may use"),
+        ("order_by" = Option<Vec<SortField>>, Query, style = Form, explode = false, description = "Fields to sort by (date, a group_by dimension, currency or a requested metric); `-field` sorts descending; nulls last; ties keep the default (date, dimensions, currency) order"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Rows per page (default and maximum: `api.max_page_rows`, 10000 unless configured)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page (with every other parameter unchanged)"),
         ("If-None-Match" = Option<String>, Header, description = "ETag of an answer the client holds")),
-    responses((status = 200, body = InsightsAnswer, headers(("ETag" = String))),
-        (status = 304, description = "The answer has not changed"),
+    responses((status = 200, description = "One page of rows", body = InsightsAnswer),
+        (status = 304, description = "The answer has not changed (`If-None-Match` matched its ETag)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`cursor_stale`: the data changed since the first page of an order by metric values; start again", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, description = "A metric plugin failed", body = ErrorBody),
         (status = 503, description = "A metric plugin is busy; see Retry-After", body = ErrorBody)))]
 pub async fn insights(
@@ -170,18 +199,6 @@ pub async fn insights(
     Params(query): Params,
 ) -> Result<Response, ApiError> {
     let tenant = &caller.0.tenant;
-    if let Some(unknown) = query
-        .keys()
-        .find(|k| !INSIGHTS_PARAMS.contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid_parameter(
-            unknown,
-            format!(
-                "unknown parameter (accepted: {})",
-                INSIGHTS_PARAMS.join(", ")
-            ),
-        ));
-    }
     let from = date_param(&query, "from")?;
     let to = date_param(&query, "to")?;
     if to < from {
@@ -225,13 +242,14 @@ pub async fn insights(
             group_by.push(d);
         }
     }
-    let filter = FactFilter {
-        platforms: sorted_list(query.get("platform")),
-        account_ids: sorted_list(query.get("account_id")),
-        campaign_ids: sorted_list(query.get("campaign_id")),
-        currencies: sorted_list(query.get("currency")),
-    };
-    let requested_metrics = query.get("metrics").map(|v| comma_list(v));
+    let filter = filter_param(&app, &query)?;
+    let requested_metrics = query.get("metrics").map(|v| {
+        let mut list = comma_list(v);
+        // `metrics=spend&metrics=spend,clicks`: once each, in first-named order.
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|m| seen.insert(m.clone()));
+        list
+    });
     if requested_metrics.as_ref().is_some_and(|m| m.is_empty()) {
         return Err(ApiError::invalid_parameter(
             "metrics",
@@ -242,32 +260,10 @@ pub async fn insights(
         .get("order_by")
         .map(|v| comma_list(v))
         .unwrap_or_default()
-        .into_iter()
-        .map(|f| match f.strip_prefix('-') {
-            Some(field) => SortKey {
-                field: field.to_owned(),
-                descending: true,
-            },
-            None => SortKey {
-                field: f.strip_prefix('+').unwrap_or(&f).to_owned(),
-                descending: false,
-            },
-        })
+        .iter()
+        .map(|f| SortKey::parse(f))
         .collect();
-    let max_page = app.config.api.max_page_rows;
-    let limit = match query.get("limit") {
-        None => max_page,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=max_page).contains(l))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(
-                    "limit",
-                    format!("must be a number from 1 to {max_page}"),
-                )
-            })?,
-    } as usize;
+    let limit = limit_param(&app, &query)?;
     let normalized = format!(
         "{from}|{to}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{requested_metrics:?}|{order_by:?}",
         granularity.as_str(),
@@ -277,11 +273,8 @@ pub async fn insights(
         filter.campaign_ids,
         filter.currencies,
     );
-    let query_digest = digest(&normalized);
-    let offset = match query.get("cursor") {
-        None => 0,
-        Some(c) => decode_cursor(c, &query_digest)?,
-    };
+    let query_digest = paging::digest(&normalized);
+    let cursor = query.get("cursor").map(String::as_str);
 
     // Consistency: everything acknowledged before this request is applied,
     // and the store holds the tenant's data through the version we key on.
@@ -294,7 +287,7 @@ pub async fn insights(
     let key = AnswerCache::key(
         tenant,
         &version,
-        &format!("{normalized}|{plugins:?}|{offset}|{limit}"),
+        &format!("{normalized}|{plugins:?}|{cursor:?}|{limit}"),
     );
     if caught_up && app.answers.enabled() {
         let (found, hits, lookups) = app.answers.get(&key).await;
@@ -304,18 +297,7 @@ pub async fn insights(
         }
     }
 
-    let mut extras = app
-        .store
-        .extra_metric_names(tenant)
-        .await
-        .map_err(|e| ApiError::internal("reading metric names", e))?;
-    // Metrics the tenant's pipelines declare are known before any non-zero value.
-    for name in app.declared_extra_metrics(tenant) {
-        if !extras.contains(&name) {
-            extras.push(name);
-        }
-    }
-    extras.sort();
+    let catalog = tenant_catalog(&app, tenant, &plugin_metrics).await?;
     let metrics = match requested_metrics {
         None => BASE_METRICS
             .iter()
@@ -323,34 +305,30 @@ pub async fn insights(
             .map(|m| m.to_string())
             .collect(),
         Some(list) => {
-            for m in &list {
-                if !BASE_METRICS.contains(&m.as_str())
-                    && !RATIO_METRICS.contains(&m.as_str())
-                    && !extras.contains(m)
-                    && !plugin_metrics.contains_key(m)
-                {
-                    let mut known: Vec<&str> = BASE_METRICS
-                        .iter()
-                        .chain(RATIO_METRICS.iter())
-                        .copied()
-                        .collect();
-                    known.extend(extras.iter().map(String::as_str));
-                    known.extend(plugin_metrics.keys().map(String::as_str));
-                    return Err(ApiError::invalid_parameter(
-                        "metrics",
-                        format!("unknown metric `{m}` (known: {})", known.join(", ")),
-                    ));
-                }
+            if let Some(unknown) = list.iter().find(|m| !catalog.iter().any(|c| &c.name == *m)) {
+                let known: Vec<&str> = catalog.iter().map(|m| m.name.as_str()).collect();
+                return Err(ApiError::invalid_parameter(
+                    "metrics",
+                    format!(
+                        "unknown metric `{unknown}` (this tenant's metrics, also at GET /v1/metrics: {})",
+                        known.join(", ")
+                    ),
+                ));
             }
             list
         }
     };
+    let dimensions = insights::answer_dimensions(&group_by);
+    let mut identity: Vec<String> = Vec::new();
+    if granularity != Granularity::Total {
+        identity.push("date".into());
+    }
+    identity.extend(dimensions.iter().map(|d| d.as_str().to_owned()));
+    identity.push("currency".into());
     for key in &order_by {
         let field = key.field.as_str();
-        let sortable = field == "date"
-            || field == "currency"
-            || group_by.iter().any(|d| d.as_str() == field)
-            || metrics.iter().any(|m| m == field);
+        let sortable =
+            identity.iter().any(|f| f == field) || metrics.iter().any(|m| m == field);
         if !sortable {
             return Err(ApiError::invalid_parameter(
                 "order_by",
@@ -364,6 +342,11 @@ pub async fn insights(
         to: insights::days_of(to),
     };
     // The extra metrics the answer shows or a metric plugin reads.
+    let extras: Vec<&str> = catalog
+        .iter()
+        .filter(|m| m.kind == MetricKind::Extra)
+        .map(|m| m.name.as_str())
+        .collect();
     let mut wanted_extras: Vec<String> = metrics
         .iter()
         .filter(|m| !plugin_metrics.contains_key(*m))
@@ -374,7 +357,7 @@ pub async fn insights(
                 .filter_map(|m| plugin_metrics.get(m).and_then(|p| p.metric(m)))
                 .flat_map(|m| m.inputs.iter().cloned()),
         )
-        .filter(|m| extras.contains(m))
+        .filter(|m| extras.contains(&m.as_str()))
         .collect();
     wanted_extras.sort();
     wanted_extras.dedup();
@@ -400,30 +383,21 @@ pub async fn insights(
     let groups = insights::groups(summed, &deltas, &spec);
     let derived = derive(&app, &plugin_metrics, &spec.metrics, &groups).await?;
     let mut rows = insights::render(groups, &spec.metrics, &derived);
-    if !order_by.is_empty() {
-        // Stable: ties keep the default (date, dimensions) order.
-        rows.sort_by(|a, b| {
-            order_by
-                .iter()
-                .map(|k| compare_cells(a.get(&k.field), b.get(&k.field), k.descending))
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
-        });
-    }
-    let total = rows.len();
-    let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
-    let next_cursor = (offset + page.len() < total).then(|| {
-        encode_cursor(&Cursor {
-            o: offset + page.len(),
-            q: query_digest.clone(),
-        })
-    });
+    mark_partial(&mut rows, granularity, days);
+    let order = Order {
+        keys: order_by,
+        identity,
+    };
+    let page = order.page(rows, cursor, &query_digest, &version, limit)?;
+    let mut rows = page.rows;
+    name_entities(&app, tenant, &dimensions, &mut rows).await?;
     let body = serde_json::to_vec(&json!({
         "from": from.to_string(),
         "to": to.to_string(),
         "granularity": granularity.as_str(),
-        "rows": page,
-        "next_cursor": next_cursor,
+        "rows": rows,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
     }))
     .map_err(|e| ApiError::internal("rendering the answer", e))?;
     let answer = Arc::new(CachedAnswer::new(body));
@@ -431,6 +405,65 @@ pub async fn insights(
         app.answers.insert(key, answer.clone()).await;
     }
     Ok(respond(&answer, &headers))
+}
+
+/// Week and month rows get `partial`: whether their bucket reaches outside
+/// the asked days (the row sums only the days inside).
+fn mark_partial(rows: &mut [Map<String, Value>], granularity: Granularity, days: crate::store::Days) {
+    if !matches!(granularity, Granularity::Week | Granularity::Month) {
+        return;
+    }
+    for row in rows {
+        let start = row
+            .get("date")
+            .and_then(Value::as_str)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .map(insights::days_of);
+        if let Some(start) = start {
+            let end = insights::bucket_end(start, granularity).unwrap_or(start);
+            row.insert("partial".into(), Value::Bool(start < days.from || end > days.to));
+        }
+    }
+}
+
+/// Add `campaign_name`, `ad_group_name`, `ad_name` to rows grouped by those
+/// ids (`null` where no row named the entity).
+async fn name_entities(
+    app: &App,
+    tenant: &str,
+    dimensions: &[Dimension],
+    rows: &mut [Map<String, Value>],
+) -> Result<(), ApiError> {
+    for (dimension, level, field) in [
+        (Dimension::CampaignId, "campaign", "campaign_name"),
+        (Dimension::AdGroupId, "ad_group", "ad_group_name"),
+        (Dimension::AdId, "ad", "ad_name"),
+    ] {
+        if !dimensions.contains(&dimension) {
+            continue;
+        }
+        let id_of = |row: &Map<String, Value>| {
+            row.get(dimension.as_str())
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let mut ids: Vec<String> = rows.iter().filter_map(id_of).collect();
+        ids.sort();
+        ids.dedup();
+        let names = app
+            .store
+            .names(tenant, level, &ids)
+            .await
+            .map_err(|e| ApiError::internal("reading names", e))?;
+        for row in rows.iter_mut() {
+            let platform = row.get("platform").and_then(Value::as_str).unwrap_or("");
+            let name = id_of(row)
+                .and_then(|id| names.get(&(platform.to_owned(), id)))
+                .map_or(Value::Null, |n| Value::String(n.clone()));
+            row.insert(field.into(), name);
+        }
+    }
+    Ok(())
 }
 
 /// `200` with the answer and its ETag, or `304` when the client holds it.
@@ -556,14 +589,70 @@ async fn derive(
 }
 
 /// `GET /v1/campaigns`.
-#[utoipa::path(get, path = "/v1/campaigns", tag = "serving", description = "The tenant's known campaigns.",
-    responses((status = 200, body = CampaignList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+#[utoipa::path(get, path = "/v1/campaigns", tag = "serving",
+    description = "The tenant's known campaigns, filtered and paged like `/v1/insights` (keyset cursors in platform, account, campaign order).",
+    params(
+        ("platform" = Option<Vec<PlatformName>>, Query, style = Form, explode = false, description = "Keep these platforms; a platform no adapter of the deployment speaks is `400`"),
+        ("account_id" = Option<Vec<EntityId>>, Query, style = Form, explode = false, description = "Keep these accounts"),
+        ("campaign_id" = Option<Vec<EntityId>>, Query, style = Form, explode = false, description = "Keep these campaigns"),
+        ("currency" = Option<Vec<CurrencyCode>>, Query, style = Form, explode = false, description = "Keep these ISO 4217 currencies (any case)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Campaigns per page (default and maximum: `api.max_page_rows`)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page (with every other parameter unchanged)")),
+    responses((status = 200, description = "One page of campaigns", body = CampaignList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
-pub async fn campaigns(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn campaigns(
+    State(app): State<App>,
+    caller: Caller,
+    Params(query): Params,
+) -> Result<Response, ApiError> {
+    let filter = filter_param(&app, &query)?;
+    let limit = limit_param(&app, &query)?;
+    let query_digest = paging::digest(&format!(
+        "campaigns|{:?}|{:?}|{:?}|{:?}",
+        filter.platforms, filter.account_ids, filter.campaign_ids, filter.currencies
+    ));
+    let keep = |list: &Option<Vec<String>>, value: &str| {
+        list.as_ref()
+            .is_none_or(|l| l.iter().any(|v| v == value))
+    };
     let campaigns = app
         .store
         .campaigns(&caller.0.tenant)
         .await
         .map_err(|e| ApiError::internal("reading campaigns", e))?;
-    Ok(Json(json!({ "campaigns": campaigns })).into_response())
+    let rows: Vec<Map<String, Value>> = campaigns
+        .into_iter()
+        .filter(|c| {
+            keep(&filter.platforms, &c.platform)
+                && keep(&filter.account_ids, &c.account_id)
+                && keep(&filter.campaign_ids, &c.campaign_id)
+                && keep(&filter.currencies, &c.currency)
+        })
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_object().cloned())
+        .collect();
+    let order = Order {
+        keys: vec![],
+        identity: vec!["platform".into(), "account_id".into(), "campaign_id".into()],
+    };
+    // The identity order needs no data version: pages never repeat a campaign.
+    let page = order.page(rows, query.get("cursor").map(String::as_str), &query_digest, "", limit)?;
+    Ok(Json(json!({
+        "campaigns": page.rows,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/metrics`.
+#[utoipa::path(get, path = "/v1/metrics", tag = "serving",
+    description = "Every metric the caller's tenant may name in `/v1/insights?metrics=`: base sums, ratios, extra metrics its pipelines declare or its data holds, and metric-plugin metrics, each with its unit (`count`; `currency`: major units of the row's currency; `fraction`: 0.025 = 2.5 %). Every name listed is accepted, with or without data.",
+    responses((status = 200, description = "The tenant's metrics", body = MetricList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    let tenant = &caller.0.tenant;
+    let plugin_metrics = app.tenant_metrics(tenant);
+    let metrics = tenant_catalog(&app, tenant, &plugin_metrics).await?;
+    Ok(Json(json!({ "metrics": metrics })).into_response())
 }

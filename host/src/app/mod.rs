@@ -82,6 +82,19 @@ impl AppInner {
         names
     }
 
+    /// The platforms the loaded adapters speak, sorted, once each: the
+    /// values `platform=` filters may name.
+    pub fn platforms(&self) -> Vec<String> {
+        let mut platforms: Vec<String> = self
+            .plugins
+            .values()
+            .map(|slot| slot.adapter().info().platform.clone())
+            .collect();
+        platforms.sort();
+        platforms.dedup();
+        platforms
+    }
+
     /// Metric plugins the tenant's pipelines use, by metric name.
     pub fn tenant_metrics(&self, tenant: &str) -> BTreeMap<String, MetricPlugin> {
         let mut out = BTreeMap::new();

@@ -11,6 +11,7 @@
 //! - Ratios come from summed components; a zero denominator gives `null`.
 
 pub mod cache;
+pub mod catalog;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -465,6 +466,20 @@ pub fn bucket(days: i32, granularity: Granularity) -> Option<i32> {
     }
 }
 
+/// Last day of the bucket starting on `start`, or `None` for `total`.
+pub fn bucket_end(start: i32, granularity: Granularity) -> Option<i32> {
+    match granularity {
+        Granularity::Day => Some(start),
+        Granularity::Week => Some(start + 6),
+        Granularity::Month => {
+            let first = naive(start);
+            let next = first.checked_add_months(chrono::Months::new(1))?;
+            Some(start + (next - first).num_days() as i32 - 1)
+        }
+        Granularity::Total => None,
+    }
+}
+
 const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
     Some(d) => d,
     None => panic!("valid epoch"),
@@ -631,6 +646,10 @@ mod tests {
         assert_eq!(bucket(monday - 1, Granularity::Week), Some(monday - 7));
         let first = days_of(NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
         assert_eq!(bucket(monday, Granularity::Month), Some(first));
+        assert_eq!(bucket_end(monday, Granularity::Week), Some(monday + 6));
+        let february = days_of(NaiveDate::from_ymd_opt(2028, 2, 1).expect("date"));
+        assert_eq!(bucket_end(february, Granularity::Month), Some(february + 28));
+        assert_eq!(bucket_end(first, Granularity::Total), None);
         assert_eq!(date_string(first), "2026-11-01");
     }
 }

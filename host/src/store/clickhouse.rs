@@ -1296,7 +1296,7 @@ impl StoreBackend for ClickHouseStore {
                     account_id: e.account_id,
                     campaign_id: e.campaign_id,
                     ad_group_id: non_empty(e.ad_group_id),
-                    name: None,
+                    name: non_empty(e.campaign_name),
                     currency: e.currency,
                 },
             })

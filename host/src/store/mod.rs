@@ -23,6 +23,7 @@ pub mod clickhouse;
 pub mod hierarchy;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,7 @@ pub trait StoreBackend: Send + Sync {
     async fn aggregate(&self, tenant: &str, query: &Aggregate<'_>) -> Result<Vec<Summed>>;
     /// Deltas of `tenant` on `days`, as stored (not yet placed).
     async fn stored_deltas(&self, tenant: &str, days: Days) -> Result<Vec<StoredDelta>>;
-    /// What the hierarchy knows of the `level` entities (`ad`, `ad_group`) `ids` of `tenant`.
+    /// What the hierarchy knows of the `level` entities (`campaign`, `ad_group`, `ad`) `ids` of `tenant`.
     async fn known(&self, tenant: &str, level: &str, ids: &[String]) -> Result<Vec<Known>>;
     /// Extra metric names seen for `tenant`.
     async fn extra_metric_names(&self, tenant: &str) -> Result<Vec<String>>;
@@ -301,6 +302,26 @@ impl Store {
             known.extend(self.backend.known(tenant, "ad_group", &groups).await?);
         }
         Ok(hierarchy::place(stored, &known, filter))
+    }
+
+    /// Display names of the `level` entities (`campaign`, `ad_group`, `ad`)
+    /// `ids` of `tenant`, by `(platform, id)`; entities no row named are absent.
+    pub async fn names(
+        &self,
+        tenant: &str,
+        level: &str,
+        ids: &[String],
+    ) -> Result<HashMap<(String, String), String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .backend
+            .known(tenant, level, ids)
+            .await?
+            .into_iter()
+            .filter_map(|k| Some(((k.platform, k.id), k.entity.name?)))
+            .collect())
     }
 
     /// Extra metric names seen for `tenant`.

@@ -640,7 +640,8 @@ impl StoreBackend for EmbeddedStore {
         let mut rows = Vec::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency
+                "SELECT platform, level, id, account_id, campaign_id, ad_group_id, currency,
+                        campaign_name
                  FROM entities WHERE tenant = ",
             );
             q.push_bind(tenant).push(" AND level = ").push_bind(level);
@@ -662,7 +663,7 @@ impl StoreBackend for EmbeddedStore {
                     account_id: r.get(3),
                     campaign_id: r.get(4),
                     ad_group_id: r.get(5),
-                    name: None,
+                    name: r.get(7),
                     currency: r.get(6),
                 },
             })

@@ -8,6 +8,7 @@ mod aggregation;
 mod api;
 mod at_rest;
 mod common;
+mod consumers;
 mod distributed;
 mod engines;
 mod hardening;
