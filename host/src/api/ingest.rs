@@ -9,8 +9,6 @@
 //! HMAC over at most `server.max_webhook_body_bytes` and is bounded by the
 //! global concurrency limit, never by the tenant's budget.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};

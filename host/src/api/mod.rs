@@ -50,8 +50,8 @@ use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::{RefOr, Schema};
 use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{RefOr, Schema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
@@ -198,6 +198,10 @@ impl Route {
                     .parameters
                     .iter()
                     .flatten()
+                    .filter_map(|p| match p {
+                        RefOr::T(p) => Some(p),
+                        RefOr::Ref(_) => None,
+                    })
                     .filter(|p| p.parameter_in == ParameterIn::Query)
                     .map(|p| QueryParam {
                         name: p.name.clone().leak(),

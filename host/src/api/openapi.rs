@@ -33,6 +33,13 @@ pub fn base() -> OpenApi {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         )
+        // Named only by parameters, which utoipa does not collect.
+        .schema_from::<DimensionName>()
+        .schema_from::<MetricName>()
+        .schema_from::<PlatformName>()
+        .schema_from::<SortField>()
+        .schema_from::<CurrencyCode>()
+        .schema_from::<EntityId>()
         .build();
     OpenApiBuilder::new()
         .info(
@@ -171,7 +178,12 @@ fn finish_operation(operation: &mut serde_json::Value, spec: &super::RouteSpec, 
         let mut names = vec!["X-Request-Id", "Cache-Control"];
         let success = status.starts_with('2') || status == "304";
         if limited && (success || status == "429") {
-            names.extend(["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]);
+            names.extend([
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ]);
         }
         if status == "429" || status == "503" {
             names.push("Retry-After");
@@ -179,9 +191,12 @@ fn finish_operation(operation: &mut serde_json::Value, spec: &super::RouteSpec, 
         if status == "401" {
             names.push("WWW-Authenticate");
         }
-        let headers = response
-            .entry("headers")
-            .or_insert_with(|| json!({}));
+        if super::query::VALIDATED_PATHS.contains(&spec.path)
+            && (status == "200" || status == "304")
+        {
+            names.push("ETag");
+        }
+        let headers = response.entry("headers").or_insert_with(|| json!({}));
         if let Some(headers) = headers.as_object_mut() {
             for name in names {
                 headers
@@ -201,7 +216,11 @@ pub async fn document(document: Option<Extension<Document>>) -> Response {
         Some(Extension(Document(doc))) => doc,
         None => json().into(),
     };
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A report or webhook body as the platform sent it: a JSON object (or, for

@@ -85,11 +85,13 @@ impl Order {
     }
 
     fn compare(&self, a: &[Value], b: &[Value]) -> Ordering {
-        let sorted = self.keys.iter().enumerate().map(|(i, k)| {
-            compare_cells(a.get(i), b.get(i), k.descending)
-        });
-        let identity = (self.keys.len()..a.len().max(b.len()))
-            .map(|i| compare_identity(a.get(i), b.get(i)));
+        let sorted = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| compare_cells(a.get(i), b.get(i), k.descending));
+        let identity =
+            (self.keys.len()..a.len().max(b.len())).map(|i| compare_identity(a.get(i), b.get(i)));
         sorted
             .chain(identity)
             .find(|o| o.is_ne())
@@ -252,7 +254,13 @@ mod tests {
     fn a_row_inserted_between_pages_never_repeats_a_row() {
         let by_id = order(&[]);
         let first = by_id
-            .page(rows(&[("b", 1.0), ("d", 2.0), ("f", 3.0)]), None, "q", "v1", 2)
+            .page(
+                rows(&[("b", 1.0), ("d", 2.0), ("f", 3.0)]),
+                None,
+                "q",
+                "v1",
+                2,
+            )
             .expect("page");
         assert_eq!((ids(&first), first.total), (vec!["b", "d"], 3));
         // `a` (before the cursor) and `e` arrive before page 2 is asked for.
@@ -268,13 +276,20 @@ mod tests {
     fn a_metric_order_refuses_a_cursor_once_the_data_changed() {
         let by_spend = order(&["-spend"]);
         let data = rows(&[("a", 1.0), ("b", 3.0), ("c", 2.0)]);
-        let first = by_spend.page(data.clone(), None, "q", "v1", 1).expect("page");
+        let first = by_spend
+            .page(data.clone(), None, "q", "v1", 1)
+            .expect("page");
         assert_eq!(ids(&first), vec!["b"]);
         let cursor = first.next_cursor.as_deref();
-        let same = by_spend.page(data.clone(), cursor, "q", "v1", 5).expect("page");
+        let same = by_spend
+            .page(data.clone(), cursor, "q", "v1", 5)
+            .expect("page");
         assert_eq!(ids(&same), vec!["c", "a"]);
         let stale = by_spend.page(data.clone(), cursor, "q", "v2", 5);
-        assert_eq!(stale.err().map(|e| (e.status, e.code)), Some((StatusCode::CONFLICT, "cursor_stale")));
+        assert_eq!(
+            stale.err().map(|e| (e.status, e.code)),
+            Some((StatusCode::CONFLICT, "cursor_stale"))
+        );
         let other = by_spend.page(data, cursor, "other query", "v1", 5);
         assert_eq!(other.err().map(|e| e.code), Some("invalid_parameter"));
     }
@@ -284,10 +299,14 @@ mod tests {
         let mut data = rows(&[("a", 1.0), ("b", 1.0), ("c", 2.0)]);
         data[0].insert("spend".into(), Value::Null);
         for keys in [["spend"], ["-spend"]] {
-            let page = order(&keys).page(data.clone(), None, "q", "v", 10).expect("page");
+            let page = order(&keys)
+                .page(data.clone(), None, "q", "v", 10)
+                .expect("page");
             assert_eq!(ids(&page).last(), Some(&"a"), "{keys:?}");
         }
-        let page = order(&["spend"]).page(data, None, "q", "v", 10).expect("page");
+        let page = order(&["spend"])
+            .page(data, None, "q", "v", 10)
+            .expect("page");
         assert_eq!(ids(&page), vec!["b", "c", "a"]);
     }
 }

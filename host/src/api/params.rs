@@ -46,7 +46,11 @@ pub fn check(declared: &[QueryParam], uri: &Uri) -> Result<(), ApiError> {
             } else {
                 format!(
                     "accepted: {}",
-                    declared.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    declared
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             return Err(ApiError::invalid_parameter(
@@ -108,15 +112,31 @@ mod tests {
 
     #[test]
     fn undeclared_and_repeated_scalar_parameters_are_refused_lists_may_repeat() {
-        assert!(check(DECLARED, &uri("from=2026-01-01&metrics=spend&metrics=clicks")).is_ok());
+        assert!(check(
+            DECLARED,
+            &uri("from=2026-01-01&metrics=spend&metrics=clicks")
+        )
+        .is_ok());
         let unknown = check(DECLARED, &uri("from=2026-01-01&form=x")).expect_err("unknown");
         assert_eq!(unknown.code, "invalid_parameter");
         assert!(unknown.message.contains("`form`"), "{}", unknown.message);
-        assert!(unknown.message.contains("from, metrics"), "{}", unknown.message);
+        assert!(
+            unknown.message.contains("from, metrics"),
+            "{}",
+            unknown.message
+        );
         let twice = check(DECLARED, &uri("from=2026-01-01&from=2026-01-02")).expect_err("twice");
-        assert!(twice.message.contains("more than once"), "{}", twice.message);
+        assert!(
+            twice.message.contains("more than once"),
+            "{}",
+            twice.message
+        );
         let none = check(&[], &uri("x=1")).expect_err("none declared");
-        assert!(none.message.contains("takes no query parameters"), "{}", none.message);
+        assert!(
+            none.message.contains("takes no query parameters"),
+            "{}",
+            none.message
+        );
         assert!(check(&[], &"/healthz".parse().expect("uri")).is_ok());
     }
 

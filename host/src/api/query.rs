@@ -71,7 +71,10 @@ fn filter_param(app: &App, query: &HashMap<String, String>) -> Result<FactFilter
         if let Some(unknown) = list.iter().find(|p| !known.contains(p)) {
             return Err(ApiError::invalid_parameter(
                 "platform",
-                format!("`{unknown}` is not a platform of this deployment (known: {})", known.join(", ")),
+                format!(
+                    "`{unknown}` is not a platform of this deployment (known: {})",
+                    known.join(", ")
+                ),
             ));
         }
     }
@@ -106,7 +109,10 @@ fn filter_param(app: &App, query: &HashMap<String, String>) -> Result<FactFilter
         ("currency", &filter.currencies),
     ] {
         if list.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ApiError::invalid_parameter(name, "must name at least one value"));
+            return Err(ApiError::invalid_parameter(
+                name,
+                "must name at least one value",
+            ));
         }
     }
     Ok(filter)
@@ -327,8 +333,7 @@ pub async fn insights(
     identity.push("currency".into());
     for key in &order_by {
         let field = key.field.as_str();
-        let sortable =
-            identity.iter().any(|f| f == field) || metrics.iter().any(|m| m == field);
+        let sortable = identity.iter().any(|f| f == field) || metrics.iter().any(|m| m == field);
         if !sortable {
             return Err(ApiError::invalid_parameter(
                 "order_by",
@@ -409,7 +414,11 @@ pub async fn insights(
 
 /// Week and month rows get `partial`: whether their bucket reaches outside
 /// the asked days (the row sums only the days inside).
-fn mark_partial(rows: &mut [Map<String, Value>], granularity: Granularity, days: crate::store::Days) {
+fn mark_partial(
+    rows: &mut [Map<String, Value>],
+    granularity: Granularity,
+    days: crate::store::Days,
+) {
     if !matches!(granularity, Granularity::Week | Granularity::Month) {
         return;
     }
@@ -421,7 +430,10 @@ fn mark_partial(rows: &mut [Map<String, Value>], granularity: Granularity, days:
             .map(insights::days_of);
         if let Some(start) = start {
             let end = insights::bucket_end(start, granularity).unwrap_or(start);
-            row.insert("partial".into(), Value::Bool(start < days.from || end > days.to));
+            row.insert(
+                "partial".into(),
+                Value::Bool(start < days.from || end > days.to),
+            );
         }
     }
 }
@@ -465,6 +477,9 @@ async fn name_entities(
     }
     Ok(())
 }
+
+/// The routes whose answers carry an `ETag` (see [`respond`]).
+pub const VALIDATED_PATHS: &[&str] = &["/v1/insights"];
 
 /// `200` with the answer and its ETag, or `304` when the client holds it.
 fn respond(answer: &CachedAnswer, headers: &HeaderMap) -> Response {
@@ -613,8 +628,7 @@ pub async fn campaigns(
         filter.platforms, filter.account_ids, filter.campaign_ids, filter.currencies
     ));
     let keep = |list: &Option<Vec<String>>, value: &str| {
-        list.as_ref()
-            .is_none_or(|l| l.iter().any(|v| v == value))
+        list.as_ref().is_none_or(|l| l.iter().any(|v| v == value))
     };
     let campaigns = app
         .store
@@ -636,7 +650,13 @@ pub async fn campaigns(
         identity: vec!["platform".into(), "account_id".into(), "campaign_id".into()],
     };
     // The identity order needs no data version: pages never repeat a campaign.
-    let page = order.page(rows, query.get("cursor").map(String::as_str), &query_digest, "", limit)?;
+    let page = order.page(
+        rows,
+        query.get("cursor").map(String::as_str),
+        &query_digest,
+        "",
+        limit,
+    )?;
     Ok(Json(json!({
         "campaigns": page.rows,
         "next_cursor": page.next_cursor,

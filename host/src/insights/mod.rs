@@ -648,7 +648,10 @@ mod tests {
         assert_eq!(bucket(monday, Granularity::Month), Some(first));
         assert_eq!(bucket_end(monday, Granularity::Week), Some(monday + 6));
         let february = days_of(NaiveDate::from_ymd_opt(2028, 2, 1).expect("date"));
-        assert_eq!(bucket_end(february, Granularity::Month), Some(february + 28));
+        assert_eq!(
+            bucket_end(february, Granularity::Month),
+            Some(february + 28)
+        );
         assert_eq!(bucket_end(first, Granularity::Total), None);
         assert_eq!(date_string(first), "2026-11-01");
     }
