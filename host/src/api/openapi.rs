@@ -146,7 +146,9 @@ fn standard_description(status: &str) -> &'static str {
 fn finish_operation(operation: &mut serde_json::Value, spec: &super::RouteSpec, max_page: u32) {
     // Routes paged by `api.max_page_rows` declare its default as their maximum.
     let default_max = crate::config::Config::default().api.max_page_rows;
-    for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+    // (`get_mut`: indexing would insert `parameters: null` where none are.)
+    let parameters = operation.get_mut("parameters").and_then(|p| p.as_array_mut());
+    for parameter in parameters.into_iter().flatten() {
         if parameter["name"] == "limit" && parameter["schema"]["maximum"] == json!(default_max) {
             parameter["schema"]["maximum"] = json!(max_page);
         }

@@ -118,7 +118,7 @@ async fn reports_aggregate_to_exact_totals_and_ratios() {
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(
         rows[0],
-        json!({"date": "2026-11-01", "platform": "meta", "campaign_id": "c1", "currency": "USD",
+        json!({"date": "2026-11-01", "platform": "meta", "campaign_id": "c1", "campaign_name": "Campaign c1", "currency": "USD",
                "impressions": 1500, "clicks": 25, "spend": 20.0, "conversions": 2.0, "conversion_value": 80.0,
                "ctr": 25.0 / 1500.0, "cpc": 0.8, "cpm": 20.0 * 1000.0 / 1500.0, "cpa": 10.0, "cvr": 0.08, "roas": 4.0})
     );
@@ -167,7 +167,7 @@ async fn reports_aggregate_to_exact_totals_and_ratios() {
     .await;
     assert_eq!(
         rows[0],
-        json!({"date": "2026-11-01", "platform": "meta", "campaign_id": "c1", "currency": "USD", "impressions": 1600, "spend": 21.0, "conversions": 3.0})
+        json!({"date": "2026-11-01", "platform": "meta", "campaign_id": "c1", "campaign_name": "Campaign c1", "currency": "USD", "impressions": 1600, "spend": 21.0, "conversions": 3.0})
     );
 
     // Campaigns the tenant's data names.
@@ -634,7 +634,7 @@ async fn meta_webhooks_verify_and_count_leads_once_through_the_hierarchy() {
     assert_eq!(
         rows,
         vec![
-            json!({"platform": "meta", "campaign_id": "c9", "currency": "USD", "leads": 2, "spend": 2.5})
+            json!({"platform": "meta", "campaign_id": "c9", "campaign_name": "Campaign c9", "currency": "USD", "leads": 2, "spend": 2.5})
         ]
     );
     let by_ad_group = insights(

@@ -56,6 +56,8 @@ async fn the_document_is_precise_enough_for_generated_clients() {
     let mut responses = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("item") {
+            let parameters = operation.get("parameters");
+            assert!(parameters.is_none_or(Value::is_array), "{method} {path} parameters: {parameters:?}");
             for (status, response) in operation["responses"].as_object().expect("responses") {
                 responses += 1;
                 let description = response["description"].as_str().unwrap_or("");

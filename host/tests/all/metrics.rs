@@ -77,9 +77,9 @@ async fn metric_plugins_compute_from_summed_components() {
     assert_eq!(
         rows,
         vec![
-            json!({"platform": "meta", "campaign_id": "c1", "currency": "USD", "spend": 30.0, "leads": 3,
+            json!({"platform": "meta", "campaign_id": "c1", "campaign_name": null, "currency": "USD", "spend": 30.0, "leads": 3,
                    "cost_per_lead": 10.0, "lead_rate": 0.06, "blended_leads": 5.0, "blended_cpl": 6.0, "mer": 3.0}),
-            json!({"platform": "meta", "campaign_id": "c2", "currency": "USD", "spend": 10.0, "leads": 1,
+            json!({"platform": "meta", "campaign_id": "c2", "campaign_name": null, "currency": "USD", "spend": 10.0, "leads": 1,
                    "cost_per_lead": 10.0, "lead_rate": 0.02, "blended_leads": 1.0, "blended_cpl": 10.0, "mer": 5.5}),
         ]
     );

@@ -294,7 +294,31 @@ async fn totals(app: &App, platform: &str) -> Vec<Value> {
     );
     let answer = send(app, get(&uri, Some(&viewer))).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    answer.json["rows"].as_array().cloned().unwrap_or_default()
+    let mut rows = answer.json["rows"].as_array().cloned().unwrap_or_default();
+    // Every row names its campaign (null where the platform's rows carry no
+    // name); the figures are compared without it, names in their own checks.
+    for row in rows.iter_mut() {
+        let name = row.as_object_mut().and_then(|r| r.remove("campaign_name"));
+        assert!(
+            name.as_ref().is_some_and(|n| n.is_string() || n.is_null()),
+            "{row}: campaign_name {name:?}"
+        );
+    }
+    rows
+}
+
+/// The campaign names a platform's insights rows carry, by campaign id.
+async fn campaign_names(app: &App, platform: &str) -> Vec<(String, Value)> {
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let uri = format!(
+        "/v1/insights?from=2026-11-01&to=2026-11-02&granularity=total&group_by=campaign_id&platform={platform}&metrics=spend"
+    );
+    let answer = send(app, get(&uri, Some(&viewer))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let rows = answer.json["rows"].as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .map(|r| (r["campaign_id"].as_str().unwrap_or("").to_owned(), r["campaign_name"].clone()))
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -332,6 +356,12 @@ async fn pulls_follow_pages_retry_and_land_exact_totals() {
         "{run}"
     );
     assert_eq!(run["account"], "1234567890");
+    // Names from the pulled pages' `campaign_name`.
+    let names = campaign_names(&app, "meta").await;
+    assert!(
+        names.contains(&("120210000000001".into(), Value::from("Prospecting – Broad US"))),
+        "{names:?}"
+    );
     let meta = totals(&app, "meta").await;
     assert_eq!(
         meta[0],
