@@ -10,6 +10,7 @@ the sums of the pushed pages and to the one-page answer), revalidates with
 If-None-Match (304), and spends its read budget until a 429 names Retry-After.
 """
 
+import datetime
 import json
 import sys
 from decimal import Decimal
@@ -18,10 +19,17 @@ from pathlib import Path
 from adpipe_client import AuthenticatedClient
 from adpipe_client.api.ingestion import push_report
 from adpipe_client.api.serving import campaigns, insights, metrics
-from adpipe_client.models import ErrorBody, InsightsAnswer, MetricList
+from adpipe_client.models import (
+    DimensionName,
+    ErrorBody,
+    GranularityName,
+    InsightsAnswer,
+    MetricList,
+    PlatformPayloadType0,
+)
 from adpipe_client.types import UNSET
 
-FROM, TO = "2026-11-01", "2026-11-30"
+FROM, TO = datetime.date(2026, 11, 1), datetime.date(2026, 11, 30)
 
 
 def check(condition, message):
@@ -31,7 +39,7 @@ def check(condition, message):
 
 def push(client, path):
     body = json.loads(path.read_text())
-    answer = push_report.sync_detailed("meta", client=client, body=body)
+    answer = push_report.sync_detailed("meta", client=client, body=PlatformPayloadType0.from_dict(body))
     check(answer.status_code == 202, f"push {path.name}: {answer.status_code} {answer.content!r}")
     return body["data"]
 
@@ -70,11 +78,11 @@ def main():
         check(required in names, f"/v1/metrics lacks {required}: {names}")
     units = {m.name: m.unit.value for m in listed.parsed.metrics}
     check(units["spend"] == "currency" and units["ctr"] == "fraction", f"units: {units}")
-    every = insights.sync_detailed(client=client, from_=FROM, to=TO, granularity="total", metrics=names)
+    every = insights.sync_detailed(client=client, from_=FROM, to=TO, granularity=GranularityName.TOTAL, metrics=names)
     check(every.status_code == 200, f"asking for every listed metric: {every.status_code} {every.content!r}")
 
     # Paging by ad, two rows a page: every row once, totals exact.
-    rows, totals = page_through(client, group_by=["ad_id"], limit=2, metrics=["spend", "impressions"])
+    rows, totals = page_through(client, group_by=[DimensionName.AD_ID], limit=2, metrics=["spend", "impressions"])
     keys = [(r.date, r.ad_id) for r in rows]
     check(len(keys) == len(set(keys)), f"a row came twice across pages: {keys}")
     check(totals == {len(rows)}, f"`total` {totals} is not the {len(rows)} rows paged")
@@ -91,10 +99,12 @@ def main():
     check(listed.parsed.campaigns[0].name, "campaigns carry their names")
 
     # Revalidation: the ETag of an answer gives 304 while the data is unchanged.
-    first = insights.sync_detailed(client=client, from_=FROM, to=TO, granularity="total")
+    first = insights.sync_detailed(client=client, from_=FROM, to=TO, granularity=GranularityName.TOTAL)
     etag = first.headers.get("etag")
     check(first.status_code == 200 and etag, "insights answers carry an ETag")
-    again = insights.sync_detailed(client=client, from_=FROM, to=TO, granularity="total", if_none_match=etag)
+    again = insights.sync_detailed(
+        client=client, from_=FROM, to=TO, granularity=GranularityName.TOTAL, if_none_match=etag
+    )
     check(again.status_code == 304, f"If-None-Match with the ETag: {again.status_code}")
 
     # A typed error: 400 with the error envelope.

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Serialize;
 use serde_json::json;
-use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, RefOr, Schema};
 use utoipa::ToSchema;
@@ -147,7 +149,9 @@ fn finish_operation(operation: &mut serde_json::Value, spec: &super::RouteSpec, 
     // Routes paged by `api.max_page_rows` declare its default as their maximum.
     let default_max = crate::config::Config::default().api.max_page_rows;
     // (`get_mut`: indexing would insert `parameters: null` where none are.)
-    let parameters = operation.get_mut("parameters").and_then(|p| p.as_array_mut());
+    let parameters = operation
+        .get_mut("parameters")
+        .and_then(|p| p.as_array_mut());
     for parameter in parameters.into_iter().flatten() {
         if parameter["name"] == "limit" && parameter["schema"]["maximum"] == json!(default_max) {
             parameter["schema"]["maximum"] = json!(max_page);
@@ -231,10 +235,17 @@ pub struct PlatformPayload;
 
 impl utoipa::PartialSchema for PlatformPayload {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(SchemaType::from_iter([Type::Object, Type::Array]))
+        // `oneOf` rather than `type: [object, array]`: generators (e.g.
+        // openapi-python-client) type each branch, not a list of types.
+        let object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)));
+        let array = ArrayBuilder::new().items(Object::new());
+        OneOfBuilder::new()
+            .item(object)
+            .item(array)
             .description(Some(
-                "The platform's response or delivery, unchanged: a JSON object (or array)",
+                "The platform's response or delivery, unchanged: a JSON object (or, where the platform answers with one, an array)",
             ))
             .into()
     }

@@ -503,7 +503,7 @@ pub async fn retry_dead_letter(
 
 /// `GET /metrics` (admin): Prometheus text format — plugins (calls,
 /// failures, reloads, quarantine), bus lag, dead letters.
-#[utoipa::path(get, path = "/metrics", tag = "operations", description = "Prometheus metrics (OpenMetrics text).",
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "prometheus_metrics", description = "Prometheus metrics (OpenMetrics text).",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     use crate::telemetry::{

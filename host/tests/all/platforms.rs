@@ -317,7 +317,12 @@ async fn campaign_names(app: &App, platform: &str) -> Vec<(String, Value)> {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let rows = answer.json["rows"].as_array().cloned().unwrap_or_default();
     rows.iter()
-        .map(|r| (r["campaign_id"].as_str().unwrap_or("").to_owned(), r["campaign_name"].clone()))
+        .map(|r| {
+            (
+                r["campaign_id"].as_str().unwrap_or("").to_owned(),
+                r["campaign_name"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -359,7 +364,10 @@ async fn pulls_follow_pages_retry_and_land_exact_totals() {
     // Names from the pulled pages' `campaign_name`.
     let names = campaign_names(&app, "meta").await;
     assert!(
-        names.contains(&("120210000000001".into(), Value::from("Prospecting – Broad US"))),
+        names.contains(&(
+            "120210000000001".into(),
+            Value::from("Prospecting – Broad US")
+        )),
         "{names:?}"
     );
     let meta = totals(&app, "meta").await;
