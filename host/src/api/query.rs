@@ -478,9 +478,6 @@ async fn name_entities(
     Ok(())
 }
 
-/// The routes whose answers carry an `ETag` (see [`respond`]).
-pub const VALIDATED_PATHS: &[&str] = &["/v1/insights"];
-
 /// `200` with the answer and its ETag, or `304` when the client holds it.
 fn respond(answer: &CachedAnswer, headers: &HeaderMap) -> Response {
     let etag = HeaderValue::from_str(&answer.etag).unwrap_or(HeaderValue::from_static("\"\""));

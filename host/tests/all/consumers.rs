@@ -287,6 +287,31 @@ async fn rows_carry_names_and_partial_buckets_are_marked() {
             answer.text
         );
     }
+    // A week that starts before `from` sums only the days inside, marked partial.
+    push(
+        &app,
+        vec![meta_row("c1", "s1", "a1", "2026-11-05", 100, 5, "4.00", 0)],
+    )
+    .await;
+    let answer = send(
+        &app,
+        get(
+            "/v1/insights?from=2026-11-04&to=2026-11-08&granularity=week&metrics=spend",
+            Some(&viewer()),
+        ),
+    )
+    .await;
+    let row = &answer.json["rows"][0];
+    assert_eq!(
+        (
+            row["date"].as_str(),
+            row["partial"].as_bool(),
+            row["spend"].as_f64()
+        ),
+        (Some("2026-11-02"), Some(true), Some(4.0)),
+        "{}",
+        answer.text
+    );
     let answer = send(
         &app,
         get(
