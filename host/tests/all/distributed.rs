@@ -99,6 +99,51 @@ async fn reports_through_kafka_and_clickhouse_are_exact_at_once() {
         (Some(expected.0), Some(expected.1))
     );
     assert_eq!(rows[0]["spend"], 5.25);
+    // Names from the ClickHouse entities, and campaigns paged by keyset.
+    let by_campaign = insights(
+        &app,
+        "from=2026-11-01&to=2026-11-30&granularity=total&group_by=campaign_id&metrics=spend",
+    )
+    .await;
+    let names: Vec<(&str, &str)> = by_campaign
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["campaign_id"].as_str()?, r["campaign_name"].as_str()?)))
+        .collect();
+    assert_eq!(names, [("c1", "Campaign c1"), ("c2", "Campaign c2")]);
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let first = send(
+        &app,
+        get("/v1/campaigns?currency=usd&limit=1", Some(&viewer)),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(
+        (
+            first.json["total"].as_u64(),
+            first.json["campaigns"][0]["name"].as_str()
+        ),
+        (Some(2), Some("Campaign c1"))
+    );
+    let cursor = first.json["next_cursor"].as_str().expect("a second page");
+    let second = send(
+        &app,
+        get(
+            &format!("/v1/campaigns?currency=usd&limit=1&cursor={cursor}"),
+            Some(&viewer),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (
+            second.json["campaigns"][0]["campaign_id"].as_str(),
+            second.json["next_cursor"].as_str()
+        ),
+        (Some("c2"), None),
+        "{}",
+        second.text
+    );
     // An unparseable payload is explained, kept, and on the dead-letter
     // topic: sealed (the raw record holds no plaintext), the reason in clear.
     let marker = format!("lead-marker-{}", uuid::Uuid::new_v4().simple());
