@@ -54,6 +54,17 @@ pub(crate) fn page(rows: Vec<Value>) -> String {
     json!({"data": rows, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}).to_string()
 }
 
+/// Push Meta rows as one report page to tenant `demo`'s `meta` pipeline; `202`.
+pub(crate) async fn push(app: &App, rows: Vec<Value>) {
+    let ingest = token("demo", &[Role::Ingest], 60);
+    let answer = send(
+        app,
+        post("/v1/pipelines/meta/reports", Some(&ingest), page(rows)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+}
+
 struct Env {
     app: App,
     _dir: tempfile::TempDir,

@@ -10,7 +10,7 @@ use adpipe::config::PluginKind;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use crate::api::{meta_row, page};
+use crate::api::{meta_row, push};
 use crate::common::*;
 
 /// Meta pipelines for `demo` (with both metric plugins) and `other`.
@@ -29,16 +29,6 @@ async fn start() -> (App, tempfile::TempDir) {
     config.server.watch_plugins = false;
     config.api.max_page_rows = 500;
     (App::start(config).await.expect("start"), dir)
-}
-
-async fn push(app: &App, rows: Vec<Value>) {
-    let ingest = token("demo", &[Role::Ingest], 60);
-    let answer = send(
-        app,
-        post("/v1/pipelines/meta/reports", Some(&ingest), page(rows)),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
 }
 
 fn viewer() -> String {

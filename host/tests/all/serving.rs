@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use crate::api::{meta_row, page};
+use crate::api::{meta_row, page, push};
 use crate::common::*;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -421,16 +421,6 @@ async fn rate_limits_answer_429_with_headers_per_class() {
         "{}",
         metrics.text
     );
-}
-
-async fn push(app: &App, rows: Vec<Value>) {
-    let ingest = token("demo", &[Role::Ingest], 60);
-    let answer = send(
-        app,
-        post("/v1/pipelines/meta/reports", Some(&ingest), page(rows)),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
