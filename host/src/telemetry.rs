@@ -121,6 +121,7 @@ pub struct Telemetry {
     pub dead_letters: Family<DeadLetterLabels, Counter>,
     pub plugin_call_duration: HistogramFamily<PluginLabels>,
     pub plugin_calls: Family<PluginVersionLabels, Counter>,
+    pub plugin_rejections: Family<PluginVersionLabels, Counter>,
     pub plugin_failures: Family<PluginVersionLabels, Counter>,
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
@@ -145,6 +146,7 @@ impl Default for Telemetry {
             dead_letters: Family::default(),
             plugin_call_duration: Family::new_with_constructor(latency_histogram),
             plugin_calls: Family::default(),
+            plugin_rejections: Family::default(),
             plugin_failures: Family::default(),
             plugin_reloads: Family::default(),
             plugin_quarantined: Family::default(),
@@ -190,8 +192,13 @@ impl Default for Telemetry {
             t.plugin_calls.clone(),
         );
         registry.register(
+            "plugin_rejections",
+            "Payloads the plugin refused as not its platform's data (its own error answer)",
+            t.plugin_rejections.clone(),
+        );
+        registry.register(
             "plugin_failures",
-            "Failed plugin calls (traps, timeouts, rejected payloads)",
+            "Plugin calls that failed in the sandbox (traps, panics, time, memory or fuel limits)",
             t.plugin_failures.clone(),
         );
         registry.register(

@@ -535,7 +535,8 @@ pub struct PipelineList {
 pub struct PluginList {
     /// name, kind, version, content_hash, state (`active`, `degraded` while some of its
     /// pipelines are quarantined), quarantined_pipelines, call_slots, pipelines (each
-    /// one's circuit breaker), calls, failures, reloads...
+    /// one's circuit breaker), calls, rejections (payloads the plugin refused as not its
+    /// platform's data), failures (traps, panics, limits: what the breaker counts), reloads...
     pub plugins: Vec<serde_json::Value>,
 }
 

@@ -516,6 +516,7 @@ pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
             version: r.version.clone(),
         };
         Telemetry::set_counter(&t.plugin_calls.get_or_create(&version), r.calls);
+        Telemetry::set_counter(&t.plugin_rejections.get_or_create(&version), r.rejections);
         Telemetry::set_counter(&t.plugin_failures.get_or_create(&version), r.failures);
         for (result, n) in [("reloaded", r.reloads), ("rejected", r.rejected_reloads)] {
             let labels = ReloadLabels {

@@ -25,7 +25,7 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List a running server's plugins (version, hash, state, calls, failures).
+    /// List a running server's plugins (version, hash, state, calls, rejections, failures).
     List {
         #[command(flatten)]
         server: ServerArgs,

@@ -306,6 +306,7 @@ impl Runtime {
                 content_hash: hash,
                 from_cache,
                 calls: AtomicU64::new(0),
+                rejections: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             }),
         };
@@ -574,7 +575,22 @@ struct AdapterInner {
     content_hash: String,
     from_cache: bool,
     calls: AtomicU64,
+    rejections: AtomicU64,
     failures: AtomicU64,
+}
+
+/// What calls into one loaded plugin version came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCounters {
+    /// Every call, answered or not.
+    pub calls: u64,
+    /// Calls the plugin answered with its own error: the payload is not its
+    /// platform's data (malformed, wrong shape, a platform error body). The
+    /// plugin did its job; the breaker does not count these.
+    pub rejections: u64,
+    /// Calls that failed in the sandbox: traps, panics, time, memory or fuel
+    /// limits, broken answers. These feed the breaker.
+    pub failures: u64,
 }
 
 /// A loaded adapter: cheap to clone, safe to call from many threads (each
@@ -620,12 +636,13 @@ impl Adapter {
         self.inner.from_cache
     }
 
-    /// Calls and failed calls so far.
-    pub fn counters(&self) -> (u64, u64) {
-        (
-            self.inner.calls.load(Ordering::Relaxed),
-            self.inner.failures.load(Ordering::Relaxed),
-        )
+    /// Calls, rejected payloads and failed calls so far.
+    pub fn counters(&self) -> CallCounters {
+        CallCounters {
+            calls: self.inner.calls.load(Ordering::Relaxed),
+            rejections: self.inner.rejections.load(Ordering::Relaxed),
+            failures: self.inner.failures.load(Ordering::Relaxed),
+        }
     }
 
     /// The interface version the component was built against.
@@ -689,7 +706,7 @@ impl Adapter {
     }
 
     fn rejected(&self, e: PluginError) -> CallError {
-        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        self.inner.rejections.fetch_add(1, Ordering::Relaxed);
         CallError::Rejected(e)
     }
 

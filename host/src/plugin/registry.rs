@@ -163,6 +163,9 @@ pub struct SlotReport {
     pub call_slots: usize,
     pub loaded_at: String,
     pub calls: u64,
+    /// Payloads the plugin refused as not its platform's data (its own error).
+    pub rejections: u64,
+    /// Calls that trapped, panicked or hit a limit (what the breaker counts).
     pub failures: u64,
     pub reloads: u64,
     pub rejected_reloads: u64,
@@ -378,7 +381,7 @@ impl PluginSlot {
             .map(|(name, _)| name)
             .collect();
         let status = lock(&self.status);
-        let (calls, failures) = loaded.adapter.counters();
+        let counters = loaded.adapter.counters();
         let info = loaded.adapter.info();
         SlotReport {
             name: self.config.name.clone(),
@@ -394,8 +397,9 @@ impl PluginSlot {
             quarantined_pipelines,
             call_slots: self.calls.size,
             loaded_at: loaded.loaded_at.to_rfc3339(),
-            calls,
-            failures,
+            calls: counters.calls,
+            rejections: counters.rejections,
+            failures: counters.failures,
             reloads: status.reloads,
             rejected_reloads: status.rejected_reloads,
             last_error: status.last_error.clone(),

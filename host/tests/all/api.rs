@@ -461,6 +461,44 @@ async fn bad_payloads_are_explained_and_kept() {
         );
     }
 
+    // The plugin refused those payloads as not Meta's data: rejections, not
+    // failures (which count traps and limits), in /v1/plugins and /metrics.
+    // Malformed JSON, the wrong shape and `12,5` are the plugin's refusals;
+    // the missing currency is the host's (after the plugin parsed the page).
+    const REFUSED_BY_META: u64 = 3;
+    let operator = token("demo", &[Role::Operator], 60);
+    let plugins = send(&env.app, get("/v1/plugins", Some(&operator))).await;
+    let meta = plugins.json["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "meta")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (meta["rejections"].as_u64(), meta["failures"].as_u64()),
+        (Some(REFUSED_BY_META), Some(0)),
+        "{meta}"
+    );
+    let metrics = send(&env.app, get("/metrics", Some(&operator))).await;
+    let series = |name: &str| {
+        metrics
+            .text
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("plugin=\"meta\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(
+        (
+            series("adpipe_plugin_rejections_total"),
+            series("adpipe_plugin_failures_total")
+        ),
+        (Some(REFUSED_BY_META), Some(0)),
+        "{}",
+        metrics.text
+    );
+
     // Query validation names the parameter.
     let viewer = token("demo", &[Role::Viewer], 60);
     for (query, param) in [
