@@ -52,10 +52,13 @@ impl Runtime {
             path: path.display().to_string(),
             source,
         })?;
+        if let Some(reason) = super::not_a_component(&bytes) {
+            return Err(invalid(reason));
+        }
         let hash = super::content_hash(&bytes);
         let (component, _) = self
             .compile(&bytes, &hash, None)
-            .map_err(|e| invalid(format!("{e:#}")))?;
+            .map_err(|e| invalid(super::one_line(&format!("{e:#}"))))?;
         super::check_imports(&self.engine, &component).map_err(invalid)?;
         let abi = super::check_export(&self.engine, &component, "metric").map_err(invalid)?;
         let instance_pre = self

@@ -65,6 +65,37 @@ pub enum LoadError {
     Invalid { name: String, reason: String },
 }
 
+/// Why `bytes` cannot be a WebAssembly component, told the way its author
+/// can act on (the engine's own words dump the header bytes over lines),
+/// or `None` when it may be one.
+pub(crate) fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    // Binary format version and layer: core modules are 1, 0, 0, 0.
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return Some(format!(
+            "not a WebAssembly file ({} bytes starting `{}`; a component starts `00 61 73 6d`, \"\\0asm\"): \
+             point `path` at the built .wasm",
+            bytes.len(),
+            head.join(" ")
+        ));
+    }
+    if bytes.get(4..8) == Some(&CORE_MODULE[..]) {
+        return Some(
+            "a core WebAssembly module, not a component: build for `wasm32-wasip2` \
+             (`cargo build --target wasm32-wasip2 --release`, or `adpipe plugin new`'s scaffold)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// An engine error on one line: its `Debug`-formatted parts span several.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A call into a plugin failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -263,8 +294,14 @@ impl Runtime {
     ) -> Result<Adapter, LoadError> {
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             name: name.into(),
-            reason: format!("{e:#}"),
+            reason: one_line(&format!("{e:#}")),
         };
+        if let Some(reason) = not_a_component(bytes) {
+            return Err(LoadError::Invalid {
+                name: name.into(),
+                reason,
+            });
+        }
         let hash = content_hash(bytes);
         let (component, from_cache) = self.compile(bytes, &hash, cache_dir).map_err(invalid)?;
         check_imports(&self.engine, &component).map_err(|reason| LoadError::Invalid {

@@ -225,6 +225,37 @@ async fn options_and_api_versions_are_checked_against_the_adapter() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("`v21` is not a google API version"), "{text}");
 
+    // A file that is no component: one line that says what to do, no hex dump.
+    for (bytes, says) in [
+        (
+            b"\x8f\x5e\x73\x27 not wasm at all".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            b"\0asm\x01\0\0\0".to_vec(),
+            "a core WebAssembly module, not a component",
+        ),
+    ] {
+        let junk = dir.path().join("junk.wasm");
+        std::fs::write(&junk, bytes).expect("write junk");
+        let config = dir.path().join("junk.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ndata_dir = \"{}\"\n\n[[plugins]]\nname = \"junk\"\npath = \"{}\"\n",
+                dir.path().join("data").display(),
+                junk.display()
+            ),
+        )
+        .expect("write config");
+        let (code, text) = check(&config);
+        assert_eq!(code, Some(2), "{text}");
+        let problem: Vec<&str> = text.lines().filter(|l| l.contains("`junk`")).collect();
+        assert_eq!(problem.len(), 1, "{text}");
+        assert!(problem[0].contains(says), "{text}");
+        assert!(!text.contains("0x"), "no hex dump: {text}");
+    }
+
     // v23's (projected) sunset, 2027-02-01: today is within 60 days of it
     // until then, past it afterwards; either way the operator hears of it.
     let today = chrono::Utc::now().date_naive();
