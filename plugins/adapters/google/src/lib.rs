@@ -390,8 +390,8 @@ fn row(
             "missing: segment the query by segments.date",
         )
     })?;
-    let date = Date::parse(day)
-        .ok_or_else(|| PluginError::value(at("segments/date"), format!("`{day}` is not a date")))?;
+    let date =
+        Date::try_parse(day).map_err(|e| PluginError::value(at("segments/date"), e.to_string()))?;
     let hour = segments.and_then(|s| s.hour);
     if hour.is_some_and(|h| h > 23) {
         return Err(PluginError::value(at("segments/hour"), "must be 0..=23"));

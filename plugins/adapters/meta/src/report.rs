@@ -192,9 +192,7 @@ fn micros(value: &Num<'_>, path: &dyn Fn() -> String) -> Result<i64, PluginError
 fn count(value: Option<&Num<'_>>, path: &dyn Fn() -> String) -> Result<u64, PluginError> {
     match value {
         None => Ok(0),
-        Some(v) => parse_count(&v.text()).map_err(|e| {
-            PluginError::value(path(), format!("{e}: expected a whole, non-negative count"))
-        }),
+        Some(v) => parse_count(&v.text()).map_err(|e| PluginError::value(path(), e.to_string())),
     }
 }
 
@@ -238,12 +236,8 @@ impl Rows<'_> {
             .date_start
             .as_deref()
             .ok_or_else(|| PluginError::shape(at("date_start"), "missing"))?;
-        let date = Date::parse(start).ok_or_else(|| {
-            PluginError::value(
-                at("date_start"),
-                format!("`{start}` is not a date (YYYY-MM-DD)"),
-            )
-        })?;
+        let date = Date::try_parse(start)
+            .map_err(|e| PluginError::value(at("date_start"), e.to_string()))?;
         if let Some(stop) = insight.date_stop.as_deref() {
             if stop != start {
                 return Err(PluginError::value(
@@ -654,6 +648,27 @@ mod tests {
             (ErrorKind::InvalidValue, "/data/0/spend")
         );
         assert!(e.message.contains("12,5"), "{e}");
+        // A count with a fraction and a day the month lacks: the reason, not a shape.
+        let e = bad(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-01","date_stop":"2026-11-01","clicks":"1.5"}]}"#,
+        );
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            (
+                "/data/0/clicks",
+                "`1.5` is not a whole number: a count has no fraction"
+            )
+        );
+        let e = bad(
+            r#"{"data":[{"account_id":"1","campaign_id":"c","date_start":"2026-11-31","date_stop":"2026-11-31"}]}"#,
+        );
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            (
+                "/data/0/date_start",
+                "`2026-11-31` is not a date: November 2026 has 30 days"
+            )
+        );
         let e = bad(r#"{"data":[{"account_id":"1","date_start":"2026-11-01"}]}"#);
         assert_eq!(
             (e.kind, e.path.as_str()),

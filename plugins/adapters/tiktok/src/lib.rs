@@ -295,20 +295,15 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             (Some(day), _) => {
                 let text = day.text();
                 (
-                    Date::parse(&text).ok_or_else(|| {
-                        PluginError::value(
-                            dim_at("stat_time_day"),
-                            format!("`{text}` is not a date"),
-                        )
-                    })?,
+                    Date::try_parse(&text)
+                        .map_err(|e| PluginError::value(dim_at("stat_time_day"), e.to_string()))?,
                     None,
                 )
             }
             (None, Some(hour)) => {
                 let text = hour.text();
-                let date = Date::parse(&text).ok_or_else(|| {
-                    PluginError::value(dim_at("stat_time_hour"), format!("`{text}` is not a time"))
-                })?;
+                let date = Date::try_parse(&text)
+                    .map_err(|e| PluginError::value(dim_at("stat_time_hour"), e.to_string()))?;
                 let h = text
                     .get(11..13)
                     .and_then(|h| h.parse::<u8>().ok())

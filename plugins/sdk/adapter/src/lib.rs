@@ -107,26 +107,46 @@ impl Date {
     }
 
     /// Parse `YYYY-MM-DD`, optionally followed by a time (`YYYY-MM-DD HH:MM:SS`
-    /// or `YYYY-MM-DDTHH:MM:SS...`), which is ignored.
+    /// or `YYYY-MM-DDTHH:MM:SS...`), which is ignored. [`Date::try_parse`]
+    /// says why a text is not a date.
     pub fn parse(text: &str) -> Option<Date> {
+        Date::try_parse(text).ok()
+    }
+
+    /// [`Date::parse`], with the reason when `text` is not a date: its
+    /// shape, a month outside 1 to 12, or a day the month does not have
+    /// (`2026-11-31`: "November 2026 has 30 days").
+    pub fn try_parse(text: &str) -> Result<Date, DateError> {
+        let shape = || DateError::Shape(text.to_owned());
         let bytes = text.as_bytes();
         if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-            return None;
+            return Err(shape());
         }
         if bytes.len() > 10 && bytes[10] != b' ' && bytes[10] != b'T' {
-            return None;
+            return Err(shape());
         }
-        let num = |range: std::ops::Range<usize>| -> Option<u32> {
-            let part = text.get(range)?;
+        let num = |range: std::ops::Range<usize>| -> Result<u32, DateError> {
+            let part = text.get(range).ok_or_else(shape)?;
             if !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+                return Err(shape());
             }
-            part.parse().ok()
+            part.parse().map_err(|_| shape())
         };
-        let year = u16::try_from(num(0..4)?).ok()?;
-        let month = u8::try_from(num(5..7)?).ok()?;
-        let day = u8::try_from(num(8..10)?).ok()?;
-        Date::new(year, month, day)
+        let year = u16::try_from(num(0..4)?).map_err(|_| shape())?;
+        let month = u8::try_from(num(5..7)?).map_err(|_| shape())?;
+        let day = u8::try_from(num(8..10)?).map_err(|_| shape())?;
+        if !(1..=12).contains(&month) {
+            return Err(DateError::Month {
+                text: text.to_owned(),
+                month,
+            });
+        }
+        Date::new(year, month, day).ok_or_else(|| DateError::Day {
+            text: text.to_owned(),
+            month: MONTH_NAMES[usize::from(month - 1)],
+            year,
+            days: days_in_month(year, month),
+        })
     }
 
     /// Days since 1970-01-01 (proleptic Gregorian).
@@ -169,6 +189,37 @@ impl fmt::Display for Date {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 }
+
+/// Why a text is not a date ([`Date::try_parse`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DateError {
+    #[error("`{0}` is not a date: expected YYYY-MM-DD")]
+    Shape(String),
+    #[error("`{text}` is not a date: month {month} is not 1 to 12")]
+    Month { text: String, month: u8 },
+    #[error("`{text}` is not a date: {month} {year} has {days} days")]
+    Day {
+        text: String,
+        month: &'static str,
+        year: u16,
+        days: u8,
+    },
+}
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
@@ -701,6 +752,28 @@ mod tests {
         assert_eq!(Date::parse("2026-1-01"), None);
         assert_eq!(Date::parse("2026-11-01x"), None);
         assert_eq!(Date::parse("+026-11-01"), None);
+    }
+
+    #[test]
+    fn a_text_that_is_no_date_says_why() {
+        let why = |text: &str| Date::try_parse(text).map_err(|e| e.to_string()).err();
+        assert_eq!(
+            why("2026-11-31").as_deref(),
+            Some("`2026-11-31` is not a date: November 2026 has 30 days")
+        );
+        assert_eq!(
+            why("2026-02-29").as_deref(),
+            Some("`2026-02-29` is not a date: February 2026 has 28 days")
+        );
+        assert_eq!(
+            why("2026-13-01").as_deref(),
+            Some("`2026-13-01` is not a date: month 13 is not 1 to 12")
+        );
+        assert_eq!(
+            why("11/01/2026").as_deref(),
+            Some("`11/01/2026` is not a date: expected YYYY-MM-DD")
+        );
+        assert_eq!(why("2024-02-29"), None);
     }
 
     #[test]

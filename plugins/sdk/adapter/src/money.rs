@@ -13,6 +13,12 @@ pub enum DecimalError {
     NotANumber(String),
     #[error("`{0}` is out of range")]
     OutOfRange(String),
+    /// A count with a fraction (`1.5` clicks).
+    #[error("`{0}` is not a whole number: a count has no fraction")]
+    NotWhole(String),
+    /// A count below zero.
+    #[error("`{0}` is negative: a count is 0 or more")]
+    Negative(String),
 }
 
 /// Parse a decimal (`"12.34"`, `"-0.5"`, `"7"`, `"1.5e3"`) into millionths,
@@ -97,8 +103,11 @@ pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
 /// fraction such as `"1200.0"`).
 pub fn parse_count(text: &str) -> Result<u64, DecimalError> {
     let micros = parse_micros(text)?;
-    if micros < 0 || micros % 1_000_000 != 0 {
-        return Err(DecimalError::NotANumber(text.trim().to_owned()));
+    if micros < 0 {
+        return Err(DecimalError::Negative(text.trim().to_owned()));
+    }
+    if micros % 1_000_000 != 0 {
+        return Err(DecimalError::NotWhole(text.trim().to_owned()));
     }
     Ok((micros / 1_000_000) as u64)
 }
@@ -157,7 +166,17 @@ mod tests {
     fn counts_are_whole() {
         assert_eq!(parse_count("1200"), Ok(1200));
         assert_eq!(parse_count("1200.0"), Ok(1200));
-        assert!(parse_count("1.5").is_err());
-        assert!(parse_count("-1").is_err());
+        assert_eq!(
+            parse_count("1.5").map_err(|e| e.to_string()),
+            Err("`1.5` is not a whole number: a count has no fraction".into())
+        );
+        assert_eq!(
+            parse_count("-1").map_err(|e| e.to_string()),
+            Err("`-1` is negative: a count is 0 or more".into())
+        );
+        assert_eq!(
+            parse_count("x1"),
+            Err(DecimalError::NotANumber("x1".into()))
+        );
     }
 }
