@@ -7,7 +7,7 @@ use crate::app::{App, Pipeline};
 use crate::metadata::NewDeadLetter;
 use crate::pipeline::normalize::{normalize, IngestContext, NormalizeError};
 use crate::plugin::bindings::adapter::adpipe::plugin::types::HttpRequest;
-use crate::plugin::{CallError, ErrorKind, ParseContext, WebhookRequest};
+use crate::plugin::{CallError, ParseContext, WebhookRequest};
 use crate::row::RowEnvelope;
 
 /// What to parse.
@@ -91,17 +91,6 @@ pub struct Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-fn rejection_code(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Malformed => "malformed_payload",
-        ErrorKind::InvalidShape => "invalid_shape",
-        ErrorKind::InvalidValue => "invalid_value",
-        ErrorKind::PlatformError => "platform_error",
-        ErrorKind::MissingContext => "missing_context",
-        ErrorKind::Unsupported => "unsupported_payload",
     }
 }
 
@@ -189,14 +178,15 @@ pub async fn process(
     let batch = match parsed {
         Ok(batch) => batch,
         Err(error) => {
-            let (kind, code) = match &error {
-                CallError::Rejected(e) => (FailureKind::Client, rejection_code(e.kind)),
-                CallError::Busy { .. } => (FailureKind::Unavailable, "plugin_busy"),
-                CallError::Timeout { .. } => (FailureKind::Plugin, "plugin_timeout"),
-                CallError::OutOfFuel { .. } => (FailureKind::Plugin, "plugin_out_of_fuel"),
-                CallError::OutOfMemory { .. } => (FailureKind::Plugin, "plugin_out_of_memory"),
-                CallError::Trapped { .. } => (FailureKind::Plugin, "plugin_failed"),
+            let kind = match &error {
+                CallError::Rejected(_) => FailureKind::Client,
+                CallError::Busy { .. } => FailureKind::Unavailable,
+                CallError::Timeout { .. }
+                | CallError::OutOfFuel { .. }
+                | CallError::OutOfMemory { .. }
+                | CallError::Trapped { .. } => FailureKind::Plugin,
             };
+            let code = error.code();
             return Err(dead_letter(
                 app,
                 pipeline,

@@ -164,10 +164,11 @@ pub fn test_fixtures(
         };
         let output = match outcome {
             Ok(batch) => rows_json(&batch),
-            Err(CallError::Rejected(e)) => {
-                json!({"error": {"kind": format!("{:?}", e.kind), "path": e.path, "message": e.message}})
-            }
-            Err(other) => json!({"error": {"kind": "Trap", "message": other.to_string()}}),
+            // The API's error codes (`invalid_value`, `plugin_failed`), never Rust names.
+            Err(CallError::Rejected(e)) => json!({"error": {
+                "code": super::rejection_code(e.kind), "path": e.path, "message": e.message
+            }}),
+            Err(other) => json!({"error": {"code": other.code(), "message": other.to_string()}}),
         };
         let expected_path = path.with_extension("expected.json");
         let matches = if run.bless {

@@ -119,6 +119,33 @@ pub enum CallError {
     Busy { plugin: String, detail: String },
 }
 
+/// The error code of a payload the plugin refused with `kind`.
+pub fn rejection_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Malformed => "malformed_payload",
+        ErrorKind::InvalidShape => "invalid_shape",
+        ErrorKind::InvalidValue => "invalid_value",
+        ErrorKind::PlatformError => "platform_error",
+        ErrorKind::MissingContext => "missing_context",
+        ErrorKind::Unsupported => "unsupported_payload",
+    }
+}
+
+impl CallError {
+    /// The stable snake_case code of this outcome: the API's error code and
+    /// what `adpipe plugin test` shows (never a Rust type name).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Rejected(e) => rejection_code(e.kind),
+            CallError::Busy { .. } => "plugin_busy",
+            CallError::Timeout { .. } => "plugin_timeout",
+            CallError::OutOfFuel { .. } => "plugin_out_of_fuel",
+            CallError::OutOfMemory { .. } => "plugin_out_of_memory",
+            CallError::Trapped { .. } => "plugin_failed",
+        }
+    }
+}
+
 fn describe_plugin_error(e: &PluginError) -> String {
     if e.path.is_empty() {
         e.message.clone()

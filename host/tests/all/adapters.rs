@@ -389,3 +389,32 @@ fn a_0_1_0_component_still_loads_and_parses_like_the_current_one() {
     }
     assert!(compared > 10, "compared {compared} rows");
 }
+
+#[test]
+fn plugin_test_output_names_outcomes_by_their_api_codes() {
+    // `adpipe plugin test` over a folder: Meta's error envelope and a junk
+    // body, each shown with the code the API would answer, not a Rust name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/adapters/meta/tests/fixtures/insights_error.json");
+    std::fs::copy(&meta, dir.path().join("error.json")).expect("copy fixture");
+    std::fs::write(dir.path().join("junk.json"), "{\"data\": [").expect("write junk");
+    let results = adpipe::plugin::authoring::test_fixtures(
+        &plugin_path("meta"),
+        dir.path(),
+        &adpipe::plugin::authoring::FixtureRun::default(),
+    )
+    .expect("fixtures run");
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r.output["error"]["code"].as_str().unwrap_or("no code"))
+        .collect();
+    assert_eq!(
+        codes,
+        ["platform_error", "malformed_payload"],
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .all(|r| r.output["error"].get("kind").is_none()));
+}
