@@ -73,11 +73,20 @@ pub fn call(
         if let Some(body) = &body {
             request = request.json(body);
         }
+        let hint = if server.url.is_some() {
+            String::new()
+        } else {
+            format!(
+                " (the address is server.listen of {}; a server started with another \
+                 --listen or config: pass --url http://HOST:PORT)",
+                server.config.display()
+            )
+        };
         let response = request
             .bearer_auth(&token)
             .send()
             .await
-            .with_context(|| format!("reaching {base}"))?;
+            .with_context(|| format!("reaching {base}{hint}"))?;
         let status = response.status();
         let answer: serde_json::Value = response.json().await.context("reading the answer")?;
         anyhow::Ok((status, answer))

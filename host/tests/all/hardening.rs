@@ -107,6 +107,38 @@ fn a_short_jwt_secret_is_refused_at_start_from_the_file_or_the_environment() {
 }
 
 #[test]
+fn plugin_commands_that_cannot_reach_the_server_say_to_pass_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, _) = config_file(dir.path(), "", "");
+    let config = config.to_str().expect("utf-8");
+    let secret = ("ADPIPE_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+    let output = adpipe(&["plugin", "list", "--config", config], &[secret]);
+    let text = stderr(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("server.listen of") && text.contains("pass --url http://HOST:PORT"),
+        "{text}"
+    );
+    // With --url given, the address is the user's: no hint.
+    let output = adpipe(
+        &[
+            "plugin",
+            "list",
+            "--config",
+            config,
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+        &[secret],
+    );
+    let text = stderr(&output);
+    assert!(
+        text.contains("reaching http://127.0.0.1:9") && !text.contains("pass --url"),
+        "{text}"
+    );
+}
+
+#[test]
 fn public_key_mode_needs_an_audience() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt/rsa-public.pem");
