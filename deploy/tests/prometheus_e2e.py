@@ -198,7 +198,7 @@ def run(repo: Path, bin_: Path, prometheus: str, tmp: Path, procs: list) -> None
         out = subprocess.run(base_cmd + list(a), cwd=repo, check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    # The scrape credential: an API key of the `operator` role (DESIGN.md: /metrics is the
+    # The scrape credential: an API key of the `operator` role (docs/contracts.md §4: /metrics is the
     # operator's, never implied by admin). Keys of both roles are made and the one /metrics
     # accepts is used; the test below insists it is the operator's.
     keys = {}

@@ -1,5 +1,5 @@
 //! The normalized row as the host carries it on the bus and applies it to the
-//! store (DESIGN.md §2): owned strings, integer micros, the producing adapter.
+//! store (docs/contracts.md §2): owned strings, integer micros, the producing adapter.
 
 use std::collections::BTreeMap;
 

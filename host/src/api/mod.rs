@@ -1,4 +1,4 @@
-//! The REST API (axum), routes and JSON per DESIGN.md §4.
+//! The REST API (axum), routes and JSON per docs/contracts.md §4.
 //!
 //! - [`ingest`]: report pushes and platform webhooks.
 //! - [`query`]: insights, campaigns and the metric catalog.

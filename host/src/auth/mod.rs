@@ -1,4 +1,4 @@
-//! Bearer authentication and role checks (DESIGN.md §4).
+//! Bearer authentication and role checks (docs/contracts.md §4).
 //!
 //! Two kinds of credentials reach the API:
 //! - **JWTs** with claims `sub`, `tenant`, `roles`, `exp` (required), `nbf`,

@@ -8,7 +8,7 @@
 //! [`hierarchy`] places deltas that name only their ad. Nothing outside this
 //! folder names a store kind.
 //!
-//! Exactly-once in effect (DESIGN.md §2), in both backends:
+//! Exactly-once in effect (docs/contracts.md §2), in both backends:
 //! - snapshots replace the values of their identity only when strictly newer
 //!   (`observed_at`);
 //! - deltas count once per `(tenant, platform, dedup_key)`;

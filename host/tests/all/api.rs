@@ -1,4 +1,4 @@
-//! The HTTP contract (DESIGN.md §4) through the real router, the real Meta
+//! The HTTP contract (docs/contracts.md §4) through the real router, the real Meta
 //! component and the embedded bus and store: exact totals, every status.
 
 use adpipe::app::App;

@@ -99,7 +99,7 @@ async fn every_route_times_every_role() {
 async fn the_openapi_document_lists_exactly_the_mounted_routes() {
     let (app, _dir) = start_with(|_| {}).await;
     let admin = token("demo", &[Role::Admin], 60);
-    // Public (DESIGN.md: it holds no data), so tools that take a spec URL can read it.
+    // Public (docs/contracts.md §4: it holds no data), so tools that take a spec URL can read it.
     let answer = send(&app, get("/openapi.json", None)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.json["openapi"].as_str().map(|v| &v[..2]), Some("3."));

@@ -273,7 +273,7 @@ impl PluginError {
     }
 }
 
-/// Snapshot or delta (DESIGN.md §2).
+/// Snapshot or delta (docs/contracts.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowKind {
     Snapshot,
