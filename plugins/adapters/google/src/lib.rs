@@ -10,7 +10,7 @@
 //! Google Ads has no metric webhooks: `describe` says so, and the host answers
 //! the webhook route with 404. Pulls use `searchStream` (one response, no paging).
 
-use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
+use adpipe_plugin_sdk::num::{count_at, micros_at, whole_micros_at, Num, Text};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
     OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
@@ -400,16 +400,8 @@ fn row(
     let m = r.metrics.as_ref().unwrap_or(&default);
     let count = |v: &Option<Num<'_>>, f: &str| count_at(v.as_ref(), || at(f));
     let micros = |v: &Option<Num<'_>>, f: &str| micros_at(v.as_ref(), || at(f));
-    let spend = match &m.cost_micros {
-        // int64 micros already.
-        Some(c) => c.text().parse::<i64>().map_err(|_| {
-            PluginError::value(
-                at("metrics/costMicros"),
-                format!("`{}` is not an int64", c.text()),
-            )
-        })?,
-        None => 0,
-    };
+    // int64 micros already.
+    let spend = whole_micros_at(m.cost_micros.as_ref(), || at("metrics/costMicros"))?;
     let row = Row {
         kind: RowKind::Snapshot,
         account_id: Some(out.intern(&account)),

@@ -99,6 +99,34 @@ pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
     Ok(if negative { -value } else { value })
 }
 
+/// Parse an amount the platform already sends in micros (Google Ads
+/// `costMicros` `"38250000"`, Pinterest `spend_in_micro_dollar` `38250000.0`):
+/// a whole number, with at most a zero fraction. `38250000.5` is refused
+/// (half a micro is no amount), as is anything past `i64`.
+pub fn parse_whole_micros(text: &str) -> Result<i64, DecimalError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (text, ""),
+    };
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DecimalError::NotANumber(text.to_owned()));
+    }
+    if fraction.bytes().any(|b| b != b'0') {
+        return Err(DecimalError::NotWhole(text.to_owned()));
+    }
+    let digits = whole.strip_prefix(['-', '+']).unwrap_or(whole);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DecimalError::NotANumber(text.to_owned()));
+    }
+    whole
+        .parse::<i64>()
+        .map_err(|_| DecimalError::OutOfRange(text.to_owned()))
+}
+
 /// Parse a non-negative integer count (`"1200"`, or a decimal with a zero
 /// fraction such as `"1200.0"`).
 pub fn parse_count(text: &str) -> Result<u64, DecimalError> {
@@ -115,6 +143,29 @@ pub fn parse_count(text: &str) -> Result<u64, DecimalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_already_in_micros_stay_whole() {
+        assert_eq!(parse_whole_micros("38250000"), Ok(38_250_000));
+        assert_eq!(parse_whole_micros("38250000.0"), Ok(38_250_000));
+        assert_eq!(parse_whole_micros("-5.000"), Ok(-5));
+        assert_eq!(parse_whole_micros("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(
+            parse_whole_micros("38250000.5"),
+            Err(DecimalError::NotWhole("38250000.5".into()))
+        );
+        assert_eq!(
+            parse_whole_micros("9223372036854775808"),
+            Err(DecimalError::OutOfRange("9223372036854775808".into()))
+        );
+        for bad in ["12,5", ".0", "1e6", "--1", "1.0x"] {
+            assert_eq!(
+                parse_whole_micros(bad),
+                Err(DecimalError::NotANumber(bad.into())),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn decimals_become_exact_micros() {

@@ -28,6 +28,11 @@ impl Num<'_> {
         crate::money::parse_micros(&self.text())
     }
 
+    /// An amount the platform already sends in micros ([`crate::money::parse_whole_micros`]).
+    pub fn whole_micros(&self) -> Result<i64, crate::money::DecimalError> {
+        crate::money::parse_whole_micros(&self.text())
+    }
+
     /// A whole, non-negative count.
     pub fn count(&self) -> Result<u64, crate::money::DecimalError> {
         crate::money::parse_count(&self.text())
@@ -97,6 +102,20 @@ pub fn micros_at(
         None => Ok(0),
         Some(n) => n
             .micros()
+            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
+    }
+}
+
+/// An optional amount already in micros (absent = 0), e.g. Google Ads
+/// `costMicros`; a bad value is rejected naming `path`.
+pub fn whole_micros_at(
+    value: Option<&Num<'_>>,
+    path: impl FnOnce() -> String,
+) -> Result<i64, crate::PluginError> {
+    match value {
+        None => Ok(0),
+        Some(n) => n
+            .whole_micros()
             .map_err(|e| crate::PluginError::value(path(), e.to_string())),
     }
 }
