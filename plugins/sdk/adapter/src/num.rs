@@ -80,17 +80,25 @@ impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
     }
 }
 
+/// An optional number read by `read` (absent = 0); a bad value is
+/// rejected naming `path`.
+fn optional_at<'a, T: Default>(
+    value: Option<&Num<'a>>,
+    path: impl FnOnce() -> String,
+    read: impl FnOnce(&Num<'a>) -> Result<T, crate::money::DecimalError>,
+) -> Result<T, crate::PluginError> {
+    match value {
+        None => Ok(T::default()),
+        Some(n) => read(n).map_err(|e| crate::PluginError::value(path(), e.to_string())),
+    }
+}
+
 /// An optional count (absent = 0); a bad value is rejected naming `path`.
 pub fn count_at(
     value: Option<&Num<'_>>,
     path: impl FnOnce() -> String,
 ) -> Result<u64, crate::PluginError> {
-    match value {
-        None => Ok(0),
-        Some(n) => n
-            .count()
-            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
-    }
+    optional_at(value, path, Num::count)
 }
 
 /// An optional amount in millionths (absent = 0); a bad value is rejected naming `path`.
@@ -98,12 +106,7 @@ pub fn micros_at(
     value: Option<&Num<'_>>,
     path: impl FnOnce() -> String,
 ) -> Result<i64, crate::PluginError> {
-    match value {
-        None => Ok(0),
-        Some(n) => n
-            .micros()
-            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
-    }
+    optional_at(value, path, Num::micros)
 }
 
 /// An optional amount already in micros (absent = 0), e.g. Google Ads
@@ -112,12 +115,7 @@ pub fn whole_micros_at(
     value: Option<&Num<'_>>,
     path: impl FnOnce() -> String,
 ) -> Result<i64, crate::PluginError> {
-    match value {
-        None => Ok(0),
-        Some(n) => n
-            .whole_micros()
-            .map_err(|e| crate::PluginError::value(path(), e.to_string())),
-    }
+    optional_at(value, path, Num::whole_micros)
 }
 
 /// A string from the payload: borrowed when it has no escapes, owned when
