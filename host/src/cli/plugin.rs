@@ -54,7 +54,21 @@ enum PluginCommand {
         account_id: Option<String>,
         #[arg(long)]
         currency: Option<String>,
+        /// A pipeline option, `NAME=VALUE` (repeatable), checked against the
+        /// options the plugin declares, as `serve` does.
+        #[arg(long = "option", value_name = "NAME=VALUE", value_parser = option_pair)]
+        options: Vec<(String, String)>,
     },
+}
+
+/// `NAME=VALUE` of `--option`.
+fn option_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{text}`: expected NAME=VALUE")),
+    }
 }
 
 pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
@@ -76,11 +90,13 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
             bless,
             account_id,
             currency,
+            options,
         } => {
             let run = FixtureRun {
                 account_id,
                 currency,
                 bless,
+                options,
             };
             test(&path, &fixtures, &run)
         }

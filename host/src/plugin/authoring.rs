@@ -50,6 +50,8 @@ pub enum AuthoringError {
     },
     #[error(transparent)]
     Load(#[from] crate::plugin::LoadError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Options(Vec<crate::plugin::options::OptionIssue>),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuthoringError + '_ {
@@ -110,6 +112,9 @@ pub struct FixtureRun {
     pub currency: Option<String>,
     /// Write `<fixture>.expected.json` files instead of comparing.
     pub bless: bool,
+    /// A pipeline's `[pipelines.options]`, checked against what the plugin
+    /// declares exactly as `serve` checks them (defaults filled in).
+    pub options: Vec<(String, String)>,
 }
 
 /// Run the component at `wasm` over every `*.json` in `fixtures` (files named
@@ -125,8 +130,10 @@ pub fn test_fixtures(
         fuel: None,
     };
     let adapter = Runtime::new()?.load_adapter("plugin", wasm, limits)?;
+    let options =
+        super::options::resolve(adapter.info(), &run.options).map_err(AuthoringError::Options)?;
     let context = ParseContext {
-        options: vec![],
+        options,
         account_id: run.account_id.clone(),
         currency: run.currency.clone(),
         received_at_ms: 0,

@@ -418,3 +418,57 @@ fn plugin_test_output_names_outcomes_by_their_api_codes() {
         .iter()
         .all(|r| r.output["error"].get("kind").is_none()));
 }
+
+#[test]
+fn plugin_test_takes_pipeline_options_checked_like_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/adapters/meta/tests/fixtures/insights_ad_page1.json");
+    std::fs::copy(&page, dir.path().join("page.json")).expect("copy fixture");
+    let run = |options: &[(&str, &str)]| {
+        adpipe::plugin::authoring::test_fixtures(
+            &plugin_path("meta"),
+            dir.path(),
+            &adpipe::plugin::authoring::FixtureRun {
+                options: options
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+    };
+    let extras = |options: &[(&str, &str)]| -> Vec<String> {
+        let results = run(options).expect("runs");
+        let mut names: Vec<String> = results[0].output["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| {
+                r["extras"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    // The option reaches the plugin: only the named action type is kept.
+    assert_eq!(
+        extras(&[("extra_action_types", "link_click")]),
+        ["actions_link_click"]
+    );
+    assert_eq!(extras(&[("extra_action_types", "lead")]), ["actions_lead"]);
+    assert_ne!(extras(&[]), ["actions_link_click"], "{:?}", extras(&[]));
+    // A misspelled option is refused as `serve` refuses it.
+    let error = run(&[("extra_action_type", "link_click")])
+        .expect_err("unknown option")
+        .to_string();
+    assert!(
+        error.contains("did you mean `extra_action_types`"),
+        "{error}"
+    );
+}
