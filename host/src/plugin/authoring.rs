@@ -198,7 +198,7 @@ pub fn test_fixtures(
 }
 
 /// A batch with its string table resolved, as readable JSON.
-fn rows_json(batch: &RowBatch) -> Value {
+pub(crate) fn rows_json(batch: &RowBatch) -> Value {
     let s = |i: u32| {
         (i != 0)
             .then(|| batch.strings.get(i as usize))

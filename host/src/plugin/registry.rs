@@ -408,16 +408,37 @@ impl PluginSlot {
     }
 }
 
-/// A plugin may ship sample payloads beside it (`<file>.samples/*.json`,
-/// `webhook*.json` for webhook bodies): each must parse without a rejection.
+/// A plugin may ship sample payloads beside it, in the folder named like the
+/// component without `.wasm` (`dist/plugins/acme.wasm` → `dist/plugins/acme.samples/`):
+/// - `*.json` must parse (`webhook*.json` as webhook bodies); where
+///   `<sample>.expected.json` exists (what `adpipe plugin test --bless`
+///   writes), the rows must equal it;
+/// - `*.fail.json` must be refused by the plugin with its own error (a
+///   payload the platform may send that is not data).
+///
+/// A folder named after the whole file (`acme.wasm.samples/`) is refused with
+/// the name to use, so a misplaced folder never passes silently.
 fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
-    let dir = wasm.with_extension("samples");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(());
-    };
     let invalid = |reason: String| LoadError::Invalid {
         name: adapter.name().to_owned(),
         reason,
+    };
+    let dir = wasm.with_extension("samples");
+    let misplaced = wasm.with_file_name(format!(
+        "{}.samples",
+        wasm.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    if misplaced != dir && misplaced.is_dir() {
+        return Err(invalid(format!(
+            "samples belong in {}, not {}",
+            dir.display(),
+            misplaced.display()
+        )));
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
     };
     let context = super::ParseContext {
         options: vec![],
@@ -425,17 +446,16 @@ fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
         currency: None,
         received_at_ms: 0,
     };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".expected.json"))
+        .collect();
+    names.sort();
+    for name in &names {
+        let path = dir.join(name);
         let body = std::fs::read(&path)
             .map_err(|e| invalid(format!("reading sample {}: {e}", path.display())))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let result = if name.starts_with("webhook") {
             let request = super::WebhookRequest {
                 query: vec![],
@@ -446,7 +466,33 @@ fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
         } else {
             adapter.parse_report(&body, &context)
         };
-        result.map_err(|e| invalid(format!("its own sample {name} fails: {e}")))?;
+        if name.ends_with(".fail.json") {
+            match result {
+                Err(super::CallError::Rejected(_)) => continue,
+                Err(e) => return Err(invalid(format!("its own sample {name} fails: {e}"))),
+                Ok(batch) => {
+                    return Err(invalid(format!(
+                        "its own sample {name} should be refused but parsed into {} rows",
+                        batch.rows.kind.len()
+                    )))
+                }
+            }
+        }
+        let batch = result.map_err(|e| invalid(format!("its own sample {name} fails: {e}")))?;
+        let expected = path.with_extension("expected.json");
+        if let Ok(text) = std::fs::read_to_string(&expected) {
+            let want: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| invalid(format!("reading {}: {e}", expected.display())))?;
+            if super::authoring::rows_json(&batch) != want {
+                return Err(invalid(format!(
+                    "its own sample {name} parses into other rows than {} (rerun `adpipe plugin test --bless` if the change is meant)",
+                    expected.display()
+                )));
+            }
+        }
+    }
+    if !names.is_empty() {
+        tracing::info!(plugin = adapter.name(), samples = names.len(), dir = %dir.display(), "samples parsed as expected");
     }
     Ok(())
 }

@@ -369,3 +369,91 @@ async fn a_build_failing_its_own_samples_is_rejected() {
     );
     assert_eq!(plugin_entry(&app, "misbehaving").await["version"], "0.0.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_are_compared_with_their_expected_rows_and_fail_samples_must_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("acme.wasm");
+    deploy(&plugin_path("meta"), &live);
+    let samples = dir.path().join("acme.samples");
+    std::fs::create_dir_all(&samples).expect("mkdir");
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/adapters/meta/tests/fixtures/insights_ad_page1.json");
+    std::fs::copy(&page, samples.join("page.json")).expect("copy sample");
+    // `plugin test --bless` writes the expected rows beside the sample.
+    adpipe::plugin::authoring::test_fixtures(
+        &live,
+        &samples,
+        &adpipe::plugin::authoring::FixtureRun {
+            bless: true,
+            ..Default::default()
+        },
+    )
+    .expect("bless");
+    let expected = samples.join("page.expected.json");
+    assert!(expected.is_file());
+    let start = |dir: &tempfile::TempDir| {
+        let mut plugin = plugin("meta");
+        plugin.name = "acme".into();
+        plugin.path = live.clone();
+        let mut config = config(dir, vec![plugin], vec![]);
+        config.server.watch_plugins = false;
+        App::start(config)
+    };
+    // A sample the platform may send that is not data must be refused.
+    std::fs::write(samples.join("truncated.fail.json"), "{\"data\": [").expect("write");
+    let app = start(&dir).await.expect("samples parse as expected");
+    drop(app);
+    // Rows that differ from the blessed ones stop the load, saying which.
+    let blessed = std::fs::read_to_string(&expected).expect("read");
+    std::fs::write(
+        &expected,
+        blessed.replacen("\"clicks\": ", "\"clicks\": 1", 1),
+    )
+    .expect("write");
+    let error = start(&dir)
+        .await
+        .err()
+        .map(|e| chain(&e))
+        .expect("other rows");
+    assert!(
+        error.contains("page.json parses into other rows than"),
+        "{error}"
+    );
+    std::fs::write(&expected, &blessed).expect("restore");
+    // A `.fail.json` sample that parses is a mistake too.
+    std::fs::copy(&page, samples.join("page.fail.json")).expect("copy");
+    let error = start(&dir)
+        .await
+        .err()
+        .map(|e| chain(&e))
+        .expect("should fail");
+    assert!(
+        error.contains("page.fail.json should be refused but parsed into"),
+        "{error}"
+    );
+    std::fs::remove_file(samples.join("page.fail.json")).expect("remove");
+    // The folder named after the whole file is refused with the name to use.
+    std::fs::create_dir_all(dir.path().join("acme.wasm.samples")).expect("mkdir");
+    let error = start(&dir)
+        .await
+        .err()
+        .map(|e| chain(&e))
+        .expect("misplaced");
+    assert!(
+        error.contains("samples belong in") && error.contains("acme.samples"),
+        "{error}"
+    );
+}
+
+/// An error with every cause, as the CLI prints it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
