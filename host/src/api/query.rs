@@ -23,6 +23,7 @@ use super::openapi::{
 use super::paging::{self, Order, SortKey};
 use super::{ApiError, Caller, Params};
 use crate::app::App;
+use crate::config::is_currency;
 use crate::insights::cache::{AnswerCache, CachedAnswer};
 use crate::insights::catalog::{self, Metric, MetricKind};
 use crate::insights::{self, Dimension, Granularity, Rollup, BASE_METRICS, RATIO_METRICS};
@@ -83,13 +84,14 @@ fn filter_param(app: &App, query: &HashMap<String, String>) -> Result<FactFilter
         Some(value) => {
             let mut list = Vec::new();
             for code in comma_list(value) {
-                if !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic())) {
+                let upper = code.to_ascii_uppercase();
+                if !is_currency(&upper) {
                     return Err(ApiError::invalid_parameter(
                         "currency",
                         format!("`{code}` is not an ISO 4217 code (three letters, e.g. USD)"),
                     ));
                 }
-                list.push(code.to_ascii_uppercase());
+                list.push(upper);
             }
             list.sort();
             list.dedup();
