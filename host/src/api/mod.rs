@@ -523,8 +523,12 @@ pub async fn guard(
 async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     if spec.access != Access::Webhook {
-        if let Err(refusal) = params::check(spec.query, &parts.uri) {
-            return refusal.into_response();
+        match params::check(spec.query, &parts.uri) {
+            // The handler's `Params` takes the pairs read here: one parse.
+            Ok(pairs) => {
+                parts.extensions.insert(pairs);
+            }
+            Err(refusal) => return refusal.into_response(),
         }
     }
     let claims = match spec.access {

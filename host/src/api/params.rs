@@ -25,21 +25,27 @@ pub struct QueryParam {
     pub list: bool,
 }
 
+/// A request's query pairs, in order, as the guard checked them (kept in
+/// the request's extensions for [`Params`]).
+#[derive(Clone, Debug, Default)]
+pub struct QueryPairs(Vec<(String, String)>);
+
 /// The query string's pairs, in order; a malformed one is `400 invalid_parameter`.
-fn pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+fn pairs(uri: &Uri) -> Result<QueryPairs, ApiError> {
     if uri.query().is_none() {
-        return Ok(Vec::new());
+        return Ok(QueryPairs::default());
     }
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|axum::extract::Query(pairs)| pairs)
+        .map(|axum::extract::Query(pairs)| QueryPairs(pairs))
         .map_err(|e| ApiError::invalid_parameter("query", e.body_text()))
 }
 
-/// Check `uri`'s query against the route's `declared` parameters.
-pub fn check(declared: &[QueryParam], uri: &Uri) -> Result<(), ApiError> {
+/// Check `uri`'s query against the route's `declared` parameters; the
+/// checked pairs.
+pub fn check(declared: &[QueryParam], uri: &Uri) -> Result<QueryPairs, ApiError> {
     let pairs = pairs(uri)?;
     let mut seen: Vec<&str> = Vec::new();
-    for (name, _) in &pairs {
+    for (name, _) in &pairs.0 {
         let Some(param) = declared.iter().find(|p| p.name == name) else {
             let accepted = if declared.is_empty() {
                 "this route takes no query parameters".to_owned()
@@ -66,7 +72,7 @@ pub fn check(declared: &[QueryParam], uri: &Uri) -> Result<(), ApiError> {
         }
         seen.push(param.name);
     }
-    Ok(())
+    Ok(pairs)
 }
 
 /// Query parameters by name; a list parameter given more than once holds
@@ -77,8 +83,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let pairs = match parts.extensions.remove::<QueryPairs>() {
+            Some(checked) => checked,
+            None => pairs(&parts.uri)?,
+        };
         let mut params: HashMap<String, String> = HashMap::new();
-        for (name, value) in pairs(&parts.uri)? {
+        for (name, value) in pairs.0 {
             params
                 .entry(name)
                 .and_modify(|joined| {
