@@ -154,21 +154,11 @@ pub fn test_fixtures(
     let mut results = Vec::new();
     for path in paths {
         let body = std::fs::read(&path).map_err(io(&path))?;
-        let webhook = path
+        let name = path
             .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("webhook"));
-        let outcome = if webhook {
-            adapter.parse_webhook(
-                &WebhookRequest {
-                    query: vec![],
-                    headers: vec![],
-                    body,
-                },
-                &context,
-            )
-        } else {
-            adapter.parse_report(&body, &context)
-        };
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let outcome = parse_sample(&adapter, &name, body, &context);
         let output = match outcome {
             Ok(batch) => rows_json(&batch),
             // The API's error codes (`invalid_value`, `plugin_failed`), never Rust names.
@@ -195,6 +185,26 @@ pub fn test_fixtures(
         });
     }
     Ok(results)
+}
+
+/// Parse one fixture or sample file's `body`: a webhook body when its
+/// `name` starts with `webhook`, a report page otherwise.
+pub(crate) fn parse_sample(
+    adapter: &super::Adapter,
+    name: &str,
+    body: Vec<u8>,
+    context: &ParseContext,
+) -> Result<RowBatch, CallError> {
+    if name.starts_with("webhook") {
+        let request = WebhookRequest {
+            query: vec![],
+            headers: vec![],
+            body,
+        };
+        adapter.parse_webhook(&request, context)
+    } else {
+        adapter.parse_report(&body, context)
+    }
 }
 
 /// A batch with its string table resolved, as readable JSON.

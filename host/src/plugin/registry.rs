@@ -456,16 +456,7 @@ fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
         let path = dir.join(name);
         let body = std::fs::read(&path)
             .map_err(|e| invalid(format!("reading sample {}: {e}", path.display())))?;
-        let result = if name.starts_with("webhook") {
-            let request = super::WebhookRequest {
-                query: vec![],
-                headers: vec![],
-                body,
-            };
-            adapter.parse_webhook(&request, &context)
-        } else {
-            adapter.parse_report(&body, &context)
-        };
+        let result = super::authoring::parse_sample(adapter, name, body, &context);
         if name.ends_with(".fail.json") {
             match result {
                 Err(super::CallError::Rejected(_)) => continue,
