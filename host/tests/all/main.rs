@@ -14,6 +14,8 @@ mod engines;
 mod hardening;
 mod lifecycle;
 mod metrics;
+mod microsoft;
+mod pinterest;
 mod platforms;
 mod readme;
 mod restart;

@@ -1,0 +1,1 @@
+//! microsoft adapter through wasmtime and pulls against a fake of its API (to be written).
