@@ -125,6 +125,7 @@ pub struct Telemetry {
     pub plugin_failures: Family<PluginVersionLabels, Counter>,
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub plugin_quarantined: Family<PluginLabels, Gauge>,
+    pub plugin_refused: Family<PluginLabels, Gauge>,
     pub pipeline_quarantined: Family<BreakerLabels, Gauge>,
     pub bus_lag: Gauge,
     pub bus_consumer: BusConsumerMetrics,
@@ -150,6 +151,7 @@ impl Default for Telemetry {
             plugin_failures: Family::default(),
             plugin_reloads: Family::default(),
             plugin_quarantined: Family::default(),
+            plugin_refused: Family::default(),
             pipeline_quarantined: Family::default(),
             bus_lag: Gauge::default(),
             bus_consumer: BusConsumerMetrics::default(),
@@ -210,6 +212,11 @@ impl Default for Telemetry {
             "plugin_quarantined",
             "Pipelines on the plugin whose circuit breaker is open (0: none quarantined)",
             t.plugin_quarantined.clone(),
+        );
+        registry.register(
+            "plugin_refused",
+            "1 while the plugin is refused (it failed its own samples at start; a passing reload clears it)",
+            t.plugin_refused.clone(),
         );
         registry.register(
             "pipeline_quarantined",

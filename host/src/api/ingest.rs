@@ -256,13 +256,13 @@ async fn handshake_call(
     query: Vec<(String, String)>,
 ) -> Result<HandshakePlan, ApiError> {
     let name = &pipeline.config.name;
-    if let Some(wait) = pipeline.plugin.quarantined(name) {
+    if let Some(unavailable) = pipeline.plugin.unavailable(name) {
         return Err(ApiError {
-            retry_after: Some(wait),
+            retry_after: unavailable.retry_after(),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "plugin_quarantined",
-                format!("pipeline `{name}` is quarantined after repeated plugin failures; retry in {wait} s"),
+                unavailable.code(),
+                unavailable.message(name),
             )
         });
     }

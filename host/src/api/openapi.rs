@@ -487,6 +487,12 @@ pub struct Readiness {
     /// `ok` or the failure, for bus, store and metadata.
     pub checks: serde_json::Value,
     pub bus_lag_records: u64,
+    /// Plugins refused at start (they fail their own samples), by name, with
+    /// the reason: their pipelines answer `503 plugin_refused`, the others serve.
+    pub refused_plugins: serde_json::Map<String, serde_json::Value>,
+    /// Sunsetting platform API versions, pipeline options the adapter does not
+    /// declare (ignored), refused plugins.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -525,7 +531,8 @@ pub struct DeadLetterList {
 
 #[derive(Serialize, ToSchema)]
 pub struct PipelineList {
-    /// name, tenant, adapter, platform, webhooks, webhook_secret_set, options, and
+    /// name, tenant, adapter, platform, webhooks, webhook_secret_set, options,
+    /// unknown_options (options the adapter does not declare: ignored), and
     /// breaker (the pipeline's circuit breaker: state `closed`/`open`,
     /// consecutive_failures, retry_after_s).
     pub pipelines: Vec<serde_json::Value>,
@@ -534,7 +541,8 @@ pub struct PipelineList {
 #[derive(Serialize, ToSchema)]
 pub struct PluginList {
     /// name, kind, version, content_hash, state (`active`, `degraded` while some of its
-    /// pipelines are quarantined), quarantined_pipelines, call_slots, pipelines (each
+    /// pipelines are quarantined, `refused` when it failed its own samples at start:
+    /// `last_error` says how), quarantined_pipelines, call_slots, pipelines (each
     /// one's circuit breaker), calls, rejections (payloads the plugin refused as not its
     /// platform's data), failures (traps, panics, limits: what the breaker counts), reloads...
     pub plugins: Vec<serde_json::Value>,

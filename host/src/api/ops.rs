@@ -42,17 +42,37 @@ pub async fn readyz(State(app): State<App>) -> Response {
     let mut warnings: Vec<String> = app
         .pipelines
         .values()
-        .filter_map(|p| {
+        .flat_map(|p| {
             p.api_version()
                 .and_then(|(_, advice)| advice)
                 .map(|a| format!("pipeline `{}`: {a}", p.config.name))
+                .into_iter()
+                .chain(
+                    p.unknown_options
+                        .iter()
+                        .map(|issue| format!("pipeline `{}`: {issue} (ignored)", p.config.name)),
+                )
+                .collect::<Vec<_>>()
         })
         .collect();
+    // A plugin refused at start (it fails its own samples) serves nothing,
+    // but the others do: the process stays in rotation and says which.
+    let refused: serde_json::Map<String, serde_json::Value> = app
+        .plugins
+        .iter()
+        .filter_map(|(name, slot)| Some((name.clone(), json!(slot.refused()?))))
+        .collect();
+    warnings.extend(
+        refused
+            .iter()
+            .map(|(name, reason)| format!("plugin `{name}` is refused: {}", reason.as_str().unwrap_or_default())),
+    );
     warnings.sort();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {"bus": check(&bus), "store": check(&store), "metadata": check(&metadata)},
         "bus_lag_records": lag,
+        "refused_plugins": refused,
         "warnings": warnings,
     });
     let status = if ready {
@@ -80,6 +100,7 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
                 "webhooks": !matches!(p.adapter().info().signature, SignatureScheme::None),
                 "webhook_secret_set": p.webhook_secret.is_some(),
                 "options": p.config.options,
+                "unknown_options": p.unknown_options,
                 "breaker": p.plugin.breaker(&p.config.name),
             })
         })
@@ -530,6 +551,11 @@ pub async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
                 plugin: r.name.clone(),
             })
             .set(r.quarantined_pipelines.len() as i64);
+        t.plugin_refused
+            .get_or_create(&PluginLabels {
+                plugin: r.name.clone(),
+            })
+            .set(i64::from(r.state == "refused"));
     }
     for p in app.pipelines.values() {
         let open = p.plugin.quarantined(&p.config.name).is_some();

@@ -56,6 +56,9 @@ pub struct Pipeline {
     pub verify_token: Option<Secret>,
     /// `[pipelines.options]` as the plugin receives them.
     pub options: Vec<(String, String)>,
+    /// Options the adapter does not declare, left out (logged at start,
+    /// listed in `/readyz` and `GET /v1/pipelines`; `adpipe check` refuses them).
+    pub unknown_options: Vec<String>,
     /// Credentials of scheduled pulls, read from the environment.
     pub pull_secrets: PullSecrets,
 }

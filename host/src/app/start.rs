@@ -351,12 +351,17 @@ fn bind_pipelines(
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect();
         let info = slot.adapter().info().clone();
-        let options = crate::plugin::options::resolve(&info, &given).map_err(|issues| {
+        let resolved = crate::plugin::options::resolve(&info, &given).map_err(|issues| {
             StartError::Options {
                 pipeline: p.name.clone(),
                 issues,
             }
         })?;
+        let unknown_options: Vec<String> = resolved.unknown.iter().map(ToString::to_string).collect();
+        for issue in &unknown_options {
+            tracing::warn!(pipeline = %p.name, "{issue} (ignored; `adpipe check` refuses it)");
+        }
+        let options = resolved.options;
         let today = chrono::Utc::now().with_timezone(&p.timezone).date_naive();
         if let Some(advice) =
             crate::plugin::options::api_version(&info, &options, today).and_then(|u| {
@@ -377,6 +382,7 @@ fn bind_pipelines(
                 webhook_secret,
                 verify_token: Secret::from_env(p.verify_token_env.as_deref()),
                 options,
+                unknown_options,
             },
         );
     }

@@ -1,7 +1,8 @@
 //! `adpipe check`: validate a configuration and explain every mistake with
 //! its place; then load every plugin it names (a valid component of a
-//! supported interface version), check each pipeline's options against what
-//! its adapter declares, and say which platform API versions are near or past
+//! supported interface version) with the samples shipped beside it, check
+//! each pipeline's options against what its adapter declares (an undeclared
+//! option is an error here, a warning at `serve`), and say which platform API versions are near or past
 //! their sunset.
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use super::{load_config, Overrides};
 use adpipe::config::{Config, PluginKind};
+use adpipe::plugin::registry::check_samples;
 use adpipe::plugin::{options, Runtime};
 
 #[derive(clap::Args)]
@@ -65,6 +67,9 @@ fn check_plugins(config: &Config) -> (Vec<String>, Vec<String>) {
             PluginKind::Adapter => {
                 match runtime.load_adapter(&plugin.name, &plugin.path, plugin.limits()) {
                     Ok(adapter) => {
+                        if let Err(e) = check_samples(&adapter, &plugin.path) {
+                            errors.push(format!("{at}: {}", one_line(&e.to_string())));
+                        }
                         adapters.insert(plugin.name.clone(), adapter);
                     }
                     Err(e) => errors.push(format!("{at}: {}", one_line(&e.to_string()))),
@@ -95,6 +100,10 @@ fn check_plugins(config: &Config) -> (Vec<String>, Vec<String>) {
                 }
             }
             Ok(resolved) => {
+                for issue in &resolved.unknown {
+                    errors.push(format!("{at}.options.{}: {}", issue.option, issue.message));
+                }
+                let resolved = resolved.options;
                 let today = chrono::Utc::now()
                     .with_timezone(&pipeline.timezone)
                     .date_naive();

@@ -1,13 +1,19 @@
 //! `adpipe plugin …` (alias `plugins`): reload or list the plugins of a
-//! running server, and the authors' kit — scaffold an adapter crate, run a
-//! built component over fixtures.
+//! running server, and the authors' kit — scaffold an adapter crate, build
+//! and install its component, run a component over fixtures or a recorded pull.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+use chrono::NaiveDate;
 use clap::Subcommand;
 
-use adpipe::plugin::authoring::{scaffold, test_fixtures, FixtureRun};
+use adpipe::config::PluginKind;
+use adpipe::plugin::authoring::{
+    scaffold, test_fixtures, test_pull, FixtureRun, PullTest, SdkSource,
+};
+use adpipe::plugin::{build, registry, Limits, Runtime};
 
 use super::remote::{self, ServerArgs};
 
@@ -30,25 +36,42 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures, tests).
+    /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures,
+    /// tests) that builds anywhere: it carries a copy of the SDK.
     New {
         name: String,
-        /// Where to create it (default: plugins/adapters/NAME).
+        /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The plugin SDK crate (default: plugins/sdk/adapter).
-        #[arg(long, default_value = "plugins/sdk/adapter")]
-        sdk: PathBuf,
+        /// Depend on this SDK checkout by path instead of carrying a copy
+        /// (e.g. the repository's plugins/sdk/adapter).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
-    /// Run a built component over fixture payloads; print rows or errors and
-    /// compare with `<fixture>.expected.json` where present.
+    /// Build a plugin crate for wasm32-wasip2 in release, check the component
+    /// (and the samples beside its destination), and copy it atomically to
+    /// where the configuration's `[[plugins]]` entry of that name points.
+    Build {
+        /// The plugin crate's folder or Cargo.toml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Install here instead of the configured path.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The configuration naming the plugin's path (skipped when absent).
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+    },
+    /// Run a built component over fixture payloads (print rows or errors and
+    /// compare with `<fixture>.expected.json` where present), or plan a pull
+    /// with `--pull ACCOUNT` and feed it recorded responses.
     Test {
         /// The component (`.wasm`).
         path: PathBuf,
-        #[arg(long)]
-        fixtures: PathBuf,
+        #[arg(long, required_unless_present = "pull")]
+        fixtures: Option<PathBuf>,
         /// Write the expected-output files from this run.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pull")]
         bless: bool,
         #[arg(long)]
         account_id: Option<String>,
@@ -58,6 +81,23 @@ enum PluginCommand {
         /// options the plugin declares, as `serve` does.
         #[arg(long = "option", value_name = "NAME=VALUE", value_parser = option_pair)]
         options: Vec<(String, String)>,
+        /// Plan a pull of this account as a scheduled pull does and show the
+        /// requests (credentials are the host's: only their place is shown).
+        #[arg(long, value_name = "ACCOUNT", conflicts_with = "fixtures")]
+        pull: Option<String>,
+        /// First day of the pull (default: the 7 days ending --until).
+        #[arg(long, requires = "pull")]
+        since: Option<NaiveDate>,
+        /// Last day of the pull (default: today, UTC).
+        #[arg(long, requires = "pull")]
+        until: Option<NaiveDate>,
+        /// The pipeline's `pull.base_url`.
+        #[arg(long, requires = "pull")]
+        base_url: Option<String>,
+        /// Recorded responses, fed in file-name order to the planned requests
+        /// and the next pages the plugin asks for; rows shown for each.
+        #[arg(long, requires = "pull")]
+        responses: Option<PathBuf>,
     },
 }
 
@@ -83,7 +123,8 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
         PluginCommand::List { server } => {
             remote::call(&server, "operator", "GET", "/v1/plugins", None)
         }
-        PluginCommand::New { name, dir, sdk } => new(&name, dir, &sdk),
+        PluginCommand::New { name, dir, sdk } => new(&name, dir, sdk),
+        PluginCommand::Build { path, out, config } => build_and_install(&path, out, &config),
         PluginCommand::Test {
             path,
             fixtures,
@@ -91,31 +132,165 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
             account_id,
             currency,
             options,
-        } => {
-            let run = FixtureRun {
-                account_id,
-                currency,
-                bless,
-                options,
-            };
-            test(&path, &fixtures, &run)
-        }
+            pull,
+            since,
+            until,
+            base_url,
+            responses,
+        } => match (pull, fixtures) {
+            (Some(account_id), _) => {
+                let today = chrono::Utc::now().date_naive();
+                let until = until.unwrap_or(today);
+                let run = PullTest {
+                    account_id,
+                    since: wit_date(since.unwrap_or(until - chrono::Days::new(6))),
+                    until: wit_date(until),
+                    base_url,
+                    responses,
+                    currency,
+                    options,
+                };
+                pull_test(&path, &run)
+            }
+            (None, Some(fixtures)) => {
+                let run = FixtureRun {
+                    account_id,
+                    currency,
+                    bless,
+                    options,
+                };
+                test(&path, &fixtures, &run)
+            }
+            (None, None) => anyhow::bail!("pass --fixtures DIR, or --pull ACCOUNT"),
+        },
+    }
+}
+
+fn wit_date(day: NaiveDate) -> adpipe::plugin::Date {
+    use chrono::Datelike;
+    adpipe::plugin::Date {
+        year: u16::try_from(day.year()).unwrap_or_default(),
+        month: day.month() as u8,
+        day: day.day() as u8,
     }
 }
 
 /// Scaffold the adapter crate and say how to build and test it.
-fn new(name: &str, dir: Option<PathBuf>, sdk: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("plugins/adapters").join(name));
-    for file in scaffold(name, &dir, sdk)? {
+fn new(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = sdk.map_or(SdkSource::Vendored, SdkSource::Path);
+    for file in scaffold(name, &dir, &sdk)? {
         println!("created {}", file.display());
     }
     println!(
-        "next: cargo build --release --target wasm32-wasip2 --manifest-path {0}/Cargo.toml\n      \
-         adpipe plugin test {0}/target/wasm32-wasip2/release/adpipe_plugin_{1}.wasm --fixtures {0}/tests/fixtures",
+        "next: cd {0} && cargo test\n      \
+         adpipe plugin build {0} --out dist/plugins/{1}.wasm\n      \
+         adpipe plugin test dist/plugins/{1}.wasm --fixtures {0}/tests/fixtures",
         dir.display(),
-        name.replace('-', "_")
+        name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Build the crate, load the component (valid, a supported world, describes
+/// itself), check the samples beside the destination, install it.
+fn build_and_install(
+    path: &Path,
+    out: Option<PathBuf>,
+    config_path: &Path,
+) -> anyhow::Result<ExitCode> {
+    let manifest = build::manifest(path)?;
+    let component = build::build(&manifest)?;
+    let adapter = Runtime::new()?
+        .load_adapter(
+            "plugin",
+            &component,
+            Limits {
+                time_limit: std::time::Duration::from_secs(10),
+                memory_bytes: 512 << 20,
+                fuel: None,
+            },
+        )
+        .with_context(|| format!("{} is not a plugin adpipe can load", component.display()))?;
+    let info = adapter.info();
+    let destination = match out {
+        Some(out) => Some(out),
+        None if config_path.exists() => {
+            let config = super::load_config(config_path, super::Overrides::default())?;
+            let entry = config
+                .plugins
+                .iter()
+                .find(|p| p.name == info.name && p.kind == PluginKind::Adapter);
+            if entry.is_none() {
+                eprintln!(
+                    "note: {} has no [[plugins]] entry named `{}`; pass --out to install it",
+                    config_path.display(),
+                    info.name
+                );
+            }
+            entry.map(|p| p.path.clone())
+        }
+        None => None,
+    };
+    let size = std::fs::metadata(&component)?.len();
+    let Some(destination) = destination else {
+        println!(
+            "built {} {} (platform {}): {} ({})",
+            info.name,
+            info.version,
+            info.platform,
+            component.display(),
+            kilobytes(size)
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The samples the server will check at reload, checked before the copy:
+    // a build that fails them never reaches the watched path.
+    registry::check_samples(&adapter, &destination)?;
+    let size = build::install(&component, &destination)?;
+    println!(
+        "built {} {} (platform {}): {} ({}); a running server reloads it on its own, \
+         or `adpipe plugin reload {}`",
+        info.name,
+        info.version,
+        info.platform,
+        destination.display(),
+        kilobytes(size),
+        info.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kilobytes(bytes: u64) -> String {
+    format!("{} KB", bytes.div_ceil(1000))
+}
+
+/// Plan the pull, feed the recorded responses, print each step.
+fn pull_test(path: &Path, run: &PullTest) -> anyhow::Result<ExitCode> {
+    let steps = test_pull(path, run)?;
+    let mut refused = 0;
+    for (i, step) in steps.iter().enumerate() {
+        println!("== request {}", i + 1);
+        println!("{}", serde_json::to_string_pretty(&step.request)?);
+        match (&step.response, &step.output) {
+            (Some(file), Some(output)) => {
+                refused += usize::from(output.get("error").is_some());
+                println!("<- {}", file.display());
+                println!("{}", serde_json::to_string_pretty(output)?);
+            }
+            _ => println!("(no recorded response left)"),
+        }
+    }
+    let fed = steps.iter().filter(|s| s.response.is_some()).count();
+    println!(
+        "{} request(s), {fed} fed a recorded response, {refused} refused",
+        steps.len()
+    );
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Run the component over the fixtures, print each output and verdict;

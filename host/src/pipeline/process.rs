@@ -113,11 +113,7 @@ pub async fn process(
         received_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     let payload = std::sync::Arc::new(payload);
-    if let Some(wait) = pipeline.plugin.quarantined(&config.name) {
-        let message = format!(
-            "pipeline `{}` is quarantined after repeated failures of plugin `{}`; retry in {wait} s, or fix and reload the plugin",
-            config.name, pipeline.plugin.config.name
-        );
+    if let Some(unavailable) = pipeline.plugin.unavailable(&config.name) {
         let mut failure = dead_letter(
             app,
             pipeline,
@@ -125,11 +121,11 @@ pub async fn process(
             origin,
             &payload,
             FailureKind::Unavailable,
-            "plugin_quarantined",
-            message,
+            unavailable.code(),
+            unavailable.message(&config.name),
         )
         .await;
-        failure.retry_after = Some(wait);
+        failure.retry_after = unavailable.retry_after();
         return Err(failure);
     }
     let adapter = pipeline.adapter();

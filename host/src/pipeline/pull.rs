@@ -182,10 +182,8 @@ async fn fetch_all(
         base_url: config.base_url.as_ref().map(Url::to_string),
         options: pipeline.options.clone(),
     };
-    if let Some(wait) = pipeline.plugin.quarantined(&pipeline.config.name) {
-        return Err(PullError::Plan(format!(
-            "the pipeline is quarantined after repeated plugin failures; retry in {wait} s"
-        )));
+    if let Some(unavailable) = pipeline.plugin.unavailable(&pipeline.config.name) {
+        return Err(PullError::Plan(unavailable.message(&pipeline.config.name)));
     }
     let adapter = pipeline.adapter();
     let planned = {

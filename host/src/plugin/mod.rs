@@ -9,6 +9,7 @@
 
 pub mod authoring;
 pub mod bindings;
+pub mod build;
 mod compat;
 pub mod metric;
 pub mod options;

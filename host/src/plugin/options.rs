@@ -26,6 +26,16 @@ pub struct OptionIssue {
     pub message: String,
 }
 
+/// A pipeline's options as its plugin will receive them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Declared options as given, then declared defaults and `api_version`.
+    pub options: Vec<(String, String)>,
+    /// Options the adapter does not declare (a misspelling, most likely):
+    /// `adpipe check` refuses them, `serve` warns and leaves them out.
+    pub unknown: Vec<OptionIssue>,
+}
+
 /// The platform API version a pipeline will speak and how long it has left.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiVersionUse {
@@ -65,16 +75,21 @@ impl ApiVersionUse {
 }
 
 /// The options a plugin receives: the pipeline's, checked against the
-/// declaration, with declared defaults and `api_version` filled in.
-pub fn resolve(
-    info: &AdapterInfo,
-    given: &[(String, String)],
-) -> Result<Vec<(String, String)>, Vec<OptionIssue>> {
+/// declaration, with declared defaults and `api_version` filled in. A
+/// declared option with a wrong value, a missing required one or a
+/// host-set name is an error; an undeclared name is set aside in
+/// [`Resolved::unknown`] for the caller to refuse or warn about.
+pub fn resolve(info: &AdapterInfo, given: &[(String, String)]) -> Result<Resolved, Vec<OptionIssue>> {
     let declares = !info.options.is_empty() || !info.api_versions.is_empty();
     if !declares {
-        return Ok(given.to_vec());
+        return Ok(Resolved {
+            options: given.to_vec(),
+            unknown: Vec::new(),
+        });
     }
     let mut issues = Vec::new();
+    let mut unknown = Vec::new();
+    let mut kept = Vec::new();
     for (name, value) in given {
         if name == API_VERSION {
             if !info.api_versions.iter().any(|v| &v.name == value) {
@@ -91,6 +106,7 @@ pub fn resolve(
                     ),
                 });
             }
+            kept.push((name.clone(), value.clone()));
             continue;
         }
         match info.options.iter().find(|o| &o.name == name) {
@@ -101,6 +117,7 @@ pub fn resolve(
                         message,
                     });
                 }
+                kept.push((name.clone(), value.clone()));
             }
             None if HOST_OPTIONS.contains(&name.as_str()) => issues.push(OptionIssue {
                 option: name.clone(),
@@ -115,7 +132,7 @@ pub fn resolve(
                     Some(near) => format!("did you mean `{near}`? "),
                     None => String::new(),
                 };
-                issues.push(OptionIssue {
+                unknown.push(OptionIssue {
                     option: name.clone(),
                     message: format!(
                         "the {} adapter has no such option; {hint}it takes: {}",
@@ -141,7 +158,7 @@ pub fn resolve(
     if !issues.is_empty() {
         return Err(issues);
     }
-    let mut resolved = given.to_vec();
+    let mut resolved = kept;
     for spec in &info.options {
         if let (Some(default), false) = (&spec.default, given.iter().any(|(k, _)| k == &spec.name))
         {
@@ -154,7 +171,10 @@ pub fn resolve(
     ) {
         resolved.push((API_VERSION.to_owned(), newest.name.clone()));
     }
-    Ok(resolved)
+    Ok(Resolved {
+        options: resolved,
+        unknown,
+    })
 }
 
 /// The API version `options` (as resolved) select, and its sunset as of `today`.
@@ -266,8 +286,9 @@ mod tests {
     #[test]
     fn defaults_and_the_newest_version_are_filled_in() {
         let resolved = resolve(&info(), &pairs(&[("page_size", "50")])).expect("valid");
+        assert!(resolved.unknown.is_empty());
         assert_eq!(
-            resolved,
+            resolved.options,
             pairs(&[
                 ("page_size", "50"),
                 ("conversion_column", "purchases"),
@@ -277,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn misspelled_unknown_and_mistyped_options_are_refused_by_name() {
+    fn mistyped_options_are_refused_by_name() {
         let issues = resolve(
             &info(),
             &pairs(&[
@@ -288,21 +309,39 @@ mod tests {
         )
         .expect_err("invalid");
         let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].contains("`many` is not an integer"), "{text:?}");
         assert!(
-            text[0].contains("did you mean `conversion_column`"),
-            "{text:?}"
-        );
-        assert!(text[1].contains("`many` is not an integer"), "{text:?}");
-        assert!(
-            text[2].contains("`v1` is not a demo API version"),
+            text[1].contains("`v1` is not a demo API version"),
             "{text:?}"
         );
     }
 
     #[test]
+    fn misspelled_options_are_set_aside_with_the_closest_name() {
+        let resolved = resolve(
+            &info(),
+            &pairs(&[("conversion_colum", "x"), ("page_size", "5")]),
+        )
+        .expect("only unknown");
+        assert_eq!(resolved.unknown.len(), 1);
+        assert_eq!(resolved.unknown[0].option, "conversion_colum");
+        assert!(
+            resolved.unknown[0].message.contains("did you mean `conversion_column`"),
+            "{:?}",
+            resolved.unknown
+        );
+        // Left out of what the plugin receives; the default stands in.
+        assert!(!resolved.options.iter().any(|(k, _)| k == "conversion_colum"));
+        assert!(resolved.options.contains(&("conversion_column".into(), "purchases".into())));
+    }
+
+    #[test]
     fn sunsets_warn_sixty_days_ahead_and_expire() {
         let info = info();
-        let options = resolve(&info, &pairs(&[("api_version", "v2")])).expect("valid");
+        let options = resolve(&info, &pairs(&[("api_version", "v2")]))
+            .expect("valid")
+            .options;
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
         let at = |today| api_version(&info, &options, today).expect("declared");
         assert_eq!(at(day(2026, 10, 1)).status(), "ok");
@@ -312,7 +351,7 @@ mod tests {
         assert!(at(day(2027, 2, 1))
             .advice("demo", "v3")
             .is_some_and(|a| a.contains("reached its sunset on 2027-01-15")));
-        let newest = resolve(&info, &[]).expect("valid");
+        let newest = resolve(&info, &[]).expect("valid").options;
         assert_eq!(
             api_version(&info, &newest, day(2030, 1, 1)).map(|u| u.status()),
             Some("ok")
@@ -325,6 +364,6 @@ mod tests {
         bare.options.clear();
         bare.api_versions.clear();
         let given = pairs(&[("anything", "goes")]);
-        assert_eq!(resolve(&bare, &given), Ok(given));
+        assert_eq!(resolve(&bare, &given).map(|r| r.options), Ok(given));
     }
 }

@@ -82,6 +82,9 @@ struct Status {
     reloads: u64,
     rejected_reloads: u64,
     last_error: Option<String>,
+    /// Why the version loaded at start may not serve (it fails its own
+    /// samples); a reload that passes the checks clears it.
+    refused: Option<String>,
     /// Per pipeline (by name); a reload clears them all.
     breakers: HashMap<String, Breaker>,
 }
@@ -136,6 +139,46 @@ pub struct Busy {
     pub retry_after: u64,
 }
 
+/// Why a pipeline's payload is refused without calling its plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The plugin failed its own samples at start and serves nothing until a
+    /// build that passes them is reloaded (the other plugins serve on).
+    Refused { plugin: String, reason: String },
+    /// The pipeline's breaker is open for this many more seconds.
+    Quarantined { plugin: String, retry_after: u64 },
+}
+
+impl Unavailable {
+    /// The API error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Unavailable::Refused { .. } => "plugin_refused",
+            Unavailable::Quarantined { .. } => "plugin_quarantined",
+        }
+    }
+
+    /// Seconds a client should wait (`Retry-After`), when waiting helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Unavailable::Refused { .. } => None,
+            Unavailable::Quarantined { retry_after, .. } => Some(*retry_after),
+        }
+    }
+
+    /// What the client and the dead letter are told, for `pipeline`.
+    pub fn message(&self, pipeline: &str) -> String {
+        match self {
+            Unavailable::Refused { plugin, reason } => format!(
+                "plugin `{plugin}` of pipeline `{pipeline}` was refused at start: {reason}; fix it and reload the plugin"
+            ),
+            Unavailable::Quarantined { plugin, retry_after } => format!(
+                "pipeline `{pipeline}` is quarantined after repeated failures of plugin `{plugin}`; retry in {retry_after} s, or fix and reload the plugin"
+            ),
+        }
+    }
+}
+
 /// A configured plugin and the version serving it.
 pub struct PluginSlot {
     pub config: PluginConfig,
@@ -155,7 +198,9 @@ pub struct SlotReport {
     pub platform: String,
     pub version: String,
     pub content_hash: String,
-    /// `active`, or `degraded` while the breaker of one of its pipelines is open.
+    /// `active`; `degraded` while the breaker of one of its pipelines is open;
+    /// `refused` when it failed its own samples at start (`last_error` says
+    /// how) and serves nothing until a reload passes.
     pub state: &'static str,
     /// Pipelines whose breaker is open now.
     pub quarantined_pipelines: Vec<String>,
@@ -178,7 +223,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PluginSlot {
-    /// Load the configured file.
+    /// Load the configured file. A component that fails its own samples is
+    /// loaded *refused*: the server starts, the other plugins serve, and this
+    /// one's pipelines answer `503 plugin_refused` until a reload passes.
     pub fn load(
         runtime: &Runtime,
         config: &PluginConfig,
@@ -186,7 +233,13 @@ impl PluginSlot {
     ) -> Result<PluginSlot, LoadError> {
         let limits = config.limits();
         let adapter = runtime.load_adapter_cached(&config.name, &config.path, limits, cache_dir)?;
-        check_samples(&adapter, &config.path)?;
+        let mut status = Status::default();
+        if let Err(e) = check_samples(&adapter, &config.path) {
+            let reason = e.to_string();
+            tracing::error!(plugin = %config.name, "plugin refused, its pipelines serve nothing until a reload passes: {reason}");
+            status.last_error = Some(reason.clone());
+            status.refused = Some(reason);
+        }
         Ok(PluginSlot {
             config: config.clone(),
             limits,
@@ -194,10 +247,31 @@ impl PluginSlot {
                 adapter,
                 loaded_at: Utc::now(),
             }),
-            status: Mutex::new(Status::default()),
+            status: Mutex::new(status),
             calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Why the plugin was refused, while it is.
+    pub fn refused(&self) -> Option<String> {
+        lock(&self.status).refused.clone()
+    }
+
+    /// `Some` when `pipeline`'s payloads must be refused without a call:
+    /// the plugin is refused, or the pipeline's breaker is open.
+    pub fn unavailable(&self, pipeline: &str) -> Option<Unavailable> {
+        if let Some(reason) = self.refused() {
+            return Some(Unavailable::Refused {
+                plugin: self.config.name.clone(),
+                reason,
+            });
+        }
+        self.quarantined(pipeline)
+            .map(|retry_after| Unavailable::Quarantined {
+                plugin: self.config.name.clone(),
+                retry_after,
+            })
     }
 
     /// Wait (at most [`CALL_QUEUE_WAIT`]) for a call slot; hold it for the call.
@@ -240,6 +314,25 @@ impl PluginSlot {
             }
         };
         let hash = super::content_hash(&bytes);
+        if hash == current.content_hash() && self.refused().is_some() {
+            // Same build, refused at start: its samples may have been fixed.
+            let (adapter, path) = (current.clone(), self.config.path.clone());
+            let checked = tokio::task::spawn_blocking(move || check_samples(&adapter, &path))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(reason) = checked {
+                return self.reject(&current, reason);
+            }
+            let mut status = lock(&self.status);
+            status.refused = None;
+            status.last_error = None;
+            tracing::info!(plugin = %self.config.name, "plugin passes its samples now and serves");
+            return ReloadOutcome::Reloaded {
+                version: current.info().version.clone(),
+                content_hash: hash,
+            };
+        }
         if hash == current.content_hash() {
             // An operator asking again after fixing what the plugin depends on: let it try.
             lock(&self.status).breakers.clear();
@@ -285,6 +378,7 @@ impl PluginSlot {
                 let mut status = lock(&self.status);
                 status.reloads += 1;
                 status.last_error = None;
+                status.refused = None;
                 status.breakers.clear();
                 tracing::info!(plugin = %self.config.name, ?outcome, "plugin reloaded");
                 outcome
@@ -389,7 +483,9 @@ impl PluginSlot {
             platform: info.platform.clone(),
             version: info.version.clone(),
             content_hash: loaded.adapter.content_hash().to_owned(),
-            state: if quarantined_pipelines.is_empty() {
+            state: if status.refused.is_some() {
+                "refused"
+            } else if quarantined_pipelines.is_empty() {
                 "active"
             } else {
                 "degraded"
@@ -418,7 +514,7 @@ impl PluginSlot {
 ///
 /// A folder named after the whole file (`acme.wasm.samples/`) is refused with
 /// the name to use, so a misplaced folder never passes silently.
-fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
+pub fn check_samples(adapter: &Adapter, wasm: &Path) -> Result<(), LoadError> {
     let invalid = |reason: String| LoadError::Invalid {
         name: adapter.name().to_owned(),
         reason,
@@ -504,10 +600,31 @@ impl MetricSlot {
         Ok(MetricSlot {
             config: config.clone(),
             current: RwLock::new(plugin),
-            status: Mutex::new(Status::default()),
+            status: Mutex::new(status),
             calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Why the plugin was refused, while it is.
+    pub fn refused(&self) -> Option<String> {
+        lock(&self.status).refused.clone()
+    }
+
+    /// `Some` when `pipeline`'s payloads must be refused without a call:
+    /// the plugin is refused, or the pipeline's breaker is open.
+    pub fn unavailable(&self, pipeline: &str) -> Option<Unavailable> {
+        if let Some(reason) = self.refused() {
+            return Some(Unavailable::Refused {
+                plugin: self.config.name.clone(),
+                reason,
+            });
+        }
+        self.quarantined(pipeline)
+            .map(|retry_after| Unavailable::Quarantined {
+                plugin: self.config.name.clone(),
+                retry_after,
+            })
     }
 
     /// Wait (at most [`CALL_QUEUE_WAIT`]) for a call slot; hold it for the call.

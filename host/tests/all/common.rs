@@ -160,7 +160,28 @@ impl Server {
     /// Start `adpipe serve --config CONFIG ARGS...` with exactly the adpipe variables
     /// in `env`, and wait until it listens.
     pub fn spawn(config: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Server {
+        Server::spawn_command(Command::new(env!("CARGO_BIN_EXE_adpipe")), config, env, args)
+    }
+
+    /// [`Server::spawn`] with `dir` as the working directory (relative paths
+    /// of the configuration, such as `data_dir`, are taken from there).
+    pub fn spawn_in(
+        dir: &std::path::Path,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_adpipe"));
+        command.current_dir(dir);
+        Server::spawn_command(command, config, env, args)
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
         command
             .args(["serve", "--config"])
             .arg(config)

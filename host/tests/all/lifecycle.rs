@@ -371,7 +371,7 @@ async fn a_build_failing_its_own_samples_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn samples_are_compared_with_their_expected_rows_and_fail_samples_must_fail() {
+async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_restores_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let live = dir.path().join("acme.wasm");
     deploy(&plugin_path("meta"), &live);
@@ -392,42 +392,85 @@ async fn samples_are_compared_with_their_expected_rows_and_fail_samples_must_fai
     .expect("bless");
     let expected = samples.join("page.expected.json");
     assert!(expected.is_file());
+    // `acme` (a copy of Meta with samples) beside `meta`, which has none:
+    // a plugin failing its samples is refused alone; the server starts.
     let start = |dir: &tempfile::TempDir| {
-        let mut plugin = plugin("meta");
-        plugin.name = "acme".into();
-        plugin.path = live.clone();
-        let mut config = config(dir, vec![plugin], vec![]);
+        let mut acme = plugin("meta");
+        acme.name = "acme".into();
+        acme.path = live.clone();
+        let pipelines = vec![pipeline("acme", "demo", "acme"), pipeline("meta", "demo", "meta")];
+        let mut config = config(dir, vec![acme, plugin("meta")], pipelines);
         config.server.watch_plugins = false;
         App::start(config)
+    };
+    let refusal = |app: App| async move {
+        let entry = plugin_entry(&app, "acme").await;
+        (entry["state"].as_str() == Some("refused"))
+            .then(|| entry["last_error"].as_str().unwrap_or_default().to_owned())
     };
     // A sample the platform may send that is not data must be refused.
     std::fs::write(samples.join("truncated.fail.json"), "{\"data\": [").expect("write");
     let app = start(&dir).await.expect("samples parse as expected");
+    assert_eq!(plugin_entry(&app, "acme").await["state"], "active");
     drop(app);
-    // Rows that differ from the blessed ones stop the load, saying which.
+    // Rows that differ from the blessed ones: refused, saying which.
     let blessed = std::fs::read_to_string(&expected).expect("read");
     std::fs::write(
         &expected,
         blessed.replacen("\"clicks\": ", "\"clicks\": 1", 1),
     )
     .expect("write");
-    let error = start(&dir)
-        .await
-        .err()
-        .map(|e| chain(&e))
-        .expect("other rows");
+    let app = start(&dir).await.expect("the server starts without acme");
+    let entry = plugin_entry(&app, "acme").await;
+    assert_eq!(entry["state"], "refused", "{entry}");
+    let reason = entry["last_error"].as_str().unwrap_or_default().to_owned();
     assert!(
-        error.contains("page.json parses into other rows than"),
-        "{error}"
+        reason.contains("page.json parses into other rows than"),
+        "{reason}"
     );
+    // Its pipeline answers 503 plugin_refused (kept as a dead letter); the
+    // other plugin's pipeline ingests; /readyz stays ready and names it.
+    let admin = token("demo", &[Role::Admin, Role::Operator], 60);
+    let body = std::fs::read_to_string(&page).expect("page");
+    let refused = send(&app, post("/v1/pipelines/acme/reports", Some(&admin), body.clone())).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "plugin_refused"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("page.json parses into other rows"), "{}", refused.text);
+    let letters = send(&app, get("/v1/dead-letters", Some(&admin))).await;
+    assert!(letters.text.contains("plugin_refused"), "{}", letters.text);
+    let served = send(&app, post("/v1/pipelines/meta/reports", Some(&admin), body)).await;
+    assert_eq!(served.status, StatusCode::ACCEPTED, "{}", served.text);
+    let ready = send(&app, get("/readyz", None)).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert!(
+        ready.json["refused_plugins"]["acme"]
+            .as_str()
+            .is_some_and(|r| r.contains("other rows")),
+        "{}",
+        ready.text
+    );
+    let metrics = send(&app, get("/metrics", Some(&admin))).await;
+    assert!(
+        metrics.text.contains("adpipe_plugin_refused{plugin=\"acme\"} 1"),
+        "{}",
+        metrics.text
+    );
+    // Fixed samples and a reload: the same build serves.
     std::fs::write(&expected, &blessed).expect("restore");
+    let reloaded = send(&app, post("/v1/plugins/acme/reload", Some(&admin), "")).await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    assert_eq!(plugin_entry(&app, "acme").await["state"], "active");
+    let page_body = std::fs::read_to_string(&page).expect("page");
+    let accepted = send(&app, post("/v1/pipelines/acme/reports", Some(&admin), page_body)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    drop(app);
     // A `.fail.json` sample that parses is a mistake too.
     std::fs::copy(&page, samples.join("page.fail.json")).expect("copy");
-    let error = start(&dir)
-        .await
-        .err()
-        .map(|e| chain(&e))
-        .expect("should fail");
+    let error = refusal(start(&dir).await.expect("starts")).await.expect("refused");
     assert!(
         error.contains("page.fail.json should be refused but parsed into"),
         "{error}"
@@ -435,25 +478,9 @@ async fn samples_are_compared_with_their_expected_rows_and_fail_samples_must_fai
     std::fs::remove_file(samples.join("page.fail.json")).expect("remove");
     // The folder named after the whole file is refused with the name to use.
     std::fs::create_dir_all(dir.path().join("acme.wasm.samples")).expect("mkdir");
-    let error = start(&dir)
-        .await
-        .err()
-        .map(|e| chain(&e))
-        .expect("misplaced");
+    let error = refusal(start(&dir).await.expect("starts")).await.expect("refused");
     assert!(
         error.contains("samples belong in") && error.contains("acme.samples"),
         "{error}"
     );
-}
-
-/// An error with every cause, as the CLI prints it.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

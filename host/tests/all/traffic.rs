@@ -158,9 +158,12 @@ async fn leads_are_filed_under_the_day_of_the_pipeline_time_zone() {
     }
 }
 
-/// Options the adapter does not declare stop the start and `adpipe check`,
-/// naming the option; an API version past its sunset fails `check`; one near
-/// it is a warning in `check`, in `/readyz` and in the sunset metric.
+/// An option the adapter does not declare (a misspelling) is an error in
+/// `adpipe check`, naming the option and the closest declared one; at start
+/// it is a warning — the pipeline serves without it and `/readyz` and
+/// `GET /v1/pipelines` say so. A declared option with a bad value stops the start.
+/// An API version past its sunset fails `check`; one near it is a warning in
+/// `check`, in `/readyz` and in the sunset metric.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_and_api_versions_are_checked_against_the_adapter() {
     // At start.
@@ -170,16 +173,54 @@ async fn options_and_api_versions_are_checked_against_the_adapter() {
         "conversion_action_type".into(),
         adpipe::config::OptionValue::Text("purchase".into()),
     );
-    let error = App::start(config(&dir, vec![plugin("meta")], vec![meta]))
+    let app = App::start(config(&dir, vec![plugin("meta")], vec![meta.clone()]))
         .await
-        .err()
-        .expect("an undeclared option stops the start")
-        .to_string();
+        .expect("an undeclared option is a warning at start");
+    let ready = send(&app, get("/readyz", None)).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert!(
-        error.contains("conversion_action_type")
-            && error.contains("did you mean `conversion_action_types`"),
-        "{error}"
+        ready.text.contains("option `conversion_action_type`")
+            && ready.text.contains("did you mean `conversion_action_types`")
+            && ready.text.contains("(ignored)"),
+        "{}",
+        ready.text
     );
+    let admin = token("demo", &[Role::Admin], 60);
+    let listed = send(&app, get("/v1/pipelines", Some(&admin))).await;
+    assert!(
+        listed.json["pipelines"][0]["unknown_options"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("conversion_action_type")),
+        "{}",
+        listed.text
+    );
+    // The pipeline serves without it: a Meta page lands.
+    let page = send(
+        &app,
+        post(
+            "/v1/pipelines/meta/reports",
+            Some(&admin),
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../plugins/adapters/meta/tests/fixtures/insights_campaign.json"),
+            )
+            .expect("fixture"),
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::ACCEPTED, "{}", page.text);
+    drop(app);
+    // A declared option with a value the adapter cannot take still stops the start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    meta.options.clear();
+    meta.options.insert(
+        "api_version".into(),
+        adpipe::config::OptionValue::Text("v1".into()),
+    );
+    match App::start(config(&dir, vec![plugin("meta")], vec![meta])).await {
+        Ok(_) => panic!("an API version Meta does not speak must stop the start"),
+        Err(e) => assert!(e.to_string().contains("`v1` is not a meta API version"), "{e}"),
+    }
 
     // Through `adpipe check` and a running server.
     let dir = tempfile::tempdir().expect("tempdir");

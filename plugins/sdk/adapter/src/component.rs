@@ -4,7 +4,9 @@
 
 wit_bindgen::generate!({
     world: "adapter-plugin",
-    path: "../../../wit/0.2.0",
+    // `wit/` is a link to the repository's `wit/0.2.0` (one copy of the
+    // contract); `adpipe plugin new` writes the file itself into a vendored SDK.
+    path: "wit",
     pub_export_macro: true,
     export_macro_name: "export_adapter_world",
     default_bindings_module: "adpipe_plugin_sdk::component",
