@@ -614,8 +614,14 @@ impl Planned {
                 format!("`{url}` is not a Pinterest ad account URL this adapter plans"),
             )
         };
-        let (rest, fragment) = url.split_once('#').unwrap_or((url, ""));
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // `base?query#fragment`, as an HTTP client composes the planned URL;
+        // also `base#fragment?query`, the planned URL with `?query` appended.
+        let (rest, after) = url.split_once('#').unwrap_or((url, ""));
+        let (path, query, fragment) = match (rest.split_once('?'), after.split_once('?')) {
+            (Some((path, query)), _) => (path, query, after),
+            (None, Some((fragment, query))) => (rest, query, fragment),
+            (None, None) => (rest, "", after),
+        };
         let at = path.find("/ad_accounts/").ok_or_else(not_ours)?;
         let mut segments = path[at + "/ad_accounts/".len()..].split('/');
         let account = segments.next().filter(|a| is_id(a)).ok_or_else(not_ours)?;

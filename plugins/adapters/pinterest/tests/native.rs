@@ -333,6 +333,26 @@ fn a_pull_walks_listing_and_analytics_pages() {
         .expect("analytics 2");
     assert!(b.rows.is_empty() && b.next_page.is_none());
 
+    // The same page with `?query` appended after the fragment (a URL composed
+    // by concatenation rather than by an HTTP client) leads on alike.
+    let mut appended = ctx();
+    appended.options.push((
+        "request.url".into(),
+        format!("{}?{}", analytics1.url, analytics1.query_string()),
+    ));
+    let b = parse_report(&fixture("analytics_campaigns.json"), &appended).expect("analytics");
+    assert_eq!(
+        b.next_page.map(|p| p.query_string()),
+        Some(list2.query_string())
+    );
+    let mut appended = ctx();
+    appended.options.push((
+        "request.url".into(),
+        format!("{}?{}", list1.url, list1.query_string()),
+    ));
+    let b = parse_report(&fixture("campaigns_page1.json"), &appended).expect("listing");
+    assert_eq!(b.next_page.map(|p| p.url), Some(analytics1.url.clone()));
+
     // A listing pushed by hand names no window: no rows, nothing to fetch.
     let b = parse("campaigns_page1.json");
     assert!(b.rows.is_empty() && b.next_page.is_none());
