@@ -49,7 +49,9 @@ struct Entry {
 
 /// The name and contents of the archive's only file.
 pub fn single_file(body: &[u8]) -> Result<(String, Vec<u8>), PluginError> {
-    let truncated = || malformed("the ZIP archive is truncated or corrupt (no end of central directory): download it again");
+    let truncated = || {
+        malformed("the ZIP archive is truncated or corrupt (no end of central directory): download it again")
+    };
     // The end record is 22 bytes plus a comment of up to 65535.
     let lowest = body.len().saturating_sub(22 + 65_535);
     let end = (lowest..=body.len().saturating_sub(22))
@@ -230,7 +232,7 @@ pub fn archive(name: &str, contents: &[u8], deflate: bool) -> Vec<u8> {
     out.extend_from_slice(&CENTRAL_HEADER.to_le_bytes());
     out.extend_from_slice(&20u16.to_le_bytes()); // version made by
     common(&mut out);
-    out.extend_from_slice(&[0; 8]); // comment, disk, internal attributes
+    out.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
     out.extend_from_slice(&0u32.to_le_bytes()); // external attributes
     out.extend_from_slice(&0u32.to_le_bytes()); // local header offset
     out.extend_from_slice(name.as_bytes());
@@ -261,7 +263,10 @@ mod tests {
             let zip = archive("report.csv", &text, deflate);
             assert!(is_zip(&zip));
             let (name, back) = single_file(&zip).expect("opens");
-            assert_eq!((name.as_str(), back.as_slice()), ("report.csv", text.as_slice()));
+            assert_eq!(
+                (name.as_str(), back.as_slice()),
+                ("report.csv", text.as_slice())
+            );
             // Any cut is refused, never half-read.
             for cut in [1, 10, zip.len() / 2, zip.len() - 1] {
                 assert!(single_file(&zip[..cut]).is_err(), "cut at {cut}");
