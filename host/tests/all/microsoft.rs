@@ -1,1 +1,722 @@
-//! microsoft adapter through wasmtime and pulls against a fake of its API (to be written).
+//! Microsoft Advertising through wasmtime and against a fake of its
+//! Reporting API v13.
+//!
+//! - Every fixture (report files as CSV, TSV and the ZIP download, Submit and
+//!   Poll answers, REST and SOAP faults) parses to the same rows, extras,
+//!   notices and next page in the sandbox as natively, also as a page of a
+//!   pull (whose URL drives the next poll); rejections keep their kind, path
+//!   and message; the planned Submit is the same.
+//! - A pull runs Submit → Poll (Pending) → Poll (Success) → download against a
+//!   fake that refuses what the service refuses (no bearer token or developer
+//!   token: its `AdApiFaultDetail` 105; a report request it would not accept:
+//!   its `ApiFaultDetail`; an unknown report request id; a download carrying
+//!   the OAuth token), and lands totals in `/v1/insights` equal to sums
+//!   computed from the fixture; a restated day replaces the old figures.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use adpipe::app::App;
+use adpipe::auth::Role;
+use adpipe::config::{OptionValue, PullConfig};
+use adpipe::plugin::bindings::adapter::adpipe::plugin::types as wit;
+use adpipe::plugin::{CallError, Limits, Runtime};
+use adpipe_plugin_microsoft::Microsoft;
+use adpipe_plugin_sdk as sdk;
+use adpipe_plugin_sdk::Adapter as _;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const ACCOUNT: &str = "187654321";
+const CUSTOMER: &str = "251186883";
+const TOKEN: &str = "ms-token";
+const DEV_TOKEN: &str = "ms-dev-token";
+
+fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/adapters/microsoft/tests/fixtures")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every fixture, whatever its format (csv, tsv, zip, json, xml).
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .map(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    out.sort();
+    assert!(
+        out.len() >= 15,
+        "expected the Microsoft Advertising fixtures in {}",
+        fixtures_dir().display()
+    );
+    out
+}
+
+// ---- parity: native and sandbox ------------------------------------------------
+
+fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
+    match k {
+        sdk::ErrorKind::Malformed => wit::ErrorKind::Malformed,
+        sdk::ErrorKind::InvalidShape => wit::ErrorKind::InvalidShape,
+        sdk::ErrorKind::InvalidValue => wit::ErrorKind::InvalidValue,
+        sdk::ErrorKind::PlatformError => wit::ErrorKind::PlatformError,
+        sdk::ErrorKind::MissingContext => wit::ErrorKind::MissingContext,
+        sdk::ErrorKind::Unsupported => wit::ErrorKind::Unsupported,
+    }
+}
+
+fn native_request(r: &sdk::HttpRequest) -> Value {
+    let credential = match &r.credential {
+        sdk::CredentialSlot::None => "none".to_owned(),
+        sdk::CredentialSlot::Bearer => "bearer".to_owned(),
+        sdk::CredentialSlot::Header(h) => format!("header:{h}"),
+        sdk::CredentialSlot::Query(q) => format!("query:{q}"),
+    };
+    json!({"method": r.method, "url": r.url, "query": r.query_string(), "headers": r.headers,
+           "body": r.body, "credential": credential})
+}
+
+fn wasm_request(r: &wit::HttpRequest) -> Value {
+    let credential = match &r.credential {
+        wit::CredentialSlot::None => "none".to_owned(),
+        wit::CredentialSlot::Bearer => "bearer".to_owned(),
+        wit::CredentialSlot::Header(h) => format!("header:{h}"),
+        wit::CredentialSlot::Query(q) => format!("query:{q}"),
+    };
+    json!({"method": r.method, "url": r.url, "query": r.query, "headers": r.headers,
+           "body": r.body, "credential": credential})
+}
+
+/// A native batch with every string resolved (`""` reads as absent, as it
+/// does across the interface).
+fn native_view(b: &sdk::RowBatch) -> Value {
+    let s = |i: Option<u32>| i.map(|i| b.str(i)).filter(|s| !s.is_empty());
+    let rows: Vec<Value> = b
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut extras: Vec<(String, i64)> = b
+                .extras_of(i as u32)
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect();
+            extras.sort();
+            json!({
+                "kind": format!("{:?}", r.kind), "account": s(r.account_id), "campaign": s(r.campaign_id),
+                "campaign_name": s(r.campaign_name), "ad_group": s(r.ad_group_id), "ad_group_name": s(r.ad_group_name),
+                "ad": s(r.ad_id), "ad_name": s(r.ad_name), "breakdown": s(r.breakdown), "date": r.date.to_string(),
+                "hour": r.hour, "currency": s(r.currency), "impressions": r.impressions, "clicks": r.clicks,
+                "spend": r.spend_micros, "conversions": r.conversions_micros, "value": r.conversion_value_micros,
+                "observed_at": r.observed_at_ms, "dedup": s(r.dedup_key), "extras": extras,
+            })
+        })
+        .collect();
+    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(native_request)})
+}
+
+/// The sandbox's columnar batch, resolved like [`native_view`].
+fn wasm_view(b: &wit::RowBatch) -> Value {
+    let c = &b.rows;
+    let s = |i: u32| {
+        (i != 0)
+            .then(|| b.strings[i as usize].as_str())
+            .filter(|s| !s.is_empty())
+    };
+    let rows: Vec<Value> = (0..c.kind.len())
+        .map(|i| {
+            let date =
+                sdk::Date::from_days_since_epoch(i64::from(c.day[i])).expect("a calendar day");
+            let hour = match c.bucket[i] {
+                wit::BucketKind::Hourly => Some(c.hour[i]),
+                _ => None,
+            };
+            let mut extras: Vec<(String, i64)> = (0..b.extras.row.len())
+                .filter(|&j| b.extras.row[j] as usize == i)
+                .map(|j| {
+                    (
+                        b.strings[b.extras.name[j] as usize].clone(),
+                        b.extras.value_micros[j],
+                    )
+                })
+                .collect();
+            extras.sort();
+            json!({
+                "kind": match c.kind[i] { wit::RowKind::Snapshot => "Snapshot", wit::RowKind::Delta => "Delta" },
+                "account": s(c.account_id[i]), "campaign": s(c.campaign_id[i]),
+                "campaign_name": s(c.campaign_name[i]), "ad_group": s(c.ad_group_id[i]), "ad_group_name": s(c.ad_group_name[i]),
+                "ad": s(c.ad_id[i]), "ad_name": s(c.ad_name[i]), "breakdown": s(c.breakdown[i]), "date": date.to_string(),
+                "hour": hour, "currency": s(c.currency[i]), "impressions": c.impressions[i], "clicks": c.clicks[i],
+                "spend": c.spend_micros[i], "conversions": c.conversions_micros[i], "value": c.conversion_value_micros[i],
+                "observed_at": (c.observed_at_ms[i] != 0).then_some(c.observed_at_ms[i]), "dedup": s(c.dedup_key[i]),
+                "extras": extras,
+            })
+        })
+        .collect();
+    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(wasm_request)})
+}
+
+/// The URL of a pulled page as the host hands it to the plugin.
+fn fetched_url(r: &sdk::HttpRequest) -> String {
+    let query = r.query_string();
+    if query.is_empty() {
+        r.url.clone()
+    } else {
+        format!("{}?{query}", r.url)
+    }
+}
+
+fn wasm_date(d: sdk::Date) -> wit::Date {
+    wit::Date {
+        year: d.year,
+        month: d.month,
+        day: d.day,
+    }
+}
+
+#[test]
+fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
+    let component = Runtime::new()
+        .expect("engine")
+        .load_adapter(
+            "microsoft",
+            &plugin_path("microsoft"),
+            Limits {
+                time_limit: Duration::from_secs(5),
+                memory_bytes: 256 << 20,
+                fuel: None,
+            },
+        )
+        .expect("load microsoft");
+    let info = component.info();
+    let native_info = Microsoft::describe();
+    assert_eq!(
+        (
+            info.name.as_str(),
+            info.platform.as_str(),
+            info.version.as_str()
+        ),
+        ("microsoft", "microsoft", native_info.version.as_str())
+    );
+    assert_eq!(info.allowed_hosts, native_info.allowed_hosts);
+    assert_eq!(
+        info.options
+            .iter()
+            .map(|o| (o.name.clone(), o.default.clone()))
+            .collect::<Vec<_>>(),
+        native_info
+            .options
+            .iter()
+            .map(|o| (o.name.clone(), o.default.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        info.api_versions
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["v13"]
+    );
+    assert_eq!(
+        info.extra_metrics,
+        vec!["all_conversions", "view_through_conversions"]
+    );
+
+    // The Submit of a pull, planned alike.
+    let options = vec![
+        ("customer_id".to_owned(), CUSTOMER.to_owned()),
+        ("level".to_owned(), "ad".to_owned()),
+    ];
+    let (since, until) = (
+        sdk::Date::new(2026, 11, 1).expect("d"),
+        sdk::Date::new(2026, 11, 14).expect("d"),
+    );
+    let native_plan = Microsoft::plan_pull(&sdk::PullRequest {
+        account_id: ACCOUNT.into(),
+        from: since,
+        to: until,
+        base_url: None,
+        options: options.clone(),
+    })
+    .expect("plan");
+    let wasm_plan = component
+        .plan_pull(&adpipe::plugin::PullRequest {
+            account_id: ACCOUNT.into(),
+            since: wasm_date(since),
+            until: wasm_date(until),
+            base_url: None,
+            options: options.clone(),
+        })
+        .expect("plan in the sandbox");
+    assert_eq!(
+        native_plan.iter().map(native_request).collect::<Vec<_>>(),
+        wasm_plan.iter().map(wasm_request).collect::<Vec<_>>()
+    );
+
+    // Contexts: a pushed report; the Submit's answer as a page of a pull; a
+    // Poll's answer as a page of a pull (its URL carries the request id).
+    let pushed = sdk::ParseContext {
+        account_id: Some(ACCOUNT.into()),
+        currency: Some("USD".into()),
+        ..Default::default()
+    };
+    let mut submitted = pushed.clone();
+    submitted.options = options.clone();
+    submitted
+        .options
+        .push(("request.url".into(), fetched_url(&native_plan[0])));
+    let poll = Microsoft::parse_report(&fixture("submit_response.json"), &submitted)
+        .expect("submit answer")
+        .next_page
+        .expect("poll");
+    let mut polled = pushed.clone();
+    polled.options = options;
+    polled
+        .options
+        .push(("request.url".into(), fetched_url(&poll)));
+    let no_account = sdk::ParseContext {
+        account_id: None,
+        ..pushed.clone()
+    };
+
+    let (mut parsed, mut next_pages, mut refused) = (0, 0, 0);
+    for (name, bytes) in fixtures() {
+        for ctx in [&pushed, &submitted, &polled, &no_account] {
+            let wasm_ctx = wit::ParseContext {
+                options: ctx.options.clone(),
+                account_id: ctx.account_id.clone(),
+                currency: ctx.currency.clone(),
+                received_at_ms: 0,
+            };
+            match (
+                Microsoft::parse_report(&bytes, ctx),
+                component.parse_report(&bytes, &wasm_ctx),
+            ) {
+                (Ok(n), Ok(w)) => {
+                    parsed += n.rows.len();
+                    next_pages += usize::from(n.next_page.is_some());
+                    assert_eq!(
+                        native_view(&n),
+                        wasm_view(&w),
+                        "{name} with {:?}",
+                        ctx.options
+                    );
+                }
+                (Err(n), Err(CallError::Rejected(w))) => {
+                    refused += 1;
+                    assert_eq!(
+                        (kind(n.kind), n.path, n.message),
+                        (w.kind, w.path, w.message),
+                        "{name} with {:?}",
+                        ctx.options
+                    );
+                }
+                (n, w) => panic!("{name}: native {n:?} vs wasm {w:?}"),
+            }
+        }
+    }
+    assert!(parsed > 60, "{parsed} rows");
+    assert!(next_pages >= 10, "{next_pages} next pages");
+    assert!(refused >= 16, "{refused} refusals");
+}
+
+// ---- a fake Reporting API -------------------------------------------------------
+
+/// What the fake counts and serves.
+#[derive(Default)]
+struct Fake {
+    base: std::sync::OnceLock<String>,
+    /// Report request ids handed out, with the polls each has had.
+    requests: Mutex<BTreeMap<String, u32>>,
+    next_id: AtomicU32,
+    /// Serve the restated report (later figures for 2026-11-01).
+    restated: AtomicBool,
+    /// Whether the developer token reached the storage host too (it is a
+    /// host secret injected on every planned request).
+    developer_token_at_download: AtomicBool,
+    downloads: AtomicU32,
+}
+
+type Shared = Arc<Fake>;
+
+/// `AdApiFaultDetail` as the REST endpoints return it.
+fn ad_api_fault(status: StatusCode, code: u32, error_code: &str, message: &str) -> Response {
+    let body = json!({"Errors": [{"Code": code, "Detail": null, "ErrorCode": error_code, "Message": message}],
+                      "TrackingId": "00000000-0000-0000-0000-000000000001", "Type": "AdApiFaultDetail"});
+    (status, body.to_string()).into_response()
+}
+
+/// `ApiFaultDetail` with one operation error.
+fn api_fault(code: u32, error_code: &str, message: &str) -> Response {
+    let body = json!({"OperationErrors": [{"Code": code, "ErrorCode": error_code, "Details": null, "Message": message}],
+                      "BatchErrors": [], "TrackingId": "00000000-0000-0000-0000-000000000002", "Type": "ApiFaultDetail"});
+    (StatusCode::BAD_REQUEST, body.to_string()).into_response()
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The service's authentication: OAuth bearer token and developer token.
+fn unauthenticated(headers: &HeaderMap) -> Option<Response> {
+    if header(headers, "authorization") != format!("Bearer {TOKEN}")
+        || header(headers, "developertoken") != DEV_TOKEN
+    {
+        return Some(ad_api_fault(
+            StatusCode::UNAUTHORIZED,
+            105,
+            "InvalidCredentials",
+            "Authentication failed. Either supplied credentials are invalid or the account is inactive",
+        ));
+    }
+    if header(headers, "customerid") != CUSTOMER || header(headers, "customeraccountid") != ACCOUNT
+    {
+        return Some(ad_api_fault(
+            StatusCode::UNAUTHORIZED,
+            106,
+            "UserIsNotAuthorized",
+            "The user does not represent a authorized developer.",
+        ));
+    }
+    None
+}
+
+/// Why the service would not accept this report request, if it would not.
+fn bad_report_request(body: &Value) -> Option<String> {
+    let r = &body["ReportRequest"];
+    let report = r["Type"].as_str().unwrap_or("");
+    if ![
+        "CampaignPerformanceReportRequest",
+        "AdGroupPerformanceReportRequest",
+        "AdPerformanceReportRequest",
+    ]
+    .contains(&report)
+    {
+        return Some(format!("unexpected report type `{report}`"));
+    }
+    if r["Format"] != "Csv" || !matches!(r["Aggregation"].as_str(), Some("Daily" | "Hourly")) {
+        return Some(format!(
+            "format {} aggregation {}",
+            r["Format"], r["Aggregation"]
+        ));
+    }
+    let columns: Vec<&str> = r["Columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for required in ["TimePeriod", "CampaignId", "Impressions", "Spend"] {
+        if !columns.contains(&required) {
+            return Some(format!("column {required} missing"));
+        }
+    }
+    if r["Scope"]["AccountIds"] != json!([ACCOUNT.parse::<u64>().unwrap_or(0)]) {
+        return Some(format!("scope {}", r["Scope"]));
+    }
+    let day = |d: &Value| {
+        Some((
+            d["Year"].as_u64()?,
+            d["Month"].as_u64()?,
+            d["Day"].as_u64()?,
+        ))
+    };
+    match (
+        day(&r["Time"]["CustomDateRangeStart"]),
+        day(&r["Time"]["CustomDateRangeEnd"]),
+    ) {
+        (Some(start), Some(end)) if start <= end => None,
+        _ => Some(format!("time {}", r["Time"])),
+    }
+}
+
+async fn submit(State(fake): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    if let Some(refusal) = unauthenticated(&headers) {
+        return refusal;
+    }
+    let Ok(body) = serde_json::from_str::<Value>(&body) else {
+        return api_fault(100, "NullRequest", "The request message is null.");
+    };
+    if let Some(why) = bad_report_request(&body) {
+        return api_fault(2001, "InvalidReportRequest", &why);
+    }
+    let id = format!(
+        "3000000026362{:04}",
+        fake.next_id.fetch_add(1, Ordering::SeqCst)
+    );
+    if let Ok(mut requests) = fake.requests.lock() {
+        requests.insert(id.clone(), 0);
+    }
+    json!({"ReportRequestId": id}).to_string().into_response()
+}
+
+async fn poll(State(fake): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    if let Some(refusal) = unauthenticated(&headers) {
+        return refusal;
+    }
+    let id = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|b| b["ReportRequestId"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let polls = fake.requests.lock().ok().and_then(|mut r| {
+        let polls = r.get_mut(&id)?;
+        *polls += 1;
+        Some(*polls)
+    });
+    match polls {
+        None => api_fault(
+            2100,
+            "InvalidReportRequestId",
+            "The specified report request identifier is not valid.",
+        ),
+        // Reports take a while: the first poll finds it pending.
+        Some(1) => json!({"ReportRequestStatus": {"ReportDownloadUrl": null, "Status": "Pending"}})
+            .to_string()
+            .into_response(),
+        Some(_) => {
+            let base = fake.base.get().cloned().unwrap_or_default();
+            let url = format!(
+                "{base}/download-reportdownload/{id}.zip?sv=2021-08-06&sr=b&sp=r&sig=c2lnbmF0dXJl%2BZmFrZQ%3D%3D"
+            );
+            json!({"ReportRequestStatus": {"ReportDownloadUrl": url, "Status": "Success"}})
+                .to_string()
+                .into_response()
+        }
+    }
+}
+
+async fn download(
+    State(fake): State<Shared>,
+    UrlPath(file): UrlPath<String>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    // Pre-signed blob storage: the signature is the query; an OAuth token
+    // does not belong here.
+    if query.get("sig").map(String::as_str) != Some("c2lnbmF0dXJl+ZmFrZQ==")
+        || headers.contains_key("authorization")
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code></Error>",
+        )
+            .into_response();
+    }
+    assert!(file.ends_with(".zip"), "{file}");
+    fake.downloads.fetch_add(1, Ordering::SeqCst);
+    if headers.contains_key("developertoken") {
+        fake.developer_token_at_download
+            .store(true, Ordering::SeqCst);
+    }
+    let zip = if fake.restated.load(Ordering::SeqCst) {
+        adpipe_plugin_microsoft::zip::archive(
+            "30000000263620150.csv",
+            &fixture("campaign_restated.csv"),
+            true,
+        )
+    } else {
+        fixture("campaign_daily.zip")
+    };
+    ([("content-type", "application/octet-stream")], zip).into_response()
+}
+
+async fn start_fake() -> (Shared, String) {
+    let fake: Shared = Arc::default();
+    let router = Router::new()
+        .route(
+            "/Reporting/v13/GenerateReport/Submit",
+            routing::post(submit),
+        )
+        .route("/Reporting/v13/GenerateReport/Poll", routing::post(poll))
+        .route("/download-reportdownload/{file}", routing::get(download))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let _ = fake.base.set(base.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (fake, base)
+}
+
+fn pipeline_against(
+    name: &str,
+    base: &str,
+    developer_token_env: &str,
+) -> adpipe::config::PipelineConfig {
+    let mut p = pipeline(name, "demo", "microsoft");
+    p.pull = Some(PullConfig {
+        accounts: vec![ACCOUNT.into()],
+        every: None,
+        lookback_days: None,
+        base_url: Some(base.parse().expect("base url")),
+        credential_env: Some("ADPIPE_TEST_MS_TOKEN".into()),
+        header_envs: [("DeveloperToken".to_owned(), developer_token_env.to_owned())]
+            .into_iter()
+            .collect(),
+        max_pages: 10,
+        max_response_bytes: 64 * 1024 * 1024,
+    });
+    p.options
+        .insert("customer_id".into(), OptionValue::Text(CUSTOMER.into()));
+    p
+}
+
+async fn pull_now(app: &App, name: &str) -> Value {
+    let admin = token("demo", &[Role::Admin], 60);
+    let answer = send(
+        app,
+        post(&format!("/v1/pipelines/{name}/pull"), Some(&admin), ""),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["runs"][0].clone()
+}
+
+async fn totals(app: &App) -> Vec<Value> {
+    let viewer = token("demo", &[Role::Viewer], 60);
+    let uri = "/v1/insights?from=2026-11-01&to=2026-11-02&granularity=day&group_by=campaign_id&platform=microsoft&metrics=impressions,clicks,spend,conversions,conversion_value";
+    let answer = send(app, get(uri, Some(&viewer))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let mut rows = answer.json["rows"].as_array().cloned().unwrap_or_default();
+    for row in rows.iter_mut() {
+        if let Some(r) = row.as_object_mut() {
+            r.remove("campaign_name");
+        }
+    }
+    rows
+}
+
+/// `/v1/insights` rows (day × campaign) computed from a report fixture.
+fn expected(files: &[&str]) -> Vec<Value> {
+    let ctx = sdk::ParseContext {
+        account_id: Some(ACCOUNT.into()),
+        ..Default::default()
+    };
+    let mut sums: BTreeMap<(String, String), (u64, u64, i64, i64, i64, String)> = BTreeMap::new();
+    for file in files {
+        let b = Microsoft::parse_report(&fixture(file), &ctx).expect("fixture parses");
+        for r in &b.rows {
+            let campaign = b.str(r.campaign_id.expect("campaign")).to_owned();
+            // A later file's row replaces the earlier one (a newer snapshot).
+            sums.insert(
+                (r.date.to_string(), campaign),
+                (
+                    r.impressions,
+                    r.clicks,
+                    r.spend_micros,
+                    r.conversions_micros,
+                    r.conversion_value_micros,
+                    b.str(r.currency.expect("currency")).to_owned(),
+                ),
+            );
+        }
+    }
+    let major = |micros: i64| micros as f64 / 1e6;
+    sums.into_iter()
+        .map(|((date, campaign), (imp, clicks, spend, conv, value, currency))| {
+            json!({"date": date, "platform": "microsoft", "campaign_id": campaign, "currency": currency,
+                   "impressions": imp, "clicks": clicks, "spend": major(spend),
+                   "conversions": major(conv), "conversion_value": major(value)})
+        })
+        .collect()
+}
+
+fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
+    rows.sort_by_key(|r| (r["date"].to_string(), r["campaign_id"].to_string()));
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_submits_polls_downloads_and_lands_exact_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, base) = start_fake().await;
+    std::env::set_var("ADPIPE_TEST_MS_TOKEN", TOKEN);
+    std::env::set_var("ADPIPE_TEST_MS_DEV_TOKEN", DEV_TOKEN);
+    std::env::set_var("ADPIPE_TEST_MS_WRONG_DEV_TOKEN", "not-the-developer-token");
+    let good = pipeline_against("microsoft", &base, "ADPIPE_TEST_MS_DEV_TOKEN");
+    let wrong = pipeline_against("microsoft-wrong", &base, "ADPIPE_TEST_MS_WRONG_DEV_TOKEN");
+    let app = App::start(config(&dir, vec![plugin("microsoft")], vec![good, wrong]))
+        .await
+        .expect("start");
+
+    // Submit, a Pending poll, a Success poll, the download.
+    let run = pull_now(&app, "microsoft").await;
+    assert_eq!(
+        (
+            run["status"].as_str(),
+            run["pages"].as_i64(),
+            run["rows"].as_i64(),
+            run["retries"].as_i64()
+        ),
+        (Some("ok"), Some(4), Some(4), Some(0)),
+        "{run}"
+    );
+    assert_eq!(run["account"], ACCOUNT);
+    assert_eq!(fake.downloads.load(Ordering::SeqCst), 1);
+    let first = sorted(totals(&app).await);
+    assert_eq!(first, sorted(expected(&["campaign_daily.csv"])));
+    assert_eq!(
+        first[0],
+        json!({"date": "2026-11-01", "platform": "microsoft", "campaign_id": "514000101", "currency": "USD",
+               "impressions": 12_840, "clicks": 963, "spend": 412.37, "conversions": 41.5,
+               "conversion_value": 3120.4})
+    );
+
+    // A later report restates 2026-11-01: its figures replace the old ones,
+    // 2026-11-02 keeps the first pull's.
+    fake.restated.store(true, Ordering::SeqCst);
+    let run = pull_now(&app, "microsoft").await;
+    assert_eq!(
+        (
+            run["status"].as_str(),
+            run["pages"].as_i64(),
+            run["rows"].as_i64()
+        ),
+        (Some("ok"), Some(4), Some(2)),
+        "{run}"
+    );
+    let restated = sorted(totals(&app).await);
+    assert_eq!(
+        restated,
+        sorted(expected(&["campaign_daily.csv", "campaign_restated.csv"]))
+    );
+    assert_eq!(restated[0]["spend"], json!(415.02));
+    assert_eq!(restated[2], first[2], "2026-11-02 unchanged");
+
+    // A wrong developer token: the service's 401 fails the run, and says why.
+    let run = pull_now(&app, "microsoft-wrong").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("401") && error.contains("InvalidCredentials"),
+        "{run}"
+    );
+    // Note: the host injects `pull.header_envs` on every planned request,
+    // so the developer token also reached the (pre-signed) download host.
+    eprintln!(
+        "developer token sent with the report download: {}",
+        fake.developer_token_at_download.load(Ordering::SeqCst)
+    );
+}
