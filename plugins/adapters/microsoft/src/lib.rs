@@ -459,6 +459,15 @@ fn parse_file(text: &str, ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                 format!("line {}: data after the copyright footer", record.line),
             ));
         }
+        let first = record.fields.first().map_or("", |f| f.trim());
+        let period = record
+            .fields
+            .get(columns.time_period)
+            .map_or("", |f| f.trim());
+        if first.starts_with("Total") && (period.is_empty() || period == "--") {
+            totals += 1; // a totals line, not an entity's figures
+            continue;
+        }
         if record.fields.len() != columns.names.len() {
             return Err(PluginError::shape(
                 format!("/line/{}", record.line),
@@ -469,12 +478,6 @@ fn parse_file(text: &str, ctx: &ParseContext) -> Result<RowBatch, PluginError> {
                     columns.names.len()
                 ),
             ));
-        }
-        let first = record.fields.first().map_or("", |f| f.trim());
-        let period = record.fields[columns.time_period].trim();
-        if first.starts_with("Total") && (period.is_empty() || period == "--") {
-            totals += 1; // a totals line, not an entity's figures
-            continue;
         }
         row(&mut out, &mut seen, &columns, &meta, &record, ctx)?;
         rows += 1;
