@@ -62,11 +62,12 @@ pub async fn readyz(State(app): State<App>) -> Response {
         .iter()
         .filter_map(|(name, slot)| Some((name.clone(), json!(slot.refused()?))))
         .collect();
-    warnings.extend(
-        refused
-            .iter()
-            .map(|(name, reason)| format!("plugin `{name}` is refused: {}", reason.as_str().unwrap_or_default())),
-    );
+    warnings.extend(refused.iter().map(|(name, reason)| {
+        format!(
+            "plugin `{name}` is refused: {}",
+            reason.as_str().unwrap_or_default()
+        )
+    }));
     warnings.sort();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },

@@ -357,7 +357,8 @@ fn bind_pipelines(
                 issues,
             }
         })?;
-        let unknown_options: Vec<String> = resolved.unknown.iter().map(ToString::to_string).collect();
+        let unknown_options: Vec<String> =
+            resolved.unknown.iter().map(ToString::to_string).collect();
         for issue in &unknown_options {
             tracing::warn!(pipeline = %p.name, "{issue} (ignored; `adpipe check` refuses it)");
         }

@@ -482,15 +482,24 @@ mod tests {
         on_disk.sort();
         let mut carried: Vec<String> = SDK.iter().map(|(p, _)| (*p).to_owned()).collect();
         carried.sort();
-        assert_eq!(carried, on_disk, "a file of the SDK is missing from authoring::SDK");
-        let wit = std::fs::read_to_string(root.join("../../../wit/0.2.0/adapter.wit")).expect("wit");
-        assert!(SDK.iter().any(|(p, text)| *p == "wit/adapter.wit" && *text == wit));
+        assert_eq!(
+            carried, on_disk,
+            "a file of the SDK is missing from authoring::SDK"
+        );
+        let wit =
+            std::fs::read_to_string(root.join("../../../wit/0.2.0/adapter.wit")).expect("wit");
+        assert!(SDK
+            .iter()
+            .any(|(p, text)| *p == "wit/adapter.wit" && *text == wit));
     }
 
     #[test]
     fn a_path_sdk_is_written_relative_to_the_crate() {
         assert_eq!(
-            relative(Path::new("/w/repo/plugins/acme"), Path::new("/w/repo/plugins/sdk/adapter")),
+            relative(
+                Path::new("/w/repo/plugins/acme"),
+                Path::new("/w/repo/plugins/sdk/adapter")
+            ),
             PathBuf::from("../sdk/adapter")
         );
         assert_eq!(
@@ -511,6 +520,9 @@ mod tests {
             "{manifest}"
         );
         let sdk = std::fs::read_to_string(krate.join("adpipe-plugin-sdk/Cargo.toml")).expect("sdk");
-        assert!(!sdk.contains("workspace = true"), "the SDK must not inherit a workspace");
+        assert!(
+            !sdk.contains("workspace = true"),
+            "the SDK must not inherit a workspace"
+        );
     }
 }

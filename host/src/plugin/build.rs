@@ -139,21 +139,35 @@ mod tests {
         };
         assert_eq!(
             component_of(
-                &line("/src/acme/Cargo.toml", "/t/wasm32-wasip2/release/adpipe_plugin_acme.wasm"),
+                &line(
+                    "/src/acme/Cargo.toml",
+                    "/t/wasm32-wasip2/release/adpipe_plugin_acme.wasm"
+                ),
                 manifest
             ),
-            Some(PathBuf::from("/t/wasm32-wasip2/release/adpipe_plugin_acme.wasm"))
+            Some(PathBuf::from(
+                "/t/wasm32-wasip2/release/adpipe_plugin_acme.wasm"
+            ))
         );
         // A dependency's artifact, or a line that is no artifact: not ours.
-        assert_eq!(component_of(&line("/reg/serde/Cargo.toml", "/t/x.wasm"), manifest), None);
-        assert_eq!(component_of(r#"{"reason":"build-finished"}"#, manifest), None);
+        assert_eq!(
+            component_of(&line("/reg/serde/Cargo.toml", "/t/x.wasm"), manifest),
+            None
+        );
+        assert_eq!(
+            component_of(r#"{"reason":"build-finished"}"#, manifest),
+            None
+        );
         assert_eq!(component_of("Compiling acme", manifest), None);
     }
 
     #[test]
     fn install_replaces_the_file_whole_and_leaves_nothing_beside_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (from, to) = (dir.path().join("built.wasm"), dir.path().join("dist/acme.wasm"));
+        let (from, to) = (
+            dir.path().join("built.wasm"),
+            dir.path().join("dist/acme.wasm"),
+        );
         std::fs::write(&from, b"new bytes").expect("write");
         assert_eq!(install(&from, &to).expect("install"), 9);
         std::fs::write(&from, b"newer").expect("write");

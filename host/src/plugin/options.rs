@@ -79,7 +79,10 @@ impl ApiVersionUse {
 /// declared option with a wrong value, a missing required one or a
 /// host-set name is an error; an undeclared name is set aside in
 /// [`Resolved::unknown`] for the caller to refuse or warn about.
-pub fn resolve(info: &AdapterInfo, given: &[(String, String)]) -> Result<Resolved, Vec<OptionIssue>> {
+pub fn resolve(
+    info: &AdapterInfo,
+    given: &[(String, String)],
+) -> Result<Resolved, Vec<OptionIssue>> {
     let declares = !info.options.is_empty() || !info.api_versions.is_empty();
     if !declares {
         return Ok(Resolved {
@@ -327,13 +330,20 @@ mod tests {
         assert_eq!(resolved.unknown.len(), 1);
         assert_eq!(resolved.unknown[0].option, "conversion_colum");
         assert!(
-            resolved.unknown[0].message.contains("did you mean `conversion_column`"),
+            resolved.unknown[0]
+                .message
+                .contains("did you mean `conversion_column`"),
             "{:?}",
             resolved.unknown
         );
         // Left out of what the plugin receives; the default stands in.
-        assert!(!resolved.options.iter().any(|(k, _)| k == "conversion_colum"));
-        assert!(resolved.options.contains(&("conversion_column".into(), "purchases".into())));
+        assert!(!resolved
+            .options
+            .iter()
+            .any(|(k, _)| k == "conversion_colum"));
+        assert!(resolved
+            .options
+            .contains(&("conversion_column".into(), "purchases".into())));
     }
 
     #[test]

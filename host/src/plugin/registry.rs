@@ -600,31 +600,10 @@ impl MetricSlot {
         Ok(MetricSlot {
             config: config.clone(),
             current: RwLock::new(plugin),
-            status: Mutex::new(status),
+            status: Mutex::new(Status::default()),
             calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
         })
-    }
-
-    /// Why the plugin was refused, while it is.
-    pub fn refused(&self) -> Option<String> {
-        lock(&self.status).refused.clone()
-    }
-
-    /// `Some` when `pipeline`'s payloads must be refused without a call:
-    /// the plugin is refused, or the pipeline's breaker is open.
-    pub fn unavailable(&self, pipeline: &str) -> Option<Unavailable> {
-        if let Some(reason) = self.refused() {
-            return Some(Unavailable::Refused {
-                plugin: self.config.name.clone(),
-                reason,
-            });
-        }
-        self.quarantined(pipeline)
-            .map(|retry_after| Unavailable::Quarantined {
-                plugin: self.config.name.clone(),
-                retry_after,
-            })
     }
 
     /// Wait (at most [`CALL_QUEUE_WAIT`]) for a call slot; hold it for the call.

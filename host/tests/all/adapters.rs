@@ -463,12 +463,94 @@ fn plugin_test_takes_pipeline_options_checked_like_serve() {
     );
     assert_eq!(extras(&[("extra_action_types", "lead")]), ["actions_lead"]);
     assert_ne!(extras(&[]), ["actions_link_click"], "{:?}", extras(&[]));
-    // A misspelled option is refused as `serve` refuses it.
-    let error = run(&[("extra_action_type", "link_click")])
-        .expect_err("unknown option")
+    // A misspelled option is set aside with a warning, as `serve` does
+    // (`adpipe check` refuses it): the run equals the run without it.
+    let misspelled = run(&[("extra_action_type", "link_click")]).expect("runs, warned");
+    let plain = run(&[]).expect("runs");
+    assert_eq!(misspelled[0].output, plain[0].output);
+    // A value the adapter cannot take is refused, naming what it takes.
+    let error = run(&[("api_version", "v1")])
+        .expect_err("unknown version")
         .to_string();
+    assert!(error.contains("`v1` is not a meta API version"), "{error}");
+}
+
+/// `adpipe plugin test --pull`: the plan a scheduled pull would send, then
+/// recorded responses fed in order, next pages followed as the host does.
+#[test]
+fn plugin_test_plans_a_pull_and_feeds_recorded_responses() {
+    use adpipe::plugin::authoring::{test_pull, PullTest};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/adapters/meta/tests/fixtures");
+    let recorded = tempfile::tempdir().expect("tempdir");
+    for (from, to) in [
+        ("insights_ad_page1.json", "1.json"),
+        ("insights_ad_page2.json", "2.json"),
+    ] {
+        std::fs::copy(fixtures.join(from), recorded.path().join(to)).expect("copy");
+    }
+    let day = |d| adpipe::plugin::Date {
+        year: 2026,
+        month: 11,
+        day: d,
+    };
+    let mut run = PullTest {
+        account_id: "1234567890".into(),
+        since: day(1),
+        until: day(2),
+        base_url: None,
+        responses: None,
+        currency: None,
+        options: vec![],
+    };
+    // Plan only: one request, the credential's place shown, never a value.
+    let planned = test_pull(&plugin_path("meta"), &run).expect("plan");
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    let url = planned[0].request["url"].as_str().unwrap_or_default();
     assert!(
-        error.contains("did you mean `extra_action_types`"),
-        "{error}"
+        url.starts_with("https://graph.facebook.com/v27.0/act_1234567890/insights?")
+            && url.contains("2026-11-01")
+            && url.contains("2026-11-02"),
+        "{url}"
     );
+    assert!(planned[0].response.is_none() && planned[0].output.is_none());
+    // Fed: page 1's rows and its next page, requested and fed page 2.
+    run.responses = Some(recorded.path().to_owned());
+    let steps = test_pull(&plugin_path("meta"), &run).expect("pull");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let rows = |i: usize| {
+        steps[i]
+            .output
+            .as_ref()
+            .and_then(|o| o["rows"].as_array())
+            .map_or(0, Vec::len)
+    };
+    assert_eq!((rows(0), rows(1)), (6, 4), "{steps:?}");
+    assert!(
+        steps[1].request["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("after=NQZDZD")),
+        "{:?}",
+        steps[1].request
+    );
+    assert!(steps
+        .iter()
+        .all(|s| s.output.as_ref().is_some_and(|o| o.get("error").is_none())));
+}
+
+/// Every shipped adapter's component stays under 1 MB (smaller components
+/// compile, cache and reload faster; `profile.plugin` strips debug info).
+#[test]
+fn shipped_adapter_components_are_under_one_megabyte() {
+    for name in [
+        "meta",
+        "google",
+        "linkedin",
+        "tiktok",
+        "pinterest",
+        "microsoft",
+    ] {
+        let size = std::fs::metadata(plugin_path(name)).expect("built").len();
+        assert!(size <= 1_000_000, "{name}.wasm is {size} bytes");
+    }
 }

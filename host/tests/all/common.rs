@@ -160,7 +160,12 @@ impl Server {
     /// Start `adpipe serve --config CONFIG ARGS...` with exactly the adpipe variables
     /// in `env`, and wait until it listens.
     pub fn spawn(config: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Server {
-        Server::spawn_command(Command::new(env!("CARGO_BIN_EXE_adpipe")), config, env, args)
+        Server::spawn_command(
+            Command::new(env!("CARGO_BIN_EXE_adpipe")),
+            config,
+            env,
+            args,
+        )
     }
 
     /// [`Server::spawn`] with `dir` as the working directory (relative paths

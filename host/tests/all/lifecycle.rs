@@ -398,7 +398,10 @@ async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_rest
         let mut acme = plugin("meta");
         acme.name = "acme".into();
         acme.path = live.clone();
-        let pipelines = vec![pipeline("acme", "demo", "acme"), pipeline("meta", "demo", "meta")];
+        let pipelines = vec![
+            pipeline("acme", "demo", "acme"),
+            pipeline("meta", "demo", "meta"),
+        ];
         let mut config = config(dir, vec![acme, plugin("meta")], pipelines);
         config.server.watch_plugins = false;
         App::start(config)
@@ -432,14 +435,22 @@ async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_rest
     // other plugin's pipeline ingests; /readyz stays ready and names it.
     let admin = token("demo", &[Role::Admin, Role::Operator], 60);
     let body = std::fs::read_to_string(&page).expect("page");
-    let refused = send(&app, post("/v1/pipelines/acme/reports", Some(&admin), body.clone())).await;
+    let refused = send(
+        &app,
+        post("/v1/pipelines/acme/reports", Some(&admin), body.clone()),
+    )
+    .await;
     assert_eq!(
         (refused.status, refused.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "plugin_refused"),
         "{}",
         refused.text
     );
-    assert!(refused.text.contains("page.json parses into other rows"), "{}", refused.text);
+    assert!(
+        refused.text.contains("page.json parses into other rows"),
+        "{}",
+        refused.text
+    );
     let letters = send(&app, get("/v1/dead-letters", Some(&admin))).await;
     assert!(letters.text.contains("plugin_refused"), "{}", letters.text);
     let served = send(&app, post("/v1/pipelines/meta/reports", Some(&admin), body)).await;
@@ -455,7 +466,9 @@ async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_rest
     );
     let metrics = send(&app, get("/metrics", Some(&admin))).await;
     assert!(
-        metrics.text.contains("adpipe_plugin_refused{plugin=\"acme\"} 1"),
+        metrics
+            .text
+            .contains("adpipe_plugin_refused{plugin=\"acme\"} 1"),
         "{}",
         metrics.text
     );
@@ -465,12 +478,18 @@ async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_rest
     assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
     assert_eq!(plugin_entry(&app, "acme").await["state"], "active");
     let page_body = std::fs::read_to_string(&page).expect("page");
-    let accepted = send(&app, post("/v1/pipelines/acme/reports", Some(&admin), page_body)).await;
+    let accepted = send(
+        &app,
+        post("/v1/pipelines/acme/reports", Some(&admin), page_body),
+    )
+    .await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
     drop(app);
     // A `.fail.json` sample that parses is a mistake too.
     std::fs::copy(&page, samples.join("page.fail.json")).expect("copy");
-    let error = refusal(start(&dir).await.expect("starts")).await.expect("refused");
+    let error = refusal(start(&dir).await.expect("starts"))
+        .await
+        .expect("refused");
     assert!(
         error.contains("page.fail.json should be refused but parsed into"),
         "{error}"
@@ -478,7 +497,9 @@ async fn a_plugin_failing_its_samples_is_refused_alone_and_a_passing_reload_rest
     std::fs::remove_file(samples.join("page.fail.json")).expect("remove");
     // The folder named after the whole file is refused with the name to use.
     std::fs::create_dir_all(dir.path().join("acme.wasm.samples")).expect("mkdir");
-    let error = refusal(start(&dir).await.expect("starts")).await.expect("refused");
+    let error = refusal(start(&dir).await.expect("starts"))
+        .await
+        .expect("refused");
     assert!(
         error.contains("samples belong in") && error.contains("acme.samples"),
         "{error}"

@@ -180,7 +180,9 @@ async fn options_and_api_versions_are_checked_against_the_adapter() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert!(
         ready.text.contains("option `conversion_action_type`")
-            && ready.text.contains("did you mean `conversion_action_types`")
+            && ready
+                .text
+                .contains("did you mean `conversion_action_types`")
             && ready.text.contains("(ignored)"),
         "{}",
         ready.text
@@ -200,7 +202,7 @@ async fn options_and_api_versions_are_checked_against_the_adapter() {
         post(
             "/v1/pipelines/meta/reports",
             Some(&admin),
-            &std::fs::read_to_string(
+            std::fs::read_to_string(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../plugins/adapters/meta/tests/fixtures/insights_campaign.json"),
             )
@@ -219,7 +221,10 @@ async fn options_and_api_versions_are_checked_against_the_adapter() {
     );
     match App::start(config(&dir, vec![plugin("meta")], vec![meta])).await {
         Ok(_) => panic!("an API version Meta does not speak must stop the start"),
-        Err(e) => assert!(e.to_string().contains("`v1` is not a meta API version"), "{e}"),
+        Err(e) => assert!(
+            e.to_string().contains("`v1` is not a meta API version"),
+            "{e}"
+        ),
     }
 
     // Through `adpipe check` and a running server.

@@ -20,10 +20,9 @@ use crate::common::*;
 fn user(dir: &Path, program: &str, args: &[&str]) -> Command {
     let adpipe = PathBuf::from(env!("CARGO_BIN_EXE_adpipe"));
     let bin = adpipe.parent().expect("bin dir");
-    let path = std::env::join_paths(
-        std::iter::once(bin.to_owned())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(bin.to_owned()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .expect("PATH");
     let mut command = Command::new(program);
     command
@@ -154,7 +153,13 @@ async fn the_plugin_tutorial_works_as_written_outside_the_repository() {
     let status = user(
         work,
         "adpipe",
-        &["plugin", "test", "dist/plugins/acme.wasm", "--fixtures", "acme/tests/fixtures"],
+        &[
+            "plugin",
+            "test",
+            "dist/plugins/acme.wasm",
+            "--fixtures",
+            "acme/tests/fixtures",
+        ],
     )
     .status()
     .expect("spawn");
@@ -165,7 +170,10 @@ async fn the_plugin_tutorial_works_as_written_outside_the_repository() {
     let config = block(&doc, "toml", "[server]").replace("127.0.0.1:8080", "127.0.0.1:0");
     std::fs::write(work.join("pipelines.toml"), &config).expect("config");
     let checked = run(&mut user(work, "adpipe", &["check"]));
-    assert!(checked.contains("OK") && checked.contains("plugins loaded"), "{checked}");
+    assert!(
+        checked.contains("OK") && checked.contains("plugins loaded"),
+        "{checked}"
+    );
     let server = Server::spawn_in(
         work,
         Path::new("pipelines.toml"),
@@ -209,8 +217,11 @@ async fn the_plugin_tutorial_works_as_written_outside_the_repository() {
     // A second version, installed where pipelines.toml points, reloaded live.
     let manifest = krate.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).expect("manifest");
-    std::fs::write(&manifest, text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1))
-        .expect("bump");
+    std::fs::write(
+        &manifest,
+        text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+    )
+    .expect("bump");
     let rebuilt = run(&mut user(work, "adpipe", &["plugin", "build", "acme"]));
     assert!(rebuilt.contains("acme 0.2.0"), "{rebuilt}");
     let listed = wait_for_version(&server.base, &work, "0.2.0").await;
@@ -231,7 +242,10 @@ async fn the_plugin_tutorial_works_as_written_outside_the_repository() {
         .output()
         .expect("spawn");
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "a build failing its sample must fail");
+    assert!(
+        !output.status.success(),
+        "a build failing its sample must fail"
+    );
     assert!(
         said.contains("report.json") && said.contains("other rows"),
         "{said}"
