@@ -4,6 +4,7 @@
 //! - [`query`]: insights, campaigns and the metric catalog.
 //! - [`params`], [`paging`]: query parameters held to the document; keyset pages.
 //! - [`ops`]: health, readiness, metrics, pipelines, plugins, dead letters.
+//! - [`rollout`]: deploying plugin versions to the fleet, canaries, rollback.
 //! - [`admin`]: API keys, the audit log, `whoami`.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
 //!
@@ -33,6 +34,7 @@ pub mod ops;
 pub mod paging;
 pub mod params;
 pub mod query;
+pub mod rollout;
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -160,6 +162,9 @@ const API: &[Route] = &[
     route!(ops::pull_runs, role(Role::Admin), ADMIN),
     route!(ops::plugins, role(Role::Operator), ADMIN),
     route!(ops::reload_plugin, role(Role::Operator), ADMIN),
+    route!(rollout::deploy, role(Role::Operator), ADMIN),
+    route!(rollout::promote, role(Role::Operator), ADMIN),
+    route!(rollout::rollback, role(Role::Operator), ADMIN),
     route!(admin::list_keys, role(Role::Admin), ADMIN),
     route!(admin::create_key, role(Role::Admin), ADMIN),
     route!(admin::revoke_key, role(Role::Admin), ADMIN),

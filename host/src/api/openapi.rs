@@ -544,8 +544,30 @@ pub struct PluginList {
     /// pipelines are quarantined, `refused` when it failed its own samples at start:
     /// `last_error` says how), quarantined_pipelines, call_slots, pipelines (each
     /// one's circuit breaker), calls, rejections (payloads the plugin refused as not its
-    /// platform's data), failures (traps, panics, limits: what the breaker counts), reloads...
+    /// platform's data), failures (traps, panics, limits: what the breaker counts), reloads,
+    /// pinned (canary versions by pipeline), registry (`desired` fleet-wide version,
+    /// `canaries`, `hosts`: what each live host serves, `converged`)...
     pub plugins: Vec<serde_json::Value>,
+}
+
+/// A deployed component.
+#[derive(Serialize, ToSchema)]
+pub struct DeployAnswer {
+    pub plugin: String,
+    pub version: String,
+    /// SHA-256 of the component, hex.
+    pub content_hash: String,
+    /// The pipeline it is pinned to (a canary), or null for the fleet.
+    pub pipeline: Option<String>,
+    /// The trusted key that signed it (base64), when signatures are required.
+    pub signed_by: Option<String>,
+}
+
+/// The version the fleet runs after a promotion or a rollback.
+#[derive(Serialize, ToSchema)]
+pub struct RolloutAnswer {
+    pub plugin: String,
+    pub content_hash: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

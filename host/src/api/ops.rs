@@ -154,6 +154,10 @@ pub async fn pull_runs(
 #[utoipa::path(get, path = "/v1/plugins", tag = "admin", description = "Every plugin: version, content hash, state, calls, failures.",
     responses((status = 200, body = PluginList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn plugins(State(app): State<App>) -> Result<Response, ApiError> {
+    let mut registry = HashMap::new();
+    for name in app.plugins.keys() {
+        registry.insert(name.clone(), super::rollout::registry_entry(&app, name).await?);
+    }
     let mut list: Vec<serde_json::Value> = app
         .plugins
         .values()
@@ -172,6 +176,7 @@ pub async fn plugins(State(app): State<App>) -> Result<Response, ApiError> {
                 })
                 .collect();
             entry["pipelines"] = breakers.into();
+            entry["registry"] = registry.remove(&slot.config.name).unwrap_or_default();
             entry
         })
         .collect();

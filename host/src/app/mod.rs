@@ -123,7 +123,7 @@ impl Pipeline {
     /// The adapter version serving now, under this pipeline's limits; a call
     /// keeps it to its end.
     pub fn adapter(&self) -> Adapter {
-        let adapter = self.plugin.adapter();
+        let adapter = self.plugin.adapter_for(&self.config.name);
         let c = &self.config;
         if c.time_limit_ms.is_none() && c.memory_limit_mb.is_none() && c.fuel.is_none() {
             return adapter;
@@ -145,7 +145,7 @@ impl Pipeline {
     /// list, and the names in its `extra_metrics` option when it declares one
     /// (metrics kept under their own names, as TikTok's are).
     pub fn declared_extra_metrics(&self) -> Vec<String> {
-        let adapter = self.plugin.adapter();
+        let adapter = self.plugin.adapter_for(&self.config.name);
         let info = adapter.info();
         let mut names = info.extra_metrics.clone();
         if info.options.iter().any(|o| o.name == "extra_metrics") {
@@ -164,7 +164,7 @@ impl Pipeline {
     /// The platform API version this pipeline speaks, with its sunset as of
     /// today in the pipeline's time zone, and a sentence when it needs action.
     pub fn api_version(&self) -> Option<(ApiVersionUse, Option<String>)> {
-        let adapter = self.plugin.adapter();
+        let adapter = self.plugin.adapter_for(&self.config.name);
         let info = adapter.info();
         let today = chrono::Utc::now()
             .with_timezone(&self.config.timezone)

@@ -136,6 +136,8 @@ impl App {
         if run != ServeRun::Consumer {
             crate::pipeline::pull::spawn_schedules(self);
         }
+        // The plugin registry: converge on the versions deployed to the fleet.
+        crate::plugin::rollout::spawn(self);
         if self.config.server.watch_plugins {
             if let Err(e) = crate::plugin::watch::spawn(self) {
                 tracing::warn!("watching plugin files failed, reload them with POST /v1/plugins/{{name}}/reload: {e}");

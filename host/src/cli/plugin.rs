@@ -31,10 +31,53 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List a running server's plugins (version, hash, state, calls, rejections, failures).
+    /// List a running server's plugins (version, hash, state, calls, rejections,
+    /// failures; the registry's desired version and what each live host serves).
     List {
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Deploy a component to every host through the plugin registry (or, with
+    /// --pipeline, to that pipeline only: a canary). Checked as a reload
+    /// checks it; sends `FILE.sig` as its signature when that file exists.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        /// Pin the version to this pipeline only.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// The signature file (default: FILE.sig, if present).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make the canary (or --content-hash) the version of every host.
+    Promote {
+        name: String,
+        #[arg(long)]
+        content_hash: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Return every host to the version that served before the current one.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make an Ed25519 signing key: writes the private key to --out (mode
+    /// 0600) and prints the public key for `[plugin_registry] trusted_keys`.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component with a key from `plugin keygen`: writes FILE.sig.
+    Sign {
+        file: PathBuf,
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Scaffold a working adapter crate (WIT bindings through the SDK, fixtures,
     /// tests) that builds anywhere: it carries a copy of the SDK.
@@ -123,6 +166,52 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
         PluginCommand::List { server } => {
             remote::call(&server, "operator", "GET", "/v1/plugins", None)
         }
+        PluginCommand::Deploy {
+            name,
+            file,
+            pipeline,
+            signature,
+            server,
+        } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let signature_file = signature.unwrap_or_else(|| sig_path(&file));
+            let signature = match std::fs::read_to_string(&signature_file) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => anyhow::bail!("reading {}: {e}", signature_file.display()),
+            };
+            let query = pipeline.map_or(String::new(), |p| format!("?pipeline={p}"));
+            remote::call(
+                &server,
+                "operator",
+                "POST",
+                &format!("/v1/plugins/{name}/versions{query}"),
+                Some(remote::Body::Component { bytes, signature }),
+            )
+        }
+        PluginCommand::Promote {
+            name,
+            content_hash,
+            server,
+        } => {
+            let query = content_hash.map_or(String::new(), |h| format!("?content_hash={h}"));
+            remote::call(
+                &server,
+                "operator",
+                "POST",
+                &format!("/v1/plugins/{name}/promote{query}"),
+                None,
+            )
+        }
+        PluginCommand::Rollback { name, server } => remote::call(
+            &server,
+            "operator",
+            "POST",
+            &format!("/v1/plugins/{name}/rollback"),
+            None,
+        ),
+        PluginCommand::Keygen { out } => keygen(&out),
+        PluginCommand::Sign { file, key } => sign(&file, &key),
         PluginCommand::New { name, dir, sdk } => new(&name, dir, sdk),
         PluginCommand::Build { path, out, config } => build_and_install(&path, out, &config),
         PluginCommand::Test {
@@ -164,6 +253,40 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
             (None, None) => anyhow::bail!("pass --fixtures DIR, or --pull ACCOUNT"),
         },
     }
+}
+
+/// `FILE.sig`, where `plugin sign` writes the signature of FILE.
+fn sig_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(!out.exists(), "{} exists; choose another --out", out.display());
+    let (private, public) = adpipe::plugin::signing::generate()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    std::io::Write::write_all(&mut file, format!("{private}\n").as_bytes())?;
+    println!("private key written to {} (keep it secret)", out.display());
+    println!("public key, for [plugin_registry] trusted_keys: {public}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
+    let private = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let component = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (signature, public) = adpipe::plugin::signing::sign(&private, &component)?;
+    let out = sig_path(file);
+    std::fs::write(&out, format!("{signature}\n"))
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("signed {} with {public}: {}", file.display(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn wit_date(day: NaiveDate) -> adpipe::plugin::Date {

@@ -25,14 +25,24 @@ pub struct ServerArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// `GET` or `POST` (with a JSON `body`) `path` on the server as `role`;
-/// print its JSON answer. Exit code 1 if the server refused.
+/// What a `POST` sends.
+pub enum Body {
+    Json(serde_json::Value),
+    /// A plugin component, with its signature (`Adpipe-Signature`) if any.
+    Component {
+        bytes: Vec<u8>,
+        signature: Option<String>,
+    },
+}
+
+/// `GET` or `POST` (with `body`) `path` on the server as `role`; print its
+/// JSON answer. Exit code 1 if the server refused.
 pub fn call(
     server: &ServerArgs,
     role: &str,
     method: &str,
     path: &str,
-    body: Option<serde_json::Value>,
+    body: Option<Body>,
 ) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         data_dir: server.data_dir.clone(),
@@ -70,8 +80,17 @@ pub fn call(
         } else {
             client.get(format!("{base}{path}"))
         };
-        if let Some(body) = &body {
-            request = request.json(body);
+        match body {
+            Some(Body::Json(json)) => request = request.json(&json),
+            Some(Body::Component { bytes, signature }) => {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                    .body(bytes);
+                if let Some(signature) = signature {
+                    request = request.header("adpipe-signature", signature);
+                }
+            }
+            None => {}
         }
         let hint = if server.url.is_some() {
             String::new()

@@ -33,6 +33,7 @@ mod encryption;
 mod env;
 mod metadata;
 mod pipelines;
+mod plugin_registry;
 mod plugins;
 mod retention;
 mod sandbox;
@@ -60,6 +61,7 @@ pub use pipelines::{
     canonical_account, OptionValue, PipelineConfig, PullConfig, WebhookAccounts,
     DEFAULT_MAX_RESPONSE_BYTES,
 };
+pub use plugin_registry::{decode_key, PluginRegistryConfig};
 pub use plugins::{PluginConfig, PluginKind};
 pub use retention::RetentionConfig;
 pub use sandbox::SandboxConfig;
@@ -94,6 +96,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub encryption: EncryptionConfig,
+    #[serde(default)]
+    pub plugin_registry: PluginRegistryConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
@@ -224,6 +228,7 @@ impl Config {
         self.cache.validate(&mut issues);
         self.api.validate(&mut issues);
         self.retention.validate(&mut issues);
+        self.plugin_registry.validate(&mut issues);
         self.encryption.validate(&mut issues);
         self.bus.validate(self.store.kind, &mut issues);
         self.store.validate(&mut issues);

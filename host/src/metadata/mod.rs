@@ -5,7 +5,8 @@
 //! words are translated for PostgreSQL ([`Dialect::ddl`]). Holds:
 //! the dead-letter store (every payload that was accepted for processing but
 //! could not be turned into rows, with its reason), pull runs, API keys
-//! (hashed) and the audit log of admin actions.
+//! (hashed), the audit log of admin actions, and the plugin registry
+//! ([`plugin_registry`]: components deployed to the fleet).
 //!
 //! Kept payloads and dead letters are sealed ([`crate::seal`]) when the
 //! handle has a [`Sealer`]: the blob goes in `payload` and the sealing key's
@@ -13,6 +14,7 @@
 //! [`retention`] prunes old rows.
 
 mod payloads;
+pub mod plugin_registry;
 pub mod retention;
 
 use serde::Serialize;
@@ -165,6 +167,41 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         // Kept payloads compressed before sealing (NULL = stored as received).
         "ALTER TABLE payloads ADD COLUMN encoding TEXT",
+    ),
+    (
+        8,
+        // The plugin registry (`plugin_registry.rs`): components by content
+        // hash, the version each plugin (or one pipeline, a canary) should
+        // run, and what each live host serves.
+        "CREATE TABLE plugin_versions (
+        plugin TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        version TEXT NOT NULL,
+        component BLOB NOT NULL,
+        signed_by TEXT,
+        deployed_by TEXT NOT NULL,
+        deployed_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (plugin, content_hash)
+        );
+        CREATE TABLE plugin_desired (
+        plugin TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        previous_hash TEXT,
+        updated_by TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (plugin, pipeline)
+        );
+        CREATE TABLE plugin_hosts (
+        host TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        version TEXT NOT NULL,
+        last_error TEXT,
+        seen_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (host, plugin, pipeline)
+        )",
     ),
 ];
 

@@ -14,6 +14,8 @@ mod compat;
 pub mod metric;
 pub mod options;
 pub mod registry;
+pub mod rollout;
+pub mod signing;
 pub mod watch;
 
 use std::path::Path;

@@ -184,6 +184,8 @@ pub struct PluginSlot {
     pub config: PluginConfig,
     limits: Limits,
     current: RwLock<Loaded>,
+    /// Versions pinned to one pipeline each (canaries from the registry).
+    pins: RwLock<HashMap<String, Loaded>>,
     status: Mutex<Status>,
     calls: CallSlots,
     /// Serializes reloads of this plugin.
@@ -216,6 +218,15 @@ pub struct SlotReport {
     pub rejected_reloads: u64,
     pub last_error: Option<String>,
     pub path: String,
+    /// Pipelines served by a pinned (canary) version: version and content hash.
+    pub pinned: BTreeMap<String, PinReport>,
+}
+
+/// A pipeline's pinned version in the plugin list.
+#[derive(Clone, Debug, Serialize)]
+pub struct PinReport {
+    pub version: String,
+    pub content_hash: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,6 +258,7 @@ impl PluginSlot {
                 adapter,
                 loaded_at: Utc::now(),
             }),
+            pins: RwLock::new(HashMap::new()),
             status: Mutex::new(status),
             calls: CallSlots::new(config.max_concurrent_calls),
             reloading: tokio::sync::Mutex::new(()),
@@ -288,6 +300,40 @@ impl PluginSlot {
             .clone()
     }
 
+    /// The version serving `pipeline`: its pin, else the plugin's.
+    pub fn adapter_for(&self, pipeline: &str) -> Adapter {
+        if let Some(pinned) = self.pins.read().unwrap_or_else(|p| p.into_inner()).get(pipeline) {
+            return pinned.adapter.clone();
+        }
+        self.adapter()
+    }
+
+    /// The pinned versions, by pipeline.
+    pub fn pins(&self) -> HashMap<String, Loaded> {
+        self.pins.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serve `adapter` (checked with [`PluginSlot::candidate`]) on `pipeline` only.
+    pub fn pin(&self, pipeline: &str, adapter: Adapter) {
+        tracing::info!(plugin = %self.config.name, pipeline, version = %adapter.info().version,
+            hash = %&adapter.content_hash()[..12], "pipeline pinned to a canary version");
+        self.pins.write().unwrap_or_else(|p| p.into_inner()).insert(
+            pipeline.to_owned(),
+            Loaded {
+                adapter,
+                loaded_at: Utc::now(),
+            },
+        );
+    }
+
+    /// Drop the pins of pipelines not in `keep`.
+    pub fn unpin_except(&self, keep: &[&str]) {
+        self.pins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|pipeline, _| keep.contains(&pipeline.as_str()));
+    }
+
     /// The version serving now, with its load time.
     pub fn loaded(&self) -> Loaded {
         self.current
@@ -302,17 +348,65 @@ impl PluginSlot {
         runtime: &Runtime,
         cache_dir: Option<PathBuf>,
     ) -> ReloadOutcome {
-        let _one_at_a_time = self.reloading.lock().await;
-        let current = self.adapter();
         let bytes = match tokio::fs::read(&self.config.path).await {
             Ok(bytes) => bytes,
             Err(e) => {
+                let current = self.adapter();
                 return self.reject(
                     &current,
                     format!("reading {}: {e}", self.config.path.display()),
-                )
+                );
             }
         };
+        self.install(runtime, cache_dir, bytes).await
+    }
+
+    /// Compile `bytes` off the async threads and check them as a reload
+    /// does: a valid component of a supported interface that describes
+    /// itself, the platform of the version serving, the samples beside the
+    /// plugin's file.
+    pub async fn candidate(
+        &self,
+        runtime: &Runtime,
+        cache_dir: Option<PathBuf>,
+        bytes: Vec<u8>,
+    ) -> Result<Adapter, String> {
+        let (runtime, name, limits, path) = (
+            runtime.clone(),
+            self.config.name.clone(),
+            self.limits,
+            self.config.path.clone(),
+        );
+        let platform = self.adapter().info().platform.clone();
+        // Compiling is CPU-heavy: never on the async workers.
+        tokio::task::spawn_blocking(move || -> Result<Adapter, String> {
+            let adapter = runtime
+                .load_adapter_bytes_cached(&name, &bytes, limits, cache_dir.as_deref())
+                .map_err(|e| e.to_string())?;
+            if adapter.info().platform != platform {
+                return Err(format!(
+                    "the new build says platform `{}`, the serving one `{platform}`: a reload cannot change platforms",
+                    adapter.info().platform
+                ));
+            }
+            check_samples(&adapter, &path).map_err(|e| e.to_string())?;
+            Ok(adapter)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+    }
+
+    /// Swap to `bytes` if they are new and pass the checks of
+    /// [`PluginSlot::candidate`]; calls already running finish on the old version.
+    pub async fn install(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        cache_dir: Option<PathBuf>,
+        bytes: Vec<u8>,
+    ) -> ReloadOutcome {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.adapter();
         let hash = super::content_hash(&bytes);
         if hash == current.content_hash() && self.refused().is_some() {
             // Same build, refused at start: its samples may have been fixed.
@@ -341,30 +435,7 @@ impl PluginSlot {
                 content_hash: hash,
             };
         }
-        let (runtime, name, limits, path) = (
-            runtime.clone(),
-            self.config.name.clone(),
-            self.limits,
-            self.config.path.clone(),
-        );
-        let platform = current.info().platform.clone();
-        // Compiling is CPU-heavy: never on the async workers.
-        let candidate = tokio::task::spawn_blocking(move || -> Result<Adapter, String> {
-            let adapter = runtime
-                .load_adapter_bytes_cached(&name, &bytes, limits, cache_dir.as_deref())
-                .map_err(|e| e.to_string())?;
-            if adapter.info().platform != platform {
-                return Err(format!(
-                    "the new build says platform `{}`, the serving one `{platform}`: a reload cannot change platforms",
-                    adapter.info().platform
-                ));
-            }
-            check_samples(&adapter, &path).map_err(|e| e.to_string())?;
-            Ok(adapter)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let candidate = self.candidate(runtime, cache_dir, bytes).await;
         match candidate {
             Ok(adapter) => {
                 let outcome = ReloadOutcome::Reloaded {
@@ -500,6 +571,17 @@ impl PluginSlot {
             rejected_reloads: status.rejected_reloads,
             last_error: status.last_error.clone(),
             path: self.config.path.display().to_string(),
+            pinned: self
+                .pins()
+                .into_iter()
+                .map(|(pipeline, loaded)| {
+                    let pin = PinReport {
+                        version: loaded.adapter.info().version.clone(),
+                        content_hash: loaded.adapter.content_hash().to_owned(),
+                    };
+                    (pipeline, pin)
+                })
+                .collect(),
         }
     }
 }
