@@ -156,7 +156,10 @@ pub async fn pull_runs(
 pub async fn plugins(State(app): State<App>) -> Result<Response, ApiError> {
     let mut registry = HashMap::new();
     for name in app.plugins.keys() {
-        registry.insert(name.clone(), super::rollout::registry_entry(&app, name).await?);
+        registry.insert(
+            name.clone(),
+            super::rollout::registry_entry(&app, name).await?,
+        );
     }
     let mut list: Vec<serde_json::Value> = app
         .plugins

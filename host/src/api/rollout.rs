@@ -26,12 +26,16 @@ fn deploy_error(error: DeployError) -> ApiError {
         DeployError::UnknownPlugin(_) => ApiError::not_found("unknown_plugin", message),
         DeployError::UnknownPipeline { .. } => ApiError::not_found("unknown_pipeline", message),
         DeployError::UnknownVersion { .. } => ApiError::not_found("unknown_version", message),
-        DeployError::Refused(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "component_refused", message)
-        }
-        DeployError::Unsigned(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "signature_required", message)
-        }
+        DeployError::Refused(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "component_refused",
+            message,
+        ),
+        DeployError::Unsigned(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signature_required",
+            message,
+        ),
         DeployError::NothingToRollBack(_) => {
             ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", message)
         }

@@ -173,7 +173,8 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
             signature,
             server,
         } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let signature_file = signature.unwrap_or_else(|| sig_path(&file));
             let signature = match std::fs::read_to_string(&signature_file) {
                 Ok(text) => Some(text.trim().to_owned()),
@@ -263,7 +264,11 @@ fn sig_path(file: &Path) -> PathBuf {
 }
 
 fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(!out.exists(), "{} exists; choose another --out", out.display());
+    anyhow::ensure!(
+        !out.exists(),
+        "{} exists; choose another --out",
+        out.display()
+    );
     let (private, public) = adpipe::plugin::signing::generate()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -279,7 +284,8 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn sign(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
-    let private = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let private =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
     let component = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (signature, public) = adpipe::plugin::signing::sign(&private, &component)?;
     let out = sig_path(file);

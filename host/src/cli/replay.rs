@@ -23,5 +23,11 @@ pub struct ReplayArgs {
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({"pipeline": args.pipeline, "from": args.from, "to": args.to});
-    remote::call(&args.server, "admin", "POST", "/v1/replay", Some(remote::Body::Json(body)))
+    remote::call(
+        &args.server,
+        "admin",
+        "POST",
+        "/v1/replay",
+        Some(remote::Body::Json(body)),
+    )
 }

@@ -42,7 +42,10 @@ impl PluginRegistryConfig {
 
     /// The trusted keys, decoded (validation refused any other).
     pub fn keys(&self) -> Vec<[u8; 32]> {
-        self.trusted_keys.iter().filter_map(|k| decode_key(k)).collect()
+        self.trusted_keys
+            .iter()
+            .filter_map(|k| decode_key(k))
+            .collect()
     }
 
     /// `[plugin_registry]`'s mistakes.

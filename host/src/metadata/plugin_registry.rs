@@ -348,37 +348,80 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = MetadataUrl::Sqlite(format!("sqlite://{}", dir.path().join("m.db").display()));
         let metadata = Metadata::open(&url).await.expect("open");
-        metadata.store_plugin_version(&version("h1", "1.0.0"), b"one").await.expect("store");
-        metadata.store_plugin_version(&version("h2", "2.0.0"), b"two").await.expect("store");
-        metadata.store_plugin_version(&version("h2", "2.0.0"), b"again").await.expect("again");
+        metadata
+            .store_plugin_version(&version("h1", "1.0.0"), b"one")
+            .await
+            .expect("store");
+        metadata
+            .store_plugin_version(&version("h2", "2.0.0"), b"two")
+            .await
+            .expect("store");
+        metadata
+            .store_plugin_version(&version("h2", "2.0.0"), b"again")
+            .await
+            .expect("again");
         assert_eq!(
-            metadata.plugin_component("meta", "h2").await.expect("read").as_deref(),
+            metadata
+                .plugin_component("meta", "h2")
+                .await
+                .expect("read")
+                .as_deref(),
             Some(&b"two"[..])
         );
-        assert!(!metadata.rollback_plugin("meta", "ops").await.expect("nothing to return to"));
-        metadata.set_desired_plugin("meta", None, "h1", "ops").await.expect("fleet");
-        metadata.set_desired_plugin("meta", Some("canary"), "h2", "ops").await.expect("pin");
+        assert!(!metadata
+            .rollback_plugin("meta", "ops")
+            .await
+            .expect("nothing to return to"));
+        metadata
+            .set_desired_plugin("meta", None, "h1", "ops")
+            .await
+            .expect("fleet");
+        metadata
+            .set_desired_plugin("meta", Some("canary"), "h2", "ops")
+            .await
+            .expect("pin");
         let desired = metadata.desired_plugin("meta").await.expect("desired");
         let summary: Vec<_> = desired
             .iter()
-            .map(|d| (d.pipeline.clone(), d.content_hash.as_str(), d.version.as_str()))
+            .map(|d| {
+                (
+                    d.pipeline.clone(),
+                    d.content_hash.as_str(),
+                    d.version.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
-            vec![(None, "h1", "1.0.0"), (Some("canary".into()), "h2", "2.0.0")]
+            vec![
+                (None, "h1", "1.0.0"),
+                (Some("canary".into()), "h2", "2.0.0")
+            ]
         );
         // Promotion: fleet-wide, pins cleared, the previous version remembered.
-        metadata.set_desired_plugin("meta", None, "h2", "ops").await.expect("promote");
+        metadata
+            .set_desired_plugin("meta", None, "h2", "ops")
+            .await
+            .expect("promote");
         let desired = metadata.desired_plugin("meta").await.expect("desired");
         assert_eq!(desired.len(), 1);
         assert_eq!(
-            (desired[0].content_hash.as_str(), desired[0].previous_hash.as_deref()),
+            (
+                desired[0].content_hash.as_str(),
+                desired[0].previous_hash.as_deref()
+            ),
             ("h2", Some("h1"))
         );
-        assert!(metadata.rollback_plugin("meta", "ops").await.expect("rollback"));
+        assert!(metadata
+            .rollback_plugin("meta", "ops")
+            .await
+            .expect("rollback"));
         let desired = metadata.desired_plugin("meta").await.expect("desired");
         assert_eq!(
-            (desired[0].content_hash.as_str(), desired[0].previous_hash.as_deref()),
+            (
+                desired[0].content_hash.as_str(),
+                desired[0].previous_hash.as_deref()
+            ),
             ("h1", Some("h2"))
         );
     }

@@ -344,10 +344,12 @@ pub fn test_pull(wasm: &Path, run: &PullTest) -> Result<Vec<PullStep>, Authoring
         if steps.len() == MAX_PULL_STEPS {
             break;
         }
-        let url = if next.query.is_empty() {
-            next.url.clone()
-        } else {
-            format!("{}?{}", next.url, next.query)
+        // As the host sends it: the query before any fragment (which a
+        // plugin may use to carry its own state from page to page).
+        let url = match (next.query.is_empty(), next.url.split_once('#')) {
+            (true, _) => next.url.clone(),
+            (false, Some((base, fragment))) => format!("{base}?{}#{fragment}", next.query),
+            (false, None) => format!("{}?{}", next.url, next.query),
         };
         let shown = json!({
             "method": next.method, "url": url, "headers": next.headers,

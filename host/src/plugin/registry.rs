@@ -302,7 +302,12 @@ impl PluginSlot {
 
     /// The version serving `pipeline`: its pin, else the plugin's.
     pub fn adapter_for(&self, pipeline: &str) -> Adapter {
-        if let Some(pinned) = self.pins.read().unwrap_or_else(|p| p.into_inner()).get(pipeline) {
+        if let Some(pinned) = self
+            .pins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pipeline)
+        {
             return pinned.adapter.clone();
         }
         self.adapter()

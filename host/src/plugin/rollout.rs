@@ -43,11 +43,18 @@ pub fn host_id() -> &'static str {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "host".into());
-        format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+        format!(
+            "{host}-{}-{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        )
     })
 }
 
-fn adapter_slot<'a>(app: &'a App, plugin: &str) -> Result<&'a std::sync::Arc<PluginSlot>, DeployError> {
+fn adapter_slot<'a>(
+    app: &'a App,
+    plugin: &str,
+) -> Result<&'a std::sync::Arc<PluginSlot>, DeployError> {
     app.plugins
         .get(plugin)
         .ok_or_else(|| DeployError::UnknownPlugin(plugin.to_owned()))
@@ -82,7 +89,8 @@ pub async fn deploy(
     let signed_by = if trusted.is_empty() {
         None
     } else {
-        let signature = signature.ok_or_else(|| DeployError::Unsigned("no signature was sent".into()))?;
+        let signature =
+            signature.ok_or_else(|| DeployError::Unsigned("no signature was sent".into()))?;
         let signer = super::signing::verify(&trusted, &component, signature)
             .map_err(|e| DeployError::Unsigned(e.to_string()))?;
         Some(signer.ok_or_else(|| {
@@ -90,7 +98,11 @@ pub async fn deploy(
         })?)
     };
     let adapter = slot
-        .candidate(&app.runtime, Some(app.plugin_cache.clone()), component.clone())
+        .candidate(
+            &app.runtime,
+            Some(app.plugin_cache.clone()),
+            component.clone(),
+        )
         .await
         .map_err(DeployError::Refused)?;
     let version = StoredVersion {
@@ -101,7 +113,12 @@ pub async fn deploy(
         deployed_by: actor.to_owned(),
         deployed_at_ms: chrono::Utc::now().timestamp_millis(),
     };
-    app.metadata.store_plugin_version(&version, &component).await?;
+    app.metadata
+        .store_plugin_version(&version, &component)
+        .await?;
+    if pipeline.is_none() {
+        remember_baseline(app, slot, actor).await?;
+    }
     app.metadata
         .set_desired_plugin(plugin, pipeline, &version.content_hash, actor)
         .await?;
@@ -132,13 +149,21 @@ pub async fn promote(
                 hash: "(no canary is pinned)".into(),
             })?,
     };
-    if app.metadata.plugin_component(plugin, &hash).await?.is_none() {
+    if app
+        .metadata
+        .plugin_component(plugin, &hash)
+        .await?
+        .is_none()
+    {
         return Err(DeployError::UnknownVersion {
             plugin: plugin.to_owned(),
             hash,
         });
     }
-    app.metadata.set_desired_plugin(plugin, None, &hash, actor).await?;
+    remember_baseline(app, adapter_slot(app, plugin)?, actor).await?;
+    app.metadata
+        .set_desired_plugin(plugin, None, &hash, actor)
+        .await?;
     converge_and_tell(app, plugin).await?;
     Ok(hash)
 }
@@ -150,6 +175,37 @@ pub async fn rollback(app: &App, plugin: &str, actor: &str) -> Result<(), Deploy
         return Err(DeployError::NothingToRollBack(plugin.to_owned()));
     }
     converge_and_tell(app, plugin).await
+}
+
+/// Before the registry first sets a fleet-wide version of a plugin, store
+/// the version this host serves from its file and make it the fleet's, so
+/// that a rollback has it to return to.
+async fn remember_baseline(app: &App, slot: &PluginSlot, actor: &str) -> Result<(), DeployError> {
+    let plugin = &slot.config.name;
+    let desired = app.metadata.desired_plugin(plugin).await?;
+    if desired.iter().any(|d| d.pipeline.is_none()) {
+        return Ok(());
+    }
+    let serving = slot.adapter();
+    let Ok(bytes) = tokio::fs::read(&slot.config.path).await else {
+        return Ok(());
+    };
+    if super::content_hash(&bytes) != serving.content_hash() {
+        return Ok(()); // the file changed since it was loaded: no baseline to vouch for
+    }
+    let baseline = StoredVersion {
+        plugin: plugin.clone(),
+        content_hash: serving.content_hash().to_owned(),
+        version: serving.info().version.clone(),
+        signed_by: None,
+        deployed_by: format!("{actor} (the file serving before the first deployment)"),
+        deployed_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    app.metadata.store_plugin_version(&baseline, &bytes).await?;
+    app.metadata
+        .set_desired_plugin(plugin, None, &baseline.content_hash, actor)
+        .await?;
+    Ok(())
 }
 
 async fn converge_and_tell(app: &App, plugin: &str) -> Result<(), DeployError> {
@@ -193,7 +249,11 @@ pub async fn reconcile_plugin(app: &App, plugin: &str) -> Result<(), DeployError
         if serving.content_hash() == want.content_hash {
             continue;
         }
-        let Some(bytes) = app.metadata.plugin_component(plugin, &want.content_hash).await? else {
+        let Some(bytes) = app
+            .metadata
+            .plugin_component(plugin, &want.content_hash)
+            .await?
+        else {
             errors.push(format!("version {} is not stored", want.content_hash));
             continue;
         };
@@ -238,7 +298,10 @@ async fn report(
     let now = chrono::Utc::now().timestamp_millis();
     let last_error = (!errors.is_empty()).then(|| errors.join("; "));
     if let Some(error) = &last_error {
-        tracing::warn!(plugin, "this host could not converge on the registry: {error}");
+        tracing::warn!(
+            plugin,
+            "this host could not converge on the registry: {error}"
+        );
     }
     let current = slot.adapter();
     let mut reports = vec![HostReport {

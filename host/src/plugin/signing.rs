@@ -31,7 +31,9 @@ pub fn generate() -> Result<(String, String), SigningError> {
 
 /// Sign `component` with the base64 PKCS#8 `private_key`: (signature, public key), base64.
 pub fn sign(private_key: &str, component: &[u8]) -> Result<(String, String), SigningError> {
-    let pkcs8 = STANDARD.decode(private_key.trim()).map_err(|_| SigningError::BadKey)?;
+    let pkcs8 = STANDARD
+        .decode(private_key.trim())
+        .map_err(|_| SigningError::BadKey)?;
     let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| SigningError::BadKey)?;
     Ok((
         STANDARD.encode(pair.sign(component).as_ref()),
@@ -75,13 +77,27 @@ mod tests {
         let (signature, signer) = sign(&private, b"component").expect("sign");
         assert_eq!(signer, public);
         assert_eq!(
-            verify(&[key(&other_public), key(&public)], b"component", &signature).expect("verify"),
+            verify(
+                &[key(&other_public), key(&public)],
+                b"component",
+                &signature
+            )
+            .expect("verify"),
             Some(public.clone())
         );
-        assert_eq!(verify(&[key(&public)], b"componenT", &signature).expect("verify"), None);
-        assert_eq!(verify(&[key(&other_public)], b"component", &signature).expect("verify"), None);
+        assert_eq!(
+            verify(&[key(&public)], b"componenT", &signature).expect("verify"),
+            None
+        );
+        assert_eq!(
+            verify(&[key(&other_public)], b"component", &signature).expect("verify"),
+            None
+        );
         let (other_signature, _) = sign(&other_private, b"component").expect("sign");
-        assert_eq!(verify(&[key(&public)], b"component", &other_signature).expect("verify"), None);
+        assert_eq!(
+            verify(&[key(&public)], b"component", &other_signature).expect("verify"),
+            None
+        );
         assert!(verify(&[key(&public)], b"component", "c2hvcnQ=").is_err());
         assert!(sign("not a key", b"x").is_err());
     }

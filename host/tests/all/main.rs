@@ -19,6 +19,7 @@ mod pinterest;
 mod platforms;
 mod readme;
 mod restart;
+mod rollout;
 mod rollups;
 mod sandbox;
 mod serving;
