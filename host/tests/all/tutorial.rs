@@ -224,7 +224,7 @@ async fn the_plugin_tutorial_works_as_written_outside_the_repository() {
     .expect("bump");
     let rebuilt = run(&mut user(work, "adpipe", &["plugin", "build", "acme"]));
     assert!(rebuilt.contains("acme 0.2.0"), "{rebuilt}");
-    let listed = wait_for_version(&server.base, &work, "0.2.0").await;
+    let listed = wait_for_version(&server.base, work, "0.2.0").await;
     assert!(listed.contains("\"version\": \"0.2.0\""), "{listed}");
 
     // A build that breaks its own sample is refused by `plugin build` and
