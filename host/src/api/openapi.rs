@@ -550,6 +550,11 @@ pub struct PluginList {
     pub plugins: Vec<serde_json::Value>,
 }
 
+/// A WebAssembly component (`.wasm`), as raw bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ComponentBytes(#[allow(dead_code)] Vec<u8>);
+
 /// A deployed component.
 #[derive(Serialize, ToSchema)]
 pub struct DeployAnswer {

@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::error::body_error;
-use super::openapi::{DeployAnswer, ErrorBody, RolloutAnswer};
+use super::openapi::{ComponentBytes, DeployAnswer, ErrorBody, RolloutAnswer};
 use super::{ApiError, Caller, Params, PathParam};
 use crate::app::App;
 use crate::plugin::rollout::{self, DeployError};
@@ -49,7 +49,7 @@ fn deploy_error(error: DeployError) -> ApiError {
     params(("name" = String, Path, description = "Plugin name"),
         ("pipeline" = Option<String>, Query, description = "Pin the version to this pipeline only (a canary)"),
         ("Adpipe-Signature" = Option<String>, Header, description = "Ed25519 signature of the component, base64 (`adpipe plugin sign`)")),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (`.wasm`)"),
+    request_body(content = ComponentBytes, content_type = "application/octet-stream", description = "The component (`.wasm`), as bytes (any content type is read as bytes)"),
     responses((status = 201, body = DeployAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 422, description = "The component failed a check, or is not signed by a trusted key; nothing changed", body = ErrorBody)))]
