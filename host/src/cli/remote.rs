@@ -48,21 +48,27 @@ pub fn call(
         data_dir: server.data_dir.clone(),
         ..Overrides::default()
     };
-    let config = load_config(&server.config, overrides)?;
-    let base = server
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let token = match &server.token {
-        Some(t) => t.clone(),
-        None => {
+    // With --url and --token, no configuration is needed (another machine's server).
+    let config = match (&server.url, &server.token) {
+        (Some(_), Some(_)) => None,
+        _ => Some(load_config(&server.config, overrides)?),
+    };
+    let base = match (&server.url, &config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => format!("http://{}", config.server.listen),
+        (None, None) => unreachable!("the configuration is loaded without --url"),
+    };
+    let token = match (&server.token, &config) {
+        (Some(t), _) => t.clone(),
+        (None, None) => unreachable!("the configuration is loaded without --token"),
+        (None, Some(config)) => {
             let tenant = config
                 .pipelines
                 .first()
                 .map(|p| p.tenant.clone())
                 .unwrap_or_else(|| "admin".into());
             token::mint(
-                &config,
+                config,
                 tenant,
                 &[role.to_owned()],
                 "5m",

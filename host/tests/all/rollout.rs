@@ -430,3 +430,78 @@ async fn with_trusted_keys_only_signed_components_are_deployed() {
         list.text
     );
 }
+
+/// The operator's commands against a running server (embedded mode):
+/// `plugin keygen`, `plugin deploy` refused unsigned, `plugin sign`, then
+/// accepted, `plugin list`, `plugin rollback` to the file's version.
+#[test]
+fn the_cli_signs_deploys_lists_and_rolls_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let adpipe = |args: &[String]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_adpipe"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("ADPIPE_LOG", "warn")
+            .output()
+            .expect("run adpipe");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let owned = |args: &[&str]| -> Vec<String> { args.iter().map(|a| (*a).to_owned()).collect() };
+    let (ok, said) = adpipe(&owned(&["plugin", "keygen", "--out", "signing.key"]));
+    assert!(ok, "{said}");
+    let public = said
+        .lines()
+        .find_map(|l| l.split("trusted_keys: ").nth(1))
+        .expect("public key printed")
+        .trim()
+        .to_owned();
+    let config = dir.path().join("adpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nwatch_plugins = false\n\n\
+             [plugin_registry]\ntrusted_keys = [\"{public}\"]\n\n\
+             [[plugins]]\nname = \"misbehaving\"\npath = \"{}\"\n\n\
+             [[pipelines]]\nname = \"alpha\"\ntenant = \"demo\"\nadapter = \"misbehaving\"\n",
+            dir.path().join("data").display(),
+            plugin_path("misbehaving").display()
+        ),
+    )
+    .expect("config");
+    let server = Server::spawn(&config, &[("ADPIPE_JWT_SECRET", JWT_SECRET)], &[]);
+    let operator = token("demo", &[Role::Operator], 600);
+    let remote = ["--url", server.base.as_str(), "--token", operator.as_str()];
+    std::fs::copy(plugin_path("misbehaving-v2"), dir.path().join("v2.wasm")).expect("copy");
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .chain(remote.iter().map(|a| (*a).to_owned()))
+            .collect()
+    };
+
+    let (ok, said) = adpipe(&with(&["plugin", "deploy", "misbehaving", "v2.wasm"]));
+    assert!(!ok && said.contains("signature_required"), "{said}");
+    let (ok, said) = adpipe(&owned(&[
+        "plugin",
+        "sign",
+        "v2.wasm",
+        "--key",
+        "signing.key",
+    ]));
+    assert!(ok && dir.path().join("v2.wasm.sig").is_file(), "{said}");
+    let (ok, said) = adpipe(&with(&["plugin", "deploy", "misbehaving", "v2.wasm"]));
+    assert!(ok && said.contains("\"version\": \"0.0.2\""), "{said}");
+    assert!(said.contains(&public), "signed_by: {said}");
+    let (ok, said) = adpipe(&with(&["plugin", "list"]));
+    assert!(ok && said.contains("\"version\": \"0.0.2\""), "{said}");
+    let (ok, said) = adpipe(&with(&["plugin", "rollback", "misbehaving"]));
+    assert!(ok, "{said}");
+    let (ok, said) = adpipe(&with(&["plugin", "list"]));
+    assert!(ok && said.contains("\"version\": \"0.0.1\""), "{said}");
+    let (ok, said) = adpipe(&with(&["plugin", "rollback", "nope"]));
+    assert!(!ok && said.contains("unknown_plugin"), "{said}");
+}
