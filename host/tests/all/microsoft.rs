@@ -608,13 +608,16 @@ async fn totals(app: &App) -> Vec<Value> {
     rows
 }
 
+/// Impressions, clicks, spend, conversions, conversion value (micros) and currency.
+type Figures = (u64, u64, i64, i64, i64, String);
+
 /// `/v1/insights` rows (day × campaign) computed from a report fixture.
 fn expected(files: &[&str]) -> Vec<Value> {
     let ctx = sdk::ParseContext {
         account_id: Some(ACCOUNT.into()),
         ..Default::default()
     };
-    let mut sums: BTreeMap<(String, String), (u64, u64, i64, i64, i64, String)> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, String), Figures> = BTreeMap::new();
     for file in files {
         let b = Microsoft::parse_report(&fixture(file), &ctx).expect("fixture parses");
         for r in &b.rows {
