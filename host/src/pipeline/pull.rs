@@ -156,6 +156,20 @@ async fn pull_account(app: &App, pipeline: &Pipeline, account: &str, today: Naiv
     run
 }
 
+/// The first wait before re-sending a request a plugin asked for again (a
+/// poll), doubled at each further poll up to [`POLL_WAIT_MAX`].
+const POLL_WAIT_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const POLL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The same request on the wire (credentials are the host's, not compared).
+fn same_request(a: &HttpRequest, b: &HttpRequest) -> bool {
+    (a.method == b.method)
+        && (a.url == b.url)
+        && (a.query == b.query)
+        && (a.headers == b.headers)
+        && (a.body == b.body)
+}
+
 async fn fetch_all(
     app: &App,
     pipeline: &Pipeline,
@@ -202,10 +216,25 @@ async fn fetch_all(
         planned.map_err(|e| PullError::Plan(e.to_string()))?
     };
     let mut queue: std::collections::VecDeque<HttpRequest> = planned.into();
+    let mut last: Option<HttpRequest> = None;
+    let mut poll_wait = POLL_WAIT_FIRST;
     while let Some(request) = queue.pop_front() {
         if run.pages >= i64::from(config.max_pages) {
             return Err(PullError::TooManyPages(config.max_pages));
         }
+        // A next page that is the request just answered is a poll (an
+        // asynchronous report not ready yet): wait before asking again,
+        // longer each time, rather than hammer the platform.
+        if last
+            .as_ref()
+            .is_some_and(|last| same_request(last, &request))
+        {
+            tokio::time::sleep(poll_wait).await;
+            poll_wait = (poll_wait * 2).min(POLL_WAIT_MAX);
+        } else {
+            poll_wait = POLL_WAIT_FIRST;
+        }
+        last = Some(request.clone());
         let (url, body) = fetch(app, pipeline, &request, run).await?;
         run.pages += 1;
         let overrides = Overrides {
@@ -261,9 +290,12 @@ async fn fetch(
         }
     }
     // Host-injected secrets travel apart: they are sent to the request's own
-    // origin only, never on a redirect to another one.
+    // origin only, never on a redirect to another one; and only with a request
+    // that asks for the credential (a pre-signed download, say, asks for none
+    // and gets none of the pipeline's secret headers either).
     let mut secret = HeaderMap::new();
-    for (name, value) in &secrets.headers {
+    let wants_secrets = !matches!(request.credential, CredentialSlot::None);
+    for (name, value) in secrets.headers.iter().filter(|_| wants_secrets) {
         if let (Ok(n), Ok(mut v)) = (
             HeaderName::try_from(name.as_str()),
             HeaderValue::try_from(value.expose()),

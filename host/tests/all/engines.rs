@@ -169,7 +169,7 @@ async fn metadata_lives_in_postgres() {
             .fetch_all(&mut pg)
             .await
             .expect("migrations");
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
 
     // adpipe's own connections to this database are encrypted.
     let encrypted: i64 = sqlx::query_scalar(

@@ -351,9 +351,11 @@ struct Fake {
     next_id: AtomicU32,
     /// Serve the restated report (later figures for 2026-11-01).
     restated: AtomicBool,
-    /// Whether the developer token reached the storage host too (it is a
-    /// host secret injected on every planned request).
+    /// Whether the developer token reached the storage host too (it must
+    /// not: the download asks for no credential).
     developer_token_at_download: AtomicBool,
+    /// When each poll arrived (the host waits before polling again).
+    poll_times: Mutex<Vec<std::time::Instant>>,
     downloads: AtomicU32,
 }
 
@@ -479,6 +481,9 @@ async fn poll(State(fake): State<Shared>, headers: HeaderMap, body: String) -> R
         .ok()
         .and_then(|b| b["ReportRequestId"].as_str().map(str::to_owned))
         .unwrap_or_default();
+    if let Ok(mut times) = fake.poll_times.lock() {
+        times.push(std::time::Instant::now());
+    }
     let polls = fake.requests.lock().ok().and_then(|mut r| {
         let polls = r.get_mut(&id)?;
         *polls += 1;
@@ -678,6 +683,14 @@ async fn a_pull_submits_polls_downloads_and_lands_exact_totals() {
     );
     assert_eq!(run["account"], ACCOUNT);
     assert_eq!(fake.downloads.load(Ordering::SeqCst), 1);
+    // The second poll (the same request again) came after the host's wait.
+    let times = fake.poll_times.lock().expect("poll times").clone();
+    assert_eq!(times.len(), 2);
+    assert!(
+        times[1] - times[0] >= std::time::Duration::from_millis(950),
+        "polled again after {:?}",
+        times[1] - times[0]
+    );
     let first = sorted(totals(&app).await);
     assert_eq!(first, sorted(expected(&["campaign_daily.csv"])));
     assert_eq!(
@@ -716,10 +729,10 @@ async fn a_pull_submits_polls_downloads_and_lands_exact_totals() {
         error.contains("401") && error.contains("InvalidCredentials"),
         "{run}"
     );
-    // Note: the host injects `pull.header_envs` on every planned request,
-    // so the developer token also reached the (pre-signed) download host.
-    eprintln!(
-        "developer token sent with the report download: {}",
-        fake.developer_token_at_download.load(Ordering::SeqCst)
+    // The pipeline's secret headers go only with requests that ask for the
+    // credential: never to the pre-signed download host.
+    assert!(
+        !fake.developer_token_at_download.load(Ordering::SeqCst),
+        "the developer token reached the download host"
     );
 }
