@@ -104,6 +104,10 @@ enum PluginCommand {
         /// The configuration naming the plugin's path (skipped when absent).
         #[arg(long, default_value = "pipelines.toml")]
         config: PathBuf,
+        /// A cargo profile instead of `release` (in this repository: `plugin`,
+        /// which strips debug info as the scaffold's release profile does).
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Run a built component over fixture payloads (print rows or errors and
     /// compare with `<fixture>.expected.json` where present), or plan a pull
@@ -214,7 +218,12 @@ pub fn run(args: PluginArgs) -> anyhow::Result<ExitCode> {
         PluginCommand::Keygen { out } => keygen(&out),
         PluginCommand::Sign { file, key } => sign(&file, &key),
         PluginCommand::New { name, dir, sdk } => new(&name, dir, sdk),
-        PluginCommand::Build { path, out, config } => build_and_install(&path, out, &config),
+        PluginCommand::Build {
+            path,
+            out,
+            config,
+            profile,
+        } => build_and_install(&path, out, &config, profile.as_deref()),
         PluginCommand::Test {
             path,
             fixtures,
@@ -327,9 +336,10 @@ fn build_and_install(
     path: &Path,
     out: Option<PathBuf>,
     config_path: &Path,
+    profile: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let manifest = build::manifest(path)?;
-    let component = build::build(&manifest)?;
+    let component = build::build(&manifest, profile)?;
     let adapter = Runtime::new()?
         .load_adapter(
             "plugin",

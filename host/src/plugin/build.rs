@@ -56,13 +56,19 @@ fn target_installed() -> Option<bool> {
 }
 
 /// `cargo build --release --target wasm32-wasip2` of the crate at `manifest`
-/// (cargo's diagnostics go to stderr as usual); the component it wrote.
-pub fn build(manifest: &Path) -> Result<PathBuf, BuildError> {
+/// (`--profile NAME` instead of `--release` when `profile` names one; cargo's
+/// diagnostics go to stderr as usual); the component it wrote.
+pub fn build(manifest: &Path, profile: Option<&str>) -> Result<PathBuf, BuildError> {
     if target_installed() == Some(false) {
         return Err(BuildError::NoTarget);
     }
     let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--target", TARGET])
+        .arg("build")
+        .args(match profile {
+            Some(profile) => vec!["--profile", profile],
+            None => vec!["--release"],
+        })
+        .args(["--target", TARGET])
         .arg("--manifest-path")
         .arg(manifest)
         .args(["--message-format", "json-render-diagnostics"])

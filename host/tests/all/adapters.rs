@@ -554,3 +554,35 @@ fn shipped_adapter_components_are_under_one_megabyte() {
         assert!(size <= 1_000_000, "{name}.wasm is {size} bytes");
     }
 }
+
+/// The two platforms written the tutorial's way are built by `adpipe plugin
+/// build` (here with the repository's `plugin` profile) into exactly the
+/// components `scripts/build-plugins` ships, each under 1 MB.
+#[test]
+fn the_new_platforms_are_built_by_plugin_build() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().expect("tempdir");
+    for name in ["pinterest", "microsoft"] {
+        let installed = out.path().join(format!("{name}.wasm"));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_adpipe"))
+            .args(["plugin", "build"])
+            .arg(root.join("plugins/adapters").join(name))
+            .args(["--profile", "plugin", "--out"])
+            .arg(&installed)
+            .output()
+            .expect("run adpipe plugin build");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{said}");
+        assert!(
+            said.contains(&format!("built {name} ")) && said.contains(" KB"),
+            "{said}"
+        );
+        let built = std::fs::read(&installed).expect("installed");
+        assert!(built.len() <= 1_000_000, "{name}: {} bytes", built.len());
+        assert!(
+            built == std::fs::read(plugin_path(name)).expect("shipped"),
+            "{name}: plugin build and scripts/build-plugins disagree"
+        );
+    }
+}
