@@ -573,6 +573,11 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
         rate_headers(&mut response, state);
     }
     if audit {
+        // What the handler adds about the action (e.g. the content hash deployed).
+        let target = match response.extensions().get::<AuditDetail>() {
+            Some(AuditDetail(detail)) => format!("{target} {detail}"),
+            None => target,
+        };
         let entry = crate::metadata::AuditEntry {
             id: uuid::Uuid::new_v4().to_string(),
             at_ms: chrono::Utc::now().timestamp_millis(),
@@ -589,6 +594,11 @@ async fn guarded(app: &App, spec: &RouteSpec, request: Request, next: Next) -> R
     }
     response
 }
+
+/// Detail an admin handler attaches to its response for the audit log's
+/// `target` (after the path): what exactly was done.
+#[derive(Clone, Debug)]
+pub struct AuditDetail(pub String);
 
 /// A method the route does not accept (axum adds `Allow`).
 async fn method_not_allowed(method: Method) -> ApiError {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::error::body_error;
 use super::openapi::{ComponentBytes, DeployAnswer, ErrorBody, RolloutAnswer};
-use super::{ApiError, Caller, Params, PathParam};
+use super::{ApiError, AuditDetail, Caller, Params, PathParam};
 use crate::app::App;
 use crate::plugin::rollout::{self, DeployError};
 
@@ -77,8 +77,17 @@ pub async fn deploy(
     )
     .await
     .map_err(deploy_error)?;
+    let detail = AuditDetail(format!(
+        "version={} content_hash={}{}",
+        stored.version,
+        stored.content_hash,
+        pipeline
+            .as_deref()
+            .map_or(String::new(), |p| format!(" pipeline={p}"))
+    ));
     Ok((
         StatusCode::CREATED,
+        axum::Extension(detail),
         Json(json!({
             "plugin": name, "version": stored.version, "content_hash": stored.content_hash,
             "pipeline": pipeline, "signed_by": stored.signed_by,
@@ -108,7 +117,12 @@ pub async fn promote(
     )
     .await
     .map_err(deploy_error)?;
-    Ok(Json(json!({"plugin": name, "content_hash": hash})).into_response())
+    let detail = AuditDetail(format!("content_hash={hash}"));
+    Ok((
+        axum::Extension(detail),
+        Json(json!({"plugin": name, "content_hash": hash})),
+    )
+        .into_response())
 }
 
 /// `POST /v1/plugins/{name}/rollback` (operator): back to the previous version.
@@ -130,7 +144,12 @@ pub async fn rollback(
         .plugins
         .get(&name)
         .map(|slot| slot.adapter().content_hash().to_owned());
-    Ok(Json(json!({"plugin": name, "content_hash": hash})).into_response())
+    let detail = AuditDetail(format!("content_hash={}", hash.as_deref().unwrap_or("?")));
+    Ok((
+        axum::Extension(detail),
+        Json(json!({"plugin": name, "content_hash": hash})),
+    )
+        .into_response())
 }
 
 /// The registry's view of `plugin` for `GET /v1/plugins`: desired versions

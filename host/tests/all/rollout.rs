@@ -429,6 +429,31 @@ async fn with_trusted_keys_only_signed_components_are_deployed() {
         "{}",
         list.text
     );
+    // The audit log says who deployed what: the content hash, not only the route.
+    let admin = token("demo", &[Role::Admin], 60);
+    let audit = send(&app, get("/v1/audit", Some(&admin))).await;
+    let hash = answer.json["content_hash"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let entries = audit.json["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let deployed: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "POST /v1/plugins/{name}/versions")
+        .collect();
+    assert_eq!(deployed.len(), 4, "{}", audit.text);
+    assert!(
+        deployed.iter().any(|e| e["status"] == 201
+            && e["actor"] == "test"
+            && e["target"]
+                .as_str()
+                .is_some_and(|t| t.contains(&format!("version=0.0.2 content_hash={hash}")))),
+        "{}",
+        audit.text
+    );
 }
 
 /// The operator's commands against a running server (embedded mode):
