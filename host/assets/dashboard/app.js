@@ -406,8 +406,8 @@
   }
 
   function chartWidth(host) {
-    const w = host.clientWidth || host.parentElement.clientWidth || 600;
-    return Math.max(260, Math.floor(w) - 4);
+    const w = host.clientWidth || (host.parentElement && host.parentElement.clientWidth) || 600;
+    return Math.max(240, Math.floor(w));
   }
 
   function renderCharts(container, currency, rows, granularity) {
@@ -425,7 +425,7 @@
     const groups = [
       { id: "money", title: `Spend and conversion value (${currency})`, left: ["spend", "conversion_value"], right: [] },
       { id: "volume", title: "Impressions, clicks and conversions", left: ["impressions"], right: ["clicks", "conversions"] },
-      { id: "costs", title: `CPC, CPM and CPA (${currency})`, left: ["cpc", "cpa"], right: ["cpm"] },
+      { id: "costs", title: `CPM, CPA and CPC (${currency})`, left: ["cpm", "cpa"], right: ["cpc"] },
       { id: "rates", title: "CTR, CVR and ROAS", left: ["ctr", "cvr"], right: ["roas"] },
     ];
     for (const g of groups) {
@@ -442,23 +442,36 @@
       const leftUnit = metricInfo(g.left[0]).unit;
       const rightUnit = g.right.length ? metricInfo(g.right[0]).unit : null;
       const axisValues = (unit) => (u, ticks) => ticks.map((t) => (t === null ? "" : shortNumber(t, unit)));
+      const day = 86400;
       const opts = {
-        width: chartWidth(container),
+        width: chartWidth(host),
         height: 220,
+        // Buckets are UTC days: draw and label them so, whatever the browser's zone.
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
         cursor: { drag: { x: true, y: false } },
-        scales: { x: { time: true }, l: { auto: true }, r: { auto: true } },
+        scales: {
+          x: { time: true, range: (u, min, max) => (min === max ? [min - day, max + day] : [min, max]) },
+          l: { auto: true },
+          r: { auto: true },
+        },
         axes: [
-          { space: 60 },
+          {
+            space: 70,
+            incrs: [day, 2 * day, 7 * day, 14 * day, 28 * day, 91 * day, 182 * day, 364 * day],
+            values: (u, ticks) => ticks.map((t) => shortDate(t, granularity)),
+          },
           { scale: "l", values: axisValues(leftUnit), size: 64 },
           ...(rightUnit ? [{ scale: "r", side: 1, values: axisValues(rightUnit), grid: { show: false }, size: 64 }] : []),
         ],
         series: [
-          { label: granularity === "day" ? "Day" : granularity === "week" ? "Week from" : "Month" ,
-            value: (u, v) => (v === null ? "–" : new Date(v * 1000).toISOString().slice(0, 10)) },
+          {
+            label: granularity === "day" ? "Day" : granularity === "week" ? "Week from" : "Month",
+            value: (u, v) => (v === null || v === undefined ? "–" : new Date(v * 1000).toISOString().slice(0, 10)),
+          },
           ...names.map((name, i) => {
             const info = metricInfo(name);
             return {
-              label: info.title,
+              label: info.title + (g.right.includes(name) ? " (right)" : ""),
               scale: g.right.includes(name) ? "r" : "l",
               stroke: COLORS[i % COLORS.length],
               width: 2,
@@ -470,8 +483,13 @@
         ],
       };
       const plot = new uPlot(opts, [xs, ...names.map(col)], host);
-      state.charts.push({ plot, host: container });
+      state.charts.push({ plot, host });
     }
+  }
+
+  function shortDate(ts, granularity) {
+    const iso = new Date(ts * 1000).toISOString();
+    return granularity === "month" ? iso.slice(0, 7) : iso.slice(5, 10);
   }
 
   function shortNumber(v, unit) {
@@ -511,7 +529,8 @@
     const columns = [
       { key: "campaign", title: "Campaign", numeric: false },
       { key: "platform", title: "Platform", numeric: false },
-      ...metrics.map((m) => ({ key: m, title: metricInfo(m).title, numeric: true })),
+      // Short headers for the built-in metrics (CTR, CPC…), the catalog's title as a tooltip.
+      ...metrics.map((m) => ({ key: m, title: DEFAULT_TITLES[m] || metricInfo(m).title, full: metricInfo(m).title, numeric: true })),
     ];
     const table = el("table", { class: "campaigns", "data-testid": `campaign-table-${currency}`, "data-currency": currency });
     const headRow = el("tr");
@@ -526,7 +545,7 @@
           "aria-sort": sorted ? (state.sort.dir > 0 ? "ascending" : "descending") : "none",
           scope: "col",
           tabindex: "0",
-          title: `Sort by ${c.title}`,
+          title: `${c.full || c.title}: click to sort`,
         },
         c.title,
       );
