@@ -7,6 +7,7 @@
 //! - [`rollout`]: deploying plugin versions to the fleet, canaries, rollback.
 //! - [`admin`]: API keys, the audit log, `whoami`.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers.
+//! - [`dashboard`]: the built-in page and its static files.
 //!
 //! Each route is declared once, in [`API`]: its handler (whose
 //! `#[utoipa::path]` gives the method, the path and the OpenAPI operation),
@@ -27,6 +28,7 @@
 //! Every error is `{"error": {"code", "message"}}`.
 
 pub mod admin;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod openapi;
@@ -147,6 +149,8 @@ const API: &[Route] = &[
     route!(ops::readyz, Public, None, ServedBy::Every),
     route!(ops::metrics, role(Role::Operator), ADMIN, ServedBy::Every),
     route!(openapi::document, Public, None),
+    route!(dashboard::page, Public, None),
+    route!(dashboard::asset, Public, None),
     route!(admin::whoami, Authenticated, READ),
     route!(ingest::push_report, role(Role::Ingest), INGEST),
     route!(ingest::webhook_handshake, Webhook, INGEST),
@@ -648,10 +652,13 @@ async fn security_headers(State(tls): State<bool>, request: Request, next: Next)
     );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // JSON answers load nothing; the dashboard's page sets its own policy.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -531,11 +531,16 @@ pub struct DeadLetterList {
 
 #[derive(Serialize, ToSchema)]
 pub struct PipelineList {
-    /// name, tenant, adapter, platform, webhooks, webhook_secret_set, options,
-    /// unknown_options (options the adapter does not declare: ignored), and
+    /// name, tenant, adapter, adapter_version, adapter_state (`active`,
+    /// `quarantined`, `refused`), platform, webhooks, webhook_secret_set, options,
+    /// unknown_options (options the adapter does not declare: ignored),
+    /// rows_accepted_today (UTC, by the answering process), last_accepted_at_ms,
+    /// pull (accounts, every_s, lookback_days) and last_pull (the newest pull run), and
     /// breaker (the pipeline's circuit breaker: state `closed`/`open`,
     /// consecutive_failures, retry_after_s).
     pub pipelines: Vec<serde_json::Value>,
+    /// Records on the bus not yet applied to the store.
+    pub bus_lag_records: u64,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -88,12 +88,48 @@ pub async fn readyz(State(app): State<App>) -> Response {
 #[utoipa::path(get, path = "/v1/pipelines", tag = "admin", description = "The tenant's pipelines.",
     responses((status = 200, body = PipelineList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut last_pulls = HashMap::new();
+    for p in app
+        .pipelines
+        .values()
+        .filter(|p| p.config.tenant == caller.0.tenant && p.config.pull.is_some())
+    {
+        let runs = app
+            .metadata
+            .pull_runs(&caller.0.tenant, &p.config.name, 1)
+            .await
+            .map_err(|e| ApiError::internal("reading pull runs", e))?;
+        last_pulls.insert(p.config.name.clone(), runs.into_iter().next());
+    }
     let mut list: Vec<_> = app
         .pipelines
         .values()
         .filter(|p| p.config.tenant == caller.0.tenant)
         .map(|p| {
+            let adapter = p.adapter();
+            let (rows_today, last_accepted_at_ms) = p.stats.snapshot(now_ms);
+            let state = if p.plugin.refused().is_some() {
+                "refused"
+            } else if p.plugin.quarantined(&p.config.name).is_some() {
+                "quarantined"
+            } else {
+                "active"
+            };
+            let pull = p.config.pull.as_ref().map(|pull| {
+                json!({
+                    "accounts": pull.accounts,
+                    "every_s": pull.every.map(|d| d.as_secs()),
+                    "lookback_days": pull.lookback_days.unwrap_or(u32::from(adapter.info().default_lookback_days)),
+                })
+            });
             json!({
+                "adapter_version": adapter.info().version,
+                "adapter_state": state,
+                "rows_accepted_today": rows_today,
+                "last_accepted_at_ms": last_accepted_at_ms,
+                "pull": pull,
+                "last_pull": last_pulls.get(&p.config.name).cloned().flatten(),
                 "name": p.config.name,
                 "tenant": p.config.tenant,
                 "adapter": p.config.adapter,
@@ -107,7 +143,8 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
         })
         .collect();
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(Json(json!({ "pipelines": list })).into_response())
+    let lag = app.bus.lag(&app.store).await;
+    Ok(Json(json!({ "pipelines": list, "bus_lag_records": lag })).into_response())
 }
 
 /// `POST /v1/pipelines/{pipeline}/pull` (admin): pull every account now.

@@ -61,6 +61,42 @@ pub struct Pipeline {
     pub unknown_options: Vec<String>,
     /// Credentials of scheduled pulls, read from the environment.
     pub pull_secrets: PullSecrets,
+    /// What this process accepted for the pipeline (the dashboard's view).
+    pub stats: Arc<PipelineStats>,
+}
+
+/// Payloads a process accepted for one pipeline: when the last one was, and
+/// the rows accepted today (UTC), as `GET /v1/pipelines` shows them.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// (UTC day number, rows accepted that day, last accepted at ms).
+    state: std::sync::Mutex<(i64, u64, Option<i64>)>,
+}
+
+impl PipelineStats {
+    const DAY_MS: i64 = 86_400_000;
+
+    /// Count `rows` accepted at `now_ms`.
+    pub fn accepted(&self, rows: u64, now_ms: i64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let day = now_ms.div_euclid(Self::DAY_MS);
+        if state.0 != day {
+            *state = (day, 0, state.2);
+        }
+        state.1 += rows;
+        state.2 = Some(now_ms);
+    }
+
+    /// (rows accepted on the UTC day of `now_ms`, last accepted at ms).
+    pub fn snapshot(&self, now_ms: i64) -> (u64, Option<i64>) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let today = if state.0 == now_ms.div_euclid(Self::DAY_MS) {
+            state.1
+        } else {
+            0
+        };
+        (today, state.2)
+    }
 }
 
 /// Secrets a pull injects into requests.

@@ -386,6 +386,7 @@ fn bind_pipelines(
                 verify_token: Secret::from_env(p.verify_token_env.as_deref()),
                 options,
                 unknown_options,
+                stats: Arc::default(),
             },
         );
     }

@@ -327,6 +327,9 @@ pub async fn process(
     }
     app.telemetry
         .ingested(&config.name, &info.platform, accepted as u64);
+    pipeline
+        .stats
+        .accepted(accepted as u64, chrono::Utc::now().timestamp_millis());
     tracing::debug!(pipeline = %config.name, origin = origin.as_str(), accepted, "payload accepted");
     Ok(Accepted {
         rows: accepted,

@@ -9,6 +9,7 @@ mod api;
 mod at_rest;
 mod common;
 mod consumers;
+mod dashboard;
 mod distributed;
 mod engines;
 mod hardening;
