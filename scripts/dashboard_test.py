@@ -191,13 +191,14 @@ class Dashboard:
         )
 
 
-def compare_range(dash, base, token, first, last, label):
-    """The campaign tables and totals shown equal /v1/insights for first..last."""
+def compare_range(dash, base, token, first, last, label, filters=None):
+    """The campaign tables and totals shown equal /v1/insights for first..last (and filters)."""
+    filters = filters or {}
     dash.load_range(first, last)
     expected = insights_all(
-        base, token, **{"from": first, "to": last, "granularity": "total", "group_by": "campaign_id"}
+        base, token, **{"from": first, "to": last, "granularity": "total", "group_by": "campaign_id", **filters}
     )
-    expected_totals = insights_all(base, token, **{"from": first, "to": last, "granularity": "total"})
+    expected_totals = insights_all(base, token, **{"from": first, "to": last, "granularity": "total", **filters})
     shown = dash.campaign_tables()
     currencies = sorted({r["currency"] for r in expected})
     check(sorted(shown) == currencies, f"{label}: one campaign table per currency {currencies} (shown {sorted(shown)})")
@@ -299,6 +300,34 @@ def main():
         clicks = [r["clicks"] for r in dash.campaign_tables()[cur]]
         check(clicks == sorted(clicks, reverse=True), f"{cur}: a click on Clicks sorts by clicks descending ({clicks})")
         dash.tid("sort-spend").first.click()
+
+        # A filter: one campaign.
+        one = sorted(r["campaign_id"] for r in full)[0]
+        dash.tid("filter-campaign").fill(one)
+        shown_one, _ = compare_range(dash, base, admin, first, last, f"campaign {one}", {"campaign_id": one})
+        check(page.locator('[data-testid="campaign-row"]').count() == 1, f"the campaign filter keeps only {one}")
+        dash.tid("filter-campaign").fill("")
+
+        # A metric plugin's metric adds a column with the plugin's values.
+        options = dash.tid("extra-metrics").locator("option")
+        names = [options.nth(i).get_attribute("value") for i in range(options.count())]
+        catalog = api_json(base, "/v1/metrics", admin)["metrics"]
+        plugin_metrics = [m["name"] for m in catalog if m["kind"] in ("plugin", "extra")]
+        check(sorted(names) == sorted(plugin_metrics), f"the metric picker lists the plugin and extra metrics ({names})")
+        if "cost_per_lead" in names:
+            dash.tid("extra-metrics").select_option(["cost_per_lead"])
+            dash.load_range(first, last)
+            want = insights_all(base, admin, **{"from": first, "to": last, "granularity": "total",
+                                                "group_by": "campaign_id", "metrics": "spend,cost_per_lead"})
+            got = {(r["platform"], r["campaign_id"]): r.get("cost_per_lead", "missing")
+                   for rows in dash.campaign_tables().values() for r in rows}
+            for w in want:
+                g = got.get((w.get("platform") or "", w["campaign_id"]), "missing")
+                ok = g == w["cost_per_lead"] if w["cost_per_lead"] is None or g in (None, "missing") else abs(g - w["cost_per_lead"]) < 1e-9
+                check(ok, f"cost_per_lead of {w['campaign_id']}: shown {g} = API {w['cost_per_lead']}")
+            dash.tid("extra-metrics").select_option([])
+        else:
+            check(False, f"the metric plugin `leads` offers cost_per_lead (offered: {names})")
 
         # A reload keeps the session (sessionStorage) and shows the same data.
         page.reload()
