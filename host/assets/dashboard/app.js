@@ -622,14 +622,22 @@
     if (!pull) return "no scheduled pulls";
     const parts = [];
     if (pull.every) parts.push(`every ${pull.every}`);
+    if (pull.every_s) parts.push(`every ${duration(pull.every_s)}`);
     if (pull.accounts) parts.push(`accounts ${[].concat(pull.accounts).join(", ")}`);
     if (pull.lookback_days !== undefined && pull.lookback_days !== null) parts.push(`lookback ${pull.lookback_days} d`);
     if (pull.next_at_ms) parts.push(`next ${fmtTime(pull.next_at_ms)}`);
-    const known = new Set(["every", "accounts", "lookback_days", "next_at_ms"]);
+    const known = new Set(["every", "every_s", "accounts", "lookback_days", "next_at_ms"]);
     const rest = Object.fromEntries(Object.entries(pull).filter(([k]) => !known.has(k)));
     const more = describe(rest);
     if (more && more !== "–") parts.push(more);
     return parts.join(" · ") || "configured";
+  }
+
+  function duration(s) {
+    if (s % 86400 === 0) return `${s / 86400} d`;
+    if (s % 3600 === 0) return `${s / 3600} h`;
+    if (s % 60 === 0) return `${s / 60} min`;
+    return `${s} s`;
   }
 
   function describeLastPull(run) {
