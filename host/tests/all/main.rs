@@ -16,6 +16,7 @@ mod hardening;
 mod lifecycle;
 mod metrics;
 mod microsoft;
+mod parity;
 mod pinterest;
 mod platforms;
 mod readme;

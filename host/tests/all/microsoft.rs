@@ -34,6 +34,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::parity::*;
 
 const ACCOUNT: &str = "187654321";
 const CUSTOMER: &str = "251186883";
@@ -48,150 +49,6 @@ fn fixtures_dir() -> std::path::PathBuf {
 fn fixture(name: &str) -> Vec<u8> {
     let path = fixtures_dir().join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Every fixture, whatever its format (csv, tsv, zip, json, xml).
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .map(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (name, std::fs::read(&p).expect("read"))
-        })
-        .collect();
-    out.sort();
-    assert!(
-        out.len() >= 15,
-        "expected the Microsoft Advertising fixtures in {}",
-        fixtures_dir().display()
-    );
-    out
-}
-
-// ---- parity: native and sandbox ------------------------------------------------
-
-fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
-    match k {
-        sdk::ErrorKind::Malformed => wit::ErrorKind::Malformed,
-        sdk::ErrorKind::InvalidShape => wit::ErrorKind::InvalidShape,
-        sdk::ErrorKind::InvalidValue => wit::ErrorKind::InvalidValue,
-        sdk::ErrorKind::PlatformError => wit::ErrorKind::PlatformError,
-        sdk::ErrorKind::MissingContext => wit::ErrorKind::MissingContext,
-        sdk::ErrorKind::Unsupported => wit::ErrorKind::Unsupported,
-    }
-}
-
-fn native_request(r: &sdk::HttpRequest) -> Value {
-    let credential = match &r.credential {
-        sdk::CredentialSlot::None => "none".to_owned(),
-        sdk::CredentialSlot::Bearer => "bearer".to_owned(),
-        sdk::CredentialSlot::Header(h) => format!("header:{h}"),
-        sdk::CredentialSlot::Query(q) => format!("query:{q}"),
-    };
-    json!({"method": r.method, "url": r.url, "query": r.query_string(), "headers": r.headers,
-           "body": r.body, "credential": credential})
-}
-
-fn wasm_request(r: &wit::HttpRequest) -> Value {
-    let credential = match &r.credential {
-        wit::CredentialSlot::None => "none".to_owned(),
-        wit::CredentialSlot::Bearer => "bearer".to_owned(),
-        wit::CredentialSlot::Header(h) => format!("header:{h}"),
-        wit::CredentialSlot::Query(q) => format!("query:{q}"),
-    };
-    json!({"method": r.method, "url": r.url, "query": r.query, "headers": r.headers,
-           "body": r.body, "credential": credential})
-}
-
-/// A native batch with every string resolved (`""` reads as absent, as it
-/// does across the interface).
-fn native_view(b: &sdk::RowBatch) -> Value {
-    let s = |i: Option<u32>| i.map(|i| b.str(i)).filter(|s| !s.is_empty());
-    let rows: Vec<Value> = b
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut extras: Vec<(String, i64)> = b
-                .extras_of(i as u32)
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect();
-            extras.sort();
-            json!({
-                "kind": format!("{:?}", r.kind), "account": s(r.account_id), "campaign": s(r.campaign_id),
-                "campaign_name": s(r.campaign_name), "ad_group": s(r.ad_group_id), "ad_group_name": s(r.ad_group_name),
-                "ad": s(r.ad_id), "ad_name": s(r.ad_name), "breakdown": s(r.breakdown), "date": r.date.to_string(),
-                "hour": r.hour, "currency": s(r.currency), "impressions": r.impressions, "clicks": r.clicks,
-                "spend": r.spend_micros, "conversions": r.conversions_micros, "value": r.conversion_value_micros,
-                "observed_at": r.observed_at_ms, "dedup": s(r.dedup_key), "extras": extras,
-            })
-        })
-        .collect();
-    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(native_request)})
-}
-
-/// The sandbox's columnar batch, resolved like [`native_view`].
-fn wasm_view(b: &wit::RowBatch) -> Value {
-    let c = &b.rows;
-    let s = |i: u32| {
-        (i != 0)
-            .then(|| b.strings[i as usize].as_str())
-            .filter(|s| !s.is_empty())
-    };
-    let rows: Vec<Value> = (0..c.kind.len())
-        .map(|i| {
-            let date =
-                sdk::Date::from_days_since_epoch(i64::from(c.day[i])).expect("a calendar day");
-            let hour = match c.bucket[i] {
-                wit::BucketKind::Hourly => Some(c.hour[i]),
-                _ => None,
-            };
-            let mut extras: Vec<(String, i64)> = (0..b.extras.row.len())
-                .filter(|&j| b.extras.row[j] as usize == i)
-                .map(|j| {
-                    (
-                        b.strings[b.extras.name[j] as usize].clone(),
-                        b.extras.value_micros[j],
-                    )
-                })
-                .collect();
-            extras.sort();
-            json!({
-                "kind": match c.kind[i] { wit::RowKind::Snapshot => "Snapshot", wit::RowKind::Delta => "Delta" },
-                "account": s(c.account_id[i]), "campaign": s(c.campaign_id[i]),
-                "campaign_name": s(c.campaign_name[i]), "ad_group": s(c.ad_group_id[i]), "ad_group_name": s(c.ad_group_name[i]),
-                "ad": s(c.ad_id[i]), "ad_name": s(c.ad_name[i]), "breakdown": s(c.breakdown[i]), "date": date.to_string(),
-                "hour": hour, "currency": s(c.currency[i]), "impressions": c.impressions[i], "clicks": c.clicks[i],
-                "spend": c.spend_micros[i], "conversions": c.conversions_micros[i], "value": c.conversion_value_micros[i],
-                "observed_at": (c.observed_at_ms[i] != 0).then_some(c.observed_at_ms[i]), "dedup": s(c.dedup_key[i]),
-                "extras": extras,
-            })
-        })
-        .collect();
-    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(wasm_request)})
-}
-
-/// The URL of a pulled page as the host hands it to the plugin.
-fn fetched_url(r: &sdk::HttpRequest) -> String {
-    let query = r.query_string();
-    if query.is_empty() {
-        r.url.clone()
-    } else {
-        format!("{}?{query}", r.url)
-    }
-}
-
-fn wasm_date(d: sdk::Date) -> wit::Date {
-    wit::Date {
-        year: d.year,
-        month: d.month,
-        day: d.day,
-    }
 }
 
 #[test]
@@ -300,7 +157,7 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
     };
 
     let (mut parsed, mut next_pages, mut refused) = (0, 0, 0);
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in crate::parity::fixtures("microsoft", 15) {
         for ctx in [&pushed, &submitted, &polled, &no_account] {
             let wasm_ctx = wit::ParseContext {
                 options: ctx.options.clone(),

@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::parity::*;
 
 const ACCOUNT: &str = "549755885175";
 const TOKEN: &str = "pin-token";
@@ -44,149 +45,6 @@ fn fixtures_dir() -> std::path::PathBuf {
 fn fixture(name: &str) -> String {
     let path = fixtures_dir().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (name, std::fs::read(&p).expect("read"))
-        })
-        .collect();
-    out.sort();
-    assert!(
-        out.len() >= 10,
-        "expected the Pinterest fixtures in {}",
-        fixtures_dir().display()
-    );
-    out
-}
-
-// ---- parity: native and sandbox ------------------------------------------------
-
-fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
-    match k {
-        sdk::ErrorKind::Malformed => wit::ErrorKind::Malformed,
-        sdk::ErrorKind::InvalidShape => wit::ErrorKind::InvalidShape,
-        sdk::ErrorKind::InvalidValue => wit::ErrorKind::InvalidValue,
-        sdk::ErrorKind::PlatformError => wit::ErrorKind::PlatformError,
-        sdk::ErrorKind::MissingContext => wit::ErrorKind::MissingContext,
-        sdk::ErrorKind::Unsupported => wit::ErrorKind::Unsupported,
-    }
-}
-
-fn native_credential(c: &sdk::CredentialSlot) -> String {
-    match c {
-        sdk::CredentialSlot::None => "none".into(),
-        sdk::CredentialSlot::Bearer => "bearer".into(),
-        sdk::CredentialSlot::Header(h) => format!("header:{h}"),
-        sdk::CredentialSlot::Query(q) => format!("query:{q}"),
-    }
-}
-
-fn wasm_credential(c: &wit::CredentialSlot) -> String {
-    match c {
-        wit::CredentialSlot::None => "none".into(),
-        wit::CredentialSlot::Bearer => "bearer".into(),
-        wit::CredentialSlot::Header(h) => format!("header:{h}"),
-        wit::CredentialSlot::Query(q) => format!("query:{q}"),
-    }
-}
-
-fn native_request(r: &sdk::HttpRequest) -> Value {
-    json!({"method": r.method, "url": r.url, "query": r.query_string(), "headers": r.headers,
-           "body": r.body, "credential": native_credential(&r.credential)})
-}
-
-fn wasm_request(r: &wit::HttpRequest) -> Value {
-    json!({"method": r.method, "url": r.url, "query": r.query, "headers": r.headers,
-           "body": r.body, "credential": wasm_credential(&r.credential)})
-}
-
-/// A native batch with every string resolved (`""` reads as absent, as it
-/// does across the interface).
-fn native_view(b: &sdk::RowBatch) -> Value {
-    let s = |i: Option<u32>| i.map(|i| b.str(i)).filter(|s| !s.is_empty());
-    let rows: Vec<Value> = b
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut extras: Vec<(String, i64)> = b.extras_of(i as u32).map(|(n, v)| (n.to_owned(), v)).collect();
-            extras.sort();
-            json!({
-                "kind": format!("{:?}", r.kind), "account": s(r.account_id), "campaign": s(r.campaign_id),
-                "campaign_name": s(r.campaign_name), "ad_group": s(r.ad_group_id), "ad_group_name": s(r.ad_group_name),
-                "ad": s(r.ad_id), "ad_name": s(r.ad_name), "breakdown": s(r.breakdown), "date": r.date.to_string(),
-                "hour": r.hour, "currency": s(r.currency), "impressions": r.impressions, "clicks": r.clicks,
-                "spend": r.spend_micros, "conversions": r.conversions_micros, "value": r.conversion_value_micros,
-                "observed_at": r.observed_at_ms, "dedup": s(r.dedup_key), "extras": extras,
-            })
-        })
-        .collect();
-    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(native_request)})
-}
-
-/// The sandbox's columnar batch, resolved like [`native_view`].
-fn wasm_view(b: &wit::RowBatch) -> Value {
-    let c = &b.rows;
-    let s = |i: u32| {
-        (i != 0)
-            .then(|| b.strings[i as usize].as_str())
-            .filter(|s| !s.is_empty())
-    };
-    let rows: Vec<Value> = (0..c.kind.len())
-        .map(|i| {
-            let date = sdk::Date::from_days_since_epoch(i64::from(c.day[i])).expect("a calendar day");
-            let hour = match c.bucket[i] {
-                wit::BucketKind::Hourly => Some(c.hour[i]),
-                _ => None,
-            };
-            let mut extras: Vec<(String, i64)> = (0..b.extras.row.len())
-                .filter(|&j| b.extras.row[j] as usize == i)
-                .map(|j| (b.strings[b.extras.name[j] as usize].clone(), b.extras.value_micros[j]))
-                .collect();
-            extras.sort();
-            json!({
-                "kind": match c.kind[i] { wit::RowKind::Snapshot => "Snapshot", wit::RowKind::Delta => "Delta" },
-                "account": s(c.account_id[i]), "campaign": s(c.campaign_id[i]),
-                "campaign_name": s(c.campaign_name[i]), "ad_group": s(c.ad_group_id[i]), "ad_group_name": s(c.ad_group_name[i]),
-                "ad": s(c.ad_id[i]), "ad_name": s(c.ad_name[i]), "breakdown": s(c.breakdown[i]), "date": date.to_string(),
-                "hour": hour, "currency": s(c.currency[i]), "impressions": c.impressions[i], "clicks": c.clicks[i],
-                "spend": c.spend_micros[i], "conversions": c.conversions_micros[i], "value": c.conversion_value_micros[i],
-                "observed_at": (c.observed_at_ms[i] != 0).then_some(c.observed_at_ms[i]), "dedup": s(c.dedup_key[i]),
-                "extras": extras,
-            })
-        })
-        .collect();
-    json!({"rows": rows, "notices": b.notices, "next_page": b.next_page.as_ref().map(wasm_request)})
-}
-
-/// The URL of a pulled page as the host hands it to the plugin: the
-/// planned URL with its query, the fragment kept.
-fn fetched_url(r: &sdk::HttpRequest) -> String {
-    let (base, fragment) = r.url.split_once('#').unwrap_or((&r.url, ""));
-    let mut url = reqwest::Url::parse(base).expect("planned url");
-    url.set_query(Some(&r.query_string()));
-    if !fragment.is_empty() {
-        url.set_fragment(Some(fragment));
-    }
-    url.to_string()
-}
-
-fn wasm_date(d: sdk::Date) -> wit::Date {
-    wit::Date {
-        year: d.year,
-        month: d.month,
-        day: d.day,
-    }
 }
 
 #[test]
@@ -288,7 +146,7 @@ fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
 
     let mut parsed = 0;
     let mut next_pages = 0;
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in crate::parity::fixtures("pinterest", 10) {
         for ctx in [&base, &listing_ctx, &analytics_ctx, &no_currency] {
             let wasm_ctx = wit::ParseContext {
                 options: ctx.options.clone(),
