@@ -120,7 +120,7 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
                 json!({
                     "accounts": pull.accounts,
                     "every_s": pull.every.map(|d| d.as_secs()),
-                    "lookback_days": pull.lookback_days.unwrap_or(u32::from(adapter.info().default_lookback_days)),
+                    "lookback_days": pull.lookback_days.unwrap_or(adapter.info().default_lookback_days),
                 })
             });
             json!({
