@@ -13,7 +13,7 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 # The plugins pipelines.toml names (dist/plugins/<name>.wasm); test plugins stay out.
-ARG PLUGINS="meta google linkedin tiktok metrics-leads metrics-blended"
+ARG PLUGINS="meta google linkedin tiktok pinterest microsoft metrics-leads metrics-blended"
 WORKDIR /src
 COPY . .
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
