@@ -13,6 +13,9 @@ use super::{on_pool, Metadata, MetadataError, Pool};
 /// The `pipeline` of a fleet-wide row (every pipeline without a pin).
 const FLEET: &str = "";
 
+/// How long a host that stopped reporting stays in `plugin_hosts`.
+const FORGET_HOSTS_AFTER_MS: i64 = 24 * 3_600_000;
+
 /// A component as stored.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct StoredVersion {
@@ -245,6 +248,12 @@ impl Metadata {
                 .bind(plugin)
                 .execute(&mut *tx)
                 .await?;
+            // Hosts gone for a day (every restart is a new host id) are forgotten.
+            sqlx::query("DELETE FROM plugin_hosts WHERE plugin = $1 AND seen_at_ms < $2")
+                .bind(plugin)
+                .bind(chrono::Utc::now().timestamp_millis() - FORGET_HOSTS_AFTER_MS)
+                .execute(&mut *tx)
+                .await?;
             for r in reports {
                 sqlx::query(
                     "INSERT INTO plugin_hosts
@@ -412,6 +421,34 @@ mod tests {
             ),
             ("h2", Some("h1"))
         );
+        // A host that stopped reporting a day ago is forgotten when another reports.
+        let report = |host: &str, seen_at_ms: i64| HostReport {
+            host: host.into(),
+            plugin: "meta".into(),
+            pipeline: None,
+            content_hash: "h2".into(),
+            version: "2.0.0".into(),
+            last_error: None,
+            seen_at_ms,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let gone = report("gone", now - FORGET_HOSTS_AFTER_MS - 1);
+        metadata
+            .report_plugin_host("gone", "meta", &[gone])
+            .await
+            .expect("report");
+        metadata
+            .report_plugin_host("live", "meta", &[report("live", now)])
+            .await
+            .expect("report");
+        let hosts: Vec<String> = metadata
+            .plugin_hosts("meta", 0)
+            .await
+            .expect("hosts")
+            .into_iter()
+            .map(|h| h.host)
+            .collect();
+        assert_eq!(hosts, ["live"]);
         assert!(metadata
             .rollback_plugin("meta", "ops")
             .await

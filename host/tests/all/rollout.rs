@@ -296,6 +296,7 @@ async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
     assert_eq!(status, 200, "{answer}");
     let took = fleet.converged(V2.0, &[]).await;
     assert!(took < Duration::from_secs(5), "promotion took {took:?}");
+    eprintln!("promotion converged in {took:?}");
     for host in [&first, &second] {
         for pipeline in ["alpha", "beta"] {
             assert_eq!(fleet.parsed_by(host, pipeline).await, V2.1);
@@ -332,6 +333,7 @@ async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
     assert_eq!(status, 200, "{answer}");
     let took = fleet.converged(V1.0, &[]).await;
     assert!(took < Duration::from_secs(5), "rollback took {took:?}");
+    eprintln!("rollback converged in {took:?}");
     assert_eq!(fleet.parsed_by(&second, "beta").await, V1.1);
 
     // Deployed fleet-wide at once, while the reports stream.
@@ -341,6 +343,7 @@ async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
     assert_eq!(status, 201, "{answer}");
     let took = fleet.converged(V2.0, &[]).await;
     assert!(took < Duration::from_secs(5), "deployment took {took:?}");
+    eprintln!("deployment converged in {took:?}");
     for host in [&first, &second] {
         assert_eq!(fleet.parsed_by(host, "alpha").await, V2.1);
     }
@@ -358,6 +361,7 @@ async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
         streamed.load(Ordering::Relaxed)
     );
     assert!(streamed.load(Ordering::Relaxed) > 20);
+    eprintln!("{} reports streamed, none failed", streamed.load(Ordering::Relaxed));
     drop((a, b));
 }
 
