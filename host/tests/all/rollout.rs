@@ -361,7 +361,10 @@ async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
         streamed.load(Ordering::Relaxed)
     );
     assert!(streamed.load(Ordering::Relaxed) > 20);
-    eprintln!("{} reports streamed, none failed", streamed.load(Ordering::Relaxed));
+    eprintln!(
+        "{} reports streamed, none failed",
+        streamed.load(Ordering::Relaxed)
+    );
     drop((a, b));
 }
 
