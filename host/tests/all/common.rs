@@ -399,6 +399,19 @@ pub fn engines_available(engines: &[Engine]) -> bool {
     }
 }
 
+/// `POST /v1/pipelines/{name}/pull` as the tenant's admin (must answer 200);
+/// the first account's run.
+pub async fn pull_now(app: &App, name: &str) -> serde_json::Value {
+    let admin = token("demo", &[adpipe::auth::Role::Admin], 60);
+    let answer = send(
+        app,
+        post(&format!("/v1/pipelines/{name}/pull"), Some(&admin), ""),
+    )
+    .await;
+    assert_eq!(answer.status, axum::http::StatusCode::OK, "{}", answer.text);
+    answer.json["runs"][0].clone()
+}
+
 #[cfg(test)]
 mod engine_gate {
     use super::*;

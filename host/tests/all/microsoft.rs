@@ -445,17 +445,6 @@ fn pipeline_against(
     p
 }
 
-async fn pull_now(app: &App, name: &str) -> Value {
-    let admin = token("demo", &[Role::Admin], 60);
-    let answer = send(
-        app,
-        post(&format!("/v1/pipelines/{name}/pull"), Some(&admin), ""),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    answer.json["runs"][0].clone()
-}
-
 async fn totals(app: &App) -> Vec<Value> {
     let viewer = token("demo", &[Role::Viewer], 60);
     let uri = "/v1/insights?from=2026-11-01&to=2026-11-02&granularity=day&group_by=campaign_id&platform=microsoft&metrics=impressions,clicks,spend,conversions,conversion_value";

@@ -440,17 +440,6 @@ fn pull(base: &str, credential_env: &str) -> Option<PullConfig> {
     })
 }
 
-async fn pull_now(app: &App, name: &str) -> Value {
-    let admin = token("demo", &[Role::Admin], 60);
-    let answer = send(
-        app,
-        post(&format!("/v1/pipelines/{name}/pull"), Some(&admin), ""),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    answer.json["runs"][0].clone()
-}
-
 async fn insights(app: &App, query: &str) -> Vec<Value> {
     let viewer = token("demo", &[Role::Viewer], 60);
     let answer = send(app, get(&format!("/v1/insights?{query}"), Some(&viewer))).await;

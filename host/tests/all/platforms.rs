@@ -276,17 +276,6 @@ async fn start_app(dir: &tempfile::TempDir, base: &str) -> App {
         .expect("start")
 }
 
-async fn pull_now(app: &App, name: &str) -> Value {
-    let admin = token("demo", &[Role::Admin], 60);
-    let answer = send(
-        app,
-        post(&format!("/v1/pipelines/{name}/pull"), Some(&admin), ""),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    answer.json["runs"][0].clone()
-}
-
 async fn totals(app: &App, platform: &str) -> Vec<Value> {
     let viewer = token("demo", &[Role::Viewer], 60);
     let uri = format!(
