@@ -15,6 +15,7 @@ use super::openapi::{
 };
 use super::{tenant_pipeline, ApiError, Caller, Params, PathParam};
 use crate::app::App;
+use crate::plugin::registry::Unavailable;
 use crate::plugin::SignatureScheme;
 
 /// `GET /healthz`.
@@ -109,12 +110,10 @@ pub async fn pipelines(State(app): State<App>, caller: Caller) -> Result<Respons
         .map(|p| {
             let adapter = p.adapter();
             let (rows_today, last_accepted_at_ms) = p.stats.snapshot(now_ms);
-            let state = if p.plugin.refused().is_some() {
-                "refused"
-            } else if p.plugin.quarantined(&p.config.name).is_some() {
-                "quarantined"
-            } else {
-                "active"
+            let state = match p.plugin.unavailable(&p.config.name) {
+                Some(Unavailable::Refused { .. }) => "refused",
+                Some(Unavailable::Quarantined { .. }) => "quarantined",
+                None => "active",
             };
             let pull = p.config.pull.as_ref().map(|pull| {
                 json!({

@@ -5,25 +5,11 @@
 use std::time::Duration;
 
 use adpipe::plugin::bindings::adapter::adpipe::plugin::types as wit;
-use adpipe::plugin::{Adapter, CallError, Limits, Runtime};
+use adpipe::plugin::{CallError, Limits, Runtime};
 use adpipe_plugin_sdk as sdk;
 
 use crate::common::plugin_path;
-
-fn component(name: &str) -> Adapter {
-    Runtime::new()
-        .expect("engine")
-        .load_adapter(
-            name,
-            &plugin_path(name),
-            Limits {
-                time_limit: Duration::from_secs(5),
-                memory_bytes: 256 << 20,
-                fuel: None,
-            },
-        )
-        .expect("load meta")
-}
+use crate::parity::component;
 
 fn fixtures(plugin: &str) -> Vec<(String, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

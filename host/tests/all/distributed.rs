@@ -1288,6 +1288,26 @@ fn serve_config(
     partitions: u32,
     extra: &str,
 ) -> std::path::PathBuf {
+    let meta = format!(
+        "[[plugins]]\nname = \"meta\"\npath = \"{}\"\n[[pipelines]]\nname = \"meta\"\ntenant = \"demo\"\nadapter = \"meta\"\n",
+        plugin_path("meta").display()
+    );
+    serve_config_with(dir, name, tag, postgres, partitions, extra, &meta)
+}
+
+/// The configuration file `<name>.toml` of one `adpipe serve` process in
+/// distributed mode (the tag's topic, group and ClickHouse database, the
+/// shared PostgreSQL and Redis), then `extra` sections, then `plugins`
+/// (its `[[plugins]]` and `[[pipelines]]`).
+pub(crate) fn serve_config_with(
+    dir: &tempfile::TempDir,
+    name: &str,
+    tag: &str,
+    postgres: &str,
+    partitions: u32,
+    extra: &str,
+    plugins: &str,
+) -> std::path::PathBuf {
     let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &path,
@@ -1311,19 +1331,11 @@ url = "{postgres}"
 [cache]
 url = "{redis}"
 {extra}
-[[plugins]]
-name = "meta"
-path = "{meta}"
-[[pipelines]]
-name = "meta"
-tenant = "demo"
-adapter = "meta"
-"#,
+{plugins}"#,
             data = dir.path().join(name).display(),
             brokers = brokers(),
             clickhouse = clickhouse_url(),
             redis = Engine::Redis.url(),
-            meta = plugin_path("meta").display(),
         ),
     )
     .expect("write config");

@@ -16,13 +16,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use adpipe::app::App;
 use adpipe::auth::Role;
 use adpipe::config::{OptionValue, PullConfig};
 use adpipe::plugin::bindings::adapter::adpipe::plugin::types as wit;
-use adpipe::plugin::{CallError, Limits, Runtime};
+use adpipe::plugin::CallError;
 use adpipe_plugin_microsoft::Microsoft;
 use adpipe_plugin_sdk as sdk;
 use adpipe_plugin_sdk::Adapter as _;
@@ -53,47 +52,9 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
-    let component = Runtime::new()
-        .expect("engine")
-        .load_adapter(
-            "microsoft",
-            &plugin_path("microsoft"),
-            Limits {
-                time_limit: Duration::from_secs(5),
-                memory_bytes: 256 << 20,
-                fuel: None,
-            },
-        )
-        .expect("load microsoft");
+    let component = component("microsoft");
+    describes_alike::<Microsoft>(&component, "microsoft", &["v13"]);
     let info = component.info();
-    let native_info = Microsoft::describe();
-    assert_eq!(
-        (
-            info.name.as_str(),
-            info.platform.as_str(),
-            info.version.as_str()
-        ),
-        ("microsoft", "microsoft", native_info.version.as_str())
-    );
-    assert_eq!(info.allowed_hosts, native_info.allowed_hosts);
-    assert_eq!(
-        info.options
-            .iter()
-            .map(|o| (o.name.clone(), o.default.clone()))
-            .collect::<Vec<_>>(),
-        native_info
-            .options
-            .iter()
-            .map(|o| (o.name.clone(), o.default.clone()))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(
-        info.api_versions
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect::<Vec<_>>(),
-        vec!["v13"]
-    );
     assert_eq!(
         info.extra_metrics,
         vec!["all_conversions", "view_through_conversions"]

@@ -3,9 +3,68 @@
 //! whether it came from the native crate or through wasmtime, so the two can
 //! be compared as JSON.
 
+use std::time::Duration;
+
 use adpipe::plugin::bindings::adapter::adpipe::plugin::types as wit;
+use adpipe::plugin::{Adapter, Limits, Runtime};
 use adpipe_plugin_sdk as sdk;
 use serde_json::{json, Value};
+
+use crate::common::plugin_path;
+
+/// The built component `name` (`dist/plugins/<name>.wasm`) in wasmtime.
+pub(crate) fn component(name: &str) -> Adapter {
+    Runtime::new()
+        .expect("engine")
+        .load_adapter(
+            name,
+            &plugin_path(name),
+            Limits {
+                time_limit: Duration::from_secs(5),
+                memory_bytes: 256 << 20,
+                fuel: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+/// The component describes itself as the native crate does: name, platform,
+/// version, allowed hosts, options with their defaults; its API versions.
+pub(crate) fn describes_alike<A: sdk::Adapter>(
+    component: &Adapter,
+    name: &str,
+    api_versions: &[&str],
+) {
+    let (info, native) = (component.info(), A::describe());
+    assert_eq!(
+        (
+            info.name.as_str(),
+            info.platform.as_str(),
+            info.version.as_str()
+        ),
+        (name, name, native.version.as_str())
+    );
+    assert_eq!(info.allowed_hosts, native.allowed_hosts);
+    let options = |o: &[(String, Option<String>)]| o.to_vec();
+    assert_eq!(
+        options(
+            &info
+                .options
+                .iter()
+                .map(|o| (o.name.clone(), o.default.clone()))
+                .collect::<Vec<_>>()
+        ),
+        options(
+            &native
+                .options
+                .iter()
+                .map(|o| (o.name.clone(), o.default.clone()))
+                .collect::<Vec<_>>()
+        )
+    );
+    let versions: Vec<&str> = info.api_versions.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(versions, api_versions);
+}
 
 /// Every file of `plugin`'s `tests/fixtures` (whatever its format), sorted
 /// by name; at least `at_least` of them.

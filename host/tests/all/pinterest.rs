@@ -14,13 +14,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use adpipe::app::App;
 use adpipe::auth::Role;
 use adpipe::config::PullConfig;
 use adpipe::plugin::bindings::adapter::adpipe::plugin::types as wit;
-use adpipe::plugin::{CallError, Limits, Runtime};
+use adpipe::plugin::CallError;
 use adpipe_plugin_pinterest::Pinterest;
 use adpipe_plugin_sdk as sdk;
 use adpipe_plugin_sdk::Adapter as _;
@@ -49,47 +48,8 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn every_fixture_parses_identically_in_the_sandbox_and_natively() {
-    let component = Runtime::new()
-        .expect("engine")
-        .load_adapter(
-            "pinterest",
-            &plugin_path("pinterest"),
-            Limits {
-                time_limit: Duration::from_secs(5),
-                memory_bytes: 256 << 20,
-                fuel: None,
-            },
-        )
-        .expect("load pinterest");
-    let info = component.info();
-    let native_info = Pinterest::describe();
-    assert_eq!(
-        (
-            info.name.as_str(),
-            info.platform.as_str(),
-            info.version.as_str()
-        ),
-        ("pinterest", "pinterest", native_info.version.as_str())
-    );
-    assert_eq!(info.allowed_hosts, native_info.allowed_hosts);
-    assert_eq!(
-        info.options
-            .iter()
-            .map(|o| (o.name.clone(), o.default.clone()))
-            .collect::<Vec<_>>(),
-        native_info
-            .options
-            .iter()
-            .map(|o| (o.name.clone(), o.default.clone()))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(
-        info.api_versions
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect::<Vec<_>>(),
-        vec!["v5"]
-    );
+    let component = component("pinterest");
+    describes_alike::<Pinterest>(&component, "pinterest", &["v5"]);
 
     // The first request of a pull, planned alike.
     let (since, until) = (

@@ -28,55 +28,20 @@ fn host_config(
     tag: &str,
     postgres: &str,
 ) -> std::path::PathBuf {
-    let path = dir.path().join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-watch_plugins = false
-[bus]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "adpipe.{tag}"
-group = "adpipe-{tag}"
-partitions = 2
-[store]
-kind = "clickhouse"
-url = "{clickhouse}"
-database = "{tag}"
-[metadata]
-url = "{postgres}"
-[cache]
-url = "{redis}"
-[plugin_registry]
+    let extra = r#"[plugin_registry]
 reconcile_seconds = 30
 [api.rate_limits]
-ingest = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
-admin = {{ caller = {{ per_second = 1000, burst = 1000 }}, tenant = {{ per_second = 1000, burst = 1000 }} }}
-read = {{ caller = {{ per_second = 10000, burst = 10000 }}, tenant = {{ per_second = 10000, burst = 10000 }} }}
-[[plugins]]
-name = "misbehaving"
-path = "{plugin}"
-[[pipelines]]
-name = "alpha"
-tenant = "demo"
-adapter = "misbehaving"
-[[pipelines]]
-name = "beta"
-tenant = "demo"
-adapter = "misbehaving"
-"#,
-            data = dir.path().join(name).display(),
-            brokers = Engine::Kafka.url(),
-            clickhouse = Engine::ClickHouse.url(),
-            redis = Engine::Redis.url(),
-            plugin = plugin_path("misbehaving").display(),
-        ),
-    )
-    .expect("write config");
-    path
+ingest = { caller = { per_second = 10000, burst = 10000 }, tenant = { per_second = 10000, burst = 10000 } }
+admin = { caller = { per_second = 1000, burst = 1000 }, tenant = { per_second = 1000, burst = 1000 } }
+read = { caller = { per_second = 10000, burst = 10000 }, tenant = { per_second = 10000, burst = 10000 } }
+"#;
+    let plugins = format!(
+        "[[plugins]]\nname = \"misbehaving\"\npath = \"{}\"\n\
+         [[pipelines]]\nname = \"alpha\"\ntenant = \"demo\"\nadapter = \"misbehaving\"\n\
+         [[pipelines]]\nname = \"beta\"\ntenant = \"demo\"\nadapter = \"misbehaving\"\n",
+        plugin_path("misbehaving").display()
+    );
+    crate::distributed::serve_config_with(dir, name, tag, postgres, 2, extra, &plugins)
 }
 
 struct Fleet {
