@@ -4,6 +4,10 @@
 //! Request counts and latency by route and status, ingested rows by pipeline
 //! and platform, dead letters, plugin calls/failures/latency/reloads, bus lag,
 //! the insights cache, rate limiting and rows deleted by retention.
+//!
+//! Traces (OpenTelemetry, exported over OTLP when configured) are in [`trace`].
+
+pub mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

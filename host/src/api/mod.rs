@@ -63,6 +63,7 @@ use crate::app::App;
 use crate::auth::{AuthError, Claims, Role};
 use crate::config::ServeRun;
 use crate::ratelimit::{LimitState, RouteClass, Verdict};
+use crate::telemetry::trace;
 use error::rate_headers;
 pub use error::ApiError;
 pub use params::{Params, QueryParam};
@@ -365,7 +366,25 @@ pub fn router(app: App) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                    // The server span of the request's trace (see
+                    // crate::telemetry::trace): named by its route once routed
+                    // ([`guard`]), a child of the caller's `traceparent`.
+                    let span = tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                        otel.kind = "server",
+                        otel.status_code = tracing::field::Empty,
+                        http.route = tracing::field::Empty,
+                        http.response.status_code = tracing::field::Empty,
+                    );
+                    let caller = request
+                        .headers()
+                        .get(trace::TRACEPARENT)
+                        .and_then(|v| v.to_str().ok());
+                    trace::continue_caller(&span, caller);
+                    span
                 })
                 .on_request(())
                 .on_response(
@@ -516,10 +535,17 @@ pub async fn guard(
     let route_path = matched.as_ref().map(|m| m.as_str()).unwrap_or("unmatched");
     let spec = spec(&method, route_path);
     let route_label = route_path.to_owned();
+    let span = tracing::Span::current();
+    trace::rename(&span, format!("{method} {route_path}"));
+    span.record("http.route", route_path);
     let response = match spec {
         None => next.run(request).await,
         Some(spec) => guarded(&app, spec, request, next).await,
     };
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     app.telemetry.observe_request(
         &route_label,
         method.as_str(),

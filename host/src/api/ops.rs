@@ -529,13 +529,17 @@ pub async fn retry_dead_letter(
                 format!("no dead letter `{id}`"),
             ));
         }
-        app.bus.publish(&envelope).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("the bus cannot take rows right now ({e}); retry later"),
-            )
-        })?;
+        let trace = crate::telemetry::trace::TraceParent::of(&tracing::Span::current());
+        app.bus
+            .publish(&envelope, trace.as_ref())
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the bus cannot take rows right now ({e}); retry later"),
+                )
+            })?;
         app.metadata
             .mark_retried(&caller.0.tenant, &id)
             .await

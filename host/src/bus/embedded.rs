@@ -8,6 +8,10 @@
 //! strictly increasing; the consumer's position lives in the store, written in
 //! the same transaction as the rows it applied, and records the store has
 //! applied are trimmed from the log.
+//!
+//! Each record keeps the context of the span that published it (a W3C
+//! `traceparent`, column `traceparent`, NULL when traces are not exported),
+//! so the consumer's span joins the payload's trace.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
 use crate::group_commit::{GroupCommit, GroupCommitError};
 use crate::row::RowEnvelope;
 use crate::store::Store;
+use crate::telemetry::trace::TraceParent;
 use crate::telemetry::BusConsumerMetrics;
 
 /// Largest number of appends committed together.
@@ -31,7 +36,7 @@ const GROUP_COMMIT_MAX: usize = 512;
 #[derive(Clone)]
 pub struct EmbeddedBus {
     pool: SqlitePool,
-    writer: GroupCommit<Vec<u8>, u64>,
+    writer: GroupCommit<Appended, u64>,
     head: watch::Receiver<u64>,
     path: std::path::PathBuf,
 }
@@ -44,11 +49,23 @@ impl EmbeddedBus {
             "CREATE TABLE IF NOT EXISTS log (
                 offset INTEGER PRIMARY KEY AUTOINCREMENT,
                 appended_at_ms INTEGER NOT NULL,
-                payload BLOB NOT NULL
+                payload BLOB NOT NULL,
+                traceparent TEXT
             )",
         )
         .execute(&pool)
         .await?;
+        // Logs written before records kept their trace context.
+        let traced: i64 =
+            sqlx::query("SELECT COUNT(*) FROM pragma_table_info('log') WHERE name = 'traceparent'")
+                .fetch_one(&pool)
+                .await?
+                .get(0);
+        if traced == 0 {
+            sqlx::query("ALTER TABLE log ADD COLUMN traceparent TEXT")
+                .execute(&pool)
+                .await?;
+        }
         // AUTOINCREMENT keeps offsets increasing even after the log is trimmed empty.
         let head: i64 =
             sqlx::query("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0)")
@@ -59,10 +76,10 @@ impl EmbeddedBus {
         let head_tx = Arc::new(head_tx);
         let writer = {
             let pool = pool.clone();
-            GroupCommit::start(GROUP_COMMIT_MAX, move |payloads: Vec<Vec<u8>>| {
+            GroupCommit::start(GROUP_COMMIT_MAX, move |records: Vec<Appended>| {
                 let (pool, head) = (pool.clone(), head_tx.clone());
                 async move {
-                    let offsets = commit(&pool, &payloads).await?;
+                    let offsets = commit(&pool, &records).await?;
                     if let Some(&last) = offsets.last() {
                         head.send_replace(last);
                     }
@@ -78,10 +95,19 @@ impl EmbeddedBus {
         })
     }
 
-    /// Append one record; returns its offset once it is durable on disk.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
+    /// Append one record (published in the span `trace` names); returns
+    /// its offset once it is durable on disk.
+    pub async fn append(
+        &self,
+        payload: Vec<u8>,
+        trace: Option<&TraceParent>,
+    ) -> Result<u64, BusError> {
+        let record = Appended {
+            payload,
+            trace: trace.map(|t| t.as_str().to_owned()),
+        };
         self.writer
-            .submit(payload)
+            .submit(record)
             .await
             .map_err(|error| match error {
                 GroupCommitError::Commit(error) => BusError::Commit(error),
@@ -107,12 +133,13 @@ impl EmbeddedBus {
         &self,
         offset: u64,
         limit: u32,
-    ) -> Result<Vec<(u64, Vec<u8>)>, BusError> {
+    ) -> Result<Vec<(u64, Vec<u8>, Option<TraceParent>)>, BusError> {
         let rows = sqlx::query(
-            "SELECT offset, payload FROM (
-                SELECT offset, payload,
+            "SELECT offset, payload, traceparent FROM (
+                SELECT offset, payload, traceparent,
                        SUM(LENGTH(payload)) OVER (ORDER BY offset) - LENGTH(payload) AS before
-                FROM (SELECT offset, payload FROM log WHERE offset > ? ORDER BY offset LIMIT ?))
+                FROM (SELECT offset, payload, traceparent FROM log
+                      WHERE offset > ? ORDER BY offset LIMIT ?))
              WHERE before < ? ORDER BY offset",
         )
         .bind(offset as i64)
@@ -122,7 +149,10 @@ impl EmbeddedBus {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1)))
+            .map(|r| {
+                let trace = r.get::<Option<String>, _>(2).map(TraceParent::from_record);
+                (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1), trace)
+            })
             .collect())
     }
 
@@ -138,8 +168,12 @@ impl EmbeddedBus {
 
 #[async_trait::async_trait]
 impl BusBackend for EmbeddedBus {
-    async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
-        self.append(super::record::encode_envelope(envelope))
+    async fn publish(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), BusError> {
+        self.append(super::record::encode_envelope(envelope), trace)
             .await
             .map(|_| ())
     }
@@ -224,8 +258,9 @@ impl BusReader for LogReader {
             self.read = records.len() as u64;
             return records
                 .into_iter()
-                .map(|(offset, payload)| Record {
+                .map(|(offset, payload, trace)| Record {
                     position: Some(offset),
+                    trace,
                     envelope: super::record::decode(&payload).unwrap_or_else(|error| {
                         // Only adpipe writes the log; keep going, but say so loudly.
                         tracing::error!(offset, "undecodable bus record skipped: {error}");
@@ -248,15 +283,25 @@ impl BusReader for LogReader {
     }
 }
 
+/// A record waiting for the group commit.
+struct Appended {
+    payload: Vec<u8>,
+    /// The publishing span's `traceparent`.
+    trace: Option<String>,
+}
+
 /// One multi-row `INSERT` for the whole group: a single statement is its own
 /// transaction, and it crosses to SQLite's connection thread once (a
 /// statement per record, inside `BEGIN`/`COMMIT`, cost a thread round trip
 /// each and made that hand-off the webhook path's largest cost).
-async fn commit(pool: &SqlitePool, batch: &[Vec<u8>]) -> Result<Vec<u64>, sqlx::Error> {
+async fn commit(pool: &SqlitePool, batch: &[Appended]) -> Result<Vec<u64>, sqlx::Error> {
     let now = chrono::Utc::now().timestamp_millis();
-    let mut insert = sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload) ");
-    insert.push_values(batch, |mut row, payload| {
-        row.push_bind(now).push_bind(payload);
+    let mut insert =
+        sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload, traceparent) ");
+    insert.push_values(batch, |mut row, record| {
+        row.push_bind(now)
+            .push_bind(&record.payload)
+            .push_bind(&record.trace);
     });
     insert.push(" RETURNING offset");
     let mut offsets: Vec<u64> = insert
@@ -290,7 +335,7 @@ mod tests {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..50u8 {
             let bus = bus.clone();
-            tasks.spawn(async move { bus.append(vec![i]).await.expect("append") });
+            tasks.spawn(async move { bus.append(vec![i], None).await.expect("append") });
         }
         let mut offsets = tasks.join_all().await;
         offsets.sort_unstable();
@@ -309,6 +354,37 @@ mod tests {
             (41..=50).collect::<Vec<_>>()
         );
         bus.trim_through(50).await.expect("trim all");
-        assert_eq!(bus.append(vec![1]).await.expect("append"), 51);
+        let parent =
+            TraceParent::from_record("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        bus.append(vec![2], Some(&parent))
+            .await
+            .expect("append traced");
+        let traced = bus.read_after(50, 10).await.expect("read traced");
+        assert_eq!(
+            traced,
+            vec![(51, vec![2], Some(parent))],
+            "the trace context is kept with the record"
+        );
+        assert_eq!(bus.append(vec![1], None).await.expect("append"), 52);
+    }
+
+    #[tokio::test]
+    async fn a_log_written_before_trace_contexts_opens_and_drains() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bus.db");
+        let pool = crate::sqlite::open_file(&path).await.expect("pool");
+        for statement in [
+            "CREATE TABLE log (offset INTEGER PRIMARY KEY AUTOINCREMENT, appended_at_ms INTEGER NOT NULL, payload BLOB NOT NULL)",
+            "INSERT INTO log (appended_at_ms, payload) VALUES (1, x'07')",
+        ] {
+            sqlx::query(statement).execute(&pool).await.expect("old log");
+        }
+        pool.close().await;
+        let bus = EmbeddedBus::open(&path).await.expect("open an old log");
+        assert_eq!(
+            bus.read_after(0, 10).await.expect("read"),
+            vec![(1, vec![7], None)]
+        );
+        assert_eq!(bus.append(vec![8], None).await.expect("append"), 2);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - **Publish**: an accepted payload's rows are split by campaign and
 //!   published to `bus.topic` keyed `tenant/campaign`, so one campaign's rows
-//!   stay ordered on one partition. The producer is idempotent with
+//!   stay ordered on one partition. Each message carries the publishing
+//!   span's W3C `traceparent` header when traces are exported. The producer is idempotent with
 //!   `acks=all`; [`KafkaBus::publish`] returns only when the broker has
 //!   acknowledged every message, which is what lets the API answer `202`. A
 //!   broker that does not answer within `bus.timeout_ms` fails the publish:
@@ -28,7 +29,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -38,6 +39,7 @@ use crate::config::BusConfig;
 use crate::row::RowEnvelope;
 use crate::seal::{Context, SealError, Sealer};
 use crate::store::Store;
+use crate::telemetry::trace::{TraceParent, TRACEPARENT};
 use crate::telemetry::BusConsumerMetrics;
 
 /// The Kafka bus failed.
@@ -309,16 +311,24 @@ impl KafkaBus {
 
     /// Publish an envelope's rows, one message per campaign, and wait for
     /// the broker's acknowledgement of all of them.
-    async fn publish_rows(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+    async fn publish_rows(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), KafkaError> {
         self.renew_if_suspect().await?;
-        let result = self.publish_once(envelope).await;
+        let result = self.publish_once(envelope, trace).await;
         if let Err(e) = &result {
             self.recover(e).await;
         }
         result
     }
 
-    async fn publish_once(&self, envelope: &RowEnvelope) -> Result<(), KafkaError> {
+    async fn publish_once(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), KafkaError> {
         let producer = self.current_producer();
         let mut by_campaign: std::collections::BTreeMap<&str, Vec<&crate::row::Row>> =
             Default::default();
@@ -333,7 +343,13 @@ impl KafkaBus {
         for (campaign, rows) in by_campaign {
             let payload = super::record::encode(&envelope.tenant, &envelope.pipeline, rows);
             let key = format!("{}/{campaign}", envelope.tenant);
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            if let Some(trace) = trace {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: TRACEPARENT,
+                    value: Some(trace.as_str()),
+                }));
+            }
             let delivery = producer
                 .send_result(record)
                 .map_err(|(e, _)| KafkaError::Client(e))?;
@@ -680,6 +696,16 @@ impl Continuity {
 
 /// Where each partition of `topic` resumes after an assignment: the group's
 /// committed offset, or the first retained record where none is committed.
+/// The publishing span's context, from the message's `traceparent` header.
+fn trace_of(message: &OwnedMessage) -> Option<TraceParent> {
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == TRACEPARENT)
+        .and_then(|header| std::str::from_utf8(header.value?).ok())
+        .map(TraceParent::from_record)
+}
+
 fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
     committed
         .iter()
@@ -700,8 +726,12 @@ fn resume_positions(bus: &KafkaBus, committed: &[i64]) -> Vec<(i32, i64)> {
 
 #[async_trait::async_trait]
 impl BusBackend for KafkaBus {
-    async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
-        Ok(self.publish_rows(envelope).await?)
+    async fn publish(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), BusError> {
+        Ok(self.publish_rows(envelope, trace).await?)
     }
 
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError> {
@@ -877,6 +907,7 @@ impl BusReader for GroupReader {
                 Ok(Some(envelope)) => records.push(Record {
                     position: None,
                     envelope,
+                    trace: trace_of(m),
                 }),
                 Ok(None) => {}
                 Err(e) => tracing::error!(partition, offset, "undecodable record skipped: {e}"),

@@ -24,6 +24,7 @@ use crate::insights::cache::DataVersions;
 use crate::row::RowEnvelope;
 use crate::seal::Sealer;
 use crate::store::Store;
+use crate::telemetry::trace::TraceParent;
 use crate::telemetry::BusConsumerMetrics;
 
 pub use embedded::EmbeddedBus;
@@ -48,6 +49,8 @@ pub struct Record {
     /// (the embedded log); `None` when the bus keeps it (Kafka).
     pub position: Option<u64>,
     pub envelope: RowEnvelope,
+    /// The context of the span that published it, when traces are exported.
+    pub trace: Option<TraceParent>,
 }
 
 /// A payload that could not be processed, as the bus keeps it beside the
@@ -75,8 +78,13 @@ pub struct CatchUp<'a> {
 #[async_trait::async_trait]
 pub trait BusBackend: Send + Sync {
     /// Make an accepted payload's rows durable; `Ok` only once they are
-    /// (fsync'd to the log, or acknowledged by the brokers).
-    async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError>;
+    /// (fsync'd to the log, or acknowledged by the brokers). `trace`, the
+    /// publishing span's context, is kept with each record.
+    async fn publish(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), BusError>;
     /// Keep a dead letter on the bus too, where the bus has a place for it.
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError>;
     /// The bus answers.
@@ -131,9 +139,14 @@ impl Bus {
         Ok(Bus(backend))
     }
 
-    /// Make an accepted payload's rows durable.
-    pub async fn publish(&self, envelope: &RowEnvelope) -> Result<(), BusError> {
-        self.0.publish(envelope).await
+    /// Make an accepted payload's rows durable, with the context of the
+    /// span publishing them (`None` when traces are not exported).
+    pub async fn publish(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), BusError> {
+        self.0.publish(envelope, trace).await
     }
 
     /// Keep a dead letter on the bus too, where the bus has a place for it.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use adpipe::config::Config;
+use adpipe::telemetry::trace::Tracing;
 
 use super::{load_config, Overrides};
 
@@ -26,7 +27,6 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_tracing(args.log_json);
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -36,21 +36,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))?;
+    // Logs to stderr (`ADPIPE_LOG`), and spans to an OTLP receiver when one is configured.
+    let tracing =
+        Tracing::init(&config.telemetry, args.log_json, runtime.handle()).context("telemetry")?;
+    let served = runtime.block_on(serve(config));
+    runtime.block_on(tracing.shutdown());
+    served?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Logs to stderr, filtered by `ADPIPE_LOG` (default: info, quieter deps).
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ADPIPE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

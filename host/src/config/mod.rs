@@ -7,6 +7,7 @@
 //! `server.rs` (`[server]`, including `run`), `auth.rs`, `bus.rs`,
 //! `store.rs`, `metadata.rs`, `cache.rs`, `api.rs`, `sandbox.rs`,
 //! `retention.rs` (`[retention]`), `encryption.rs` (`[encryption]`),
+//! `telemetry.rs` (`[telemetry]`: trace export),
 //! `plugins.rs` (`[[plugins]]`) and `pipelines.rs` (`[[pipelines]]`);
 //! `env.rs` reads the environment overrides, `values.rs` the typed values
 //! sections share, `check.rs` holds the checks they share. [`Config::validate`]
@@ -39,6 +40,7 @@ mod retention;
 mod sandbox;
 mod server;
 mod store;
+mod telemetry;
 mod values;
 
 use std::fmt;
@@ -67,6 +69,7 @@ pub use retention::RetentionConfig;
 pub use sandbox::SandboxConfig;
 pub use server::{ServeRun, ServerConfig, TlsConfig};
 pub use store::{StoreConfig, StoreKind};
+pub use telemetry::TelemetryConfig;
 pub use values::{parse_seconds, span_text};
 
 use check::Issues;
@@ -98,6 +101,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     #[serde(default)]
     pub plugin_registry: PluginRegistryConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
@@ -229,6 +234,7 @@ impl Config {
         self.api.validate(&mut issues);
         self.retention.validate(&mut issues);
         self.plugin_registry.validate(&mut issues);
+        self.telemetry.validate(&mut issues);
         self.encryption.validate(&mut issues);
         self.bus.validate(self.store.kind, &mut issues);
         self.store.validate(&mut issues);

@@ -22,6 +22,7 @@ use crate::insights::cache::DataVersions;
 use crate::metadata::{Metadata, NewDeadLetter};
 use crate::row::RowEnvelope;
 use crate::store::{Store, StoreError};
+use crate::telemetry::trace;
 use crate::telemetry::DeadLetterLabels;
 
 /// Apply what `reader` delivers to the applier's store, in order, forever.
@@ -35,12 +36,37 @@ pub async fn run(mut reader: Box<dyn BusReader>, applier: Applier, versions: Arc
                 versions.advance(&record.envelope.tenant, position);
             }
         }
+        let spans = store_spans(&records);
         applier.apply(&records).await;
+        drop(spans);
         if !records.is_empty() {
             crash.passed();
         }
         reader.done().await;
     }
+}
+
+/// One `store.apply` span per record that carries its publisher's trace
+/// context, as that span's child: the payload's trace ends where its rows
+/// reach the store. The spans last while the batch is applied (dropped
+/// after).
+fn store_spans(records: &[Record]) -> Vec<tracing::Span> {
+    records
+        .iter()
+        .filter_map(|record| {
+            let parent = record.trace.as_ref()?;
+            let span = tracing::info_span!(
+                "store.apply",
+                otel.kind = "consumer",
+                tenant = %record.envelope.tenant,
+                pipeline = %record.envelope.pipeline,
+                rows = record.envelope.rows.len(),
+                batch_records = records.len(),
+            );
+            trace::continue_record(&span, parent);
+            Some(span)
+        })
+        .collect()
 }
 
 /// A test's way to kill the consumer at the worst moment for exactly-once:
@@ -197,6 +223,7 @@ impl Applier {
         let done = Record {
             position: record.position,
             envelope: RowEnvelope::default(),
+            trace: None,
         };
         let _ = self.apply_retrying(&[done]).await;
     }

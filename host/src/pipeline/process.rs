@@ -9,6 +9,9 @@ use crate::pipeline::normalize::{normalize, IngestContext, NormalizeError};
 use crate::plugin::bindings::adapter::adpipe::plugin::types::HttpRequest;
 use crate::plugin::{CallError, ParseContext, WebhookRequest};
 use crate::row::RowEnvelope;
+use crate::telemetry::trace::TraceParent;
+
+use tracing::Instrument as _;
 
 /// What to parse.
 pub enum Payload {
@@ -133,13 +136,25 @@ pub async fn process(
         // A full plugin is back-pressure: answered 503, not kept, not a fault.
         let slot = pipeline.plugin.call_slot().await.map_err(busy)?;
         let (adapter, context, payload) = (adapter.clone(), context.clone(), payload.clone());
+        let span = tracing::info_span!(
+            "plugin.parse",
+            plugin = %pipeline.plugin.config.name,
+            version = %adapter.info().version,
+            bytes = payload.raw().len(),
+            otel.status_code = tracing::field::Empty,
+        );
         let result = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let parsed = match payload.as_ref() {
-                Payload::Report(body) => adapter.parse_report(body, &context),
-                Payload::Webhook(request) => adapter.parse_webhook(request, &context),
-            };
-            (parsed, started.elapsed())
+            span.in_scope(|| {
+                let started = std::time::Instant::now();
+                let parsed = match payload.as_ref() {
+                    Payload::Report(body) => adapter.parse_report(body, &context),
+                    Payload::Webhook(request) => adapter.parse_webhook(request, &context),
+                };
+                if parsed.is_err() {
+                    span.record("otel.status_code", "error");
+                }
+                (parsed, started.elapsed())
+            })
         })
         .await;
         drop(slot);
@@ -281,7 +296,13 @@ pub async fn process(
             pipeline: config.name.clone(),
             rows,
         };
-        app.bus.publish(&envelope).await
+        // The consumer's `store.apply` continues this span's trace.
+        let span = tracing::info_span!("bus.publish", rows = accepted, otel.kind = "producer");
+        let trace = TraceParent::of(&span);
+        app.bus
+            .publish(&envelope, trace.as_ref())
+            .instrument(span)
+            .await
     };
     let keep = async {
         if replay || !app.config.server.keep_payloads {

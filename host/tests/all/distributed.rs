@@ -26,7 +26,7 @@ fn clickhouse_url() -> String {
     Engine::ClickHouse.url()
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -1280,7 +1280,7 @@ async fn created_topics_get_the_replication_the_cluster_can_hold() {
 /// Write `<name>.toml` in `dir`: an `adpipe serve` on Kafka (topic and group
 /// `tag`, `partitions`), ClickHouse (database `tag`), PostgreSQL `postgres`
 /// and Redis, with data in `dir/<name>`, the Meta pipeline, and `extra`.
-fn serve_config(
+pub(crate) fn serve_config(
     dir: &tempfile::TempDir,
     name: &str,
     tag: &str,

@@ -26,5 +26,6 @@ mod rollups;
 mod sandbox;
 mod serving;
 mod tenancy;
+mod traces;
 mod traffic;
 mod tutorial;
