@@ -61,14 +61,19 @@ impl Receiver {
                         .unwrap_or("");
                     if content_type != "application/x-protobuf" {
                         bad.lock()
-                            .unwrap()
+                            .expect("receiver lock")
                             .push(format!("content-type {content_type:?}"));
                         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
                     }
                     match ExportTraceServiceRequest::decode(body) {
-                        Ok(request) => seen.lock().unwrap().extend(spans_of(request)),
+                        Ok(request) => seen
+                            .lock()
+                            .expect("receiver lock")
+                            .extend(spans_of(request)),
                         Err(e) => {
-                            bad.lock().unwrap().push(format!("undecodable: {e}"));
+                            bad.lock()
+                                .expect("receiver lock")
+                                .push(format!("undecodable: {e}"));
                             return (StatusCode::BAD_REQUEST, Vec::new());
                         }
                     }
@@ -99,7 +104,7 @@ impl Receiver {
             let spans: Vec<Seen> = self
                 .spans
                 .lock()
-                .unwrap()
+                .expect("receiver lock")
                 .iter()
                 .filter(|s| s.trace_id == trace_id)
                 .cloned()
@@ -108,7 +113,7 @@ impl Receiver {
                 && spans.iter().filter(|s| s.name == "store.apply").count() >= applies;
             if complete {
                 assert!(
-                    self.refused.lock().unwrap().is_empty(),
+                    self.refused.lock().expect("receiver lock").is_empty(),
                     "{:?}",
                     self.refused
                 );
@@ -303,7 +308,7 @@ async fn one_report_push_is_one_trace_through_the_embedded_log() {
         let before: BTreeSet<String> = receiver
             .spans
             .lock()
-            .unwrap()
+            .expect("receiver lock")
             .iter()
             .map(|s| s.trace_id.clone())
             .collect();
@@ -313,7 +318,7 @@ async fn one_report_push_is_one_trace_through_the_embedded_log() {
             let fresh = receiver
                 .spans
                 .lock()
-                .unwrap()
+                .expect("receiver lock")
                 .iter()
                 .find(|s| s.name == "bus.publish" && !before.contains(&s.trace_id))
                 .map(|s| s.trace_id.clone());
