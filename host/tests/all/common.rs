@@ -327,6 +327,14 @@ impl Engine {
     }
 }
 
+/// What a distributed-mode `adpipe serve` uses: the bus, the store, metadata and the cache.
+pub const DISTRIBUTED_ENGINES: [Engine; 4] = [
+    Engine::Kafka,
+    Engine::ClickHouse,
+    Engine::Postgres,
+    Engine::Redis,
+];
+
 /// `host:port` of an engine URL or broker list: `postgres://u@h:5432/db` → `h:5432`,
 /// `a:9092,b:9092` → `a:9092`.
 pub fn host_port(url: &str) -> &str {

@@ -466,12 +466,7 @@ fn numbered_page(page: u64, rows: u64) -> (String, i64) {
 
 #[test]
 fn two_processes_share_the_work_and_survive_a_sigkill() {
-    if !engines_available(&[
-        Engine::Kafka,
-        Engine::ClickHouse,
-        Engine::Postgres,
-        Engine::Redis,
-    ]) {
+    if !engines_available(&DISTRIBUTED_ENGINES) {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -1371,12 +1366,7 @@ fn restated_page(base: u64, campaigns: u64) -> (String, i64) {
 /// and the facts must count it once.
 #[test]
 fn a_consumer_killed_between_store_write_and_commit_leaves_rollups_exact() {
-    if !engines_available(&[
-        Engine::Kafka,
-        Engine::ClickHouse,
-        Engine::Postgres,
-        Engine::Redis,
-    ]) {
+    if !engines_available(&DISTRIBUTED_ENGINES) {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -166,12 +166,7 @@ impl Fleet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deployment_reaches_every_host_with_canary_promotion_and_rollback() {
-    if !engines_available(&[
-        Engine::Kafka,
-        Engine::ClickHouse,
-        Engine::Postgres,
-        Engine::Redis,
-    ]) {
+    if !engines_available(&DISTRIBUTED_ENGINES) {
         return;
     }
     let database = crate::engines::TempDatabase::create().await;

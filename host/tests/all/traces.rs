@@ -335,12 +335,7 @@ async fn one_report_push_is_one_trace_through_the_embedded_log() {
 
 #[test]
 fn one_report_push_is_one_trace_across_kafka_from_the_api_process_to_the_consumer() {
-    if !engines_available(&[
-        Engine::Kafka,
-        Engine::ClickHouse,
-        Engine::Postgres,
-        Engine::Redis,
-    ]) {
+    if !engines_available(&DISTRIBUTED_ENGINES) {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
