@@ -536,7 +536,7 @@ pub async fn guard(
     let spec = spec(&method, route_path);
     let route_label = route_path.to_owned();
     let span = tracing::Span::current();
-    trace::rename(&span, format!("{method} {route_path}"));
+    trace::rename(&span, || format!("{method} {route_path}"));
     span.record("http.route", route_path);
     let response = match spec {
         None => next.run(request).await,

@@ -259,8 +259,13 @@ pub fn continue_caller(span: &tracing::Span, traceparent: Option<&str>) {
 
 /// Name a span that may already have started (a request's server span is
 /// named by its route only once routed, after it took the caller's parent).
-pub fn rename(span: &tracing::Span, name: String) {
-    span.context().span().update_name(name);
+/// `name` is only made when spans are exported.
+pub fn rename(span: &tracing::Span, name: impl FnOnce() -> String) {
+    let context = span.context();
+    let exported = context.span();
+    if exported.span_context().is_valid() {
+        exported.update_name(name());
+    }
 }
 
 /// Make `span` a child of the span that published a bus record.
