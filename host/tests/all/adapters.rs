@@ -9,43 +9,19 @@ use adpipe::plugin::{CallError, Limits, Runtime};
 use adpipe_plugin_sdk as sdk;
 
 use crate::common::plugin_path;
-use crate::parity::component;
+use crate::parity::{component, kind};
 
+/// A plugin's recorded JSON fixtures (at least five).
 fn fixtures(plugin: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../plugins/adapters/{plugin}/tests/fixtures"));
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            (
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::fs::read(&p).expect("read"),
-            )
-        })
+    let json: Vec<_> = crate::parity::fixtures(plugin, 5)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".json"))
         .collect();
-    out.sort();
     assert!(
-        out.len() >= 5,
-        "expected the recorded Meta fixtures in {}",
-        dir.display()
+        json.len() >= 5,
+        "expected the recorded {plugin} JSON fixtures"
     );
-    out
-}
-
-fn kind(k: sdk::ErrorKind) -> wit::ErrorKind {
-    match k {
-        sdk::ErrorKind::Malformed => wit::ErrorKind::Malformed,
-        sdk::ErrorKind::InvalidShape => wit::ErrorKind::InvalidShape,
-        sdk::ErrorKind::InvalidValue => wit::ErrorKind::InvalidValue,
-        sdk::ErrorKind::PlatformError => wit::ErrorKind::PlatformError,
-        sdk::ErrorKind::MissingContext => wit::ErrorKind::MissingContext,
-        sdk::ErrorKind::Unsupported => wit::ErrorKind::Unsupported,
-    }
+    json
 }
 
 /// The sandbox's columnar batch in the SDK's native shape, for an exact

@@ -150,6 +150,20 @@ pub fn post(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Bo
     b.body(body.into()).expect("request")
 }
 
+/// [`config`] with one Meta pipeline, `meta` of tenant `demo`.
+pub fn meta_config(dir: &tempfile::TempDir) -> Config {
+    config(
+        dir,
+        vec![plugin("meta")],
+        vec![pipeline("meta", "demo", "meta")],
+    )
+}
+
+/// An app started on [`meta_config`].
+pub async fn meta_app(dir: &tempfile::TempDir) -> App {
+    App::start(meta_config(dir)).await.expect("start")
+}
+
 /// A real `adpipe serve` process, killed with SIGKILL when dropped.
 pub struct Server {
     child: Child,

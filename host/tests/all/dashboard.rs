@@ -1,7 +1,6 @@
 //! The built-in dashboard's files and the pipeline figures its pipelines
 //! view reads (the page itself is driven in Chromium by scripts/test-dashboard).
 
-use adpipe::app::App;
 use adpipe::auth::Role;
 use axum::http::StatusCode;
 
@@ -10,13 +9,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_its_files_are_public_and_locked_to_this_origin() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = App::start(config(
-        &dir,
-        vec![plugin("meta")],
-        vec![pipeline("meta", "demo", "meta")],
-    ))
-    .await
-    .expect("start");
+    let app = meta_app(&dir).await;
     let page = send(&app, get("/", None)).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.headers["content-type"]

@@ -70,11 +70,7 @@ async fn metadata_lives_in_postgres() {
     }
     let database = TempDatabase::create().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = config(
-        &dir,
-        vec![plugin("meta")],
-        vec![pipeline("meta", "demo", "meta")],
-    );
+    let mut config = meta_config(&dir);
     config.server.watch_plugins = false;
     // Over TLS: the URL asks for it (the server has ssl = on).
     config.metadata.url = Some(
@@ -203,11 +199,7 @@ async fn rate_limits_are_shared_through_redis() {
     let mut dirs = vec![];
     for _ in 0..2 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = config(
-            &dir,
-            vec![plugin("meta")],
-            vec![pipeline("meta", "demo", "meta")],
-        );
+        let mut config = meta_config(&dir);
         config.server.watch_plugins = false;
         config.cache.url = Some(redis_url());
         config.api.rate_limits.enabled = true;
@@ -443,11 +435,7 @@ async fn rediss_urls_reach_redis_over_tls() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let url = format!("rediss://localhost:{port}");
-    let mut config = config(
-        &dir,
-        vec![plugin("meta")],
-        vec![pipeline("meta", "demo", "meta")],
-    );
+    let mut config = meta_config(&dir);
     config.server.watch_plugins = false;
     config.cache.url = Some(url.clone());
     config.cache.ca_file = Some(cert_path.clone());

@@ -210,11 +210,7 @@ fn token_lifetimes_are_capped() {
 
 async fn app_with(tune: impl FnOnce(&mut adpipe::config::Config)) -> (App, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = config(
-        &dir,
-        vec![plugin("meta")],
-        vec![pipeline("meta", "demo", "meta")],
-    );
+    let mut config = meta_config(&dir);
     config.server.watch_plugins = false;
     tune(&mut config);
     let app = App::start(config).await.expect("start");

@@ -39,13 +39,7 @@ fn with_breakdown(mut row: Value, dimension: &str, value: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakdown_rows_are_each_kept_and_sum_without_double_counting() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = App::start(config(
-        &dir,
-        vec![plugin("meta")],
-        vec![pipeline("meta", "demo", "meta")],
-    ))
-    .await
-    .expect("start");
+    let app = meta_app(&dir).await;
     let day = "2026-11-01";
     let query = "from=2026-11-01&to=2026-11-01&granularity=day&group_by=campaign_id&metrics=impressions,clicks,spend";
     let young = with_breakdown(
