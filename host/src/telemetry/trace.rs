@@ -153,6 +153,7 @@ fn provider(
             .timeout(Duration::from_secs(10))
             .build()?,
         runtime,
+        failing: Default::default(),
     };
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -181,6 +182,8 @@ fn provider(
 struct RuntimeClient {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    /// The last export failed: said once in the log, and again when it recovers.
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for RuntimeClient {
@@ -203,7 +206,20 @@ impl HttpClient for RuntimeClient {
             let body = response.bytes().await?;
             Ok::<_, HttpError>(answer.body(body)?)
         });
-        sent.await?
+        let outcome = sent.await?;
+        let failed = !matches!(&outcome, Ok(response) if response.status().is_success());
+        if failed
+            != self
+                .failing
+                .swap(failed, std::sync::atomic::Ordering::Relaxed)
+        {
+            match &outcome {
+                Ok(response) if failed => tracing::warn!(status = %response.status(), "the trace receiver refuses spans; they are dropped until it takes them"),
+                Err(error) => tracing::warn!("the trace receiver cannot be reached ({error}); spans are dropped until it answers"),
+                Ok(_) => tracing::info!("the trace receiver takes spans again"),
+            }
+        }
+        outcome
     }
 }
 
