@@ -327,6 +327,7 @@
     const chartMetrics = [...BASE_METRICS, ...RATIO_METRICS].join(",");
     setStatus(status, "loading", "Loading…");
     const perf = $("performance");
+    delete perf.dataset.loaded; // what is shown is no longer the answer for a range
     perf.dataset.from = from;
     perf.dataset.to = to;
     let series, byCampaign, totals;
