@@ -8,6 +8,7 @@
 //! [`insights`] are computed from the store and served by [`api`].
 //! [`config`] is parsed once into typed values; [`app`] wires the parts.
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -210,6 +210,8 @@ impl BusBackend for EmbeddedBus {
             metrics,
             read: 0,
             since_trim: 0,
+            returned: 0,
+            ahead: None,
         }))
     }
 
@@ -228,7 +230,10 @@ const READ_BYTES: i64 = 8 * 1024 * 1024;
 /// Batches between trims of what the store has applied.
 const TRIM_EVERY: u32 = 16;
 
-/// Reads the log from the store's position on.
+/// Reads the log from the store's position on, one batch ahead: while the
+/// consumer applies a batch, the next one is read and decoded on another
+/// task (the log only grows past what was read, so reading ahead is safe;
+/// the store's position still says what is applied).
 struct LogReader {
     bus: EmbeddedBus,
     store: Store,
@@ -236,14 +241,57 @@ struct LogReader {
     /// Records the last [`BusReader::next`] returned.
     read: u64,
     since_trim: u32,
+    /// The newest offset returned so far.
+    returned: u64,
+    /// The batch after it, being read.
+    ahead: Option<tokio::task::JoinHandle<Result<Vec<Record>, BusError>>>,
+}
+
+impl LogReader {
+    /// Hand out `records` and start reading the ones after them.
+    fn returning(&mut self, records: Vec<Record>) -> Vec<Record> {
+        self.read = records.len() as u64;
+        if let Some(last) = records.iter().filter_map(|r| r.position).max() {
+            self.returned = self.returned.max(last);
+        }
+        let (bus, after) = (self.bus.clone(), self.returned);
+        self.ahead = Some(tokio::spawn(async move { read_records(&bus, after).await }));
+        records
+    }
+}
+
+/// The records after `offset` (a batch's worth), decoded.
+async fn read_records(bus: &EmbeddedBus, offset: u64) -> Result<Vec<Record>, BusError> {
+    let records = bus.read_after(offset, READ_BATCH).await?;
+    Ok(records
+        .into_iter()
+        .map(|(offset, payload, trace)| Record {
+            position: Some(offset),
+            trace,
+            envelope: super::record::decode(&payload).unwrap_or_else(|error| {
+                // Only adpipe writes the log; keep going, but say so loudly.
+                tracing::error!(offset, "undecodable bus record skipped: {error}");
+                RowEnvelope::default()
+            }),
+        })
+        .collect())
 }
 
 #[async_trait::async_trait]
 impl BusReader for LogReader {
     async fn next(&mut self) -> Vec<Record> {
+        if let Some(ahead) = self.ahead.take() {
+            match ahead.await {
+                Ok(Ok(records)) if !records.is_empty() => return self.returning(records),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!("reading the bus failed, retrying: {error}"),
+                Err(error) => tracing::error!("reading the bus ahead failed, retrying: {error}"),
+            }
+        }
+        let mut drained = false;
         loop {
-            let from = self.store.applied_position();
-            let records = match self.bus.read_after(from, READ_BATCH).await {
+            let from = self.store.applied_position().max(self.returned);
+            let records = match read_records(&self.bus, from).await {
                 Ok(records) => records,
                 Err(error) => {
                     tracing::error!("reading the bus failed, retrying: {error}");
@@ -252,22 +300,15 @@ impl BusReader for LogReader {
                 }
             };
             if records.is_empty() {
+                if !drained {
+                    // Caught up: what a backlog took from the allocator goes back.
+                    drained = true;
+                    crate::allocator::release_free_memory();
+                }
                 self.bus.wait_beyond(from, Duration::from_secs(1)).await;
                 continue;
             }
-            self.read = records.len() as u64;
-            return records
-                .into_iter()
-                .map(|(offset, payload, trace)| Record {
-                    position: Some(offset),
-                    trace,
-                    envelope: super::record::decode(&payload).unwrap_or_else(|error| {
-                        // Only adpipe writes the log; keep going, but say so loudly.
-                        tracing::error!(offset, "undecodable bus record skipped: {error}");
-                        RowEnvelope::default()
-                    }),
-                })
-                .collect();
+            return self.returning(records);
         }
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::hierarchy::{self, Entity, EntityKey};
+use super::hierarchy::{self, EntityKey, Learned};
 use crate::row::{Row, RowEnvelope, RowKind};
 
 /// One row to write, with the record it came in.
@@ -20,24 +20,24 @@ pub struct Item<'a> {
     pub row: &'a Row,
 }
 
-impl Item<'_> {
+impl<'a> Item<'a> {
     /// The campaign id; empty for a delta that names none (the hierarchy places it).
-    pub fn campaign_id(&self) -> &str {
+    pub fn campaign_id(&self) -> &'a str {
         self.row.campaign_id.as_deref().unwrap_or("")
     }
 
     /// The ad group id; empty when the row is not at ad-group level or finer.
-    pub fn ad_group_id(&self) -> &str {
+    pub fn ad_group_id(&self) -> &'a str {
         self.row.ad_group_id.as_deref().unwrap_or("")
     }
 
     /// The ad id; empty when the row is not at ad level.
-    pub fn ad_id(&self) -> &str {
+    pub fn ad_id(&self) -> &'a str {
         self.row.ad_id.as_deref().unwrap_or("")
     }
 
     /// The row's breakdown key; empty without one (part of the row identity).
-    pub fn breakdown(&self) -> &str {
+    pub fn breakdown(&self) -> &'a str {
         self.row.breakdown.as_deref().unwrap_or("")
     }
 
@@ -61,12 +61,12 @@ impl Item<'_> {
     }
 
     /// The currency; empty only for a delta that names none.
-    pub fn currency(&self) -> &str {
+    pub fn currency(&self) -> &'a str {
         self.row.currency.as_deref().unwrap_or("")
     }
 
     /// The delta's dedup key; empty for snapshots.
-    pub fn dedup_key(&self) -> &str {
+    pub fn dedup_key(&self) -> &'a str {
         self.row.dedup_key.as_deref().unwrap_or("")
     }
 
@@ -93,7 +93,7 @@ pub struct Batch<'a> {
     /// Rows that add once per `(tenant, platform, dedup_key)`.
     pub deltas: Vec<Item<'a>>,
     /// The ad hierarchy the snapshots name, each entity once.
-    pub entities: BTreeMap<EntityKey, Entity>,
+    pub entities: BTreeMap<EntityKey<'a>, Learned<'a>>,
     /// `(tenant, name)` of every extra metric the rows carry.
     pub extra_metrics: BTreeSet<(&'a str, &'a str)>,
     /// The newest observation in the batch (versions the hierarchy's rows).

@@ -1090,15 +1090,15 @@ impl StoreBackend for ClickHouseStore {
             .entities
             .iter()
             .map(|((tenant, platform, level, id), e)| EntityRow {
-                tenant: tenant.clone(),
-                platform: platform.clone(),
+                tenant: (*tenant).to_owned(),
+                platform: (*platform).to_owned(),
                 level: (*level).to_owned(),
-                id: id.clone(),
-                account_id: e.account_id.clone(),
-                campaign_id: e.campaign_id.clone(),
-                ad_group_id: e.ad_group_id.clone().unwrap_or_default(),
-                campaign_name: e.name.clone().unwrap_or_default(),
-                currency: e.currency.clone(),
+                id: (*id).to_owned(),
+                account_id: e.account_id.to_owned(),
+                campaign_id: e.campaign_id.to_owned(),
+                ad_group_id: e.ad_group_id.unwrap_or_default().to_owned(),
+                campaign_name: e.name.unwrap_or_default().to_owned(),
+                currency: e.currency.to_owned(),
                 version: batch.newest_observed_at,
             })
             .collect();

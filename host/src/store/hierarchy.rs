@@ -11,7 +11,7 @@ use crate::insights::Fact;
 use crate::row::Row;
 
 /// `(tenant, platform, level, id)` of an entity.
-pub type EntityKey = (String, String, &'static str, String);
+pub type EntityKey<'a> = (&'a str, &'a str, &'static str, &'a str);
 
 /// What the hierarchy knows of one campaign, ad group or ad.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,35 +26,52 @@ pub struct Entity {
     pub currency: String,
 }
 
+/// An [`Entity`] as a batch of rows teaches it, borrowed from the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learned<'a> {
+    pub account_id: &'a str,
+    pub campaign_id: &'a str,
+    /// Set for ads.
+    pub ad_group_id: Option<&'a str>,
+    /// The display name at the entity's level, when a row named it.
+    pub name: Option<&'a str>,
+    pub currency: &'a str,
+}
+
 /// Learn what `row` (a snapshot with campaign and currency) says of its
-/// campaign, ad group and ad.
-pub fn collect(entities: &mut BTreeMap<EntityKey, Entity>, tenant: &str, row: &Row) {
+/// campaign, ad group and ad (nothing is copied: a batch borrows its rows).
+pub fn collect<'a>(
+    entities: &mut BTreeMap<EntityKey<'a>, Learned<'a>>,
+    tenant: &'a str,
+    row: &'a Row,
+) {
     let (Some(campaign_id), Some(currency)) = (&row.campaign_id, &row.currency) else {
         return;
     };
-    let entity = |ad_group_id: Option<&String>, name: &Option<String>| Entity {
-        account_id: row.account_id.clone(),
-        campaign_id: campaign_id.clone(),
-        ad_group_id: ad_group_id.cloned(),
-        name: name.clone(),
-        currency: currency.clone(),
+    let entity = |ad_group_id: Option<&'a str>, name: Option<&'a str>| Learned {
+        account_id: &row.account_id,
+        campaign_id,
+        ad_group_id,
+        name,
+        currency,
     };
-    let key = |level: &'static str, id: &String| {
-        (tenant.to_owned(), row.platform.clone(), level, id.clone())
-    };
+    let platform = row.platform.as_str();
     let campaign = entities
-        .entry(key("campaign", campaign_id))
-        .or_insert_with(|| entity(None, &None));
-    if row.campaign_name.is_some() {
-        campaign.name = row.campaign_name.clone();
+        .entry((tenant, platform, "campaign", campaign_id))
+        .or_insert_with(|| entity(None, None));
+    if let Some(name) = &row.campaign_name {
+        campaign.name = Some(name);
     }
     if let Some(ad_group) = &row.ad_group_id {
-        entities.insert(key("ad_group", ad_group), entity(None, &row.ad_group_name));
+        entities.insert(
+            (tenant, platform, "ad_group", ad_group),
+            entity(None, row.ad_group_name.as_deref()),
+        );
     }
     if let Some(ad) = &row.ad_id {
         entities.insert(
-            key("ad", ad),
-            entity(row.ad_group_id.as_ref(), &row.ad_name),
+            (tenant, platform, "ad", ad),
+            entity(row.ad_group_id.as_deref(), row.ad_name.as_deref()),
         );
     }
 }

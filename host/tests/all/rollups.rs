@@ -161,7 +161,15 @@ fn batches() -> Vec<Vec<Row>> {
 }
 
 async fn fill(store: &Store, tenant: &str) {
+    fill_batches(store, tenant, 0..usize::MAX).await;
+}
+
+/// Apply the batches numbered `range` of [`batches`].
+async fn fill_batches(store: &Store, tenant: &str, range: std::ops::Range<usize>) {
     for (i, rows) in batches().into_iter().enumerate() {
+        if !range.contains(&i) {
+            continue;
+        }
         let envelope = RowEnvelope {
             tenant: tenant.into(),
             pipeline: "p".into(),
@@ -233,6 +241,13 @@ async fn both_answers(
 
 async fn rollups_equal_the_facts(store: Store, tenant: &str) {
     fill(&store, tenant).await;
+    answers_equal_the_facts(&store, tenant).await;
+}
+
+/// Every grouping, granularity and filter answers like the facts, and the
+/// per-campaign totals are the ones worked out by hand (all batches applied).
+async fn answers_equal_the_facts(store: &Store, tenant: &str) {
+    let store = store.clone();
     let groupings: &[&[Dimension]] = &[
         &[],
         &[Dimension::Platform],
@@ -319,6 +334,82 @@ async fn embedded_rollups_answer_like_the_facts() {
     .await
     .expect("store");
     rollups_equal_the_facts(store, "t").await;
+}
+
+/// A store written before this adpipe kept rollups in the write path: facts
+/// keyed by ad first, a per-campaign index, triggers adding each fact to the
+/// rollups. Opening it rekeys the facts, drops the index and the triggers (a
+/// trigger left behind would count every later fact twice), and the batches
+/// after that leave every answer equal to the facts and to the hand sums.
+#[tokio::test]
+async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let open = || async {
+        Store::with_backend(EmbeddedStore::open(&path).await.expect("store"))
+            .await
+            .expect("store")
+    };
+    fill_batches(&open().await, "t", 0..2).await;
+
+    // Back to the older layout, as an adpipe before this one left it.
+    let pool = adpipe::sqlite::open_file(&path).await.expect("pool");
+    let columns = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, \
+        currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at, \
+        pipeline, adapter, adapter_version, breakdown, report";
+    let older = [
+        "CREATE TABLE facts_older (
+            tenant TEXT NOT NULL, platform TEXT NOT NULL, account_id TEXT NOT NULL,
+            campaign_id TEXT NOT NULL, ad_group_id TEXT NOT NULL, ad_id TEXT NOT NULL,
+            date INTEGER NOT NULL, hour INTEGER NOT NULL, currency TEXT NOT NULL,
+            impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend INTEGER NOT NULL,
+            conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
+            extras TEXT, observed_at INTEGER NOT NULL,
+            pipeline TEXT NOT NULL, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL,
+            breakdown TEXT NOT NULL DEFAULT '', report TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
+        ) WITHOUT ROWID".to_owned(),
+        format!("INSERT INTO facts_older ({columns}) SELECT {columns} FROM facts"),
+        "DROP TABLE facts".to_owned(),
+        "ALTER TABLE facts_older RENAME TO facts".to_owned(),
+        "CREATE INDEX facts_by_campaign ON facts (tenant, campaign_id, date)".to_owned(),
+        // The older insert trigger's first statement: enough to double-count.
+        "CREATE TRIGGER facts_roll_up_insert AFTER INSERT ON facts BEGIN
+            INSERT INTO rollup_days (tenant, date, campaign_id, platform, account_id, report,
+                currency, rows, impressions, clicks, spend, conversions, conversion_value)
+            VALUES (NEW.tenant, NEW.date, NEW.campaign_id, NEW.platform, NEW.account_id,
+                NEW.report, NEW.currency, 1, NEW.impressions, NEW.clicks, NEW.spend,
+                NEW.conversions, NEW.conversion_value)
+            ON CONFLICT (tenant, date, campaign_id, platform, account_id, report, currency)
+            DO UPDATE SET rows = rows + excluded.rows,
+                impressions = impressions + excluded.impressions;
+         END".to_owned(),
+    ];
+    for statement in &older {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect(statement);
+    }
+
+    let store = open().await;
+    let layout: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT type, name, COALESCE(sql, '') FROM sqlite_master
+         WHERE tbl_name = 'facts' ORDER BY type, name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("layout");
+    assert_eq!(layout.len(), 1, "only the table is left: {layout:?}");
+    assert!(
+        layout[0].2.contains(
+            "PRIMARY KEY (tenant, campaign_id, platform, account_id, date, ad_group_id, ad_id, hour, breakdown)"
+        ),
+        "facts are keyed by campaign and day: {}",
+        layout[0].2
+    );
+    fill_batches(&store, "t", 2..usize::MAX).await;
+    answers_equal_the_facts(&store, "t").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
