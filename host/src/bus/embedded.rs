@@ -212,6 +212,8 @@ impl BusBackend for EmbeddedBus {
             since_trim: 0,
             returned: 0,
             ahead: None,
+            unsettled: 0,
+            settled_at: std::time::Instant::now(),
         }))
     }
 
@@ -245,12 +247,35 @@ struct LogReader {
     returned: u64,
     /// The batch after it, being read.
     ahead: Option<tokio::task::JoinHandle<Result<Vec<Record>, BusError>>>,
+    /// Records returned since the store and the allocator were last tidied.
+    unsettled: u64,
+    settled_at: std::time::Instant,
 }
 
+/// How often, at most, a caught-up reader has the store and the allocator
+/// tidy up after what it read.
+const SETTLE_EVERY: Duration = Duration::from_secs(5);
+
 impl LogReader {
+    /// Caught up: when records came since the last time and [`SETTLE_EVERY`]
+    /// has passed, the store tidies up (see [`Store::settle`]) and what a
+    /// backlog took from the allocator goes back to the system.
+    async fn settle_when_due(&mut self) {
+        if self.unsettled == 0 || self.settled_at.elapsed() < SETTLE_EVERY {
+            return;
+        }
+        self.unsettled = 0;
+        self.settled_at = std::time::Instant::now();
+        if let Err(error) = self.store.settle().await {
+            tracing::warn!("tidying the store after a backlog failed: {error}");
+        }
+        crate::allocator::release_free_memory();
+    }
+
     /// Hand out `records` and start reading the ones after them.
     fn returning(&mut self, records: Vec<Record>) -> Vec<Record> {
         self.read = records.len() as u64;
+        self.unsettled += self.read;
         if let Some(last) = records.iter().filter_map(|r| r.position).max() {
             self.returned = self.returned.max(last);
         }
@@ -288,7 +313,6 @@ impl BusReader for LogReader {
                 Err(error) => tracing::error!("reading the bus ahead failed, retrying: {error}"),
             }
         }
-        let mut drained = false;
         loop {
             let from = self.store.applied_position().max(self.returned);
             let records = match read_records(&self.bus, from).await {
@@ -300,11 +324,7 @@ impl BusReader for LogReader {
                 }
             };
             if records.is_empty() {
-                if !drained {
-                    // Caught up: what a backlog took from the allocator goes back.
-                    drained = true;
-                    crate::allocator::release_free_memory();
-                }
+                self.settle_when_due().await;
                 self.bus.wait_beyond(from, Duration::from_secs(1)).await;
                 continue;
             }

@@ -78,6 +78,12 @@ pub trait StoreBackend: Send + Sync {
     async fn adapter_versions(&self, tenant: &str) -> Result<Vec<AdapterRows>>;
     /// The store answers.
     async fn ping(&self) -> Result<()>;
+    /// The consumer has caught up: tidy what a burst of writes left (the
+    /// embedded store folds its write-ahead log into the database, so reads
+    /// need not search it). Nothing by default.
+    async fn settle(&self) -> Result<()> {
+        Ok(())
+    }
     /// Names the data this store holds (see [`crate::bus::BusBackend::scope`]).
     fn scope(&self) -> String;
 }
@@ -259,6 +265,11 @@ impl Store {
     /// The last bus position written with rows (0 when none ever was).
     pub fn applied_position(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// See [`StoreBackend::settle`].
+    pub async fn settle(&self) -> Result<()> {
+        self.backend.settle().await
     }
 
     /// Wait until rows through `position` are applied; false on timeout.

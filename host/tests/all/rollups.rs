@@ -385,12 +385,15 @@ async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact(
                 impressions = impressions + excluded.impressions;
          END".to_owned(),
     ];
+    // One transaction: one connection sees its own schema changes.
+    let mut tx = pool.begin().await.expect("begin");
     for statement in &older {
         sqlx::query(statement)
-            .execute(&pool)
+            .execute(&mut *tx)
             .await
             .expect(statement);
     }
+    tx.commit().await.expect("commit");
 
     let store = open().await;
     let layout: Vec<(String, String, String)> = sqlx::query_as(

@@ -64,13 +64,13 @@ impl EmbeddedStore {
     }
 
     /// Fold the write-ahead log into the database and truncate it, when
-    /// [`CHECKPOINT_EVERY`] has passed since the last time.
-    async fn checkpoint_when_due(&self) -> Result<()> {
+    /// [`CHECKPOINT_EVERY`] has passed since the last time (or `now`).
+    async fn checkpoint(&self, now: bool) -> Result<()> {
         let due = self
             .checkpointed
             .lock()
             .map(|mut at| {
-                let due = at.elapsed() >= CHECKPOINT_EVERY;
+                let due = now || at.elapsed() >= CHECKPOINT_EVERY;
                 if due {
                     *at = std::time::Instant::now();
                 }
@@ -100,7 +100,7 @@ impl StoreBackend for EmbeddedStore {
 
     async fn write(&self, batch: &Batch<'_>) -> Result<()> {
         write::write(&self.pool, batch).await?;
-        self.checkpoint_when_due().await
+        self.checkpoint(false).await
     }
 
     async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>> {
@@ -352,6 +352,10 @@ impl StoreBackend for EmbeddedStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn settle(&self) -> Result<()> {
+        self.checkpoint(true).await
     }
 
     fn scope(&self) -> String {

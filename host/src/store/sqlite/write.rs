@@ -123,20 +123,119 @@ struct Stored {
 /// Identities looked up per statement (10 binds each).
 const LOOKUPS_PER_STATEMENT: usize = 300;
 
+/// A campaign-day: `(tenant, date, platform, account_id)` and the campaign.
+type Cell<'a> = ((&'a str, i32, &'a str, &'a str), &'a str);
+
+/// The campaign-days `items` fall in, by `(tenant, date, platform,
+/// account_id)`: each such group is one seek per campaign on the rollup keys.
+fn cells_by_day<'a>(
+    items: &[Item<'a>],
+) -> BTreeMap<(&'a str, i32, &'a str, &'a str), Vec<&'a str>> {
+    let mut cells: BTreeMap<_, Vec<&str>> = BTreeMap::new();
+    for item in items {
+        let day = (
+            item.tenant,
+            item.row.date,
+            item.row.platform.as_str(),
+            item.row.account_id.as_str(),
+        );
+        cells.entry(day).or_default().push(item.campaign_id());
+    }
+    for campaigns in cells.values_mut() {
+        campaigns.sort_unstable();
+        campaigns.dedup();
+    }
+    cells
+}
+
+/// Campaigns per statement when reading or recomputing campaign-days.
+const CAMPAIGNS_PER_STATEMENT: usize = 500;
+
+/// `tenant = ? AND date = ? AND platform = ? AND account_id = ? AND
+/// campaign_id IN (…)` on rows `row` (a prefix such as `r.`, or empty).
+fn push_cells<'q>(
+    q: &mut QueryBuilder<'q, Sqlite>,
+    row: &str,
+    (tenant, date, platform, account_id): (&str, i32, &str, &str),
+    campaigns: &[&str],
+) {
+    q.push(format!("{row}tenant = "))
+        .push_bind(tenant.to_owned())
+        .push(format!(" AND {row}date = "))
+        .push_bind(date)
+        .push(format!(" AND {row}platform = "))
+        .push_bind(platform.to_owned())
+        .push(format!(" AND {row}account_id = "))
+        .push_bind(account_id.to_owned())
+        .push(format!(" AND {row}campaign_id IN ("));
+    let mut list = q.separated(", ");
+    for campaign in campaigns {
+        list.push_bind(campaign.to_string());
+    }
+    q.push(")");
+}
+
+/// The campaign-days of `items` that hold facts already. Every fact counts
+/// one row in its campaign-day's rollups, so this reads one rollup seek per
+/// campaign-day instead of one fact seek per row: a report of new days looks
+/// nothing else up.
+async fn cells_with_facts<'a>(
+    tx: &mut Tx<'_>,
+    items: &[Item<'a>],
+) -> Result<foldhash::HashSet<Cell<'a>>> {
+    let mut found = foldhash::HashSet::default();
+    for (day, campaigns) in cells_by_day(items) {
+        for chunk in campaigns.chunks(CAMPAIGNS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT DISTINCT campaign_id FROM rollup_days WHERE rows > 0 AND ",
+            );
+            push_cells(&mut q, "", day, chunk);
+            let rows = q.build().fetch_all(&mut **tx).await?;
+            let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            found.extend(
+                chunk
+                    .iter()
+                    .filter(|c| stored.iter().any(|s| s == *c))
+                    .map(|c| (day, *c)),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The cell an item falls in.
+fn cell_of<'a>(item: &Item<'a>) -> Cell<'a> {
+    (
+        (
+            item.tenant,
+            item.row.date,
+            item.row.platform.as_str(),
+            item.row.account_id.as_str(),
+        ),
+        item.campaign_id(),
+    )
+}
+
 /// The stored rows of `winners`' identities, in their order (`None`: new).
+/// Only identities in a campaign-day that holds facts are looked up.
 async fn stored(tx: &mut Tx<'_>, winners: &[Item<'_>]) -> Result<Vec<Option<Stored>>> {
     let mut out: Vec<Option<Stored>> = winners.iter().map(|_| None).collect();
-    for (n, chunk) in winners.chunks(LOOKUPS_PER_STATEMENT).enumerate() {
-        let first = n * LOOKUPS_PER_STATEMENT;
+    let cells = cells_with_facts(tx, winners).await?;
+    let candidates: Vec<(usize, &Item<'_>)> = winners
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| cells.contains(&cell_of(item)))
+        .collect();
+    for chunk in candidates.chunks(LOOKUPS_PER_STATEMENT) {
         // A join, not `(…) IN (VALUES …)`: SQLite scans the table for the latter.
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT v.column1, f.observed_at, f.report, f.currency, f.impressions, f.clicks,
                     f.spend, f.conversions, f.conversion_value, f.extras
              FROM (",
         );
-        q.push_values(chunk.iter().enumerate(), |mut b, (i, item)| {
+        q.push_values(chunk, |mut b, (i, item)| {
             let id = Identity::of(item);
-            b.push_bind((first + i) as i64)
+            b.push_bind(*i as i64)
                 .push_bind(id.tenant)
                 .push_bind(id.date)
                 .push_bind(id.platform)
@@ -334,51 +433,20 @@ fn push_key<'q>(
         .push_bind(key.currency);
 }
 
-/// Campaigns per statement when recomputing chosen reports.
-const CAMPAIGNS_PER_STATEMENT: usize = 500;
-
 /// Recompute `rollup_chosen` for the campaign-days `items` touch: per
 /// (tenant, day, platform, account), one delete and one insert for up to
 /// [`CAMPAIGNS_PER_STATEMENT`] campaigns, each a seek on the primary key.
 async fn choose_reports(tx: &mut Tx<'_>, items: &[Item<'_>]) -> Result<()> {
-    let mut cells: BTreeMap<(&str, i32, &str, &str), Vec<&str>> = BTreeMap::new();
-    for item in items {
-        let key = (
-            item.tenant,
-            item.row.date,
-            item.row.platform.as_str(),
-            item.row.account_id.as_str(),
-        );
-        cells.entry(key).or_default().push(item.campaign_id());
-    }
     // The filter goes where chosen_from_days puts it.
     let sql = chosen_from_days("\u{0}");
     let (head, tail) = sql.split_once('\u{0}').unwrap_or((&sql, ""));
-    for ((tenant, date, platform, account_id), mut campaigns) in cells {
-        campaigns.sort_unstable();
-        campaigns.dedup();
+    for (day, campaigns) in cells_by_day(items) {
         for chunk in campaigns.chunks(CAMPAIGNS_PER_STATEMENT) {
-            let filter = |q: &mut QueryBuilder<'_, Sqlite>, row: &str| {
-                q.push(format!("{row}tenant = "))
-                    .push_bind(tenant.to_owned())
-                    .push(format!(" AND {row}date = "))
-                    .push_bind(date)
-                    .push(format!(" AND {row}platform = "))
-                    .push_bind(platform.to_owned())
-                    .push(format!(" AND {row}account_id = "))
-                    .push_bind(account_id.to_owned())
-                    .push(format!(" AND {row}campaign_id IN ("));
-                let mut list = q.separated(", ");
-                for campaign in chunk {
-                    list.push_bind(campaign.to_string());
-                }
-                q.push(")");
-            };
             let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM rollup_chosen WHERE ");
-            filter(&mut delete, "");
+            push_cells(&mut delete, "", day, chunk);
             delete.build().execute(&mut **tx).await?;
             let mut insert = QueryBuilder::<Sqlite>::new(head.to_owned());
-            filter(&mut insert, "r.");
+            push_cells(&mut insert, "r.", day, chunk);
             insert.push(tail.to_owned());
             insert.build().execute(&mut **tx).await?;
         }
