@@ -429,6 +429,57 @@ mod tests {
         assert_eq!(bus.append(vec![1], None).await.expect("append"), 52);
     }
 
+    /// The reader hands out every record once, in order, across many batches
+    /// (each read ahead while the one before is applied), and records that
+    /// arrive while it waits are read too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reading_ahead_hands_out_every_record_once_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = EmbeddedBus::open(&dir.path().join("bus.db"))
+            .await
+            .expect("bus");
+        let store = Store::open(&crate::config::StoreConfig::default(), dir.path())
+            .await
+            .expect("store");
+        let record = |i: u64| {
+            super::super::record::encode_envelope(&RowEnvelope {
+                tenant: format!("t{i}"),
+                pipeline: "p".into(),
+                rows: vec![],
+            })
+        };
+        let total = 3 * u64::from(READ_BATCH) + 7;
+        for i in 1..=total {
+            bus.append(record(i), None).await.expect("append");
+        }
+        let mut reader = bus
+            .reader(&store, BusConsumerMetrics::default())
+            .expect("reader");
+        let mut seen: Vec<u64> = Vec::new();
+        let late = total + 5;
+        while seen.len() < late as usize {
+            if seen.len() == total as usize {
+                for i in total + 1..=late {
+                    bus.append(record(i), None).await.expect("append late");
+                }
+            }
+            let records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+                .await
+                .expect("a batch");
+            assert!(records.len() <= READ_BATCH as usize);
+            for r in &records {
+                let position = r.position.expect("position");
+                assert_eq!(r.envelope.tenant, format!("t{position}"));
+                seen.push(position);
+            }
+            let envelopes: Vec<&RowEnvelope> = records.iter().map(|r| &r.envelope).collect();
+            let through = records.iter().filter_map(|r| r.position).max();
+            store.apply(&envelopes, through).await.expect("apply");
+            reader.done().await;
+        }
+        assert_eq!(seen, (1..=late).collect::<Vec<_>>());
+    }
+
     #[tokio::test]
     async fn a_log_written_before_trace_contexts_opens_and_drains() {
         let dir = tempfile::tempdir().expect("tempdir");
