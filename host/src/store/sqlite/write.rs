@@ -32,7 +32,8 @@ pub(super) async fn write(pool: &SqlitePool, batch: &Batch<'_>) -> Result<()> {
     let mut tx = pool.begin().await?;
     let written = write_snapshots(&mut tx, &batch.snapshots).await?;
     choose_reports(&mut tx, &written).await?;
-    for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
+    let deltas: Vec<_> = batch.deltas.iter().map(|d| (*d, d.dedup_key())).collect();
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         insert(&mut tx, "deltas", chunk, DELTA_CONFLICT).await?;
     }
     write_entities(&mut tx, &batch.entities).await?;
@@ -133,13 +134,8 @@ fn cells_by_day<'a>(
 ) -> BTreeMap<(&'a str, i32, &'a str, &'a str), Vec<&'a str>> {
     let mut cells: BTreeMap<_, Vec<&str>> = BTreeMap::new();
     for item in items {
-        let day = (
-            item.tenant,
-            item.row.date,
-            item.row.platform.as_str(),
-            item.row.account_id.as_str(),
-        );
-        cells.entry(day).or_default().push(item.campaign_id());
+        let (day, campaign) = cell_of(item);
+        cells.entry(day).or_default().push(campaign);
     }
     for campaigns in cells.values_mut() {
         campaigns.sort_unstable();
@@ -190,14 +186,13 @@ async fn cells_with_facts<'a>(
                 "SELECT DISTINCT campaign_id FROM rollup_days WHERE rows > 0 AND ",
             );
             push_cells(&mut q, "", day, chunk);
-            let rows = q.build().fetch_all(&mut **tx).await?;
-            let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-            found.extend(
-                chunk
-                    .iter()
-                    .filter(|c| stored.iter().any(|s| s == *c))
-                    .map(|c| (day, *c)),
-            );
+            // The chunk is sorted: each stored campaign is found by search.
+            for row in q.build().fetch_all(&mut **tx).await? {
+                let stored: &str = row.get(0);
+                if let Ok(at) = chunk.binary_search(&stored) {
+                    found.insert((day, chunk[at]));
+                }
+            }
         }
     }
     Ok(found)
@@ -314,13 +309,13 @@ async fn write_snapshots<'a>(tx: &mut Tx<'_>, items: &[Item<'a>]) -> Result<Vec<
             conversion_value: item.row.conversion_value_micros,
         };
         changes.add(cell(report, item.currency()), &sums, &item.row.extras, 1);
-        written.push(*item);
+        written.push((*item, report.as_str()));
     }
     for chunk in written.chunks(ROWS_PER_STATEMENT) {
         insert(tx, "facts", chunk, SNAPSHOT_CONFLICT).await?;
     }
     changes.write(tx).await?;
-    Ok(written)
+    Ok(written.into_iter().map(|(item, _)| item).collect())
 }
 
 /// A rollup row's key, in `ROLLUP_KEY` order.
@@ -507,13 +502,14 @@ const ROW_COLUMNS: &str = "tenant, platform, account_id, campaign_id, ad_group_i
      hour, currency, impressions, clicks, spend, conversions, conversion_value, extras, \
      observed_at, pipeline, adapter, adapter_version, breakdown";
 
-/// Insert `items` into `table` (`facts`, or `deltas` with their dedup key),
-/// with the row identity of [`Item`] and `on_conflict` deciding what a
-/// repeated identity does.
+/// Insert `items` into `table` (`facts` with each row's report key, or
+/// `deltas` with its dedup key: the value paired with the item), with the row
+/// identity of [`Item`] and `on_conflict` deciding what a repeated identity
+/// does.
 async fn insert(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     table: &str,
-    items: &[Item<'_>],
+    items: &[(Item<'_>, &str)],
     on_conflict: &str,
 ) -> Result<()> {
     let deltas = table == "deltas";
@@ -521,7 +517,7 @@ async fn insert(
     let own_column = if deltas { ", dedup_key" } else { ", report" };
     let mut q =
         QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({ROW_COLUMNS}{own_column}) "));
-    q.push_values(items, |mut b, item| {
+    q.push_values(items, |mut b, (item, own)| {
         let row = item.row;
         b.push_bind(item.tenant)
             .push_bind(row.platform.as_str())
@@ -542,12 +538,8 @@ async fn insert(
             .push_bind(item.pipeline)
             .push_bind(row.adapter.as_str())
             .push_bind(row.adapter_version.as_str())
-            .push_bind(item.breakdown());
-        if deltas {
-            b.push_bind(item.dedup_key());
-        } else {
-            b.push_bind(item.report());
-        }
+            .push_bind(item.breakdown())
+            .push_bind(*own);
     });
     q.push(on_conflict);
     q.build().execute(&mut **tx).await?;
