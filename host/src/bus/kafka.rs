@@ -76,6 +76,30 @@ impl Fence {
     }
 }
 
+/// Every partition's high watermark in one `ListOffsets` request per broker
+/// (the "latest" timestamp, -1, for each partition), where asking partition
+/// by partition costs a round trip each; `None` when the broker does not
+/// answer that way, and the caller asks per partition.
+fn latest_offsets(
+    observer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Option<Fence> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::End).ok()?;
+    }
+    let answer = observer.offsets_for_times(list, timeout).ok()?;
+    (0..partitions)
+        .map(|p| match answer.find_partition(topic, p)?.offset() {
+            Offset::Offset(high) if high >= 0 => Some(high),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(Fence)
+}
+
 /// Logs every partition assignment change of the aggregation consumer and
 /// counts them, so the consumer knows where each partition restarted.
 #[derive(Default)]
@@ -425,6 +449,9 @@ impl KafkaBus {
             self.timeout,
         );
         tokio::task::spawn_blocking(move || {
+            if let Some(fence) = latest_offsets(&observer, &topic, partitions, timeout) {
+                return Ok(fence);
+            }
             (0..partitions)
                 .map(|p| {
                     observer

@@ -1442,3 +1442,56 @@ fn a_consumer_killed_between_store_write_and_commit_leaves_rollups_exact() {
         assert_eq!(totals(&b.base, "ad_id").await, third_total + c3);
     });
 }
+
+/// The fence a query waits for (every partition's high watermark, asked in
+/// one request) equals what a bare rdkafka client reads partition by
+/// partition, and counts every acknowledged record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_is_every_partitions_high_watermark() {
+    use adpipe::bus::kafka::KafkaBus;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if !engines_available(&[Engine::Kafka]) {
+        return;
+    }
+    let tag = unique("fence");
+    let config = adpipe::config::BusConfig {
+        kind: adpipe::config::BusKind::Kafka,
+        brokers: Some(brokers()),
+        topic: format!("adpipe.{tag}"),
+        group: format!("adpipe-{tag}"),
+        partitions: 4,
+        timeout_ms: 5000,
+        ..adpipe::config::BusConfig::default()
+    };
+    let bus = KafkaBus::open(&config, adpipe::seal::Sealer::from_keys([7; 32], &[]))
+        .await
+        .expect("broker (scripts/services.sh up)");
+    let empty = bus.fence().await.expect("fence");
+    assert_eq!(empty.0, vec![0; 4], "a new topic's partitions are empty");
+    let published: i64 = 23;
+    for n in 0..published {
+        adpipe::bus::BusBackend::publish(&bus, &envelope_rows(n), None)
+            .await
+            .expect("publish");
+    }
+    let fence = bus.fence().await.expect("fence");
+    let bare: BaseConsumer = {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", brokers());
+        c.create().expect("consumer")
+    };
+    let watermarks: Vec<i64> = (0..4)
+        .map(|p| {
+            bare.fetch_watermarks(&config.topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect();
+    assert_eq!(fence.0, watermarks);
+    assert_eq!(fence.0.iter().sum::<i64>(), published);
+    assert!(
+        fence.0.iter().filter(|high| **high > 0).count() > 1,
+        "records spread over partitions: {:?}",
+        fence.0
+    );
+}

@@ -434,6 +434,48 @@ async fn clickhouse_rollups_answer_like_the_facts() {
     rollups_equal_the_facts(store, "t").await;
 }
 
+/// A ClickHouse database whose rollups predate `adpipe_rollup_chosen` (no
+/// table, no view, no marker) gets the chosen reports' sums computed from its
+/// rollups when it opens, and stays exact as restatements and redelivered
+/// batches keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_database_without_chosen_sums_gets_them_once() {
+    if !engines_available(&[Engine::ClickHouse]) {
+        return;
+    }
+    let database = format!(
+        "adpipe_chosen_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let open = || async {
+        Store::with_backend(
+            ClickHouseStore::open(&Engine::ClickHouse.url(), Some(&database))
+                .await
+                .expect("ClickHouse (scripts/services.sh up)"),
+        )
+        .await
+        .expect("store")
+    };
+    let store = open().await;
+    fill_batches(&store, "t", 0..2).await;
+    for statement in [
+        "DROP TABLE adpipe_writes_chosen",
+        "DROP TABLE adpipe_rollup_chosen",
+        "DROP TABLE adpipe_rollup_chosen_filled",
+    ] {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/?database={database}", Engine::ClickHouse.url()))
+            .body(statement)
+            .send()
+            .await
+            .expect("ClickHouse");
+        assert!(answer.status().is_success(), "{statement}");
+    }
+    let store = open().await;
+    fill_batches(&store, "t", 2..usize::MAX).await;
+    answers_equal_the_facts(&store, "t").await;
+}
+
 /// Two ClickHouse shards behind `Distributed` tables answer every query
 /// exactly like one server, restatements, currency moves and redelivered
 /// batches included, and each shard holds some of the campaigns.

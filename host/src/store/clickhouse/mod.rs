@@ -10,10 +10,17 @@
 //! - snapshot sums per (tenant, campaign, day, report, currency) in the
 //!   `SummingMergeTree` `adpipe_rollup` (extra metrics in
 //!   `adpipe_rollup_extras`), read with `sum()` and no `FINAL`. The writer
-//!   knows the old values: before a batch it reads the stored observation of
-//!   every identity the batch names, keeps only strictly newer rows, and
-//!   writes each change as the new fact plus rollup rows that subtract the
-//!   old values and add the new ones. Facts and rollup rows go in *one*
+//!   knows the old values: before a batch it reads the rollup of the
+//!   campaign-days the batch touches and, for those holding facts, the
+//!   stored observation of every identity the batch names; it keeps only
+//!   strictly newer rows and writes each change as the new fact plus rollup
+//!   rows that subtract the old values and add the new ones;
+//! - per campaign-day and currency, the sums of its chosen report (the
+//!   coarsest holding facts) in the `SummingMergeTree`
+//!   `adpipe_rollup_chosen`, which campaign-grouped queries read with no
+//!   choice left to make: the writer works out each touched campaign-day's
+//!   chosen report before and after its changes and writes the difference
+//!   (in [`write`]). Facts and all rollup rows go in *one*
 //!   insert into the `Null` table `adpipe_writes`, whose materialized views
 //!   route them, so a consumer killed mid-batch leaves both or neither; a
 //!   redelivered batch then finds its rows already stored (not newer) and
@@ -28,120 +35,25 @@
 //! releases both accept; compression and schema validation are off, as the
 //! old server supports neither. Every query binds the tenant.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+mod schema;
+mod write;
+
+use std::collections::BTreeMap;
 
 use clickhouse::{Client, Row as ChRow};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{Batch, Item};
+use super::batch::Batch;
 use super::hierarchy::{Entity, Known, StoredDelta};
 use super::{
     AdapterRows, Aggregate, Campaign, Days, FactFilter, Result, StoreBackend, StoreError, SumKey,
 };
 use crate::insights::{self, Dimension, Fact, Granularity, Summed, Sums};
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS adpipe_deltas (
-        tenant String, platform String, dedup_key String, account_id String, campaign_id String,
-        ad_group_id String, ad_id String, date Date, hour Int8, currency String,
-        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
-        breakdown String
-    ) ENGINE = ReplacingMergeTree()
-    PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, platform, dedup_key)",
-    "CREATE TABLE IF NOT EXISTS adpipe_entities (
-        tenant String, platform String, level String, id String, account_id String,
-        campaign_id String, ad_group_id String, campaign_name String, currency String,
-        version UInt64
-    ) ENGINE = ReplacingMergeTree(version)
-    ORDER BY (tenant, platform, level, id)",
-    "CREATE TABLE IF NOT EXISTS adpipe_extra_metrics (tenant String, name String)
-    ENGINE = ReplacingMergeTree() ORDER BY (tenant, name)",
-    "CREATE TABLE IF NOT EXISTS adpipe_offsets (consumer String, offset UInt64)
-    ENGINE = ReplacingMergeTree(offset) ORDER BY consumer",
-];
-
-/// The tables a shard holds — facts, the rollups, and the `Null` table
-/// `adpipe_writes` whose materialized views route one insert into facts and
-/// rollups — named with `suffix` (`""` on a single node; `"_local"` on each
-/// shard, behind `Distributed` tables of the plain names).
-fn shard_schema(suffix: &str) -> Vec<String> {
-    let s = suffix;
-    vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS adpipe_facts{s} (
-        tenant String, platform String, account_id String, campaign_id String,
-        ad_group_id String, ad_id String, date Date, hour Int8, currency String,
-        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
-        breakdown String, report String
-    ) ENGINE = ReplacingMergeTree(observed_at)
-    PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS adpipe_rollup{s} (
-        tenant String, date Date, campaign_id String, platform String, account_id String,
-        report String, currency String, rows Int64,
-        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64
-    ) ENGINE = SummingMergeTree((rows, impressions, clicks, spend, conversions, conversion_value))
-    PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS adpipe_rollup_extras{s} (
-        tenant String, date Date, campaign_id String, platform String, account_id String,
-        report String, currency String, name String, value Int64
-    ) ENGINE = SummingMergeTree(value)
-    PARTITION BY toYYYYMM(date)
-    ORDER BY (tenant, campaign_id, date, platform, account_id, report, currency, name)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS adpipe_writes{s} (
-        target String, tenant String, platform String, account_id String, campaign_id String,
-        ad_group_id String, ad_id String, date Date, hour Int8, currency String,
-        impressions Int64, clicks Int64, spend Int64, conversions Int64, conversion_value Int64,
-        extras String, observed_at UInt64, pipeline String, adapter String, adapter_version String,
-        breakdown String, report String, rows Int64, name String, value Int64
-    ) ENGINE = Null"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_facts{s} TO adpipe_facts{s} AS
-    SELECT tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
-        impressions, clicks, spend, conversions, conversion_value, extras, observed_at, pipeline,
-        adapter, adapter_version, breakdown, report
-    FROM adpipe_writes{s} WHERE target = 'fact'"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_rollup{s} TO adpipe_rollup{s} AS
-    SELECT tenant, date, campaign_id, platform, account_id, report, currency, rows,
-        impressions, clicks, spend, conversions, conversion_value
-    FROM adpipe_writes{s} WHERE target = 'rollup'"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS adpipe_writes_extras{s} TO adpipe_rollup_extras{s} AS
-    SELECT tenant, date, campaign_id, platform, account_id, report, currency, name, value
-    FROM adpipe_writes{s} WHERE target = 'extra'"
-        ),
-    ]
-}
-
-/// The tables sharded across a cluster, by campaign (the rollups' and the
-/// facts' rows of one campaign-day live on one shard, which the queries'
-/// `IN` subqueries rely on, with `distributed_product_mode = 'local'`).
-const SHARDED_TABLES: [&str; 4] = [
-    "adpipe_facts",
-    "adpipe_rollup",
-    "adpipe_rollup_extras",
-    "adpipe_writes",
-];
-
-/// A fact's report key in SQL, for facts stored before the column existed
-/// (the same key as [`crate::insights::report_key`]).
-const REPORT_SQL: &str = "concat(multiIf(ad_id != '', '2', ad_group_id != '', '1', '0'), \
-     if(hour >= 0, '1', '0'), replaceRegexpAll(breakdown, '=[^|]*', ''))";
+use schema::{
+    add_breakdown_column, add_chosen, add_report_column, add_rollups, shard_schema, SCHEMA,
+    SHARDED_TABLES,
+};
+use write::EntityRow;
 
 const CONSUMER: &str = "aggregator";
 
@@ -220,283 +132,6 @@ impl Sql {
         }
         query
     }
-}
-
-/// A row of `adpipe_deltas`.
-#[derive(ChRow, Serialize, Deserialize)]
-struct DeltaRow {
-    tenant: String,
-    platform: String,
-    dedup_key: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
-    /// Days since 1970-01-01 (ClickHouse `Date`).
-    date: u16,
-    hour: i8,
-    currency: String,
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: String,
-    observed_at: u64,
-    pipeline: String,
-    adapter: String,
-    adapter_version: String,
-    breakdown: String,
-}
-
-impl DeltaRow {
-    fn of(item: &Item<'_>) -> Result<DeltaRow> {
-        let row = item.row;
-        Ok(DeltaRow {
-            tenant: item.tenant.to_owned(),
-            platform: row.platform.clone(),
-            dedup_key: item.dedup_key().to_owned(),
-            account_id: row.account_id.clone(),
-            campaign_id: item.campaign_id().to_owned(),
-            ad_group_id: item.ad_group_id().to_owned(),
-            ad_id: item.ad_id().to_owned(),
-            date: date_of(row.date)?,
-            hour: item.hour(),
-            currency: item.currency().to_owned(),
-            impressions: row.impressions,
-            clicks: row.clicks,
-            spend: row.spend_micros,
-            conversions: row.conversions_micros,
-            conversion_value: row.conversion_value_micros,
-            extras: item.extras_json().unwrap_or_default(),
-            observed_at: item.observed_at(),
-            pipeline: item.pipeline.to_owned(),
-            adapter: row.adapter.clone(),
-            adapter_version: row.adapter_version.clone(),
-            breakdown: item.breakdown().to_owned(),
-        })
-    }
-}
-
-/// A row of `adpipe_writes`: a fact (`target = 'fact'`), a rollup change
-/// (`'rollup'`) or an extra metric's rollup change (`'extra'`); columns
-/// another target uses are left empty.
-#[derive(ChRow, Serialize, Deserialize, Default)]
-struct WriteRow {
-    target: &'static str,
-    tenant: String,
-    platform: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
-    date: u16,
-    hour: i8,
-    currency: String,
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: String,
-    observed_at: u64,
-    pipeline: String,
-    adapter: String,
-    adapter_version: String,
-    breakdown: String,
-    report: String,
-    rows: i64,
-    name: String,
-    value: i64,
-}
-
-/// A fact's identity: tenant, platform, account, campaign, ad group, ad,
-/// day, hour, breakdown.
-type Identity = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    u16,
-    i8,
-    String,
-);
-
-/// What the rollups hold of one stored (or about to be stored) fact.
-#[derive(Clone, Debug, ChRow, Deserialize)]
-struct Contribution {
-    tenant: String,
-    platform: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
-    date: u16,
-    hour: i8,
-    breakdown: String,
-    report: String,
-    currency: String,
-    impressions: i64,
-    clicks: i64,
-    spend: i64,
-    conversions: i64,
-    conversion_value: i64,
-    extras: String,
-    observed_at: u64,
-}
-
-impl Contribution {
-    fn of(item: &Item<'_>) -> Result<Contribution> {
-        let row = item.row;
-        Ok(Contribution {
-            tenant: item.tenant.to_owned(),
-            platform: row.platform.clone(),
-            account_id: row.account_id.clone(),
-            campaign_id: item.campaign_id().to_owned(),
-            ad_group_id: item.ad_group_id().to_owned(),
-            ad_id: item.ad_id().to_owned(),
-            date: date_of(row.date)?,
-            hour: item.hour(),
-            breakdown: item.breakdown().to_owned(),
-            report: item.report(),
-            currency: item.currency().to_owned(),
-            impressions: row.impressions,
-            clicks: row.clicks,
-            spend: row.spend_micros,
-            conversions: row.conversions_micros,
-            conversion_value: row.conversion_value_micros,
-            extras: item.extras_json().unwrap_or_default(),
-            observed_at: item.observed_at(),
-        })
-    }
-
-    fn identity(&self) -> Identity {
-        (
-            self.tenant.clone(),
-            self.platform.clone(),
-            self.account_id.clone(),
-            self.campaign_id.clone(),
-            self.ad_group_id.clone(),
-            self.ad_id.clone(),
-            self.date,
-            self.hour,
-            self.breakdown.clone(),
-        )
-    }
-
-    /// The rollup key this contribution adds to.
-    fn rollup_key(&self) -> RollupKey {
-        (
-            self.tenant.clone(),
-            self.date,
-            self.campaign_id.clone(),
-            self.platform.clone(),
-            self.account_id.clone(),
-            self.report.clone(),
-            self.currency.clone(),
-        )
-    }
-}
-
-/// tenant, day, campaign, platform, account, report, currency.
-type RollupKey = (String, u16, String, String, String, String, String);
-
-/// Net rollup changes of one write: per key, rows and the five sums; per
-/// key and extra metric name, the value.
-#[derive(Default)]
-struct RollupChanges {
-    sums: HashMap<RollupKey, [i64; 6]>,
-    extras: HashMap<(RollupKey, String), i64>,
-}
-
-impl RollupChanges {
-    /// Add (`sign` 1) or subtract (`sign` -1) `c`.
-    fn add(&mut self, c: &Contribution, sign: i64) {
-        let key = c.rollup_key();
-        let sums = self.sums.entry(key.clone()).or_default();
-        for (total, value) in sums.iter_mut().zip([
-            1,
-            c.impressions,
-            c.clicks,
-            c.spend,
-            c.conversions,
-            c.conversion_value,
-        ]) {
-            *total += sign * value;
-        }
-        for (name, value) in extras_of(&c.extras) {
-            *self.extras.entry((key.clone(), name)).or_default() += sign * value;
-        }
-    }
-
-    /// As rows of `adpipe_writes`, leaving out changes that cancel.
-    fn into_rows(self, rows: &mut Vec<WriteRow>) {
-        let base = |target, key: RollupKey| {
-            let (tenant, date, campaign_id, platform, account_id, report, currency) = key;
-            WriteRow {
-                target,
-                tenant,
-                date,
-                campaign_id,
-                platform,
-                account_id,
-                report,
-                currency,
-                ..WriteRow::default()
-            }
-        };
-        for (key, s) in self.sums {
-            if s.iter().all(|v| *v == 0) {
-                continue;
-            }
-            rows.push(WriteRow {
-                rows: s[0],
-                impressions: s[1],
-                clicks: s[2],
-                spend: s[3],
-                conversions: s[4],
-                conversion_value: s[5],
-                ..base("rollup", key)
-            });
-        }
-        for ((key, name), value) in self.extras {
-            if value != 0 {
-                rows.push(WriteRow {
-                    name,
-                    value,
-                    ..base("extra", key)
-                });
-            }
-        }
-    }
-}
-
-#[derive(ChRow, Serialize, Deserialize)]
-struct EntityRow {
-    tenant: String,
-    platform: String,
-    level: String,
-    id: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    campaign_name: String,
-    currency: String,
-    version: u64,
-}
-
-#[derive(ChRow, Serialize, Deserialize)]
-struct NameRow {
-    tenant: String,
-    name: String,
-}
-
-#[derive(ChRow, Serialize, Deserialize)]
-struct OffsetRow {
-    consumer: String,
-    offset: u64,
 }
 
 /// Columns of a fact as read back.
@@ -657,6 +292,7 @@ impl ClickHouseStore {
         // The queries' `IN (SELECT … FROM adpipe_rollup)` runs on each shard
         // against its own rollups (a campaign-day lives on one shard).
         let client = client.with_setting("distributed_product_mode", "local");
+        add_chosen(&client).await?;
         let shards = sharding.map_or(String::new(), |s| s.shards.join(","));
         Ok(ClickHouseStore {
             client,
@@ -664,129 +300,6 @@ impl ClickHouseStore {
         })
     }
 }
-
-/// Tables made before breakdown keys get the column, in the facts' sorting
-/// key too (a column added in the same ALTER may extend it; 18.16 accepts it
-/// when the column has no default expression).
-async fn add_breakdown_column(client: &Client) -> Result<()> {
-    let missing: Vec<String> = client
-        .query(
-            "SELECT name FROM system.tables WHERE database = currentDatabase()
-               AND name IN ('adpipe_facts', 'adpipe_deltas')
-               AND name NOT IN (SELECT table FROM system.columns
-                                WHERE database = currentDatabase() AND name = 'breakdown')",
-        )
-        .fetch_all()
-        .await?;
-    for table in missing {
-        tracing::info!(%table, "store: adding breakdown keys");
-        let statement = if table == "adpipe_facts" {
-            "ALTER TABLE adpipe_facts ADD COLUMN breakdown String, MODIFY ORDER BY              (tenant, campaign_id, date, platform, account_id, ad_group_id, ad_id, hour, breakdown)"
-        } else {
-            "ALTER TABLE adpipe_deltas ADD COLUMN breakdown String"
-        };
-        client.query(statement).execute().await?;
-    }
-    Ok(())
-}
-
-/// Fact tables made before report keys get the column, computed from each
-/// row for the parts written before it.
-async fn add_report_column(client: &Client) -> Result<()> {
-    let has: u64 = client
-        .query(
-            "SELECT count() FROM system.columns
-             WHERE database = currentDatabase() AND table = 'adpipe_facts' AND name = 'report'",
-        )
-        .fetch_one()
-        .await?;
-    if has == 0 {
-        tracing::info!("store: adding report keys to adpipe_facts");
-        client
-            .query(&format!(
-                "ALTER TABLE adpipe_facts ADD COLUMN report String DEFAULT {REPORT_SQL}"
-            ))
-            .execute()
-            .await?;
-    }
-    Ok(())
-}
-
-/// The rollups; a deployment that had facts before them gets them computed
-/// from its facts, once: the host whose `CREATE TABLE adpipe_rollup_filled`
-/// succeeds does it (hosts starting together do not both count).
-async fn add_rollups(client: &Client) -> Result<()> {
-    let claimed = client
-        .query("CREATE TABLE adpipe_rollup_filled (at DateTime) ENGINE = TinyLog")
-        .execute()
-        .await
-        .is_ok();
-    if !claimed {
-        return Ok(());
-    }
-    let filled = fill_rollups(client).await;
-    if filled.is_err() {
-        // Let the next start try again.
-        let _ = client
-            .query("DROP TABLE IF EXISTS adpipe_rollup_filled")
-            .execute()
-            .await;
-    }
-    filled
-}
-
-/// Compute the rollups of the stored facts (see [`add_rollups`]).
-async fn fill_rollups(client: &Client) -> Result<()> {
-    let facts: u64 = client
-        .query("SELECT count() FROM adpipe_facts")
-        .fetch_one()
-        .await?;
-    if facts == 0 {
-        return Ok(());
-    }
-    tracing::info!(
-        facts,
-        "store: computing rollups from the stored facts (once)"
-    );
-    client
-        .query(&format!(
-            "INSERT INTO adpipe_rollup
-             SELECT tenant, date, campaign_id, platform, account_id, report, currency,
-                    count(), sum(impressions), sum(clicks), sum(spend), sum(conversions),
-                    sum(conversion_value)
-             FROM {}
-             GROUP BY tenant, date, campaign_id, platform, account_id, report, currency",
-            latest_facts_sql("1")
-        ))
-        .execute()
-        .await?;
-    // Extra metrics: their names are only known per row, so Rust sums them.
-    let with_extras: Vec<Contribution> = client
-        .query(&format!(
-            "SELECT {CONTRIBUTION_COLUMNS} FROM {} WHERE extras != ''",
-            latest_facts_sql("1")
-        ))
-        .fetch_all()
-        .await?;
-    let mut changes = RollupChanges::default();
-    for c in &with_extras {
-        changes.add(c, 1);
-    }
-    changes.sums.clear();
-    let mut rows = Vec::new();
-    changes.into_rows(&mut rows);
-    insert_rows(client, "adpipe_writes", &rows).await
-}
-
-/// Campaigns per lookup of stored observations.
-const CAMPAIGNS_PER_LOOKUP: usize = 500;
-
-/// The columns of a [`Contribution`], as `adpipe_facts` holds them.
-const CONTRIBUTION_COLUMNS: &str =
-    "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, \
-     date, hour, breakdown, report, currency, impressions, clicks, spend, conversions, \
-     conversion_value, extras, observed_at";
-
 /// Insert `rows` into `table` in one exchange.
 async fn insert_rows<T>(client: &Client, table: &str, rows: &[T]) -> Result<()>
 where
@@ -800,129 +313,6 @@ where
         insert.write(row).await?;
     }
     Ok(insert.end().await?)
-}
-
-impl ClickHouseStore {
-    /// The `adpipe_writes` rows of `items`: per identity the newest
-    /// observation (the first of equals, as the embedded store keeps), when
-    /// strictly newer than the stored one, as a fact plus the rollup changes
-    /// from the stored observation to it.
-    async fn snapshot_writes(&self, items: &[Item<'_>]) -> Result<Vec<WriteRow>> {
-        let mut newest: HashMap<Identity, (Contribution, &Item<'_>)> = HashMap::new();
-        for item in items {
-            let c = Contribution::of(item)?;
-            match newest.entry(c.identity()) {
-                Entry::Occupied(mut e) => {
-                    if c.observed_at > e.get().0.observed_at {
-                        e.insert((c, item));
-                    }
-                }
-                Entry::Vacant(e) => {
-                    e.insert((c, item));
-                }
-            }
-        }
-        let stored = self
-            .stored_contributions(newest.values().map(|(c, _)| c))
-            .await?;
-        let mut changes = RollupChanges::default();
-        let mut rows = Vec::with_capacity(newest.len());
-        for (identity, (c, item)) in newest {
-            let old = stored.get(&identity);
-            if old.is_some_and(|o| c.observed_at <= o.observed_at) {
-                continue; // a duplicate, a replay, or older than what is stored
-            }
-            if let Some(old) = old {
-                changes.add(old, -1);
-            }
-            changes.add(&c, 1);
-            rows.push(WriteRow {
-                target: "fact",
-                pipeline: item.pipeline.to_owned(),
-                adapter: item.row.adapter.clone(),
-                adapter_version: item.row.adapter_version.clone(),
-                tenant: c.tenant,
-                platform: c.platform,
-                account_id: c.account_id,
-                campaign_id: c.campaign_id,
-                ad_group_id: c.ad_group_id,
-                ad_id: c.ad_id,
-                date: c.date,
-                hour: c.hour,
-                currency: c.currency,
-                impressions: c.impressions,
-                clicks: c.clicks,
-                spend: c.spend,
-                conversions: c.conversions,
-                conversion_value: c.conversion_value,
-                extras: c.extras,
-                observed_at: c.observed_at,
-                breakdown: c.breakdown,
-                report: c.report,
-                ..WriteRow::default()
-            });
-        }
-        changes.into_rows(&mut rows);
-        Ok(rows)
-    }
-
-    /// The stored observation of each identity `wanted` names (and of others
-    /// of the same campaigns and days, which the caller ignores).
-    async fn stored_contributions<'a>(
-        &self,
-        wanted: impl Iterator<Item = &'a Contribution>,
-    ) -> Result<HashMap<Identity, Contribution>> {
-        // Per tenant: its campaigns and the days they span.
-        let mut scopes: BTreeMap<&str, (std::collections::BTreeSet<&str>, u16, u16)> =
-            BTreeMap::new();
-        for c in wanted {
-            let scope = scopes
-                .entry(c.tenant.as_str())
-                .or_insert_with(|| (Default::default(), u16::MAX, 0));
-            scope.0.insert(c.campaign_id.as_str());
-            scope.1 = scope.1.min(c.date);
-            scope.2 = scope.2.max(c.date);
-        }
-        let mut stored = HashMap::new();
-        for (tenant, (campaigns, from, to)) in scopes {
-            let campaigns: Vec<&str> = campaigns.into_iter().collect();
-            for chunk in campaigns.chunks(CAMPAIGNS_PER_LOOKUP) {
-                let mut filter = Sql::default();
-                filter
-                    .push("tenant = ")
-                    .bind(tenant)
-                    .push(" AND campaign_id IN (");
-                for (i, campaign) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        filter.push(", ");
-                    }
-                    filter.bind(*campaign);
-                }
-                filter
-                    .push(") AND date >= toDate(")
-                    .bind(day_text(i32::from(from)))
-                    .push(") AND date <= toDate(")
-                    .bind(day_text(i32::from(to)))
-                    .push(")");
-                let mut sql = Sql::default();
-                sql.push(&format!(
-                    "SELECT {CONTRIBUTION_COLUMNS} FROM {}",
-                    latest_facts_sql(&filter.text)
-                ));
-                sql.binds = filter.binds;
-                let rows: Vec<Contribution> = sql.query(&self.client).fetch_all().await?;
-                stored.extend(rows.into_iter().map(|c| (c.identity(), c)));
-            }
-        }
-        Ok(stored)
-    }
-
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<()>
-    where
-        for<'a> T: ChRow<Value<'a> = T> + Serialize,
-    {
-        insert_rows(&self.client, table, rows).await
-    }
 }
 
 impl FactRead {
@@ -1075,54 +465,8 @@ const READ_COLUMNS: &str = "platform, account_id, campaign_id, ad_group_id, ad_i
 
 #[async_trait::async_trait]
 impl StoreBackend for ClickHouseStore {
-    /// One batched insert per table, then the position. A crash in between
-    /// replays the batch, which the replacing tables absorb.
     async fn write(&self, batch: &Batch<'_>) -> Result<()> {
-        let writes = self.snapshot_writes(&batch.snapshots).await?;
-        let deltas = batch
-            .deltas
-            .iter()
-            .map(DeltaRow::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.insert("adpipe_writes", &writes).await?;
-        self.insert("adpipe_deltas", &deltas).await?;
-        let entity_rows: Vec<EntityRow> = batch
-            .entities
-            .iter()
-            .map(|((tenant, platform, level, id), e)| EntityRow {
-                tenant: (*tenant).to_owned(),
-                platform: (*platform).to_owned(),
-                level: (*level).to_owned(),
-                id: (*id).to_owned(),
-                account_id: e.account_id.to_owned(),
-                campaign_id: e.campaign_id.to_owned(),
-                ad_group_id: e.ad_group_id.unwrap_or_default().to_owned(),
-                campaign_name: e.name.unwrap_or_default().to_owned(),
-                currency: e.currency.to_owned(),
-                version: batch.newest_observed_at,
-            })
-            .collect();
-        self.insert("adpipe_entities", &entity_rows).await?;
-        let name_rows: Vec<NameRow> = batch
-            .extra_metrics
-            .iter()
-            .map(|(tenant, name)| NameRow {
-                tenant: (*tenant).to_owned(),
-                name: (*name).to_owned(),
-            })
-            .collect();
-        self.insert("adpipe_extra_metrics", &name_rows).await?;
-        if let Some(through) = batch.through {
-            self.insert(
-                "adpipe_offsets",
-                &[OffsetRow {
-                    consumer: CONSUMER.into(),
-                    offset: through,
-                }],
-            )
-            .await?;
-        }
-        Ok(())
+        self.write_batch(batch).await
     }
 
     async fn stored_position(&self) -> Result<u64> {
@@ -1180,18 +524,24 @@ impl StoreBackend for ClickHouseStore {
             sql.push("emptyArrayInt64()");
         }
         sql.push(" AS s_extras FROM ");
+        // By campaign or coarser without a currency filter, the chosen
+        // reports' sums are stored: no choice to make (a currency filter may
+        // leave a campaign-day another report, so it chooses in the query).
+        let chosen = !from_facts && query.filter.currencies.is_none();
         if from_facts {
             let identity = filter_sql(tenant, query.days, query.filter, false);
             sql.push(&latest_facts_sql(&identity.text));
             sql.binds.extend(identity.binds);
+        } else if chosen {
+            sql.push("adpipe_rollup_chosen");
         } else {
             sql.push("adpipe_rollup");
         }
-        sql.push(" WHERE ")
-            .append(&filter)
-            .push(" AND ")
-            .append(&cells)
-            .push(&format!(" GROUP BY {group}"));
+        sql.push(" WHERE ").append(&filter);
+        if !chosen {
+            sql.push(" AND ").append(&cells);
+        }
+        sql.push(&format!(" GROUP BY {group}"));
         if !from_facts {
             // Rollup rows whose facts all moved away (to another currency) hold zeros.
             sql.push(" HAVING sum(rows) > 0");
