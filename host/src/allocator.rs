@@ -3,7 +3,8 @@
 //! glibc's allocator keeps what a burst freed (one arena per thread that
 //! allocated), so after a backlog of large batches the resident size stays
 //! at the burst's peak while the server only answers queries. The consumers
-//! call [`release_free_memory`] when they have caught up.
+//! call [`release_free_memory`] when they have caught up (the embedded log
+//! reader, and the Kafka reader once no message came for a while).
 
 /// Return free heap pages to the system (glibc's `malloc_trim`); a no-op
 /// with other allocators. The crate's one `unsafe` block: a foreign call

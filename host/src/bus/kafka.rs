@@ -804,6 +804,7 @@ impl BusBackend for KafkaBus {
             generation: u64::MAX,
             commit: TopicPartitionList::new(),
             applied: 0,
+            trim: Trim::default(),
         }))
     }
 
@@ -816,8 +817,14 @@ impl BusBackend for KafkaBus {
     }
 }
 
-/// Records gathered into one batch at most.
-const READ_BATCH: usize = 256;
+/// Records gathered into one batch at most: the store takes a batch in a
+/// few inserts, so a backlog is applied in few large batches (each insert
+/// into ClickHouse makes a part per table, merged later).
+const READ_BATCH: usize = 4096;
+
+/// Payload bytes gathered into one batch at most (records of large pages
+/// stop the gathering before [`READ_BATCH`] records).
+const READ_BATCH_BYTES: usize = 16 << 20;
 
 /// The aggregation consumer's reader in Kafka mode: a member of the
 /// consumer group that never skips a record (see [`Continuity`]) and commits
@@ -834,30 +841,89 @@ struct GroupReader {
     commit: TopicPartitionList,
     /// Records the last [`BusReader::next`] returned.
     applied: u64,
+    /// When to give memory back to the system.
+    trim: Trim,
+}
+
+/// Giving what a backlog's batches took from the allocator back to the
+/// system ([`crate::allocator::release_free_memory`]) once the consumer has
+/// caught up: when a batch ended because nothing more came (at most every
+/// [`Trim::EVERY`]), or after [`Trim::IDLE_AFTER`] without a message.
+struct Trim {
+    /// Messages came since the last trim.
+    pending: bool,
+    /// The last batch ended because nothing more came.
+    caught_up: bool,
+    at: Instant,
+}
+
+impl Default for Trim {
+    fn default() -> Trim {
+        Trim {
+            pending: false,
+            caught_up: false,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl Trim {
+    const EVERY: Duration = Duration::from_secs(5);
+    const IDLE_AFTER: Duration = Duration::from_secs(2);
+
+    /// Before waiting for messages: trim if caught up and due.
+    fn before_waiting(&mut self) {
+        if self.caught_up && self.at.elapsed() >= Self::EVERY {
+            self.now();
+        }
+    }
+
+    /// Nothing came for [`Trim::IDLE_AFTER`].
+    fn idle(&mut self) {
+        self.now();
+    }
+
+    fn now(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            crate::allocator::release_free_memory();
+            self.at = Instant::now();
+        }
+    }
 }
 
 impl GroupReader {
     /// Receive what is there: at least one message, then whatever arrives
     /// within a few milliseconds.
-    async fn receive(&self) -> Vec<rdkafka::message::OwnedMessage> {
+    async fn receive(&mut self) -> Vec<rdkafka::message::OwnedMessage> {
+        self.trim.before_waiting();
         let first = loop {
-            match self.consumer.recv().await {
-                Ok(m) => break m.detach(),
-                Err(e) => {
+            match tokio::time::timeout(Trim::IDLE_AFTER, self.consumer.recv()).await {
+                Err(_) => self.trim.idle(),
+                Ok(Ok(m)) => break m.detach(),
+                Ok(Err(e)) => {
                     tracing::warn!("kafka receive failed, retrying: {e}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         };
+        self.trim.pending = true;
+        let mut bytes = first.payload().map_or(0, <[u8]>::len);
         let mut messages = vec![first];
         let gather_until = Instant::now() + Duration::from_millis(20);
-        while messages.len() < READ_BATCH {
+        while messages.len() < READ_BATCH && bytes < READ_BATCH_BYTES {
             let left = gather_until.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(Ok(m)) => messages.push(m.detach()),
-                _ => break,
+                Ok(Ok(m)) => {
+                    bytes += m.payload().map_or(0, <[u8]>::len);
+                    messages.push(m.detach());
+                }
+                _ => {
+                    self.trim.caught_up = true;
+                    return messages;
+                }
             }
         }
+        self.trim.caught_up = false;
         messages
     }
 
