@@ -3,8 +3,8 @@
 
 use clickhouse::Client;
 
-use super::write::{extras_rollup_rows, Contribution, CONTRIBUTION_COLUMNS};
-use super::{insert_rows, latest_facts_sql};
+use super::write::{extras_rollup_rows, insert_writes, Contribution, CONTRIBUTION_COLUMNS};
+use super::{extras_of, latest_facts_sql};
 use crate::store::Result;
 
 pub(super) const SCHEMA: &[&str] = &[
@@ -228,7 +228,8 @@ async fn fill_rollups(client: &Client) -> Result<()> {
         ))
         .fetch_all()
         .await?;
-    insert_rows(client, "adpipe_writes", &extras_rollup_rows(&with_extras)).await
+    let extras: Vec<_> = with_extras.iter().map(|c| extras_of(c.extras())).collect();
+    insert_writes(client, &extras_rollup_rows(&with_extras, &extras)).await
 }
 
 /// The chosen reports' sums (`adpipe_rollup_chosen`); a deployment whose

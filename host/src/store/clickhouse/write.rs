@@ -3,9 +3,10 @@
 //! all in one insert into `adpipe_writes`.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use clickhouse::Row as ChRow;
+use clickhouse::{Client, Row as ChRow};
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -71,52 +72,83 @@ impl DeltaRow {
 }
 
 /// A row of `adpipe_writes`: a fact (`target = 'fact'`), a rollup change
-/// (`'rollup'`) or an extra metric's rollup change (`'extra'`); columns
-/// another target uses are left empty.
-#[derive(ChRow, Serialize, Deserialize, Default)]
-pub(super) struct WriteRow {
-    target: &'static str,
-    tenant: String,
-    platform: String,
-    account_id: String,
-    campaign_id: String,
-    ad_group_id: String,
-    ad_id: String,
+/// (`'rollup'`), an extra metric's rollup change (`'extra'`) or a change to
+/// a campaign-day's chosen sums (`'chosen'`); columns another target uses are
+/// left empty. It borrows from the batch and the rows read back, so a batch
+/// of tens of thousands of rows copies no strings to be written.
+#[derive(ChRow, Serialize, Default)]
+pub(super) struct WriteRow<'a> {
+    target: &'a str,
+    tenant: &'a str,
+    platform: &'a str,
+    account_id: &'a str,
+    campaign_id: &'a str,
+    ad_group_id: &'a str,
+    ad_id: &'a str,
     date: u16,
     hour: i8,
-    currency: String,
+    currency: &'a str,
     impressions: i64,
     clicks: i64,
     spend: i64,
     conversions: i64,
     conversion_value: i64,
-    extras: String,
+    extras: &'a str,
     observed_at: u64,
-    pipeline: String,
-    adapter: String,
-    adapter_version: String,
-    breakdown: String,
-    report: String,
+    pipeline: &'a str,
+    adapter: &'a str,
+    adapter_version: &'a str,
+    breakdown: &'a str,
+    report: &'a str,
     rows: i64,
-    name: String,
+    name: &'a str,
     value: i64,
+}
+
+/// Insert `rows` into `adpipe_writes` in one exchange.
+pub(super) async fn insert_writes(client: &Client, rows: &[WriteRow<'_>]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<WriteRow<'_>>("adpipe_writes").await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    Ok(insert.end().await?)
 }
 
 /// A fact's identity: tenant, platform, account, campaign, ad group, ad,
 /// day, hour, breakdown.
-type Identity = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
+type Identity<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
     u16,
     i8,
-    String,
+    &'a str,
 );
 
-/// What the rollups hold of one stored (or about to be stored) fact.
+/// A campaign-day: tenant, day, campaign, platform, account.
+type Cell<'a> = (&'a str, u16, &'a str, &'a str, &'a str);
+
+/// A rollup row's key: tenant, day, campaign, platform, account, report,
+/// currency.
+type RollupKey<'a> = (&'a str, u16, &'a str, &'a str, &'a str, &'a str, &'a str);
+
+/// The campaign-day of a rollup key.
+fn cell_of<'a>(key: &RollupKey<'a>) -> Cell<'a> {
+    (key.0, key.1, key.2, key.3, key.4)
+}
+
+/// The campaign-day of an identity.
+fn cell_of_identity<'a>(id: &Identity<'a>) -> Cell<'a> {
+    (id.0, id.6, id.3, id.1, id.2)
+}
+
+/// What the rollups hold of one stored fact, as read back.
 #[derive(Clone, Debug, ChRow, Deserialize)]
 pub(super) struct Contribution {
     tenant: String,
@@ -140,117 +172,159 @@ pub(super) struct Contribution {
 }
 
 impl Contribution {
-    fn of(item: &Item<'_>) -> Result<Contribution> {
-        let row = item.row;
-        Ok(Contribution {
-            tenant: item.tenant.to_owned(),
-            platform: row.platform.clone(),
-            account_id: row.account_id.clone(),
-            campaign_id: item.campaign_id().to_owned(),
-            ad_group_id: item.ad_group_id().to_owned(),
-            ad_id: item.ad_id().to_owned(),
-            date: date_of(row.date)?,
+    fn identity(&self) -> Identity<'_> {
+        (
+            &self.tenant,
+            &self.platform,
+            &self.account_id,
+            &self.campaign_id,
+            &self.ad_group_id,
+            &self.ad_id,
+            self.date,
+            self.hour,
+            &self.breakdown,
+        )
+    }
+
+    /// The rollup key this contribution adds to.
+    fn rollup_key(&self) -> RollupKey<'_> {
+        (
+            &self.tenant,
+            self.date,
+            &self.campaign_id,
+            &self.platform,
+            &self.account_id,
+            &self.report,
+            &self.currency,
+        )
+    }
+
+    /// The extra metrics as stored (JSON text).
+    pub(super) fn extras(&self) -> &str {
+        &self.extras
+    }
+
+    /// One fact and its five sums.
+    fn sums(&self) -> [i64; 6] {
+        [
+            1,
+            self.impressions,
+            self.clicks,
+            self.spend,
+            self.conversions,
+            self.conversion_value,
+        ]
+    }
+}
+
+/// A batch's newest observation of one identity, about to be written when
+/// strictly newer than the stored one (`stored`: its index in the stored
+/// contributions).
+struct Winner<'a> {
+    item: &'a Item<'a>,
+    date: u16,
+    report: String,
+    extras: Option<String>,
+    stored: Option<usize>,
+}
+
+impl Winner<'_> {
+    fn rollup_key(&self) -> RollupKey<'_> {
+        let item = self.item;
+        (
+            item.tenant,
+            self.date,
+            item.campaign_id(),
+            &item.row.platform,
+            &item.row.account_id,
+            &self.report,
+            item.currency(),
+        )
+    }
+
+    fn sums(&self) -> [i64; 6] {
+        let row = self.item.row;
+        [
+            1,
+            row.impressions,
+            row.clicks,
+            row.spend_micros,
+            row.conversions_micros,
+            row.conversion_value_micros,
+        ]
+    }
+
+    /// The fact's row of `adpipe_writes`.
+    fn fact(&self) -> WriteRow<'_> {
+        let (item, row) = (self.item, self.item.row);
+        WriteRow {
+            target: "fact",
+            tenant: item.tenant,
+            platform: &row.platform,
+            account_id: &row.account_id,
+            campaign_id: item.campaign_id(),
+            ad_group_id: item.ad_group_id(),
+            ad_id: item.ad_id(),
+            date: self.date,
             hour: item.hour(),
-            breakdown: item.breakdown().to_owned(),
-            report: item.report(),
-            currency: item.currency().to_owned(),
+            currency: item.currency(),
             impressions: row.impressions,
             clicks: row.clicks,
             spend: row.spend_micros,
             conversions: row.conversions_micros,
             conversion_value: row.conversion_value_micros,
-            extras: item.extras_json().unwrap_or_default(),
+            extras: self.extras.as_deref().unwrap_or(""),
             observed_at: item.observed_at(),
-        })
-    }
-
-    fn identity(&self) -> Identity {
-        (
-            self.tenant.clone(),
-            self.platform.clone(),
-            self.account_id.clone(),
-            self.campaign_id.clone(),
-            self.ad_group_id.clone(),
-            self.ad_id.clone(),
-            self.date,
-            self.hour,
-            self.breakdown.clone(),
-        )
-    }
-
-    /// The campaign-day this contribution belongs to.
-    fn cell(&self) -> Cell {
-        (
-            self.tenant.clone(),
-            self.date,
-            self.campaign_id.clone(),
-            self.platform.clone(),
-            self.account_id.clone(),
-        )
-    }
-
-    /// The rollup key this contribution adds to.
-    fn rollup_key(&self) -> RollupKey {
-        (
-            self.tenant.clone(),
-            self.date,
-            self.campaign_id.clone(),
-            self.platform.clone(),
-            self.account_id.clone(),
-            self.report.clone(),
-            self.currency.clone(),
-        )
+            pipeline: item.pipeline,
+            adapter: &row.adapter,
+            adapter_version: &row.adapter_version,
+            breakdown: item.breakdown(),
+            report: &self.report,
+            ..WriteRow::default()
+        }
     }
 }
-
-/// tenant, day, campaign, platform, account, report, currency.
-pub(super) type RollupKey = (String, u16, String, String, String, String, String);
 
 /// Net rollup changes of one write: per key, rows and the five sums; per
 /// key and extra metric name, the value.
 #[derive(Default)]
-struct RollupChanges {
-    sums: HashMap<RollupKey, [i64; 6]>,
-    extras: HashMap<(RollupKey, String), i64>,
+struct RollupChanges<'a> {
+    sums: HashMap<RollupKey<'a>, [i64; 6]>,
+    extras: HashMap<(RollupKey<'a>, &'a str), i64>,
 }
 
-impl RollupChanges {
-    /// Add (`sign` 1) or subtract (`sign` -1) `c`.
-    fn add(&mut self, c: &Contribution, sign: i64) {
-        let key = c.rollup_key();
-        let sums = self.sums.entry(key.clone()).or_default();
-        for (total, value) in sums.iter_mut().zip([
-            1,
-            c.impressions,
-            c.clicks,
-            c.spend,
-            c.conversions,
-            c.conversion_value,
-        ]) {
+impl<'a> RollupChanges<'a> {
+    /// Add (`sign` 1) or subtract (`sign` -1) one fact's `sums` and `extras`.
+    fn add(
+        &mut self,
+        key: RollupKey<'a>,
+        sums: [i64; 6],
+        extras: impl Iterator<Item = (&'a str, i64)>,
+        sign: i64,
+    ) {
+        let totals = self.sums.entry(key).or_default();
+        for (total, value) in totals.iter_mut().zip(sums) {
             *total += sign * value;
         }
-        for (name, value) in extras_of(&c.extras) {
-            *self.extras.entry((key.clone(), name)).or_default() += sign * value;
+        for (name, value) in extras {
+            *self.extras.entry((key, name)).or_default() += sign * value;
         }
     }
 
     /// As rows of `adpipe_writes`, leaving out changes that cancel.
-    fn into_rows(self, rows: &mut Vec<WriteRow>) {
-        let base = |target, key: RollupKey| {
-            let (tenant, date, campaign_id, platform, account_id, report, currency) = key;
-            WriteRow {
-                target,
-                tenant,
-                date,
-                campaign_id,
-                platform,
-                account_id,
-                report,
-                currency,
-                ..WriteRow::default()
-            }
+    fn rows(&self, rows: &mut Vec<WriteRow<'a>>) {
+        let base = |target, key: &RollupKey<'a>| WriteRow {
+            target,
+            tenant: key.0,
+            date: key.1,
+            campaign_id: key.2,
+            platform: key.3,
+            account_id: key.4,
+            report: key.5,
+            currency: key.6,
+            ..WriteRow::default()
         };
-        for (key, s) in self.sums {
+        for (key, s) in &self.sums {
             if s.iter().all(|v| *v == 0) {
                 continue;
             }
@@ -264,11 +338,11 @@ impl RollupChanges {
                 ..base("rollup", key)
             });
         }
-        for ((key, name), value) in self.extras {
-            if value != 0 {
+        for ((key, name), value) in &self.extras {
+            if *value != 0 {
                 rows.push(WriteRow {
                     name,
-                    value,
+                    value: *value,
                     ..base("extra", key)
                 });
             }
@@ -277,15 +351,19 @@ impl RollupChanges {
 }
 
 /// The extra metrics' rollup rows of `contributions` (stored facts being
-/// rolled up for the first time).
-pub(super) fn extras_rollup_rows(contributions: &[Contribution]) -> Vec<WriteRow> {
+/// rolled up for the first time), with the parsed `extras` of each.
+pub(super) fn extras_rollup_rows<'a>(
+    contributions: &'a [Contribution],
+    extras: &'a [BTreeMap<String, i64>],
+) -> Vec<WriteRow<'a>> {
     let mut changes = RollupChanges::default();
-    for c in contributions {
-        changes.add(c, 1);
+    for (c, extras) in contributions.iter().zip(extras) {
+        let named = extras.iter().map(|(name, value)| (name.as_str(), *value));
+        changes.add(c.rollup_key(), [0; 6], named, 1);
     }
     changes.sums.clear();
     let mut rows = Vec::new();
-    changes.into_rows(&mut rows);
+    changes.rows(&mut rows);
     rows
 }
 
@@ -324,32 +402,17 @@ pub(super) const CONTRIBUTION_COLUMNS: &str =
      date, hour, breakdown, report, currency, impressions, clicks, spend, conversions, \
      conversion_value, extras, observed_at";
 
-/// A campaign-day: tenant, day, campaign, platform, account.
-type Cell = (String, u16, String, String, String);
-
 /// What the rollup holds of one campaign-day: per (report, currency), the
 /// number of facts and the five sums (ordered by report, so the first
 /// report with facts is the chosen one).
-type CellSums = BTreeMap<(String, String), [i64; 6]>;
-
-/// The campaign-day of a rollup key.
-fn cell_of(key: &RollupKey) -> Cell {
-    let (tenant, date, campaign_id, platform, account_id, _, _) = key;
-    (
-        tenant.clone(),
-        *date,
-        campaign_id.clone(),
-        platform.clone(),
-        account_id.clone(),
-    )
-}
+type CellSums<'a> = BTreeMap<(&'a str, &'a str), [i64; 6]>;
 
 /// A campaign-day's chosen report: the coarsest (smallest key) that holds
 /// facts, as [`crate::insights::report_key`] orders them.
-fn chosen_report(sums: &CellSums) -> Option<&str> {
+fn chosen_report<'a>(sums: &CellSums<'a>) -> Option<&'a str> {
     let mut facts: BTreeMap<&str, i64> = BTreeMap::new();
     for ((report, _), s) in sums {
-        *facts.entry(report.as_str()).or_default() += s[0];
+        *facts.entry(report).or_default() += s[0];
     }
     facts
         .into_iter()
@@ -360,17 +423,16 @@ fn chosen_report(sums: &CellSums) -> Option<&str> {
 /// The `adpipe_rollup_chosen` changes that `changes` (to the rollup) make:
 /// per touched campaign-day, its chosen report's sums before (`stored`) are
 /// taken away and the chosen report's sums after are added, per currency.
-fn chosen_changes(
-    stored: &HashMap<Cell, CellSums>,
-    changes: &HashMap<RollupKey, [i64; 6]>,
-) -> Vec<WriteRow> {
-    let mut after: HashMap<Cell, CellSums> = HashMap::new();
+fn chosen_changes<'a>(
+    stored: &HashMap<Cell<'a>, CellSums<'a>>,
+    changes: &HashMap<RollupKey<'a>, [i64; 6]>,
+) -> Vec<WriteRow<'a>> {
+    let mut after: HashMap<Cell<'a>, CellSums<'a>> = HashMap::default();
     for (key, change) in changes {
-        let cell = cell_of(key);
         let sums = after
-            .entry(cell)
+            .entry(cell_of(key))
             .or_insert_with_key(|cell| stored.get(cell).cloned().unwrap_or_default())
-            .entry((key.5.clone(), key.6.clone()))
+            .entry((key.5, key.6))
             .or_default();
         for (total, value) in sums.iter_mut().zip(change) {
             *total += value;
@@ -380,13 +442,13 @@ fn chosen_changes(
     let mut rows = vec![];
     for (cell, now) in after {
         let before = stored.get(&cell).unwrap_or(&empty);
-        let mut diff: BTreeMap<&str, [i64; 6]> = BTreeMap::new();
+        let mut diff: BTreeMap<&'a str, [i64; 6]> = BTreeMap::new();
         for (sums, sign) in [(before, -1), (&now, 1)] {
             let Some(report) = chosen_report(sums) else {
                 continue;
             };
-            for ((_, currency), s) in sums.iter().filter(|((r, _), _)| r == report) {
-                let total = diff.entry(currency.as_str()).or_default();
+            for ((_, currency), s) in sums.iter().filter(|((r, _), _)| *r == report) {
+                let total = diff.entry(currency).or_default();
                 for (t, v) in total.iter_mut().zip(s) {
                     *t += sign * v;
                 }
@@ -396,7 +458,7 @@ fn chosen_changes(
             if s.iter().all(|v| *v == 0) {
                 continue;
             }
-            let (tenant, date, campaign_id, platform, account_id) = cell.clone();
+            let (tenant, date, campaign_id, platform, account_id) = cell;
             rows.push(WriteRow {
                 target: "chosen",
                 tenant,
@@ -404,7 +466,7 @@ fn chosen_changes(
                 campaign_id,
                 platform,
                 account_id,
-                currency: currency.to_owned(),
+                currency,
                 rows: s[0],
                 impressions: s[1],
                 clicks: s[2],
@@ -436,6 +498,34 @@ struct RollupRead {
     s_conversion_value: i64,
 }
 
+/// What `rows` say the rollup holds, per campaign-day.
+fn cells_of(rows: &[RollupRead]) -> HashMap<Cell<'_>, CellSums<'_>> {
+    let mut cells: HashMap<Cell<'_>, CellSums<'_>> = HashMap::default();
+    for r in rows {
+        cells
+            .entry((
+                r.tenant.as_str(),
+                r.date,
+                r.campaign_id.as_str(),
+                r.platform.as_str(),
+                r.account_id.as_str(),
+            ))
+            .or_default()
+            .insert(
+                (r.report.as_str(), r.currency.as_str()),
+                [
+                    r.s_rows,
+                    r.s_impressions,
+                    r.s_clicks,
+                    r.s_spend,
+                    r.s_conversions,
+                    r.s_conversion_value,
+                ],
+            );
+    }
+    cells
+}
+
 /// `tenant = ? AND campaign_id IN (…) AND date` within `from..=to`.
 fn campaigns_filter(tenant: &str, campaigns: &[&str], from: u16, to: u16) -> Sql {
     let mut filter = Sql::default();
@@ -458,17 +548,18 @@ fn campaigns_filter(tenant: &str, campaigns: &[&str], from: u16, to: u16) -> Sql
     filter
 }
 
-/// Per tenant, the campaigns `wanted` names and the days they span, in
-/// chunks of [`CAMPAIGNS_PER_LOOKUP`] campaigns: the filters of the lookups.
-fn lookup_filters<'a>(wanted: impl Iterator<Item = &'a Contribution>) -> Vec<Sql> {
+/// Per tenant, the campaigns of the `(tenant, campaign, day)`s wanted and
+/// the days they span, in chunks of [`CAMPAIGNS_PER_LOOKUP`] campaigns: the
+/// filters of the lookups.
+fn lookup_filters<'a>(wanted: impl Iterator<Item = (&'a str, &'a str, u16)>) -> Vec<Sql> {
     let mut scopes: BTreeMap<&str, (std::collections::BTreeSet<&str>, u16, u16)> = BTreeMap::new();
-    for c in wanted {
+    for (tenant, campaign, date) in wanted {
         let scope = scopes
-            .entry(c.tenant.as_str())
+            .entry(tenant)
             .or_insert_with(|| (Default::default(), u16::MAX, 0));
-        scope.0.insert(c.campaign_id.as_str());
-        scope.1 = scope.1.min(c.date);
-        scope.2 = scope.2.max(c.date);
+        scope.0.insert(campaign);
+        scope.1 = scope.1.min(date);
+        scope.2 = scope.2.max(date);
     }
     let mut filters = vec![];
     for (tenant, (campaigns, from, to)) in scopes {
@@ -480,87 +571,103 @@ fn lookup_filters<'a>(wanted: impl Iterator<Item = &'a Contribution>) -> Vec<Sql
     filters
 }
 
+/// The identity of `item`, the row it would be stored as.
+fn identity_of<'a>(item: &Item<'a>) -> Result<Identity<'a>> {
+    let row = item.row;
+    Ok((
+        item.tenant,
+        &row.platform,
+        &row.account_id,
+        item.campaign_id(),
+        item.ad_group_id(),
+        item.ad_id(),
+        date_of(row.date)?,
+        item.hour(),
+        item.breakdown(),
+    ))
+}
+
 impl ClickHouseStore {
-    /// The `adpipe_writes` rows of `items`: per identity the newest
-    /// observation (the first of equals, as the embedded store keeps), when
-    /// strictly newer than the stored one, as a fact plus the rollup changes
-    /// from the stored observation to it, and the changes to the chosen
-    /// reports' sums of the campaign-days it touches.
-    async fn snapshot_writes(&self, items: &[Item<'_>]) -> Result<Vec<WriteRow>> {
-        let mut newest: HashMap<Identity, (Contribution, &Item<'_>)> = HashMap::new();
+    /// Write the snapshots `items`: per identity the newest observation (the
+    /// first of equals, as the embedded store keeps), when strictly newer
+    /// than the stored one, as a fact plus the rollup changes from the stored
+    /// observation to it, and the changes to the chosen reports' sums of the
+    /// campaign-days it touches, all in one insert into `adpipe_writes`.
+    async fn write_snapshots(&self, items: &[Item<'_>]) -> Result<()> {
+        let mut newest: HashMap<Identity<'_>, &Item<'_>> = HashMap::default();
         for item in items {
-            let c = Contribution::of(item)?;
-            match newest.entry(c.identity()) {
+            match newest.entry(identity_of(item)?) {
                 Entry::Occupied(mut e) => {
-                    if c.observed_at > e.get().0.observed_at {
-                        e.insert((c, item));
+                    if item.observed_at() > e.get().observed_at() {
+                        e.insert(item);
                     }
                 }
                 Entry::Vacant(e) => {
-                    e.insert((c, item));
+                    e.insert(item);
                 }
             }
         }
         // The rollup says which campaign-days hold facts: only their facts
         // are read (a report of new days reads no facts at all).
-        let cells = self.stored_cells(newest.values().map(|(c, _)| c)).await?;
+        let rollup = self
+            .stored_cells(newest.keys().map(|id| (id.0, id.3, id.6)))
+            .await?;
+        let cells = cells_of(&rollup);
         let stored = self
             .stored_contributions(
                 newest
-                    .values()
-                    .map(|(c, _)| c)
-                    .filter(|c| cells.contains_key(&c.cell())),
+                    .keys()
+                    .filter(|id| cells.contains_key(&cell_of_identity(id)))
+                    .map(|id| (id.0, id.3, id.6)),
             )
             .await?;
-        let mut changes = RollupChanges::default();
-        let mut rows = Vec::with_capacity(newest.len());
-        for (identity, (c, item)) in newest {
-            let old = stored.get(&identity);
-            if old.is_some_and(|o| c.observed_at <= o.observed_at) {
+        let stored_extras: Vec<BTreeMap<String, i64>> =
+            stored.iter().map(|c| extras_of(&c.extras)).collect();
+        let stored_at: HashMap<Identity<'_>, usize> = stored
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.identity(), i))
+            .collect();
+
+        let mut winners = Vec::with_capacity(newest.len());
+        for (identity, item) in newest {
+            let at = stored_at.get(&identity).copied();
+            if at.is_some_and(|i| item.observed_at() <= stored[i].observed_at) {
                 continue; // a duplicate, a replay, or older than what is stored
             }
-            if let Some(old) = old {
-                changes.add(old, -1);
-            }
-            changes.add(&c, 1);
-            rows.push(WriteRow {
-                target: "fact",
-                pipeline: item.pipeline.to_owned(),
-                adapter: item.row.adapter.clone(),
-                adapter_version: item.row.adapter_version.clone(),
-                tenant: c.tenant,
-                platform: c.platform,
-                account_id: c.account_id,
-                campaign_id: c.campaign_id,
-                ad_group_id: c.ad_group_id,
-                ad_id: c.ad_id,
-                date: c.date,
-                hour: c.hour,
-                currency: c.currency,
-                impressions: c.impressions,
-                clicks: c.clicks,
-                spend: c.spend,
-                conversions: c.conversions,
-                conversion_value: c.conversion_value,
-                extras: c.extras,
-                observed_at: c.observed_at,
-                breakdown: c.breakdown,
-                report: c.report,
-                ..WriteRow::default()
+            winners.push(Winner {
+                item,
+                date: identity.6,
+                report: item.report(),
+                extras: item.extras_json(),
+                stored: at,
             });
         }
+        let mut changes = RollupChanges::default();
+        let mut rows = Vec::with_capacity(winners.len() + winners.len() / 4);
+        for winner in &winners {
+            if let Some(i) = winner.stored {
+                let old = &stored[i];
+                let named = stored_extras[i].iter().map(|(n, v)| (n.as_str(), *v));
+                changes.add(old.rollup_key(), old.sums(), named, -1);
+            }
+            let named = winner.item.row.extras.iter().map(|(n, v)| (n.as_str(), *v));
+            changes.add(winner.rollup_key(), winner.sums(), named, 1);
+            rows.push(winner.fact());
+        }
         rows.extend(chosen_changes(&cells, &changes.sums));
-        changes.into_rows(&mut rows);
-        Ok(rows)
+        changes.rows(&mut rows);
+        insert_writes(&self.client, &rows).await
     }
 
-    /// What the rollup holds of the campaign-days `wanted` names (and of
-    /// others of the same campaigns and days), for those holding facts.
+    /// What the rollup holds of the campaign-days of the `(tenant, campaign,
+    /// day)`s wanted (and of others of the same campaigns and days), for
+    /// those holding facts.
     async fn stored_cells<'a>(
         &self,
-        wanted: impl Iterator<Item = &'a Contribution>,
-    ) -> Result<HashMap<Cell, CellSums>> {
-        let mut cells: HashMap<Cell, CellSums> = HashMap::new();
+        wanted: impl Iterator<Item = (&'a str, &'a str, u16)>,
+    ) -> Result<Vec<RollupRead>> {
+        let mut rows = vec![];
         for filter in lookup_filters(wanted) {
             let mut sql = Sql::default();
             sql.push(
@@ -576,34 +683,19 @@ impl ClickHouseStore {
                 " GROUP BY tenant, date, campaign_id, platform, account_id, report, currency
                  HAVING s_rows > 0",
             );
-            let rows: Vec<RollupRead> = sql.query(&self.client).fetch_all().await?;
-            for r in rows {
-                cells
-                    .entry((r.tenant, r.date, r.campaign_id, r.platform, r.account_id))
-                    .or_default()
-                    .insert(
-                        (r.report, r.currency),
-                        [
-                            r.s_rows,
-                            r.s_impressions,
-                            r.s_clicks,
-                            r.s_spend,
-                            r.s_conversions,
-                            r.s_conversion_value,
-                        ],
-                    );
-            }
+            rows.extend(sql.query(&self.client).fetch_all::<RollupRead>().await?);
         }
-        Ok(cells)
+        Ok(rows)
     }
 
-    /// The stored observation of each identity `wanted` names (and of others
-    /// of the same campaigns and days, which the caller ignores).
+    /// The stored observation of each identity of the `(tenant, campaign,
+    /// day)`s wanted (and of others of the same campaigns and days, which
+    /// the caller ignores).
     async fn stored_contributions<'a>(
         &self,
-        wanted: impl Iterator<Item = &'a Contribution>,
-    ) -> Result<HashMap<Identity, Contribution>> {
-        let mut stored = HashMap::new();
+        wanted: impl Iterator<Item = (&'a str, &'a str, u16)>,
+    ) -> Result<Vec<Contribution>> {
+        let mut stored = vec![];
         for filter in lookup_filters(wanted) {
             let mut sql = Sql::default();
             sql.push(&format!(
@@ -611,8 +703,7 @@ impl ClickHouseStore {
                 latest_facts_sql(&filter.text)
             ));
             sql.binds = filter.binds;
-            let rows: Vec<Contribution> = sql.query(&self.client).fetch_all().await?;
-            stored.extend(rows.into_iter().map(|c| (c.identity(), c)));
+            stored.extend(sql.query(&self.client).fetch_all::<Contribution>().await?);
         }
         Ok(stored)
     }
@@ -627,13 +718,12 @@ impl ClickHouseStore {
     /// One batched insert per table, then the position. A crash in between
     /// replays the batch, which the replacing tables absorb.
     pub(super) async fn write_batch(&self, batch: &Batch<'_>) -> Result<()> {
-        let writes = self.snapshot_writes(&batch.snapshots).await?;
+        self.write_snapshots(&batch.snapshots).await?;
         let deltas = batch
             .deltas
             .iter()
             .map(DeltaRow::of)
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert("adpipe_writes", &writes).await?;
         self.insert("adpipe_deltas", &deltas).await?;
         let entity_rows: Vec<EntityRow> = batch
             .entities
@@ -674,45 +764,35 @@ impl ClickHouseStore {
         Ok(())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(report: &str, currency: &str) -> RollupKey {
-        (
-            "t".into(),
-            10,
-            "c1".into(),
-            "meta".into(),
-            "act_1".into(),
-            report.into(),
-            currency.into(),
-        )
+    fn key<'a>(report: &'a str, currency: &'a str) -> RollupKey<'a> {
+        ("t", 10, "c1", "meta", "act_1", report, currency)
     }
 
-    fn stored(sums: &[(&str, &str, [i64; 6])]) -> HashMap<Cell, CellSums> {
-        let cell = cell_of(&key("", ""));
+    fn stored<'a>(sums: &[(&'a str, &'a str, [i64; 6])]) -> HashMap<Cell<'a>, CellSums<'a>> {
         let sums = sums
             .iter()
-            .map(|(report, currency, s)| (((*report).to_owned(), (*currency).to_owned()), *s))
+            .map(|(report, currency, s)| ((*report, *currency), *s))
             .collect();
-        HashMap::from([(cell, sums)])
+        HashMap::from_iter([(cell_of(&key("", "")), sums)])
     }
 
-    fn changes(sums: &[(&str, &str, [i64; 6])]) -> HashMap<RollupKey, [i64; 6]> {
+    fn changes<'a>(sums: &[(&'a str, &'a str, [i64; 6])]) -> HashMap<RollupKey<'a>, [i64; 6]> {
         sums.iter()
             .map(|(report, currency, s)| (key(report, currency), *s))
             .collect()
     }
 
     /// (currency, rows, impressions) of each chosen change, by currency.
-    fn summary(mut rows: Vec<WriteRow>) -> Vec<(String, i64, i64)> {
-        rows.sort_by(|a, b| a.currency.cmp(&b.currency));
+    fn summary(mut rows: Vec<WriteRow<'_>>) -> Vec<(String, i64, i64)> {
+        rows.sort_by(|a, b| a.currency.cmp(b.currency));
         rows.into_iter()
             .map(|r| {
                 assert_eq!(r.target, "chosen");
-                (r.currency, r.rows, r.impressions)
+                (r.currency.to_owned(), r.rows, r.impressions)
             })
             .collect()
     }
@@ -735,7 +815,7 @@ mod tests {
             ("10", "USD", [2, 80, 0, 0, 0, 0]),
         ]);
         assert_eq!(
-            summary(chosen_changes(&HashMap::new(), &batch)),
+            summary(chosen_changes(&HashMap::default(), &batch)),
             vec![("USD".into(), 2, 80)]
         );
     }
