@@ -524,9 +524,9 @@ impl StoreBackend for ClickHouseStore {
             sql.push("emptyArrayInt64()");
         }
         sql.push(" AS s_extras FROM ");
-        // By campaign or coarser without a currency filter, the chosen
-        // reports' sums are stored: no choice to make (a currency filter may
-        // leave a campaign-day another report, so it chooses in the query).
+        // Grouped by campaign or coarser and filtered by no currency, the
+        // answer reads `adpipe_rollup_chosen`, where each campaign-day's
+        // report is already chosen (as the embedded store's `rollup_chosen`).
         let chosen = !from_facts && query.filter.currencies.is_none();
         if from_facts {
             let identity = filter_sql(tenant, query.days, query.filter, false);

@@ -172,27 +172,38 @@ pub(super) async fn add_report_column(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// The rollups; a deployment that had facts before them gets them computed
-/// from its facts, once: the host whose `CREATE TABLE adpipe_rollup_filled`
-/// succeeds does it (hosts starting together do not both count).
-pub(super) async fn add_rollups(client: &Client) -> Result<()> {
+/// Run `fill` once per database: the host whose `CREATE TABLE <marker>`
+/// succeeds does it (hosts starting together do not both count); when it
+/// fails the marker goes, so the next start tries again.
+async fn once(
+    client: &Client,
+    marker: &str,
+    fill: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     let claimed = client
-        .query("CREATE TABLE adpipe_rollup_filled (at DateTime) ENGINE = TinyLog")
+        .query(&format!(
+            "CREATE TABLE {marker} (at DateTime) ENGINE = TinyLog"
+        ))
         .execute()
         .await
         .is_ok();
     if !claimed {
         return Ok(());
     }
-    let filled = fill_rollups(client).await;
+    let filled = fill.await;
     if filled.is_err() {
-        // Let the next start try again.
         let _ = client
-            .query("DROP TABLE IF EXISTS adpipe_rollup_filled")
+            .query(&format!("DROP TABLE IF EXISTS {marker}"))
             .execute()
             .await;
     }
     filled
+}
+
+/// The rollups; a deployment that had facts before them gets them computed
+/// from its facts, once.
+pub(super) async fn add_rollups(client: &Client) -> Result<()> {
+    once(client, "adpipe_rollup_filled", fill_rollups(client)).await
 }
 
 /// Compute the rollups of the stored facts (see [`add_rollups`]).
@@ -233,28 +244,12 @@ async fn fill_rollups(client: &Client) -> Result<()> {
 }
 
 /// The chosen reports' sums (`adpipe_rollup_chosen`); a deployment whose
-/// rollups predate the table gets them computed from its rollups, once: the
-/// host whose `CREATE TABLE adpipe_rollup_chosen_filled` succeeds does it.
-/// As with [`add_rollups`], hosts of the older version should not be
-/// writing while it runs.
+/// rollups predate the table gets them computed from its rollups, once. As
+/// with [`add_rollups`], hosts of the older version should not be writing
+/// while it runs.
 pub(super) async fn add_chosen(client: &Client) -> Result<()> {
-    let claimed = client
-        .query("CREATE TABLE adpipe_rollup_chosen_filled (at DateTime) ENGINE = TinyLog")
-        .execute()
-        .await
-        .is_ok();
-    if !claimed {
-        return Ok(());
-    }
-    let filled = client.query(FILL_CHOSEN).execute().await;
-    if filled.is_err() {
-        // Let the next start try again.
-        let _ = client
-            .query("DROP TABLE IF EXISTS adpipe_rollup_chosen_filled")
-            .execute()
-            .await;
-    }
-    Ok(filled?)
+    let fill = async { Ok(client.query(FILL_CHOSEN).execute().await?) };
+    once(client, "adpipe_rollup_chosen_filled", fill).await
 }
 
 /// Per campaign-day and currency, the sums of its chosen report (the
