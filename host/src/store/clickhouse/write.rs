@@ -1,6 +1,8 @@
 //! The ClickHouse store's write path: per batch, the facts that are new or
-//! strictly newer than the stored ones, and the rollup changes they make,
-//! all in one insert into `adpipe_writes`.
+//! strictly newer than the stored ones, the rollup changes they make and the
+//! changes to each touched campaign-day's chosen sums, all in one insert
+//! into `adpipe_writes`; then deltas, the hierarchy, metric names and the
+//! bus position.
 
 use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
