@@ -187,16 +187,21 @@ pub(super) async fn add_reports(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
+/// Whether the store has the table `name`.
+async fn has_table(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, name: &str) -> Result<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// The rollup tables; a store that had facts before them
 /// gets its rollups computed from the facts, in the same transaction.
 pub(super) async fn add_rollups(pool: &SqlitePool) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let exists: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rollup_days'",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if exists.is_none() {
+    if !has_table(&mut tx, "rollup_days").await? {
         for statement in ROLLUP_SCHEMA {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
@@ -234,12 +239,7 @@ pub(super) async fn add_rollups(pool: &SqlitePool) -> Result<()> {
             .execute(&mut *tx)
             .await?;
     }
-    let chosen: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rollup_chosen'",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if chosen.is_none() {
+    if !has_table(&mut tx, "rollup_chosen").await? {
         for statement in CHOSEN_SCHEMA {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
