@@ -108,12 +108,12 @@ impl Sql {
     }
 
     /// `?, ?, …` for `values`.
-    fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> &mut Sql {
+    fn bind_list(&mut self, values: impl IntoIterator<Item = impl AsRef<str>>) -> &mut Sql {
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
                 self.text.push_str(", ");
             }
-            self.bind(v.as_str());
+            self.bind(v.as_ref());
         }
         self
     }

@@ -534,14 +534,8 @@ fn campaigns_filter(tenant: &str, campaigns: &[&str], from: u16, to: u16) -> Sql
     filter
         .push("tenant = ")
         .bind(tenant)
-        .push(" AND campaign_id IN (");
-    for (i, campaign) in campaigns.iter().enumerate() {
-        if i > 0 {
-            filter.push(", ");
-        }
-        filter.bind(*campaign);
-    }
-    filter
+        .push(" AND campaign_id IN (")
+        .bind_list(campaigns)
         .push(") AND date >= toDate(")
         .bind(day_text(i32::from(from)))
         .push(") AND date <= toDate(")
