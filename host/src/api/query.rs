@@ -138,20 +138,34 @@ fn limit_param(app: &App, query: &HashMap<String, String>) -> Result<usize, ApiE
     } as usize)
 }
 
+/// Which extra metrics a catalog lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extras {
+    /// Every name the store has seen for the tenant, and the ones its pipelines declare.
+    All,
+    /// None: the caller named only built-in and plugin metrics, so the
+    /// store is not asked (a round trip to ClickHouse saved per query).
+    Skipped,
+}
+
 /// The metrics the caller's tenant may ask for (`GET /v1/metrics`); the
 /// insights route accepts exactly these names.
 async fn tenant_catalog(
     app: &App,
     tenant: &str,
     plugin_metrics: &std::collections::BTreeMap<String, crate::plugin::metric::MetricPlugin>,
+    wanted: Extras,
 ) -> Result<Vec<Metric>, ApiError> {
-    let mut extras = app
-        .store
-        .extra_metric_names(tenant)
-        .await
-        .map_err(|e| ApiError::internal("reading metric names", e))?;
-    // Metrics the tenant's pipelines declare are known before any non-zero value.
-    extras.extend(app.declared_extra_metrics(tenant));
+    let mut extras = Vec::new();
+    if wanted == Extras::All {
+        extras = app
+            .store
+            .extra_metric_names(tenant)
+            .await
+            .map_err(|e| ApiError::internal("reading metric names", e))?;
+        // Metrics the tenant's pipelines declare are known before any non-zero value.
+        extras.extend(app.declared_extra_metrics(tenant));
+    }
     extras.sort();
     extras.dedup();
     let mut metrics = catalog::builtins();
@@ -305,7 +319,23 @@ pub async fn insights(
         }
     }
 
-    let catalog = tenant_catalog(&app, tenant, &plugin_metrics).await?;
+    // The store's extra metric names matter only when a requested metric (or
+    // a requested plugin metric's input) is neither built in nor a plugin's.
+    let named = requested_metrics.iter().flatten();
+    let inputs = named
+        .clone()
+        .filter_map(|m| plugin_metrics.get(m).and_then(|p| p.metric(m)))
+        .flat_map(|m| m.inputs.iter());
+    let builtin = |m: &str| BASE_METRICS.contains(&m) || RATIO_METRICS.contains(&m);
+    let wanted = if named
+        .chain(inputs)
+        .any(|m| !builtin(m) && !plugin_metrics.contains_key(m))
+    {
+        Extras::All
+    } else {
+        Extras::Skipped
+    };
+    let catalog = tenant_catalog(&app, tenant, &plugin_metrics, wanted).await?;
     let metrics = match requested_metrics {
         None => BASE_METRICS
             .iter()
@@ -672,6 +702,6 @@ pub async fn campaigns(
 pub async fn metrics(State(app): State<App>, caller: Caller) -> Result<Response, ApiError> {
     let tenant = &caller.0.tenant;
     let plugin_metrics = app.tenant_metrics(tenant);
-    let metrics = tenant_catalog(&app, tenant, &plugin_metrics).await?;
+    let metrics = tenant_catalog(&app, tenant, &plugin_metrics, Extras::All).await?;
     Ok(Json(json!({ "metrics": metrics })).into_response())
 }

@@ -74,6 +74,15 @@ impl Fence {
             .collect::<Vec<_>>()
             .join(".")
     }
+
+    /// Whether `committed` (per partition, -1 where none) is at or past the
+    /// fence on every partition that holds records.
+    pub fn reached(&self, committed: &[i64]) -> bool {
+        self.0
+            .iter()
+            .zip(committed)
+            .all(|(&high, &done)| high <= 0 || done >= high)
+    }
 }
 
 /// Every partition's high watermark in one `ListOffsets` request per broker
@@ -496,12 +505,7 @@ impl KafkaBus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(committed) = self.committed().await {
-                let reached = fence
-                    .0
-                    .iter()
-                    .zip(&committed)
-                    .all(|(&high, &done)| high <= 0 || done >= high);
-                if reached {
+                if fence.reached(&committed) {
                     return true;
                 }
             }
@@ -510,6 +514,21 @@ impl KafkaBus {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Reads the fence now and waits until the group has committed through
+    /// it. The fence and the first read of the committed offsets are two
+    /// requests sent at once, not one after the other: a committed offset
+    /// read a moment before the fence only ever lags it (offsets move
+    /// forward), so when it already reaches the fence everything
+    /// acknowledged before the call was applied; otherwise the wait goes on.
+    pub async fn reach_fence(&self, timeout: Duration) -> Result<(bool, Fence), KafkaError> {
+        let (fence, committed) = tokio::join!(self.fence(), self.committed());
+        let fence = fence?;
+        if committed.is_ok_and(|committed| fence.reached(&committed)) {
+            return Ok((true, fence));
+        }
+        Ok((self.wait_committed(&fence, timeout).await, fence))
     }
 
     /// Records acknowledged but not yet committed by the group.
@@ -776,8 +795,8 @@ impl BusBackend for KafkaBus {
     /// Reads the topic's high watermarks and waits until the group has
     /// committed through them, whichever process consumed the records.
     async fn catch_up(&self, _: &Store, wait: CatchUp<'_>) -> (bool, String) {
-        match self.fence().await {
-            Ok(fence) => (self.wait_committed(&fence, wait.timeout).await, fence.key()),
+        match self.reach_fence(wait.timeout).await {
+            Ok((reached, fence)) => (reached, fence.key()),
             Err(e) => {
                 tracing::warn!("reading the bus position failed: {e}");
                 (false, String::new())

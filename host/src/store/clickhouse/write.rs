@@ -711,16 +711,16 @@ impl ClickHouseStore {
         insert_rows(&self.client, table, rows).await
     }
 
-    /// One batched insert per table, then the position. A crash in between
-    /// replays the batch, which the replacing tables absorb.
+    /// One batched insert per table, sent at once (they are independent:
+    /// the snapshots' reads look only at facts and rollups), then the
+    /// position. A crash in between replays the batch, which the replacing
+    /// tables absorb.
     pub(super) async fn write_batch(&self, batch: &Batch<'_>) -> Result<()> {
-        self.write_snapshots(&batch.snapshots).await?;
         let deltas = batch
             .deltas
             .iter()
             .map(DeltaRow::of)
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert("adpipe_deltas", &deltas).await?;
         let entity_rows: Vec<EntityRow> = batch
             .entities
             .iter()
@@ -737,7 +737,6 @@ impl ClickHouseStore {
                 version: batch.newest_observed_at,
             })
             .collect();
-        self.insert("adpipe_entities", &entity_rows).await?;
         let name_rows: Vec<NameRow> = batch
             .extra_metrics
             .iter()
@@ -746,7 +745,12 @@ impl ClickHouseStore {
                 name: (*name).to_owned(),
             })
             .collect();
-        self.insert("adpipe_extra_metrics", &name_rows).await?;
+        tokio::try_join!(
+            self.write_snapshots(&batch.snapshots),
+            self.insert("adpipe_deltas", &deltas),
+            self.insert("adpipe_entities", &entity_rows),
+            self.insert("adpipe_extra_metrics", &name_rows),
+        )?;
         if let Some(through) = batch.through {
             self.insert(
                 "adpipe_offsets",
