@@ -282,16 +282,14 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         meta_row("c2", "s2", "a3", "2026-11-02", 300, 3, "1.99", 0),
         meta_row("c2", "s2", "a3", "2026-11-09", 90, 9, "0.90", 3),
     ]);
-    let restated = page(vec![meta_row(
-        "c1",
-        "s1",
-        "a1",
-        "2026-11-02",
-        900,
-        22,
-        "11.25",
-        2,
-    )]);
+    // The restatement does not ask for `campaign_name` (Meta then omits
+    // it): the name reported earlier stays.
+    let mut restated_row = meta_row("c1", "s1", "a1", "2026-11-02", 900, 22, "11.25", 2);
+    restated_row
+        .as_object_mut()
+        .expect("a row object")
+        .remove("campaign_name");
+    let restated = page(vec![restated_row]);
     // A lead (created 2025-11-01) that names only its ad, before any report
     // has named that ad: both stores place it under campaign c2 once the
     // report arrives.
@@ -373,6 +371,29 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
     .await;
     assert_eq!(day.json["rows"][0]["impressions"], 900);
     assert_eq!(day.json["rows"][0]["spend"], 11.25);
+    let named = send(
+        &apps[1],
+        get(
+            "/v1/insights?from=2026-11-01&to=2026-11-30&granularity=total&group_by=campaign_id",
+            Some(&viewer),
+        ),
+    )
+    .await;
+    let names: Vec<(Value, Value)> = named.json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["campaign_id"].clone(), r["campaign_name"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (json!("c1"), json!("Campaign c1")),
+            (json!("c2"), json!("Campaign c2"))
+        ],
+        "a row without a name keeps the one reported before: {}",
+        named.text
+    );
     let campaigns = send(&apps[1], get("/v1/campaigns", Some(&viewer))).await;
     assert_eq!(
         campaigns.json,

@@ -53,7 +53,6 @@ use schema::{
     add_breakdown_column, add_chosen, add_report_column, add_rollups, shard_schema, SCHEMA,
     SHARDED_TABLES,
 };
-use write::EntityRow;
 
 const CONSUMER: &str = "aggregator";
 
@@ -624,12 +623,36 @@ impl StoreBackend for ClickHouseStore {
     }
 
     async fn known(&self, tenant: &str, level: &str, ids: &[String]) -> Result<Vec<Known>> {
-        let rows: Vec<EntityRow> = self
+        // The newest version of each entity, keeping the last ad group and
+        // name reported (a row without them does not erase them), as the
+        // embedded store's upsert does. The ids arrive as one array,
+        // unnested into a set: ClickHouse 18.16 took 80-130 ms to evaluate
+        // `has(array, id)` per row and 20 ms to parse `IN ('…', …)` for
+        // 1,000 campaigns (a page grouped by campaign), 10 ms this way with
+        // `argMax` (26-33 ms with `FINAL`).
+        #[derive(ChRow, Deserialize)]
+        struct KnownRead {
+            platform: String,
+            level: String,
+            id: String,
+            account_id: String,
+            campaign_id: String,
+            ad_group_id: String,
+            campaign_name: String,
+            currency: String,
+        }
+        let rows: Vec<KnownRead> = self
             .client
             .query(
-                "SELECT tenant, platform, level, id, account_id, campaign_id, ad_group_id,
-                        campaign_name, currency, version
-                 FROM adpipe_entities FINAL WHERE tenant = ? AND level = ? AND has(?, id)",
+                "SELECT platform, level, id,
+                        argMax(account_id, version) AS account_id,
+                        argMax(campaign_id, version) AS campaign_id,
+                        argMaxIf(ad_group_id, version, ad_group_id != '') AS ad_group_id,
+                        argMaxIf(campaign_name, version, campaign_name != '') AS campaign_name,
+                        argMax(currency, version) AS currency
+                 FROM adpipe_entities
+                 WHERE tenant = ? AND level = ? AND id IN (SELECT arrayJoin(?))
+                 GROUP BY platform, level, id",
             )
             .bind(tenant)
             .bind(level)
