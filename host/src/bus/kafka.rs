@@ -522,7 +522,7 @@ impl KafkaBus {
     /// read a moment before the fence only ever lags it (offsets move
     /// forward), so when it already reaches the fence everything
     /// acknowledged before the call was applied; otherwise the wait goes on.
-    pub async fn reach_fence(&self, timeout: Duration) -> Result<(bool, Fence), KafkaError> {
+    async fn reach_fence(&self, timeout: Duration) -> Result<(bool, Fence), KafkaError> {
         let (fence, committed) = tokio::join!(self.fence(), self.committed());
         let fence = fence?;
         if committed.is_ok_and(|committed| fence.reached(&committed)) {

@@ -41,7 +41,7 @@ mod write;
 use std::collections::BTreeMap;
 
 use clickhouse::{Client, Row as ChRow};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::batch::Batch;
 use super::hierarchy::{Entity, Known, StoredDelta};
@@ -299,11 +299,13 @@ impl ClickHouseStore {
         })
     }
 }
-/// Insert `rows` into `table` in one exchange.
-async fn insert_rows<T>(client: &Client, table: &str, rows: &[T]) -> Result<()>
-where
-    for<'a> T: ChRow<Value<'a> = T> + Serialize,
-{
+/// Insert `rows` into `table` in one exchange (owned rows, or rows that
+/// borrow, such as [`write::WriteRow`]).
+async fn insert_rows<T: clickhouse::RowWrite>(
+    client: &Client,
+    table: &str,
+    rows: &[T::Value<'_>],
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -109,14 +109,7 @@ pub(super) struct WriteRow<'a> {
 
 /// Insert `rows` into `adpipe_writes` in one exchange.
 pub(super) async fn insert_writes(client: &Client, rows: &[WriteRow<'_>]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut insert = client.insert::<WriteRow<'_>>("adpipe_writes").await?;
-    for row in rows {
-        insert.write(row).await?;
-    }
-    Ok(insert.end().await?)
+    insert_rows::<WriteRow<'_>>(client, "adpipe_writes", rows).await
 }
 
 /// A fact's identity: tenant, platform, account, campaign, ad group, ad,
@@ -708,7 +701,7 @@ impl ClickHouseStore {
     where
         for<'a> T: ChRow<Value<'a> = T> + Serialize,
     {
-        insert_rows(&self.client, table, rows).await
+        insert_rows::<T>(&self.client, table, rows).await
     }
 
     /// One batched insert per table, sent at once (they are independent:
