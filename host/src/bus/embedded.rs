@@ -227,8 +227,8 @@ const READ_BYTES: i64 = 8 * 1024 * 1024;
 /// what came since: a trickle of small records (webhooks, one row each) is
 /// then applied a few dozen records to a store transaction instead of one or
 /// two. Measured with signed webhooks at 16 connections (embedded, payloads
-/// kept), five rounds each: 6.3 context switches and ~380 µs of server CPU
-/// per request instead of 7.9 and ~450 µs, ~15% more requests per second.
+/// kept), four rounds each: 6.3–6.5 context switches and 376–386 µs of
+/// server CPU per request instead of 7.8–8.0 and 427–470 µs (README).
 /// A backlog is read without waiting; what is applied becomes queryable up
 /// to this much later.
 const LINGER: Duration = Duration::from_millis(10);
@@ -460,11 +460,9 @@ mod tests {
         assert_eq!(bus.append(vec![1], None).await.expect("append"), 52);
     }
 
-    /// The reader hands out every record once, in order, across many batches
-    /// (each read ahead while the one before is applied), and records that
-    /// arrive while it waits are read too.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reading_ahead_hands_out_every_record_once_in_order() {
+    /// A fresh bus and embedded store in a temporary directory (kept while
+    /// the returned guard lives).
+    async fn bus_and_store() -> (tempfile::TempDir, EmbeddedBus, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let bus = EmbeddedBus::open(&dir.path().join("bus.db"))
             .await
@@ -472,6 +470,15 @@ mod tests {
         let store = Store::open(&crate::config::StoreConfig::default(), dir.path())
             .await
             .expect("store");
+        (dir, bus, store)
+    }
+
+    /// The reader hands out every record once, in order, across many batches
+    /// (each read ahead while the one before is applied), and records that
+    /// arrive while it waits are read too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reading_ahead_hands_out_every_record_once_in_order() {
+        let (_dir, bus, store) = bus_and_store().await;
         let record = |i: u64| {
             super::super::record::encode_envelope(&RowEnvelope {
                 tenant: format!("t{i}"),
@@ -515,13 +522,7 @@ mod tests {
     /// meanwhile go to the store in the same batch; a backlog is read at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_at_the_tail_lingers_and_takes_what_came_meanwhile() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let bus = EmbeddedBus::open(&dir.path().join("bus.db"))
-            .await
-            .expect("bus");
-        let store = Store::open(&crate::config::StoreConfig::default(), dir.path())
-            .await
-            .expect("store");
+        let (_dir, bus, store) = bus_and_store().await;
         let record = super::super::record::encode_envelope(&RowEnvelope::default());
         let mut reader = LogReader::new(bus.clone(), store.clone(), BusConsumerMetrics::default());
         reader.linger = Duration::from_secs(1);
