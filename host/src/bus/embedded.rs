@@ -229,8 +229,8 @@ const READ_BYTES: i64 = 8 * 1024 * 1024;
 /// two. Measured with signed webhooks at 16 connections (embedded, payloads
 /// kept), four rounds each: 6.3–6.5 context switches and 376–386 µs of
 /// server CPU per request instead of 7.8–8.0 and 427–470 µs (README).
-/// A backlog is read without waiting; what is applied becomes queryable up
-/// to this much later.
+/// A backlog is read without waiting, and so is the tail while a query waits
+/// for what was acknowledged before it (`Store::applied_awaited`).
 const LINGER: Duration = Duration::from_millis(10);
 
 /// Batches between trims of what the store has applied.
@@ -293,6 +293,12 @@ impl LogReader {
         crate::allocator::release_free_memory();
     }
 
+    /// Wait [`LINGER`] for more records, unless a query waits for the
+    /// records already there.
+    async fn linger(&self) {
+        let _ = tokio::time::timeout(self.linger, self.store.applied_awaited()).await;
+    }
+
     /// Hand out `records` and start reading the ones after them.
     fn returning(&mut self, records: Vec<Record>) -> Vec<Record> {
         self.read = records.len() as u64;
@@ -331,7 +337,7 @@ impl BusReader for LogReader {
         // (before they came) is read again with them.
         let at_tail = self.bus.head().saturating_sub(self.returned) < u64::from(READ_BATCH);
         if at_tail {
-            tokio::time::sleep(self.linger).await;
+            self.linger().await;
         }
         if let Some(ahead) = self.ahead.take() {
             match ahead.await {
@@ -356,7 +362,7 @@ impl BusReader for LogReader {
             if records.is_empty() {
                 self.settle_when_due().await;
                 self.bus.wait_beyond(from, Duration::from_secs(1)).await;
-                tokio::time::sleep(self.linger).await;
+                self.linger().await;
                 continue;
             }
             return self.returning(records);
@@ -554,10 +560,37 @@ mod tests {
                 .expect("append backlog");
         }
         reader.linger = Duration::from_secs(30);
-        let records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+        let mut records = tokio::time::timeout(Duration::from_secs(10), reader.next())
             .await
             .expect("a backlog is read without lingering");
         assert_eq!(positions(&records).first(), Some(&6));
+
+        // Caught up again, with a query waiting for the newest record: no lingering.
+        reader.linger = LINGER;
+        loop {
+            let through = positions(&records).into_iter().max();
+            store.apply(&[], through).await.expect("apply");
+            reader.done().await;
+            if through == Some(bus.head()) {
+                break;
+            }
+            records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+                .await
+                .expect("the rest of the backlog");
+        }
+        reader.linger = Duration::from_secs(30);
+        assert_eq!(store.applied_position(), bus.head());
+        let newest = bus.append(record.clone(), None).await.expect("append");
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_applied(newest, Duration::from_secs(20)).await })
+        };
+        let records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("a waiting query ends the lingering");
+        assert_eq!(positions(&records), vec![newest]);
+        store.apply(&[], Some(newest)).await.expect("apply");
+        assert!(waiter.await.expect("waiter"), "the query's wait ended");
     }
 
     #[tokio::test]

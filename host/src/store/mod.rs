@@ -207,6 +207,8 @@ pub struct Store {
     backend: Arc<dyn StoreBackend>,
     /// The last bus position written with rows, for those who wait on it.
     applied: Arc<watch::Sender<u64>>,
+    /// Told when someone starts waiting for a position not applied yet.
+    awaited: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -245,6 +247,7 @@ impl Store {
         Ok(Store {
             backend,
             applied: Arc::new(applied),
+            awaited: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -272,9 +275,20 @@ impl Store {
         self.backend.settle().await
     }
 
+    /// Returns when someone waits for rows not applied yet (see
+    /// [`Store::wait_applied`]), or at once if someone began to since the
+    /// last call: a consumer that holds back to batch a trickle stops
+    /// holding back for a reader waiting on its own writes.
+    pub async fn applied_awaited(&self) {
+        self.awaited.notified().await
+    }
+
     /// Wait until rows through `position` are applied; false on timeout.
     pub async fn wait_applied(&self, position: u64, timeout: Duration) -> bool {
         let mut applied = self.applied.subscribe();
+        if *applied.borrow() < position {
+            self.awaited.notify_one();
+        }
         let reached = tokio::time::timeout(timeout, applied.wait_for(|&a| a >= position)).await;
         reached.is_ok()
     }
