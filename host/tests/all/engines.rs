@@ -236,6 +236,16 @@ async fn rate_limits_are_shared_through_redis() {
     }
 }
 
+/// `(campaign_id, column)` of every row of an insights answer.
+fn per_campaign(answer: &Value, column: &str) -> Vec<(Value, Value)> {
+    answer["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["campaign_id"].clone(), r[column].clone()))
+        .collect()
+}
+
 fn clickhouse_url() -> String {
     Engine::ClickHouse.url()
 }
@@ -353,12 +363,7 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         ),
     )
     .await;
-    let by_campaign: Vec<(Value, Value)> = leads.json["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| (r["campaign_id"].clone(), r["leads"].clone()))
-        .collect();
+    let by_campaign = per_campaign(&leads.json, "leads");
     assert_eq!(by_campaign, vec![(json!("c2"), json!(1))], "{}", leads.text);
     // The restated day counts its new totals once.
     let day = send(
@@ -379,12 +384,7 @@ async fn clickhouse_store_answers_exactly_like_the_embedded_store() {
         ),
     )
     .await;
-    let names: Vec<(Value, Value)> = named.json["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| (r["campaign_id"].clone(), r["campaign_name"].clone()))
-        .collect();
+    let names = per_campaign(&named.json, "campaign_name");
     assert_eq!(
         names,
         vec![
