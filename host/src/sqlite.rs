@@ -33,17 +33,42 @@ pub async fn open_file_for_bulk_writes(path: &std::path::Path) -> Result<SqliteP
     .await
 }
 
+/// A single writer connection to the existing database at `path` (rusqlite,
+/// used in the calling thread), with the same settings as the pool's
+/// connections: WAL, `synchronous=FULL`, the busy timeout, the WAL size limit,
+/// in-memory statement journals and the bulk writer's 8 MB page cache.
+pub fn open_writer(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -8192)?;
+    // Cached statements of every kind the store's write path prepares.
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// How long a connection waits for another's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A WAL that grew under a burst is cut back to this after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     create_private(options.get_filename())?;
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        // A WAL that grew under a burst is cut back to this after a checkpoint.
-        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
         // Statement journals (multi-row upserts, triggers) in memory, not temp files.
         .pragma("temp_store", "MEMORY")
-        .busy_timeout(Duration::from_secs(10));
+        .busy_timeout(BUSY_TIMEOUT);
     SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)

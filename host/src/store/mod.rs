@@ -42,6 +42,8 @@ pub use hierarchy::{Known, StoredDelta};
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("store database error: {0}")]
+    Embedded(#[from] rusqlite::Error),
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] ::clickhouse::error::Error),
     #[error("day {0} is outside the days the store can hold (1970-01-01..2149-06-06)")]

@@ -35,6 +35,8 @@ const CONSUMER: &str = "aggregator";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     pool: SqlitePool,
+    /// The one connection that writes batches ([`write`]); reads use `pool`.
+    writer: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
     path: std::path::PathBuf,
     /// When the write-ahead log was last checkpointed and truncated.
     checkpointed: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
@@ -56,8 +58,10 @@ impl EmbeddedStore {
         schema::add_reports(&pool).await?;
         schema::add_rollups(&pool).await?;
         schema::key_facts_by_campaign_day(&pool).await?;
+        let writer = crate::sqlite::open_writer(path)?;
         Ok(EmbeddedStore {
             pool,
+            writer: std::sync::Arc::new(std::sync::Mutex::new(writer)),
             path: path.to_owned(),
             checkpointed: std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
@@ -86,6 +90,18 @@ impl EmbeddedStore {
     }
 }
 
+/// Run `f`, which blocks on SQLite, without stalling the runtime's other
+/// tasks: on a multi-threaded runtime they move to another worker meanwhile;
+/// a current-thread runtime (tests) just runs it.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 #[async_trait::async_trait]
 impl StoreBackend for EmbeddedStore {
     async fn stored_position(&self) -> Result<u64> {
@@ -99,7 +115,13 @@ impl StoreBackend for EmbeddedStore {
     }
 
     async fn write(&self, batch: &Batch<'_>) -> Result<()> {
-        write::write(&self.pool, batch).await?;
+        blocking(|| {
+            let mut writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            write::write(&mut writer, batch)
+        })?;
         self.checkpoint(false).await
     }
 
