@@ -7,7 +7,7 @@
 //! campaign or currency, a delta without dedup key) is counted as
 //! incomplete, logged, and left out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::hierarchy::{self, EntityKey, Learned};
 use crate::row::{Row, RowEnvelope, RowKind};
@@ -93,7 +93,9 @@ pub struct Batch<'a> {
     /// Rows that add once per `(tenant, platform, dedup_key)`.
     pub deltas: Vec<Item<'a>>,
     /// The ad hierarchy the snapshots name, each entity once.
-    pub entities: BTreeMap<EntityKey<'a>, Learned<'a>>,
+    /// A hash map: three entities a row went through a `BTreeMap` of string
+    /// keys at 7% of the embedded consumer's time; a store sorts what it needs.
+    pub entities: foldhash::HashMap<EntityKey<'a>, Learned<'a>>,
     /// `(tenant, name)` of every extra metric the rows carry.
     pub extra_metrics: BTreeSet<(&'a str, &'a str)>,
     /// The newest observation in the batch (versions the hierarchy's rows).
@@ -150,6 +152,7 @@ pub fn classify<'a>(envelopes: &[&'a RowEnvelope], through: Option<u64>) -> Batc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn row(kind: RowKind) -> Row {
         Row {

@@ -4,7 +4,7 @@
 //! campaign once any snapshot has named that ad — even if the lead came first.
 //! Both stores use this code; they only store and return the rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::FactFilter;
 use crate::insights::Fact;
@@ -41,7 +41,7 @@ pub struct Learned<'a> {
 /// Learn what `row` (a snapshot with campaign and currency) says of its
 /// campaign, ad group and ad (nothing is copied: a batch borrows its rows).
 pub fn collect<'a>(
-    entities: &mut BTreeMap<EntityKey<'a>, Learned<'a>>,
+    entities: &mut foldhash::HashMap<EntityKey<'a>, Learned<'a>>,
     tenant: &'a str,
     row: &'a Row,
 ) {
@@ -170,6 +170,7 @@ pub fn place(deltas: Vec<StoredDelta>, known: &[Known], filter: &FactFilter) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn fact(ad_id: &str) -> Fact {
         Fact {

@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use rusqlite::{params, OptionalExtension as _, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, OptionalExtension as _, ToSql, Transaction, TransactionBehavior,
+};
 
 use super::schema::{chosen_from_days, ROLLUP_KEY};
 use super::CONSUMER;
@@ -286,6 +288,21 @@ struct RollupKey<'a> {
     currency: &'a str,
 }
 
+impl RollupKey<'_> {
+    /// The key's values in `ROLLUP_KEY` order: an upsert's first parameters.
+    fn values(&self) -> [&dyn ToSql; 7] {
+        [
+            &self.tenant,
+            &self.date,
+            &self.campaign_id,
+            &self.platform,
+            &self.account_id,
+            &self.report,
+            &self.currency,
+        ]
+    }
+}
+
 /// The summed columns of a rollup row (`rows` counts facts).
 #[derive(Clone, Copy, Default)]
 struct RollupSums {
@@ -337,21 +354,15 @@ impl<'a> RollupChanges<'a> {
                 conversion_value = conversion_value + excluded.conversion_value"
         ))?;
         for (key, sums) in &self.days {
-            days.execute(params![
-                key.tenant,
-                key.date,
-                key.campaign_id,
-                key.platform,
-                key.account_id,
-                key.report,
-                key.currency,
-                sums.rows,
-                sums.impressions,
-                sums.clicks,
-                sums.spend,
-                sums.conversions,
-                sums.conversion_value
-            ])?;
+            let sums: [&dyn ToSql; 6] = [
+                &sums.rows,
+                &sums.impressions,
+                &sums.clicks,
+                &sums.spend,
+                &sums.conversions,
+                &sums.conversion_value,
+            ];
+            days.execute(params_from_iter(key.values().into_iter().chain(sums)))?;
         }
         let mut extras = tx.prepare_cached(&format!(
             "INSERT INTO rollup_extras ({ROLLUP_KEY}, name, value)
@@ -359,17 +370,8 @@ impl<'a> RollupChanges<'a> {
              ON CONFLICT ({ROLLUP_KEY}, name) DO UPDATE SET value = value + excluded.value"
         ))?;
         for ((key, name), value) in self.extras.iter().filter(|(_, v)| **v != 0) {
-            extras.execute(params![
-                key.tenant,
-                key.date,
-                key.campaign_id,
-                key.platform,
-                key.account_id,
-                key.report,
-                key.currency,
-                name,
-                value
-            ])?;
+            let named: [&dyn ToSql; 2] = [name, value];
+            extras.execute(params_from_iter(key.values().into_iter().chain(named)))?;
         }
         Ok(())
     }
@@ -397,8 +399,11 @@ fn choose_reports(tx: &Transaction<'_>, items: &[Item<'_>]) -> Result<()> {
 /// left alone (no page written for the same ad seen again).
 fn write_entities(
     tx: &Transaction<'_>,
-    entities: &BTreeMap<EntityKey<'_>, Learned<'_>>,
+    entities: &HashMap<EntityKey<'_>, Learned<'_>>,
 ) -> Result<()> {
+    // In key order, so the upserts walk the table's B-tree forward.
+    let mut entities: Vec<_> = entities.iter().collect();
+    entities.sort_unstable_by_key(|(key, _)| **key);
     let mut upsert = tx.prepare_cached(
         "INSERT INTO entities (tenant, platform, level, id, account_id, campaign_id,
                                ad_group_id, campaign_name, currency)
