@@ -5,7 +5,8 @@
 //! The rollups are kept here, not by triggers. Per row identity the batch's
 //! winning row (its newest observation, the first of equal ones: what the
 //! upsert rule would leave) is compared with the stored row, read with one
-//! join per chunk; only a new or strictly newer row is written, and each
+//! key seek (only in campaign-days whose rollups say they hold facts); only
+//! a new or strictly newer row is written, and each
 //! rollup row receives, summed, the new values minus those they replace. A
 //! duplicate or older row changes nothing, so a batch delivered again leaves
 //! facts and rollups as they were.
