@@ -516,6 +516,25 @@ async fn bad_payloads_are_explained_and_kept() {
         ("from=2026-11-01&to=2026-11-02&metrics=ctr,bogus", "metrics"),
         ("from=2026-11-01&to=2026-11-02&colour=red", "colour"),
         ("from=2020-01-01&to=2026-11-02", "to"),
+        // An empty list value is refused, not dropped (the schema's items
+        // are enums and patterns an empty string does not match).
+        ("from=2026-11-01&to=2026-11-02&order_by=", "order_by"),
+        (
+            "from=2026-11-01&to=2026-11-02&group_by=platform,",
+            "group_by",
+        ),
+        ("from=2026-11-01&to=2026-11-02&metrics=", "metrics"),
+        ("from=2026-11-01&to=2026-11-02&platform=", "platform"),
+        (
+            "from=2026-11-01&to=2026-11-02&campaign_id=c1&campaign_id=",
+            "campaign_id",
+        ),
+        ("from=2026-11-01&to=2026-11-02&currency=,usd", "currency"),
+        // Values are taken as written: ` platform` is no dimension.
+        (
+            "from=2026-11-01&to=2026-11-02&group_by=%20platform",
+            "group_by",
+        ),
     ] {
         let answer = send(
             &env.app,
