@@ -391,6 +391,16 @@ pub async fn replay(
         ));
     }
     let pipeline = tenant_pipeline(&app, &caller.0.tenant, &request.pipeline)?;
+    // Where kept copies travel with their rows, the consumer keeps them:
+    // wait until it has reached what was accepted before this request.
+    if app.bus.carries_payloads()
+        && !app
+            .bus
+            .settled(&app.store, std::time::Duration::from_secs(10))
+            .await
+    {
+        tracing::warn!(pipeline = %request.pipeline, "replaying while the consumer is behind: the newest payloads may not be kept yet");
+    }
     let millis = |d: chrono::NaiveDate| {
         d.and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc().timestamp_millis())

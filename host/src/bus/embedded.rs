@@ -11,7 +11,9 @@
 //!
 //! Each record keeps the context of the span that published it (a W3C
 //! `traceparent`, column `traceparent`, NULL when traces are not exported),
-//! so the consumer's span joins the payload's trace.
+//! so the consumer's span joins the payload's trace, and may carry the
+//! payload's kept copy (column `kept`, [`EmbeddedBus::append`]): one commit
+//! makes both durable, and the consumer moves the copy to metadata.
 
 use std::path::Path;
 use std::time::Duration;
@@ -50,21 +52,26 @@ impl EmbeddedBus {
                 offset INTEGER PRIMARY KEY AUTOINCREMENT,
                 appended_at_ms INTEGER NOT NULL,
                 payload BLOB NOT NULL,
-                traceparent TEXT
+                traceparent TEXT,
+                kept BLOB
             )",
         )
         .execute(&pool)
         .await?;
-        // Logs written before records kept their trace context.
-        let traced: i64 =
-            sqlx::query("SELECT COUNT(*) FROM pragma_table_info('log') WHERE name = 'traceparent'")
-                .fetch_one(&pool)
-                .await?
-                .get(0);
-        if traced == 0 {
-            sqlx::query("ALTER TABLE log ADD COLUMN traceparent TEXT")
-                .execute(&pool)
-                .await?;
+        // Logs written before records kept their trace context, or carried
+        // kept payloads.
+        for (column, kind) in [("traceparent", "TEXT"), ("kept", "BLOB")] {
+            let present: i64 =
+                sqlx::query("SELECT COUNT(*) FROM pragma_table_info('log') WHERE name = ?")
+                    .bind(column)
+                    .fetch_one(&pool)
+                    .await?
+                    .get(0);
+            if present == 0 {
+                sqlx::query(&format!("ALTER TABLE log ADD COLUMN {column} {kind}"))
+                    .execute(&pool)
+                    .await?;
+            }
         }
         // AUTOINCREMENT keeps offsets increasing even after the log is trimmed empty.
         let head: i64 =
@@ -95,16 +102,19 @@ impl EmbeddedBus {
         })
     }
 
-    /// Append one record (published in the span `trace` names); returns
-    /// its offset once it is durable on disk.
+    /// Append one record (published in the span `trace` names, carrying
+    /// `kept`, a payload's kept copy, when given); returns its offset once it
+    /// is durable on disk.
     pub async fn append(
         &self,
         payload: Vec<u8>,
         trace: Option<&TraceParent>,
+        kept: Option<Vec<u8>>,
     ) -> Result<u64, BusError> {
         let record = Appended {
             payload,
             trace: trace.map(|t| t.as_str().to_owned()),
+            kept,
         };
         self.writer
             .submit(record)
@@ -129,17 +139,14 @@ impl EmbeddedBus {
 
     /// Up to `limit` records after `offset`, oldest first, and no more of
     /// them than fit in [`READ_BYTES`] (always at least one).
-    pub async fn read_after(
-        &self,
-        offset: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, Vec<u8>, Option<TraceParent>)>, BusError> {
+    pub async fn read_after(&self, offset: u64, limit: u32) -> Result<Vec<Logged>, BusError> {
         let rows = sqlx::query(
-            "SELECT offset, payload, traceparent FROM (
-                SELECT offset, payload, traceparent,
-                       SUM(LENGTH(payload)) OVER (ORDER BY offset) - LENGTH(payload) AS before
-                FROM (SELECT offset, payload, traceparent FROM log
-                      WHERE offset > ? ORDER BY offset LIMIT ?))
+            "SELECT offset, payload, traceparent, kept FROM (
+                SELECT offset, payload, traceparent, kept,
+                       SUM(size) OVER (ORDER BY offset) - size AS before
+                FROM (SELECT offset, payload, traceparent, kept,
+                             LENGTH(payload) + COALESCE(LENGTH(kept), 0) AS size
+                      FROM log WHERE offset > ? ORDER BY offset LIMIT ?))
              WHERE before < ? ORDER BY offset",
         )
         .bind(offset as i64)
@@ -149,9 +156,11 @@ impl EmbeddedBus {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let trace = r.get::<Option<String>, _>(2).map(TraceParent::from_record);
-                (r.get::<i64, _>(0) as u64, r.get::<Vec<u8>, _>(1), trace)
+            .map(|r| Logged {
+                offset: r.get::<i64, _>(0) as u64,
+                payload: r.get(1),
+                trace: r.get::<Option<String>, _>(2).map(TraceParent::from_record),
+                kept: r.get(3),
             })
             .collect())
     }
@@ -173,7 +182,22 @@ impl BusBackend for EmbeddedBus {
         envelope: &RowEnvelope,
         trace: Option<&TraceParent>,
     ) -> Result<(), BusError> {
-        self.append(super::record::encode_envelope(envelope), trace)
+        self.append(super::record::encode_envelope(envelope), trace, None)
+            .await
+            .map(|_| ())
+    }
+
+    fn carries_payloads(&self) -> bool {
+        true
+    }
+
+    async fn publish_carrying(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+        kept: Vec<u8>,
+    ) -> Result<(), BusError> {
+        self.append(super::record::encode_envelope(envelope), trace, Some(kept))
             .await
             .map(|_| ())
     }
@@ -317,15 +341,23 @@ async fn read_records(bus: &EmbeddedBus, offset: u64) -> Result<Vec<Record>, Bus
     let records = bus.read_after(offset, READ_BATCH).await?;
     Ok(records
         .into_iter()
-        .map(|(offset, payload, trace)| Record {
-            position: Some(offset),
-            trace,
-            envelope: super::record::decode(&payload).unwrap_or_else(|error| {
-                // Only adpipe writes the log; keep going, but say so loudly.
-                tracing::error!(offset, "undecodable bus record skipped: {error}");
-                RowEnvelope::default()
-            }),
-        })
+        .map(
+            |Logged {
+                 offset,
+                 payload,
+                 trace,
+                 kept,
+             }| Record {
+                position: Some(offset),
+                trace,
+                kept,
+                envelope: super::record::decode(&payload).unwrap_or_else(|error| {
+                    // Only adpipe writes the log; keep going, but say so loudly.
+                    tracing::error!(offset, "undecodable bus record skipped: {error}");
+                    RowEnvelope::default()
+                }),
+            },
+        )
         .collect())
 }
 
@@ -386,6 +418,19 @@ struct Appended {
     payload: Vec<u8>,
     /// The publishing span's `traceparent`.
     trace: Option<String>,
+    /// The payload's kept copy, when it travels with the rows.
+    kept: Option<Vec<u8>>,
+}
+
+/// A record as the log holds it.
+#[derive(Debug, PartialEq)]
+pub struct Logged {
+    pub offset: u64,
+    /// The encoded rows ([`super::record`]).
+    pub payload: Vec<u8>,
+    pub trace: Option<TraceParent>,
+    /// See [`Appended::kept`].
+    pub kept: Option<Vec<u8>>,
 }
 
 /// One multi-row `INSERT` for the whole group: a single statement is its own
@@ -395,11 +440,12 @@ struct Appended {
 async fn commit(pool: &SqlitePool, batch: &[Appended]) -> Result<Vec<u64>, sqlx::Error> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut insert =
-        sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload, traceparent) ");
+        sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload, traceparent, kept) ");
     insert.push_values(batch, |mut row, record| {
         row.push_bind(now)
             .push_bind(&record.payload)
-            .push_bind(&record.trace);
+            .push_bind(&record.trace)
+            .push_bind(&record.kept);
     });
     insert.push(" RETURNING offset");
     let mut offsets: Vec<u64> = insert
@@ -433,7 +479,7 @@ mod tests {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..50u8 {
             let bus = bus.clone();
-            tasks.spawn(async move { bus.append(vec![i], None).await.expect("append") });
+            tasks.spawn(async move { bus.append(vec![i], None, None).await.expect("append") });
         }
         let mut offsets = tasks.join_all().await;
         offsets.sort_unstable();
@@ -448,22 +494,27 @@ mod tests {
         assert_eq!(bus.head(), 50);
         let rest = bus.read_after(0, 100).await.expect("read");
         assert_eq!(
-            rest.iter().map(|r| r.0).collect::<Vec<_>>(),
+            rest.iter().map(|r| r.offset).collect::<Vec<_>>(),
             (41..=50).collect::<Vec<_>>()
         );
         bus.trim_through(50).await.expect("trim all");
         let parent =
             TraceParent::from_record("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        bus.append(vec![2], Some(&parent))
+        bus.append(vec![2], Some(&parent), Some(b"kept".to_vec()))
             .await
             .expect("append traced");
         let traced = bus.read_after(50, 10).await.expect("read traced");
         assert_eq!(
             traced,
-            vec![(51, vec![2], Some(parent))],
-            "the trace context is kept with the record"
+            vec![Logged {
+                offset: 51,
+                payload: vec![2],
+                trace: Some(parent),
+                kept: Some(b"kept".to_vec())
+            }],
+            "the trace context and the carried payload are kept with the record"
         );
-        assert_eq!(bus.append(vec![1], None).await.expect("append"), 52);
+        assert_eq!(bus.append(vec![1], None, None).await.expect("append"), 52);
     }
 
     /// A fresh bus and embedded store in a temporary directory (kept while
@@ -494,7 +545,7 @@ mod tests {
         };
         let total = 3 * u64::from(READ_BATCH) + 7;
         for i in 1..=total {
-            bus.append(record(i), None).await.expect("append");
+            bus.append(record(i), None, None).await.expect("append");
         }
         let mut reader = bus
             .reader(&store, BusConsumerMetrics::default())
@@ -504,7 +555,9 @@ mod tests {
         while seen.len() < late as usize {
             if seen.len() == total as usize {
                 for i in total + 1..=late {
-                    bus.append(record(i), None).await.expect("append late");
+                    bus.append(record(i), None, None)
+                        .await
+                        .expect("append late");
                 }
             }
             let records = tokio::time::timeout(Duration::from_secs(10), reader.next())
@@ -532,12 +585,14 @@ mod tests {
         let record = super::super::record::encode_envelope(&RowEnvelope::default());
         let mut reader = LogReader::new(bus.clone(), store.clone(), BusConsumerMetrics::default());
         reader.linger = Duration::from_secs(1);
-        bus.append(record.clone(), None).await.expect("append");
+        bus.append(record.clone(), None, None)
+            .await
+            .expect("append");
         let started = std::time::Instant::now();
         let reading = tokio::spawn(async move { (reader.next().await, reader) });
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..4 {
-            bus.append(record.clone(), None)
+            bus.append(record.clone(), None, None)
                 .await
                 .expect("append meanwhile");
         }
@@ -555,7 +610,7 @@ mod tests {
 
         // A backlog (a full batch and more waiting) is not lingered over.
         for _ in 0..2 * READ_BATCH {
-            bus.append(record.clone(), None)
+            bus.append(record.clone(), None, None)
                 .await
                 .expect("append backlog");
         }
@@ -580,7 +635,10 @@ mod tests {
         }
         reader.linger = Duration::from_secs(30);
         assert_eq!(store.applied_position(), bus.head());
-        let newest = bus.append(record.clone(), None).await.expect("append");
+        let newest = bus
+            .append(record.clone(), None, None)
+            .await
+            .expect("append");
         let waiter = {
             let store = store.clone();
             tokio::spawn(async move { store.wait_applied(newest, Duration::from_secs(20)).await })
@@ -608,8 +666,13 @@ mod tests {
         let bus = EmbeddedBus::open(&path).await.expect("open an old log");
         assert_eq!(
             bus.read_after(0, 10).await.expect("read"),
-            vec![(1, vec![7], None)]
+            vec![Logged {
+                offset: 1,
+                payload: vec![7],
+                trace: None,
+                kept: None
+            }]
         );
-        assert_eq!(bus.append(vec![8], None).await.expect("append"), 2);
+        assert_eq!(bus.append(vec![8], None, None).await.expect("append"), 2);
     }
 }

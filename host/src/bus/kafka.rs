@@ -1020,6 +1020,7 @@ impl BusReader for GroupReader {
                     position: None,
                     envelope,
                     trace: trace_of(m),
+                    kept: None,
                 }),
                 Ok(None) => {}
                 Err(e) => tracing::error!(partition, offset, "undecodable record skipped: {e}"),

@@ -38,6 +38,8 @@ pub enum BusError {
     Commit(#[source] Arc<sqlx::Error>),
     #[error("the bus writer has stopped")]
     Closed,
+    #[error("this bus does not carry kept payloads with their rows")]
+    CannotCarry,
     #[error("{0}")]
     Kafka(#[from] kafka::KafkaError),
 }
@@ -51,6 +53,10 @@ pub struct Record {
     pub envelope: RowEnvelope,
     /// The context of the span that published it, when traces are exported.
     pub trace: Option<TraceParent>,
+    /// The accepted payload's kept copy, when it travelled with its rows
+    /// ([`BusBackend::publish_carrying`]); the consumer keeps it in
+    /// metadata before it applies the rows.
+    pub kept: Option<Vec<u8>>,
 }
 
 /// A payload that could not be processed, as the bus keeps it beside the
@@ -85,6 +91,23 @@ pub trait BusBackend: Send + Sync {
         envelope: &RowEnvelope,
         trace: Option<&TraceParent>,
     ) -> Result<(), BusError>;
+    /// Whether [`Self::publish_carrying`] commits a payload's kept copy
+    /// with its rows (one commit for both where the bus and metadata are
+    /// local files, instead of one each).
+    fn carries_payloads(&self) -> bool {
+        false
+    }
+    /// [`Self::publish`], with the payload's kept copy (already sealed and
+    /// encoded, [`crate::metadata::Metadata::carry_payload`]) in the same
+    /// commit; the reader hands it back in [`Record::kept`].
+    async fn publish_carrying(
+        &self,
+        _envelope: &RowEnvelope,
+        _trace: Option<&TraceParent>,
+        _kept: Vec<u8>,
+    ) -> Result<(), BusError> {
+        Err(BusError::CannotCarry)
+    }
     /// Keep a dead letter on the bus too, where the bus has a place for it.
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), BusError>;
     /// The bus answers.
@@ -147,6 +170,22 @@ impl Bus {
         trace: Option<&TraceParent>,
     ) -> Result<(), BusError> {
         self.0.publish(envelope, trace).await
+    }
+
+    /// See [`BusBackend::carries_payloads`].
+    pub fn carries_payloads(&self) -> bool {
+        self.0.carries_payloads()
+    }
+
+    /// [`Self::publish`] with the payload's kept copy in the same commit
+    /// (only where [`Self::carries_payloads`]).
+    pub async fn publish_carrying(
+        &self,
+        envelope: &RowEnvelope,
+        trace: Option<&TraceParent>,
+        kept: Vec<u8>,
+    ) -> Result<(), BusError> {
+        self.0.publish_carrying(envelope, trace, kept).await
     }
 
     /// Keep a dead letter on the bus too, where the bus has a place for it.

@@ -739,25 +739,67 @@ impl Metadata {
         currency: Option<&str>,
         payload: &[u8],
     ) -> Result<String, MetadataError> {
-        // Compressed, then sealed (sealed bytes do not compress).
+        let row = self.kept_row(tenant, pipeline, source, account_id, currency, payload)?;
+        let id = row.id.clone();
+        self.payloads.submit(row).await?;
+        Ok(id)
+    }
+
+    /// An accepted payload made ready to be kept (compressed, sealed, given
+    /// an id) and encoded to travel with its rows on a bus that commits both
+    /// at once ([`crate::bus::Bus::carries_payloads`]); the consumer keeps it
+    /// with [`Self::keep_carried`] before it applies the rows.
+    pub fn carry_payload(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        source: &str,
+        account_id: Option<&str>,
+        currency: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, MetadataError> {
+        let row = self.kept_row(tenant, pipeline, source, account_id, currency, payload)?;
+        Ok(payloads::carried(row))
+    }
+
+    /// Keep payloads that came with their rows ([`Self::carry_payload`]),
+    /// in one statement; one already kept (a batch delivered again after a
+    /// crash) is left as it is. One that does not decode is an error.
+    pub async fn keep_carried(&self, carried: &[&[u8]]) -> Result<(), MetadataError> {
+        let rows = carried
+            .iter()
+            .map(|bytes| payloads::from_carried(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in rows.chunks(payloads::GROUP_COMMIT_MAX) {
+            payloads::insert(&self.pool, chunk, payloads::Existing::Keep).await?;
+        }
+        Ok(())
+    }
+
+    /// Compressed, then sealed (sealed bytes do not compress), with a new id.
+    fn kept_row(
+        &self,
+        tenant: &str,
+        pipeline: &str,
+        source: &str,
+        account_id: Option<&str>,
+        currency: Option<&str>,
+        payload: &[u8],
+    ) -> Result<payloads::KeptRow, MetadataError> {
         let compressed = lz4_flex::compress_prepend_size(payload);
         let (blob, key_id) = self.seal(&compressed, Context::Payload { tenant })?;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.payloads
-            .submit(payloads::KeptRow {
-                id: id.clone(),
-                tenant: tenant.to_owned(),
-                pipeline: pipeline.to_owned(),
-                source: source.to_owned(),
-                received_at_ms: chrono::Utc::now().timestamp_millis(),
-                account_id: account_id.map(str::to_owned),
-                currency: currency.map(str::to_owned),
-                blob,
-                key_id,
-                encoding: Some(LZ4),
-            })
-            .await?;
-        Ok(id)
+        Ok(payloads::KeptRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant: tenant.to_owned(),
+            pipeline: pipeline.to_owned(),
+            source: source.to_owned(),
+            received_at_ms: chrono::Utc::now().timestamp_millis(),
+            account_id: account_id.map(str::to_owned),
+            currency: currency.map(str::to_owned),
+            blob,
+            key_id,
+            encoding: Some(LZ4),
+        })
     }
 
     /// Drop a kept payload (one kept for a request that was then refused).

@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 
 use crate::bus::{Bus, BusReader, DeadLetter, Record};
 use crate::insights::cache::DataVersions;
-use crate::metadata::{Metadata, NewDeadLetter};
+use crate::metadata::{Metadata, MetadataError, NewDeadLetter};
 use crate::row::RowEnvelope;
 use crate::store::{Store, StoreError};
 use crate::telemetry::trace;
@@ -130,6 +130,7 @@ impl Applier {
         if records.is_empty() {
             return;
         }
+        self.keep_carried(records).await;
         if self.apply_retrying(records).await.is_ok() {
             return;
         }
@@ -141,6 +142,41 @@ impl Applier {
             if let Err(error) = self.apply_retrying(std::slice::from_ref(record)).await {
                 self.set_aside(record, &error).await;
             }
+        }
+    }
+
+    /// Keep the payloads that travelled with `records`' rows
+    /// ([`Record::kept`]) before the rows are applied, so a crash in between
+    /// keeps them on the next delivery (keeping one twice leaves the first).
+    /// A metadata outage pauses consumption until it ends, as a store outage
+    /// does; a copy that does not decode (never written by this adpipe) is
+    /// reported and left out, and never stops the others.
+    async fn keep_carried(&self, records: &[Record]) {
+        let carried: Vec<&[u8]> = records.iter().filter_map(|r| r.kept.as_deref()).collect();
+        if carried.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.metadata.keep_carried(&carried).await {
+                Ok(()) => return,
+                Err(MetadataError::Encoding(_)) => {
+                    for one in &carried {
+                        if let Err(e) = self.metadata.keep_carried(std::slice::from_ref(one)).await
+                        {
+                            tracing::error!(
+                                "a payload carried on the bus was not kept for replay: {e}"
+                            );
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("keeping the payloads carried on the bus failed; consumption paused, retrying: {e}");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -224,6 +260,7 @@ impl Applier {
             position: record.position,
             envelope: RowEnvelope::default(),
             trace: None,
+            kept: None,
         };
         let _ = self.apply_retrying(&[done]).await;
     }

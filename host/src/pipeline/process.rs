@@ -287,6 +287,30 @@ pub async fn process(
         }
     };
     let accepted = rows.len();
+    let keep_payload = !replay && app.config.server.keep_payloads;
+    // Where the bus can carry the kept copy with the rows (the embedded
+    // log), one commit makes both durable; the consumer moves the copy to
+    // metadata before it applies the rows.
+    let carried = if keep_payload && accepted > 0 && app.bus.carries_payloads() {
+        match app.metadata.carry_payload(
+            &config.tenant,
+            &config.name,
+            origin.as_str(),
+            context.account_id.as_deref(),
+            context.currency.as_deref(),
+            payload.raw(),
+        ) {
+            Ok(carried) => Some(carried),
+            Err(e) => {
+                // The rows go on; only a later replay would miss this payload.
+                tracing::error!(pipeline = %config.name, "keeping the payload for replay failed: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let carrying = carried.is_some();
     let publish = async {
         if accepted == 0 {
             return Ok(());
@@ -299,13 +323,23 @@ pub async fn process(
         // The consumer's `store.apply` continues this span's trace.
         let span = tracing::info_span!("bus.publish", rows = accepted, otel.kind = "producer");
         let trace = TraceParent::of(&span);
-        app.bus
-            .publish(&envelope, trace.as_ref())
-            .instrument(span)
-            .await
+        match carried {
+            Some(kept) => {
+                app.bus
+                    .publish_carrying(&envelope, trace.as_ref(), kept)
+                    .instrument(span)
+                    .await
+            }
+            None => {
+                app.bus
+                    .publish(&envelope, trace.as_ref())
+                    .instrument(span)
+                    .await
+            }
+        }
     };
     let keep = async {
-        if replay || !app.config.server.keep_payloads {
+        if !keep_payload || carrying {
             return None;
         }
         Some(

@@ -277,6 +277,86 @@ async fn replay_pages_through_every_kept_payload() {
     assert_eq!(seen, want, "every payload once");
 }
 
+/// A payload carried on the bus with its rows is kept, sealed, by the
+/// consumer: once however often the batch is delivered, with what was
+/// received; a copy that does not decode is refused and keeps nothing.
+async fn carried_payloads_are_kept_once(url: MetadataUrl) {
+    let metadata = Metadata::open(&url)
+        .await
+        .expect("open")
+        .with_sealer(Sealer::from_keys([6; 32], &[]));
+    let first = metadata
+        .carry_payload(
+            "demo",
+            "meta",
+            "webhook",
+            Some("act_1"),
+            Some("EUR"),
+            b"delivery one",
+        )
+        .expect("carry");
+    let second = metadata
+        .carry_payload("demo", "meta", "report", None, None, b"report two")
+        .expect("carry");
+    assert!(
+        !first.windows(8).any(|w| w == b"delivery"),
+        "the carried copy is sealed"
+    );
+    // A redelivered batch (a crash between keeping and committing) keeps nothing twice.
+    metadata
+        .keep_carried(&[&first, &second])
+        .await
+        .expect("keep");
+    metadata.keep_carried(&[&first]).await.expect("keep again");
+    assert!(matches!(
+        metadata
+            .keep_carried(&[b"\xff\xff not a carried payload"])
+            .await,
+        Err(adpipe::metadata::MetadataError::Encoding(_))
+    ));
+    let mut cursor = adpipe::metadata::PayloadCursor::new("demo", "meta", 0, i64::MAX);
+    let mut kept: Vec<(String, Option<String>, Option<String>, Vec<u8>)> = metadata
+        .next_kept_payloads(&mut cursor, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|p| (p.source, p.account_id, p.currency, p.payload))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            ("report".into(), None, None, b"report two".to_vec()),
+            (
+                "webhook".into(),
+                Some("act_1".into()),
+                Some("EUR".into()),
+                b"delivery one".to_vec()
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_payloads_are_kept_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = MetadataUrl::Sqlite(format!(
+        "sqlite://{}",
+        dir.path().join("metadata.db").display()
+    ));
+    carried_payloads_are_kept_once(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_payloads_are_kept_once_on_postgres() {
+    if !engines_available(&[Engine::Postgres]) {
+        return;
+    }
+    let database = TempDatabase::create().await;
+    let url: MetadataUrl = database.url.parse().expect("url");
+    carried_payloads_are_kept_once(url).await;
+}
+
 /// A `pipelines.toml` for a real embedded `adpipe serve` on `dir/data`, with
 /// `extra` appended (e.g. an `[encryption]` section).
 fn serve_config(dir: &Path, extra: &str) -> PathBuf {

@@ -148,4 +148,30 @@ async fn sigkill_after_acknowledged_ingest_loses_and_doubles_nothing() {
         .expect("post report");
     assert_eq!(r.status(), 202);
     assert_eq!(total(&client, &server.base, &viewer).await, expected);
+
+    // Every acknowledged payload was kept for replay exactly once (36 report
+    // deliveries and 3 webhooks before the SIGKILL, 2 after), including
+    // those whose kept copy was still on the bus with their rows when the
+    // process died; replaying them all leaves the totals as they are.
+    let admin = token("demo", &[Role::Admin], 600);
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (
+        (today - chrono::Days::new(1)).to_string(),
+        today.to_string(),
+    );
+    let r = client
+        .post(format!("{}/v1/replay", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"pipeline": "meta", "from": from, "to": to}))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(r.status(), 200);
+    let replayed: Value = r.json().await.expect("json");
+    assert_eq!(
+        (&replayed["payloads"], &replayed["failed"]),
+        (&json!(30 + 6 + 3 + 2), &json!(0)),
+        "{replayed}"
+    );
+    assert_eq!(total(&client, &server.base, &viewer).await, expected);
 }
