@@ -315,7 +315,9 @@ async fn carried_payloads_are_kept_once(url: MetadataUrl) {
         Err(adpipe::metadata::MetadataError::Encoding(_))
     ));
     let mut cursor = adpipe::metadata::PayloadCursor::new("demo", "meta", 0, i64::MAX);
-    let mut kept: Vec<(String, Option<String>, Option<String>, Vec<u8>)> = metadata
+    /// Source, account, currency and bytes of a kept payload.
+    type Kept = (String, Option<String>, Option<String>, Vec<u8>);
+    let mut kept: Vec<Kept> = metadata
         .next_kept_payloads(&mut cursor, 10)
         .await
         .expect("read")
