@@ -144,7 +144,14 @@ async fn metadata_lives_in_postgres() {
         StatusCode::ACCEPTED
     );
 
-    // The rows really are in PostgreSQL.
+    // The rows really are in PostgreSQL. The accepted payload's kept copy
+    // travels with its rows on the embedded bus: it is in metadata once the
+    // consumer has applied them.
+    assert!(
+        app.bus
+            .settled(&app.store, std::time::Duration::from_secs(10))
+            .await
+    );
     let mut pg = sqlx::PgConnection::connect(&database.url)
         .await
         .expect("connect");
