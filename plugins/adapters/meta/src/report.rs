@@ -20,7 +20,7 @@
 use adpipe_plugin_sdk::money::{parse_count, parse_micros};
 use adpipe_plugin_sdk::{
     BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, Row,
-    RowBatch, RowKind,
+    RowBatch, RowKind, Str,
 };
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -201,18 +201,39 @@ struct Rows<'c> {
     counting: &'c Counting<'c>,
     fallback_account: Option<&'c str>,
     batch: BatchBuilder,
+    /// The previous row's strings, for [`BatchBuilder::intern_repeating`].
+    recent: Recent,
     /// Why the stream was stopped, when a row (not the JSON) was at fault.
     failure: Option<PluginError>,
+}
+
+/// String indices of the previous row: a page repeats its account and
+/// currency in every row, and its campaign and ad set in runs of rows.
+#[derive(Default)]
+struct Recent {
+    account: Str,
+    currency: Str,
+    campaign: Str,
+    campaign_name: Str,
+    adset: Str,
+    adset_name: Str,
+}
+
+/// An account id without Meta's `act_` prefix (`act_123` and `123` are the
+/// same account).
+fn unprefixed(mut account: &str) -> &str {
+    while let Some(rest) = account.strip_prefix("act_") {
+        account = rest;
+    }
+    account
 }
 
 impl Rows<'_> {
     fn row(&mut self, i: usize, insight: Insight<'_>) -> Result<(), PluginError> {
         let at = |field: &str| format!("/data/{i}/{field}");
         let account = insight.account_id.as_ref().map(|a| a.text());
-        let account = match account.as_deref().or(self.fallback_account) {
-            Some(a) if !a.trim_start_matches("act_").is_empty() => {
-                self.batch.intern(a.trim_start_matches("act_"))
-            }
+        let account = match account.as_deref().or(self.fallback_account).map(unprefixed) {
+            Some(a) if !a.is_empty() => self.batch.intern_repeating(a, &mut self.recent.account),
             _ => {
                 return Err(PluginError::new(
                     ErrorKind::MissingContext,
@@ -256,23 +277,33 @@ impl Rows<'_> {
         let values = insight.action_values.as_deref().unwrap_or(&[]);
         let conversions = self.counting.conversions(actions, &|| at("actions"))?;
         let conversion_value = self.counting.conversions(values, &|| at("action_values"))?;
+        let (batch, recent) = (&mut self.batch, &mut self.recent);
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(account),
-            campaign_id: Some(self.batch.intern(&campaign)),
-            campaign_name: self.batch.intern_opt(insight.campaign_name.as_deref()),
+            campaign_id: Some(batch.intern_repeating(&campaign, &mut recent.campaign)),
+            campaign_name: insight
+                .campaign_name
+                .as_deref()
+                .map(|n| batch.intern_repeating(n, &mut recent.campaign_name)),
             ad_group_id: insight
                 .adset_id
                 .as_ref()
-                .map(|a| self.batch.intern(&a.text())),
-            ad_group_name: self.batch.intern_opt(insight.adset_name.as_deref()),
-            ad_id: insight.ad_id.as_ref().map(|a| self.batch.intern(&a.text())),
-            ad_name: self.batch.intern_opt(insight.ad_name.as_deref()),
-            breakdown: insight.breakdown().map(|key| self.batch.intern(&key)),
+                .map(|a| batch.intern_repeating(&a.text(), &mut recent.adset)),
+            ad_group_name: insight
+                .adset_name
+                .as_deref()
+                .map(|n| batch.intern_repeating(n, &mut recent.adset_name)),
+            ad_id: insight.ad_id.as_ref().map(|a| batch.intern(&a.text())),
+            ad_name: batch.intern_opt(insight.ad_name.as_deref()),
+            breakdown: insight.breakdown().map(|key| batch.intern(&key)),
             date,
             hour: None,
             event_at_ms: None,
-            currency: self.batch.intern_opt(insight.account_currency.as_deref()),
+            currency: insight
+                .account_currency
+                .as_deref()
+                .map(|c| batch.intern_repeating(c, &mut recent.currency)),
             impressions: count(insight.impressions.as_ref(), &|| at("impressions"))?,
             clicks: count(insight.clicks.as_ref(), &|| at("clicks"))?,
             spend_micros: spend,
@@ -412,6 +443,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
             .map(|a| a.trim_start_matches("act_")),
         // About 700 bytes of JSON per insight.
         batch: BatchBuilder::with_capacity(body.len() / 700),
+        recent: Recent::default(),
         failure: None,
     };
     // UTF-8 is checked once for the whole body, not string by string (a

@@ -558,6 +558,23 @@ impl BatchBuilder {
         i
     }
 
+    /// Intern the value of a field that often repeats row after row (the
+    /// account, the currency, the campaign of a page sorted by campaign):
+    /// `last` is that field's previous index, and an unchanged value is found
+    /// with one comparison instead of hashing it again.
+    pub fn intern_repeating(&mut self, s: &str, last: &mut Str) -> Str {
+        if self
+            .batch
+            .strings
+            .get(*last as usize)
+            .is_some_and(|t| t == s)
+        {
+            return *last;
+        }
+        *last = self.intern(s);
+        *last
+    }
+
     /// Intern an optional string.
     pub fn intern_opt(&mut self, s: Option<&str>) -> Option<Str> {
         s.map(|s| self.intern(s))
@@ -830,6 +847,22 @@ mod tests {
             "accounts=List(urn%3Ali%3AsponsoredAccount%3A1)&dateRange=(start:(year:2026,month:11,day:1))\
              &t=%7B%22a%22:%201%7D%26x"
         );
+    }
+
+    #[test]
+    fn repeating_fields_intern_like_any_other() {
+        let mut b = BatchBuilder::new();
+        let mut last = 0;
+        let a = b.intern_repeating("act_1", &mut last);
+        assert_eq!(b.intern_repeating("act_1", &mut last), a);
+        let c = b.intern_repeating("act_2", &mut last);
+        assert_ne!(a, c);
+        assert_eq!(last, c);
+        // Back to a value seen before: the table's index, not a second copy.
+        assert_eq!(b.intern_repeating("act_1", &mut last), a);
+        assert_eq!(b.intern("act_2"), c);
+        assert_eq!(b.intern_repeating("", &mut 7), 0);
+        assert_eq!(b.finish().strings, vec!["", "act_1", "act_2"]);
     }
 
     #[test]

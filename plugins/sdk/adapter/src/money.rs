@@ -24,6 +24,46 @@ pub enum DecimalError {
 /// Parse a decimal (`"12.34"`, `"-0.5"`, `"7"`, `"1.5e3"`) into millionths,
 /// rounding half away from zero past the sixth decimal.
 pub fn parse_micros(text: &str) -> Result<i64, DecimalError> {
+    match plain_micros(text.as_bytes()) {
+        Some(micros) => Ok(micros),
+        None => parse_micros_in_full(text),
+    }
+}
+
+/// The shape nearly every platform number has, read in one pass: unsigned
+/// digits with at most one `.`, at most 12 before it and 6 after it (so
+/// the micros fit in an `i64` and nothing needs rounding). `None` for
+/// anything else (signs, exponents, whitespace, more digits, errors), which
+/// [`parse_micros_in_full`] then reads.
+fn plain_micros(bytes: &[u8]) -> Option<i64> {
+    let mut value: i64 = 0;
+    let mut digits = 0usize;
+    let mut fraction: Option<usize> = None;
+    for &b in bytes {
+        match b {
+            b'0'..=b'9' if digits < 18 => {
+                value = value * 10 + i64::from(b - b'0');
+                digits += 1;
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+    }
+    let fraction = fraction.unwrap_or(0);
+    if digits == 0 || fraction > 6 || digits - fraction > 12 {
+        return None;
+    }
+    Some(value * POWERS_OF_TEN[6 - fraction])
+}
+
+const POWERS_OF_TEN: [i64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+
+/// [`parse_micros`] for every accepted shape: sign, exponent, surrounding
+/// whitespace, digits past the sixth decimal (rounded), and the errors.
+fn parse_micros_in_full(text: &str) -> Result<i64, DecimalError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(DecimalError::Empty);
@@ -199,6 +239,65 @@ mod tests {
             parse_micros("92233720368548"),
             Err(DecimalError::OutOfRange(_))
         ));
+    }
+
+    #[test]
+    fn the_one_pass_shape_reads_like_the_full_parser() {
+        let mut texts: Vec<String> = [
+            "",
+            ".",
+            "0",
+            "00",
+            "0.",
+            ".0",
+            "5.",
+            ".5",
+            "1.2.3",
+            "12..3",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "0.000001",
+            "0.0000005",
+            "999999999999.999999",
+            "9999999999999",
+            "1234567890123.5",
+            "000000000000000000001",
+            "0000000000000.1",
+            "1.2345678",
+            "12a",
+            "Ù",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every split of up to 14 digits by one dot, and leading zeros.
+        let digits = "98765432109876";
+        for len in 1..=digits.len() {
+            for dot in 0..=len {
+                let (a, b) = digits[..len].split_at(dot);
+                texts.push(format!("{a}.{b}"));
+                texts.push(format!("0{a}.{b}"));
+                texts.push(digits[..len].to_string());
+            }
+        }
+        for text in &texts {
+            assert_eq!(parse_micros(text), parse_micros_in_full(text), "{text:?}");
+            if let Some(micros) = plain_micros(text.as_bytes()) {
+                assert_eq!(Ok(micros), parse_micros_in_full(text), "{text:?}");
+            }
+        }
+        assert_eq!(
+            plain_micros(b"999999999999.999999"),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(
+            plain_micros(b"1.2345678"),
+            None,
+            "rounding is the full parser's"
+        );
     }
 
     #[test]
