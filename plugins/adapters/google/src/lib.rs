@@ -13,8 +13,8 @@
 use adpipe_plugin_sdk::num::{count_at, micros_at, whole_micros_at, Num, Text};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
-    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
-    SignatureScheme,
+    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Repeating, Row, RowBatch,
+    RowKind, SignatureScheme,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -404,11 +404,19 @@ fn row(
     let spend = whole_micros_at(m.cost_micros.as_ref(), || at("metrics/costMicros"))?;
     let row = Row {
         kind: RowKind::Snapshot,
-        account_id: Some(out.intern(&account)),
-        campaign_id: Some(out.intern(&campaign_id)),
-        campaign_name: out.intern_opt(campaign.and_then(|c| c.name.as_deref())),
-        ad_group_id: ad_group_id.as_deref().map(|g| out.intern(g)),
-        ad_group_name: out.intern_opt(r.ad_group.as_ref().and_then(|g| g.name.as_deref())),
+        account_id: Some(out.intern_repeating(&account, Repeating::Account)),
+        campaign_id: Some(out.intern_repeating(&campaign_id, Repeating::Campaign)),
+        campaign_name: campaign
+            .and_then(|c| c.name.as_deref())
+            .map(|n| out.intern_repeating(n, Repeating::CampaignName)),
+        ad_group_id: ad_group_id
+            .as_deref()
+            .map(|g| out.intern_repeating(g, Repeating::AdGroup)),
+        ad_group_name: r
+            .ad_group
+            .as_ref()
+            .and_then(|g| g.name.as_deref())
+            .map(|n| out.intern_repeating(n, Repeating::AdGroupName)),
         ad_id: ad_id.as_deref().map(|a| out.intern(a)),
         ad_name: out.intern_opt(
             r.ad_group_ad
@@ -422,7 +430,9 @@ fn row(
         date,
         hour,
         event_at_ms: None,
-        currency: out.intern_opt(customer.and_then(|c| c.currency_code.as_deref())),
+        currency: customer
+            .and_then(|c| c.currency_code.as_deref())
+            .map(|c| out.intern_repeating(c, Repeating::Currency)),
         impressions: count(&m.impressions, "metrics/impressions")?,
         clicks: count(&m.clicks, "metrics/clicks")?,
         spend_micros: spend,

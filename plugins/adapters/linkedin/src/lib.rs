@@ -20,8 +20,8 @@
 use adpipe_plugin_sdk::num::{count_at, micros_at, Num, Text};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HandshakePlan,
-    HttpRequest, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind, SignatureScheme,
-    WebhookRequest,
+    HttpRequest, ParseContext, PluginError, PullRequest, Repeating, Row, RowBatch, RowKind,
+    SignatureScheme, WebhookRequest,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -344,8 +344,8 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         };
         let row = Row {
             kind: RowKind::Snapshot,
-            account_id: Some(out.intern(&account)),
-            campaign_id: Some(out.intern(campaign)),
+            account_id: Some(out.intern_repeating(&account, Repeating::Account)),
+            campaign_id: Some(out.intern_repeating(campaign, Repeating::Campaign)),
             campaign_name: None,
             ad_group_id: None,
             ad_group_name: None,

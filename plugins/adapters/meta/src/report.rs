@@ -19,8 +19,8 @@
 
 use adpipe_plugin_sdk::money::{parse_count, parse_micros};
 use adpipe_plugin_sdk::{
-    BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError, Row,
-    RowBatch, RowKind, Str,
+    BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest, ParseContext, PluginError,
+    Repeating, Row, RowBatch, RowKind,
 };
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -201,22 +201,8 @@ struct Rows<'c> {
     counting: &'c Counting<'c>,
     fallback_account: Option<&'c str>,
     batch: BatchBuilder,
-    /// The previous row's strings, for [`BatchBuilder::intern_repeating`].
-    recent: Recent,
     /// Why the stream was stopped, when a row (not the JSON) was at fault.
     failure: Option<PluginError>,
-}
-
-/// String indices of the previous row: a page repeats its account and
-/// currency in every row, and its campaign and ad set in runs of rows.
-#[derive(Default)]
-struct Recent {
-    account: Str,
-    currency: Str,
-    campaign: Str,
-    campaign_name: Str,
-    adset: Str,
-    adset_name: Str,
 }
 
 /// An account id without Meta's `act_` prefix (`act_123` and `123` are the
@@ -233,7 +219,7 @@ impl Rows<'_> {
         let at = |field: &str| format!("/data/{i}/{field}");
         let account = insight.account_id.as_ref().map(|a| a.text());
         let account = match account.as_deref().or(self.fallback_account).map(unprefixed) {
-            Some(a) if !a.is_empty() => self.batch.intern_repeating(a, &mut self.recent.account),
+            Some(a) if !a.is_empty() => self.batch.intern_repeating(a, Repeating::Account),
             _ => {
                 return Err(PluginError::new(
                     ErrorKind::MissingContext,
@@ -277,23 +263,23 @@ impl Rows<'_> {
         let values = insight.action_values.as_deref().unwrap_or(&[]);
         let conversions = self.counting.conversions(actions, &|| at("actions"))?;
         let conversion_value = self.counting.conversions(values, &|| at("action_values"))?;
-        let (batch, recent) = (&mut self.batch, &mut self.recent);
+        let batch = &mut self.batch;
         let row = Row {
             kind: RowKind::Snapshot,
             account_id: Some(account),
-            campaign_id: Some(batch.intern_repeating(&campaign, &mut recent.campaign)),
+            campaign_id: Some(batch.intern_repeating(&campaign, Repeating::Campaign)),
             campaign_name: insight
                 .campaign_name
                 .as_deref()
-                .map(|n| batch.intern_repeating(n, &mut recent.campaign_name)),
+                .map(|n| batch.intern_repeating(n, Repeating::CampaignName)),
             ad_group_id: insight
                 .adset_id
                 .as_ref()
-                .map(|a| batch.intern_repeating(&a.text(), &mut recent.adset)),
+                .map(|a| batch.intern_repeating(&a.text(), Repeating::AdGroup)),
             ad_group_name: insight
                 .adset_name
                 .as_deref()
-                .map(|n| batch.intern_repeating(n, &mut recent.adset_name)),
+                .map(|n| batch.intern_repeating(n, Repeating::AdGroupName)),
             ad_id: insight.ad_id.as_ref().map(|a| batch.intern(&a.text())),
             ad_name: batch.intern_opt(insight.ad_name.as_deref()),
             breakdown: insight.breakdown().map(|key| batch.intern(&key)),
@@ -303,7 +289,7 @@ impl Rows<'_> {
             currency: insight
                 .account_currency
                 .as_deref()
-                .map(|c| batch.intern_repeating(c, &mut recent.currency)),
+                .map(|c| batch.intern_repeating(c, Repeating::Currency)),
             impressions: count(insight.impressions.as_ref(), &|| at("impressions"))?,
             clicks: count(insight.clicks.as_ref(), &|| at("clicks"))?,
             spend_micros: spend,
@@ -443,7 +429,6 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
             .map(|a| a.trim_start_matches("act_")),
         // About 700 bytes of JSON per insight.
         batch: BatchBuilder::with_capacity(body.len() / 700),
-        recent: Recent::default(),
         failure: None,
     };
     // UTF-8 is checked once for the whole body, not string by string (a

@@ -24,8 +24,8 @@
 use adpipe_plugin_sdk::num::{count_at, micros_at, Fields, Num};
 use adpipe_plugin_sdk::{
     Adapter, AdapterInfo, ApiVersion, BatchBuilder, CredentialSlot, Date, ErrorKind, HttpRequest,
-    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Row, RowBatch, RowKind,
-    SignatureScheme, WebhookRequest,
+    OptionSpec, OptionType, ParseContext, PluginError, PullRequest, Repeating, Row, RowBatch,
+    RowKind, SignatureScheme, WebhookRequest,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -363,18 +363,24 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
         );
         let row = Row {
             kind: RowKind::Snapshot,
-            account_id: Some(out.intern(&account)),
-            campaign_id: Some(out.intern(&campaign)),
-            campaign_name: out.intern_opt(name.as_deref()),
-            ad_group_id: id("adgroup_id").map(|g| out.intern(&g)),
-            ad_group_name: out.intern_opt(ad_group_name.as_deref()),
+            account_id: Some(out.intern_repeating(&account, Repeating::Account)),
+            campaign_id: Some(out.intern_repeating(&campaign, Repeating::Campaign)),
+            campaign_name: name
+                .as_deref()
+                .map(|n| out.intern_repeating(n, Repeating::CampaignName)),
+            ad_group_id: id("adgroup_id").map(|g| out.intern_repeating(&g, Repeating::AdGroup)),
+            ad_group_name: ad_group_name
+                .as_deref()
+                .map(|n| out.intern_repeating(n, Repeating::AdGroupName)),
             ad_id: id("ad_id").map(|a| out.intern(&a)),
             ad_name: out.intern_opt(ad_name.as_deref()),
             breakdown: breakdown.map(|key| out.intern(&key)),
             date,
             hour,
             event_at_ms: None,
-            currency: out.intern_opt(currency.as_deref()),
+            currency: currency
+                .as_deref()
+                .map(|c| out.intern_repeating(c, Repeating::Currency)),
             impressions: count("impressions")?,
             clicks: count("clicks")?,
             spend_micros: micros("spend")?,

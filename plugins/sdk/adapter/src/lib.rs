@@ -511,6 +511,24 @@ pub struct BatchBuilder {
     /// string is stored once (no second copy as a map key).
     index: hashbrown::HashTable<Str>,
     hasher: std::collections::hash_map::RandomState,
+    /// The last index of each [`Repeating`] field.
+    recent: [Str; Repeating::COUNT],
+}
+
+/// Row fields whose value tends to repeat from one row to the next, for
+/// [`BatchBuilder::intern_repeating`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeating {
+    Account,
+    Currency,
+    Campaign,
+    CampaignName,
+    AdGroup,
+    AdGroupName,
+}
+
+impl Repeating {
+    const COUNT: usize = 6;
 }
 
 impl Default for BatchBuilder {
@@ -538,6 +556,7 @@ impl BatchBuilder {
             },
             index: hashbrown::HashTable::with_capacity(rows + 1),
             hasher: std::collections::hash_map::RandomState::new(),
+            recent: [0; Repeating::COUNT],
         };
         builder.intern("");
         builder
@@ -559,20 +578,23 @@ impl BatchBuilder {
     }
 
     /// Intern the value of a field that often repeats row after row (the
-    /// account, the currency, the campaign of a page sorted by campaign):
-    /// `last` is that field's previous index, and an unchanged value is found
-    /// with one comparison instead of hashing it again.
-    pub fn intern_repeating(&mut self, s: &str, last: &mut Str) -> Str {
+    /// account and currency of every row, the campaign and ad group of a
+    /// page sorted by them): the builder remembers each such field's last
+    /// index, and an unchanged value is found with one comparison instead of
+    /// hashing it again.
+    pub fn intern_repeating(&mut self, s: &str, field: Repeating) -> Str {
+        let last = self.recent[field as usize];
         if self
             .batch
             .strings
-            .get(*last as usize)
+            .get(last as usize)
             .is_some_and(|t| t == s)
         {
-            return *last;
+            return last;
         }
-        *last = self.intern(s);
-        *last
+        let index = self.intern(s);
+        self.recent[field as usize] = index;
+        index
     }
 
     /// Intern an optional string.
@@ -852,16 +874,16 @@ mod tests {
     #[test]
     fn repeating_fields_intern_like_any_other() {
         let mut b = BatchBuilder::new();
-        let mut last = 0;
-        let a = b.intern_repeating("act_1", &mut last);
-        assert_eq!(b.intern_repeating("act_1", &mut last), a);
-        let c = b.intern_repeating("act_2", &mut last);
+        let a = b.intern_repeating("act_1", Repeating::Account);
+        assert_eq!(b.intern_repeating("act_1", Repeating::Account), a);
+        // Another field with the same text: the same string.
+        assert_eq!(b.intern_repeating("act_1", Repeating::Campaign), a);
+        let c = b.intern_repeating("act_2", Repeating::Account);
         assert_ne!(a, c);
-        assert_eq!(last, c);
         // Back to a value seen before: the table's index, not a second copy.
-        assert_eq!(b.intern_repeating("act_1", &mut last), a);
+        assert_eq!(b.intern_repeating("act_1", Repeating::Account), a);
         assert_eq!(b.intern("act_2"), c);
-        assert_eq!(b.intern_repeating("", &mut 7), 0);
+        assert_eq!(b.intern_repeating("", Repeating::Currency), 0);
         assert_eq!(b.finish().strings, vec!["", "act_1", "act_2"]);
     }
 
