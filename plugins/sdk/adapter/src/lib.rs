@@ -528,7 +528,8 @@ pub enum Repeating {
 }
 
 impl Repeating {
-    const COUNT: usize = 6;
+    /// How many there are: one past the last variant (keep it last).
+    const COUNT: usize = Repeating::AdGroupName as usize + 1;
 }
 
 impl Default for BatchBuilder {
