@@ -406,17 +406,15 @@ fn row(
         kind: RowKind::Snapshot,
         account_id: Some(out.intern_repeating(&account, Repeating::Account)),
         campaign_id: Some(out.intern_repeating(&campaign_id, Repeating::Campaign)),
-        campaign_name: campaign
-            .and_then(|c| c.name.as_deref())
-            .map(|n| out.intern_repeating(n, Repeating::CampaignName)),
-        ad_group_id: ad_group_id
-            .as_deref()
-            .map(|g| out.intern_repeating(g, Repeating::AdGroup)),
-        ad_group_name: r
-            .ad_group
-            .as_ref()
-            .and_then(|g| g.name.as_deref())
-            .map(|n| out.intern_repeating(n, Repeating::AdGroupName)),
+        campaign_name: out.intern_repeating_opt(
+            campaign.and_then(|c| c.name.as_deref()),
+            Repeating::CampaignName,
+        ),
+        ad_group_id: out.intern_repeating_opt(ad_group_id.as_deref(), Repeating::AdGroup),
+        ad_group_name: out.intern_repeating_opt(
+            r.ad_group.as_ref().and_then(|g| g.name.as_deref()),
+            Repeating::AdGroupName,
+        ),
         ad_id: ad_id.as_deref().map(|a| out.intern(a)),
         ad_name: out.intern_opt(
             r.ad_group_ad
@@ -430,9 +428,10 @@ fn row(
         date,
         hour,
         event_at_ms: None,
-        currency: customer
-            .and_then(|c| c.currency_code.as_deref())
-            .map(|c| out.intern_repeating(c, Repeating::Currency)),
+        currency: out.intern_repeating_opt(
+            customer.and_then(|c| c.currency_code.as_deref()),
+            Repeating::Currency,
+        ),
         impressions: count(&m.impressions, "metrics/impressions")?,
         clicks: count(&m.clicks, "metrics/clicks")?,
         spend_micros: spend,

@@ -218,7 +218,7 @@ impl Rows<'_> {
     fn row(&mut self, i: usize, insight: Insight<'_>) -> Result<(), PluginError> {
         let at = |field: &str| format!("/data/{i}/{field}");
         let account = insight.account_id.as_ref().map(|a| a.text());
-        let account = match account.as_deref().or(self.fallback_account).map(unprefixed) {
+        let account = match account.as_deref().map(unprefixed).or(self.fallback_account) {
             Some(a) if !a.is_empty() => self.batch.intern_repeating(a, Repeating::Account),
             _ => {
                 return Err(PluginError::new(
@@ -268,28 +268,22 @@ impl Rows<'_> {
             kind: RowKind::Snapshot,
             account_id: Some(account),
             campaign_id: Some(batch.intern_repeating(&campaign, Repeating::Campaign)),
-            campaign_name: insight
-                .campaign_name
-                .as_deref()
-                .map(|n| batch.intern_repeating(n, Repeating::CampaignName)),
+            campaign_name: batch
+                .intern_repeating_opt(insight.campaign_name.as_deref(), Repeating::CampaignName),
             ad_group_id: insight
                 .adset_id
                 .as_ref()
                 .map(|a| batch.intern_repeating(&a.text(), Repeating::AdGroup)),
-            ad_group_name: insight
-                .adset_name
-                .as_deref()
-                .map(|n| batch.intern_repeating(n, Repeating::AdGroupName)),
+            ad_group_name: batch
+                .intern_repeating_opt(insight.adset_name.as_deref(), Repeating::AdGroupName),
             ad_id: insight.ad_id.as_ref().map(|a| batch.intern(&a.text())),
             ad_name: batch.intern_opt(insight.ad_name.as_deref()),
             breakdown: insight.breakdown().map(|key| batch.intern(&key)),
             date,
             hour: None,
             event_at_ms: None,
-            currency: insight
-                .account_currency
-                .as_deref()
-                .map(|c| batch.intern_repeating(c, Repeating::Currency)),
+            currency: batch
+                .intern_repeating_opt(insight.account_currency.as_deref(), Repeating::Currency),
             impressions: count(insight.impressions.as_ref(), &|| at("impressions"))?,
             clicks: count(insight.clicks.as_ref(), &|| at("clicks"))?,
             spend_micros: spend,
@@ -423,10 +417,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginError> {
     let counting = Counting::from(ctx);
     let mut rows = Rows {
         counting: &counting,
-        fallback_account: ctx
-            .account_id
-            .as_deref()
-            .map(|a| a.trim_start_matches("act_")),
+        fallback_account: ctx.account_id.as_deref().map(unprefixed),
         // About 700 bytes of JSON per insight.
         batch: BatchBuilder::with_capacity(body.len() / 700),
         failure: None,

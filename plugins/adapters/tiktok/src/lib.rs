@@ -365,22 +365,17 @@ pub fn parse_report(body: &[u8], ctx: &ParseContext) -> Result<RowBatch, PluginE
             kind: RowKind::Snapshot,
             account_id: Some(out.intern_repeating(&account, Repeating::Account)),
             campaign_id: Some(out.intern_repeating(&campaign, Repeating::Campaign)),
-            campaign_name: name
-                .as_deref()
-                .map(|n| out.intern_repeating(n, Repeating::CampaignName)),
+            campaign_name: out.intern_repeating_opt(name.as_deref(), Repeating::CampaignName),
             ad_group_id: id("adgroup_id").map(|g| out.intern_repeating(&g, Repeating::AdGroup)),
-            ad_group_name: ad_group_name
-                .as_deref()
-                .map(|n| out.intern_repeating(n, Repeating::AdGroupName)),
+            ad_group_name: out
+                .intern_repeating_opt(ad_group_name.as_deref(), Repeating::AdGroupName),
             ad_id: id("ad_id").map(|a| out.intern(&a)),
             ad_name: out.intern_opt(ad_name.as_deref()),
             breakdown: breakdown.map(|key| out.intern(&key)),
             date,
             hour,
             event_at_ms: None,
-            currency: currency
-                .as_deref()
-                .map(|c| out.intern_repeating(c, Repeating::Currency)),
+            currency: out.intern_repeating_opt(currency.as_deref(), Repeating::Currency),
             impressions: count("impressions")?,
             clicks: count("clicks")?,
             spend_micros: micros("spend")?,

@@ -598,6 +598,11 @@ impl BatchBuilder {
         index
     }
 
+    /// [`BatchBuilder::intern_repeating`] of an optional string.
+    pub fn intern_repeating_opt(&mut self, s: Option<&str>, field: Repeating) -> Option<Str> {
+        s.map(|s| self.intern_repeating(s, field))
+    }
+
     /// Intern an optional string.
     pub fn intern_opt(&mut self, s: Option<&str>) -> Option<Str> {
         s.map(|s| self.intern(s))
