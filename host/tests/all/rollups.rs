@@ -343,6 +343,28 @@ async fn embedded_rollups_answer_like_the_facts() {
 /// after that leave every answer equal to the facts and to the hand sums.
 #[tokio::test]
 async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact() {
+    rekeyed_and_exact(
+        "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown",
+        true,
+    )
+    .await;
+}
+
+/// A store keyed by campaign, then day (the layout before facts were keyed
+/// by day) is rekeyed by day when it opens and stays exact.
+#[tokio::test]
+async fn a_store_keyed_by_campaign_is_rekeyed_by_day_and_stays_exact() {
+    rekeyed_and_exact(
+        "tenant, campaign_id, platform, account_id, date, ad_group_id, ad_id, hour, breakdown",
+        false,
+    )
+    .await;
+}
+
+/// Fill a store, take it back to a `facts` table keyed by `older_key` (with
+/// the per-campaign index and the rollup trigger when `with_triggers`), open
+/// it, and check the layout and every answer.
+async fn rekeyed_and_exact(older_key: &str, with_triggers: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db");
     let open = || async {
@@ -357,8 +379,9 @@ async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact(
     let columns = "tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, \
         currency, impressions, clicks, spend, conversions, conversion_value, extras, observed_at, \
         pipeline, adapter, adapter_version, breakdown, report";
-    let older = [
-        "CREATE TABLE facts_older (
+    let mut older = vec![
+        format!(
+            "CREATE TABLE facts_older (
             tenant TEXT NOT NULL, platform TEXT NOT NULL, account_id TEXT NOT NULL,
             campaign_id TEXT NOT NULL, ad_group_id TEXT NOT NULL, ad_id TEXT NOT NULL,
             date INTEGER NOT NULL, hour INTEGER NOT NULL, currency TEXT NOT NULL,
@@ -367,11 +390,14 @@ async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact(
             extras TEXT, observed_at INTEGER NOT NULL,
             pipeline TEXT NOT NULL, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL,
             breakdown TEXT NOT NULL DEFAULT '', report TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (tenant, platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, breakdown)
-        ) WITHOUT ROWID".to_owned(),
+            PRIMARY KEY ({older_key})
+        ) WITHOUT ROWID"
+        ),
         format!("INSERT INTO facts_older ({columns}) SELECT {columns} FROM facts"),
         "DROP TABLE facts".to_owned(),
         "ALTER TABLE facts_older RENAME TO facts".to_owned(),
+    ];
+    let triggers = [
         "CREATE INDEX facts_by_campaign ON facts (tenant, campaign_id, date)".to_owned(),
         // The older insert trigger's first statement: enough to double-count.
         "CREATE TRIGGER facts_roll_up_insert AFTER INSERT ON facts BEGIN
@@ -383,8 +409,12 @@ async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact(
             ON CONFLICT (tenant, date, campaign_id, platform, account_id, report, currency)
             DO UPDATE SET rows = rows + excluded.rows,
                 impressions = impressions + excluded.impressions;
-         END".to_owned(),
+         END"
+        .to_owned(),
     ];
+    if with_triggers {
+        older.extend(triggers);
+    }
     // One transaction: one connection sees its own schema changes.
     let mut tx = pool.begin().await.expect("begin");
     for statement in &older {
@@ -406,9 +436,9 @@ async fn a_store_whose_rollups_were_kept_by_triggers_is_rekeyed_and_stays_exact(
     assert_eq!(layout.len(), 1, "only the table is left: {layout:?}");
     assert!(
         layout[0].2.contains(
-            "PRIMARY KEY (tenant, campaign_id, platform, account_id, date, ad_group_id, ad_id, hour, breakdown)"
+            "PRIMARY KEY (tenant, date, campaign_id, platform, account_id, ad_group_id, ad_id, hour, breakdown)"
         ),
-        "facts are keyed by campaign and day: {}",
+        "facts are keyed by day and campaign: {}",
         layout[0].2
     );
     fill_batches(&store, "t", 2..usize::MAX).await;

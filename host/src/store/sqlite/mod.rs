@@ -57,7 +57,7 @@ impl EmbeddedStore {
         }
         schema::add_reports(&pool).await?;
         schema::add_rollups(&pool).await?;
-        schema::key_facts_by_campaign_day(&pool).await?;
+        schema::key_facts_by_day(&pool).await?;
         let writer = crate::sqlite::open_writer(path)?;
         Ok(EmbeddedStore {
             pool,
@@ -126,25 +126,12 @@ impl StoreBackend for EmbeddedStore {
     }
 
     async fn snapshots(&self, tenant: &str, days: Days, filter: &FactFilter) -> Result<Vec<Fact>> {
-        // The key starts (tenant, campaign_id): a campaign filter seeks it.
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT platform, account_id, campaign_id, ad_group_id, ad_id, date, hour, currency,
                     impressions, clicks, spend, conversions, conversion_value, extras, breakdown
-             FROM facts WHERE tenant = ",
+             FROM facts AS s",
         );
-        q.push_bind(tenant)
-            .push(" AND date BETWEEN ")
-            .push_bind(days.from)
-            .push(" AND ")
-            .push_bind(days.to);
-        for (column, values) in filter.columns() {
-            q.push(format!(" AND {column} IN ("));
-            let mut list = q.separated(", ");
-            for v in values {
-                list.push_bind(v.clone());
-            }
-            q.push(")");
-        }
+        push_filter(&mut q, tenant, days, filter);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
@@ -192,7 +179,7 @@ impl StoreBackend for EmbeddedStore {
         }
         if chosen {
             q.push(" FROM rollup_chosen AS s");
-            push_filter(&mut q, tenant, query);
+            push_filter(&mut q, tenant, query.days, query.filter);
         } else {
             q.push(format!(" FROM {source} AS s"));
             push_chosen(&mut q, tenant, query);
@@ -393,23 +380,17 @@ fn push_cells(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<
         "WITH cells AS (SELECT platform, account_id, campaign_id, date, MIN(report) AS report
          FROM rollup_days AS s",
     );
-    push_filter(q, tenant, query);
+    push_filter(q, tenant, query.days, query.filter);
     q.push(" AND s.rows > 0 AND s.report >= ")
         .push_bind(insights::needed_level(query.group_by).to_string())
         .push(" GROUP BY platform, account_id, campaign_id, date) ");
 }
 
-/// `WHERE` on the tenant, the days and the filters of `query`, for rows `s`.
-fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
-    // A campaign filter seeks the per-campaign index; without statistics
-    // SQLite would rather scan the days.
-    q.push(" WHERE s.tenant = ")
-        .push_bind(tenant.to_owned())
-        .push(" AND s.date BETWEEN ")
-        .push_bind(query.days.from)
-        .push(" AND ")
-        .push_bind(query.days.to);
-    for (column, values) in query.filter.columns() {
+/// `WHERE` on the tenant, the days and the filters, for rows `s`.
+fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, days: Days, filter: &FactFilter) {
+    q.push(" WHERE s.tenant = ").push_bind(tenant.to_owned());
+    push_days(q, days, filter.campaign_ids.is_some());
+    for (column, values) in filter.columns() {
         q.push(format!(" AND s.{column} IN ("));
         let mut list = q.separated(", ");
         for v in values {
@@ -419,13 +400,34 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate
     }
 }
 
+/// ` AND` the days. Facts and rollups are keyed (tenant, date, campaign, …):
+/// with a campaign filter, a range of up to [`LISTED_DAYS`] days is listed
+/// (`date IN (…)`), so SQLite seeks each (day, campaign) instead of reading
+/// every campaign's rows of the range (it does not skip-scan a key without
+/// statistics). The days are integers this function writes, not input text.
+fn push_days(q: &mut QueryBuilder<'_, Sqlite>, days: Days, by_campaign: bool) {
+    let span = i64::from(days.to) - i64::from(days.from);
+    if by_campaign && (0..LISTED_DAYS).contains(&span) {
+        let listed: Vec<String> = (days.from..=days.to).map(|d| d.to_string()).collect();
+        q.push(format!(" AND s.date IN ({})", listed.join(", ")));
+    } else {
+        q.push(" AND s.date BETWEEN ")
+            .push_bind(days.from)
+            .push(" AND ")
+            .push_bind(days.to);
+    }
+}
+
+/// The longest range [`push_days`] lists day by day (about three years).
+const LISTED_DAYS: i64 = 1100;
+
 /// Join rows `s` to their campaign-day's chosen report, and filter them.
 fn push_chosen(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
     q.push(
         " JOIN cells AS c ON s.platform = c.platform AND s.account_id = c.account_id
           AND s.campaign_id = c.campaign_id AND s.date = c.date AND s.report = c.report",
     );
-    push_filter(q, tenant, query);
+    push_filter(q, tenant, query.days, query.filter);
 }
 
 /// `GROUP BY` bucket, dimensions, currency (and `more`).
@@ -492,3 +494,54 @@ fn fact_from_row(r: &sqlx::sqlite::SqliteRow) -> Fact {
 
 /// Ids per lookup statement.
 const IDS_PER_STATEMENT: usize = 500;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How SQLite reads `table` for `filter` over `days`.
+    async fn plan(store: &EmbeddedStore, table: &str, days: Days, filter: &FactFilter) -> String {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "EXPLAIN QUERY PLAN SELECT COUNT(s.currency) FROM {table} AS s"
+        ));
+        push_filter(&mut q, "t", days, filter);
+        let rows = q.build().fetch_all(&store.pool).await.expect("plan");
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Facts and rollups are keyed by day first: a campaign's days are seeks
+    /// on the key, a whole account's days one range of it.
+    #[tokio::test]
+    async fn campaign_reads_seek_each_day_and_account_reads_scan_one_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("store.db"))
+            .await
+            .expect("store");
+        let month = Days {
+            from: 20_000,
+            to: 20_029,
+        };
+        let decade = Days {
+            from: 20_000,
+            to: 23_650,
+        };
+        let one = FactFilter {
+            campaign_ids: Some(vec!["c1".into()]),
+            ..FactFilter::default()
+        };
+        let seek = "PRIMARY KEY (tenant=? AND date=? AND campaign_id=?)";
+        let range = "PRIMARY KEY (tenant=? AND date>? AND date<?)";
+        for table in ["facts", "rollup_days", "rollup_chosen", "rollup_extras"] {
+            let one_month = plan(&store, table, month, &one).await;
+            assert!(one_month.contains(seek), "{table}: {one_month}");
+            let all_month = plan(&store, table, month, &FactFilter::default()).await;
+            assert!(all_month.contains(range), "{table}: {all_month}");
+            // Longer than the days worth listing: one range, still on the key.
+            let one_decade = plan(&store, table, decade, &one).await;
+            assert!(one_decade.contains(range), "{table}: {one_decade}");
+        }
+    }
+}
