@@ -268,9 +268,10 @@ fn write_snapshots<'a>(tx: &Transaction<'_>, items: &[Item<'a>]) -> Result<Vec<I
         changes.add(cell(report, item.currency()), &sums, &item.row.extras, 1);
         written.push((*item, report.as_str()));
     }
-    // In key order, so the inserts walk the table's B-tree forward (a page
-    // in the bench's order is sorted already, which the sort checks in one pass).
-    written.sort_unstable_by(|(a, _), (b, _)| Identity::of(a).cmp(&Identity::of(b)));
+    // In key order, so the inserts walk the table's B-tree forward. A batch
+    // is a few records, each mostly in order already: the stable sort merges
+    // those runs (the unstable one sorted them from scratch, 5% of a write).
+    written.sort_by(|(a, _), (b, _)| Identity::of(a).cmp(&Identity::of(b)));
     {
         let mut insert = tx.prepare_cached(&insert_sql("facts", SNAPSHOT_CONFLICT))?;
         for (item, report) in &written {
