@@ -281,7 +281,7 @@ struct LogReader {
     /// The newest offset returned so far.
     returned: u64,
     /// The batch after it, being read.
-    ahead: Option<tokio::task::JoinHandle<Result<Vec<Record>, BusError>>>,
+    ahead: Option<tokio::task::JoinHandle<Result<Read, BusError>>>,
     /// Records returned since the store and the allocator were last tidied.
     unsettled: u64,
     settled_at: std::time::Instant,
@@ -343,10 +343,25 @@ impl LogReader {
     }
 }
 
+/// A batch of records read from the log, decoded.
+struct Read {
+    records: Vec<Record>,
+    /// The batch stopped at [`READ_BATCH`] records or at [`READ_BYTES`]
+    /// (bytes counted as [`EmbeddedBus::read_after`] counts them).
+    full: bool,
+}
+
 /// The records after `offset` (a batch's worth), decoded.
-async fn read_records(bus: &EmbeddedBus, offset: u64) -> Result<Vec<Record>, BusError> {
+async fn read_records(bus: &EmbeddedBus, offset: u64) -> Result<Read, BusError> {
     let records = bus.read_after(offset, READ_BATCH).await?;
-    Ok(records
+    let bytes: usize = records
+        .iter()
+        .map(|r| r.payload.len() + r.kept.as_ref().map_or(0, Vec::len))
+        .sum();
+    // A batch cut by the byte budget holds at least the budget: the record
+    // left out is the first to start past it.
+    let full = records.len() >= READ_BATCH as usize || bytes as i64 >= READ_BYTES;
+    let records = records
         .into_iter()
         .map(
             |Logged {
@@ -365,23 +380,29 @@ async fn read_records(bus: &EmbeddedBus, offset: u64) -> Result<Vec<Record>, Bus
                 }),
             },
         )
-        .collect())
+        .collect();
+    Ok(Read { records, full })
 }
 
 #[async_trait::async_trait]
 impl BusReader for LogReader {
     async fn next(&mut self) -> Vec<Record> {
-        // Fewer records than a batch wait beyond what was handed out: the
-        // reader is at the tail, so it lingers, and what it read ahead
-        // (before they came) is read again with them.
-        let at_tail = self.bus.head().saturating_sub(self.returned) < u64::from(READ_BATCH);
-        if at_tail {
-            self.linger().await;
-        }
+        // The batch read ahead goes out at once when it is full or more
+        // records wait beyond it (a backlog). Otherwise it reached the tail
+        // of the log: the reader lingers, and reads it again with what came
+        // meanwhile. (Counting records alone, a backlog of large reports,
+        // fewer records than a batch but many times its bytes, was lingered
+        // over and read twice, batch after batch.)
+        let mut lingered = false;
         if let Some(ahead) = self.ahead.take() {
             match ahead.await {
-                Ok(Ok(records)) if !records.is_empty() && !at_tail => {
-                    return self.returning(records)
+                Ok(Ok(read)) if !read.records.is_empty() => {
+                    let last = read.records.iter().filter_map(|r| r.position).max();
+                    if read.full || last.is_some_and(|last| self.bus.head() > last) {
+                        return self.returning(read.records);
+                    }
+                    self.linger().await;
+                    lingered = true;
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::error!("reading the bus failed, retrying: {error}"),
@@ -390,21 +411,28 @@ impl BusReader for LogReader {
         }
         loop {
             let from = self.store.applied_position().max(self.returned);
-            let records = match read_records(&self.bus, from).await {
-                Ok(records) => records,
+            let read = match read_records(&self.bus, from).await {
+                Ok(read) => read,
                 Err(error) => {
                     tracing::error!("reading the bus failed, retrying: {error}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
-            if records.is_empty() {
+            if read.records.is_empty() {
                 self.settle_when_due().await;
                 self.bus.wait_beyond(from, Duration::from_secs(1)).await;
                 self.linger().await;
+                lingered = true;
                 continue;
             }
-            return self.returning(records);
+            if !lingered && !read.full {
+                // Records came at the tail: wait for more to join them.
+                self.linger().await;
+                lingered = true;
+                continue;
+            }
+            return self.returning(read.records);
         }
     }
 
@@ -669,6 +697,37 @@ mod tests {
             .await
             .expect("a backlog is read without lingering");
         assert_eq!(positions(&records).first(), Some(&6));
+
+        // Nor is a backlog of large records, fewer than a batch but more
+        // than its bytes.
+        let large = super::super::record::encode_envelope(&RowEnvelope {
+            tenant: "x".repeat(READ_BYTES as usize / 2),
+            ..RowEnvelope::default()
+        });
+        for _ in 0..6 {
+            bus.append(large.clone(), None, None)
+                .await
+                .expect("append a large record");
+        }
+        let started = std::time::Instant::now();
+        let mut large_read = 0;
+        loop {
+            let through = positions(&records).into_iter().max();
+            large_read += records
+                .iter()
+                .filter(|r| r.envelope.tenant.len() > 1)
+                .count();
+            store.apply(&[], through).await.expect("apply");
+            reader.done().await;
+            if through == Some(bus.head()) {
+                break;
+            }
+            records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+                .await
+                .expect("large records are read without lingering");
+        }
+        assert_eq!(large_read, 6, "each large record once");
+        assert!(started.elapsed() < Duration::from_secs(10));
 
         // Caught up again, with a query waiting for the newest record: no lingering.
         reader.linger = LINGER;
