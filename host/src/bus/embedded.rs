@@ -318,10 +318,12 @@ impl LogReader {
         }
         self.unsettled = 0;
         self.settled_at = std::time::Instant::now();
+        // Memory first: the store's checkpoint waits for the queries reading
+        // it, and those should not run beside a backlog's leftover heap.
+        crate::allocator::release_free_memory();
         if let Err(error) = self.store.settle().await {
             tracing::warn!("tidying the store after a backlog failed: {error}");
         }
-        crate::allocator::release_free_memory();
     }
 
     /// Wait [`LINGER`] for more records, unless a query waits for the
