@@ -8,10 +8,11 @@
 //! - `rollup_days` holds snapshot sums per (tenant, day, campaign, report,
 //!   currency) and `rollup_extras` the extra metrics, changed by each write
 //!   by exactly what it changed in the facts; `rollup_chosen` keeps, per
-//!   campaign-day, the sums of the report a campaign-grouped answer uses.
-//!   Queries that group by campaign or coarser are answered from the rollups
-//!   with one `GROUP BY`; by ad group or ad, from the facts, with the same
-//!   report choice;
+//!   campaign-day, the sums of the report a campaign-grouped answer uses,
+//!   and `rollup_accounts` their sums per account-day. Queries that group by
+//!   campaign or coarser are answered from the rollups with one `GROUP BY`
+//!   (by account or coarser with no campaign filter, from the account-days);
+//!   by ad group or ad, from the facts, with the same report choice;
 //! - the tables, and how an older store is brought to them, are in [`schema`].
 
 use std::collections::BTreeMap;
@@ -177,7 +178,10 @@ impl StoreBackend for EmbeddedStore {
                     .push("), 0))");
             }
         }
-        if chosen {
+        if chosen && by_account(query) {
+            q.push(" FROM rollup_accounts AS s");
+            push_filter(&mut q, tenant, query.days, query.filter);
+        } else if chosen {
             q.push(" FROM rollup_chosen AS s");
             push_filter(&mut q, tenant, query.days, query.filter);
         } else {
@@ -370,6 +374,17 @@ impl StoreBackend for EmbeddedStore {
     fn scope(&self) -> String {
         format!("sqlite|{}", self.path.display())
     }
+}
+
+/// Whether `rollup_accounts` holds what `query` sums: grouped by platform
+/// or account at most, filtered by neither campaign nor currency (the
+/// caller checks the currency: without one, the chosen reports' sums).
+fn by_account(query: &Aggregate<'_>) -> bool {
+    query.filter.campaign_ids.is_none()
+        && query
+            .group_by
+            .iter()
+            .all(|d| matches!(d, Dimension::Platform | Dimension::AccountId))
 }
 
 /// `WITH cells AS (…)`: per campaign-day that `query` selects, the coarsest

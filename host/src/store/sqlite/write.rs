@@ -26,7 +26,7 @@ use rusqlite::{
     params, params_from_iter, OptionalExtension as _, ToSql, Transaction, TransactionBehavior,
 };
 
-use super::schema::{chosen_from_days, ROLLUP_KEY};
+use super::schema::{chosen_from_days, ACCOUNT_DAY, ROLLUP_KEY};
 use super::CONSUMER;
 use crate::store::batch::{Batch, Item};
 use crate::store::hierarchy::{EntityKey, Learned};
@@ -385,21 +385,59 @@ impl<'a> RollupChanges<'a> {
 
 /// Recompute `rollup_chosen` for the campaign-days `items` touch: per
 /// campaign-day one delete and one insert, each a seek on the primary key.
+/// What they take out and put in (`RETURNING`) is the change to the
+/// account-day sums in `rollup_accounts`, added with one upsert per
+/// account-day and currency.
 fn choose_reports(tx: &Transaction<'_>, items: &[Item<'_>]) -> Result<()> {
     let filter = "r.tenant = ?1 AND r.date = ?2 AND r.campaign_id = ?3 AND r.platform = ?4 \
                   AND r.account_id = ?5";
-    let mut delete = tx.prepare_cached(
+    let returning = " RETURNING currency, rows, impressions, clicks, spend, conversions, \
+                     conversion_value";
+    let mut delete = tx.prepare_cached(&format!(
         "DELETE FROM rollup_chosen WHERE tenant = ?1 AND date = ?2 AND campaign_id = ?3
-           AND platform = ?4 AND account_id = ?5",
-    )?;
-    let mut insert = tx.prepare_cached(&chosen_from_days(filter))?;
-    for ((tenant, date, platform, account_id), campaign) in cells(items) {
+           AND platform = ?4 AND account_id = ?5{returning}"
+    ))?;
+    let mut insert = tx.prepare_cached(&format!("{}{returning}", chosen_from_days(filter)))?;
+    let mut changes: HashMap<(AccountDay<'_>, String), [i64; 6]> = HashMap::default();
+    for (account_day, campaign) in cells(items) {
+        let (tenant, date, platform, account_id) = account_day;
         let cell = params![tenant, date, campaign, platform, account_id];
-        delete.execute(cell)?;
-        insert.execute(cell)?;
+        for (statement, sign) in [(&mut delete, -1), (&mut insert, 1)] {
+            let mut rows = statement.query(cell)?;
+            while let Some(row) = rows.next()? {
+                let total = changes.entry((account_day, row.get(0)?)).or_default();
+                for (i, sum) in total.iter_mut().enumerate() {
+                    *sum += sign * row.get::<_, i64>(i + 1)?;
+                }
+            }
+        }
+    }
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT INTO rollup_accounts ({ACCOUNT_DAY}, currency, rows, impressions, clicks, spend,
+                                      conversions, conversion_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT ({ACCOUNT_DAY}, currency) DO UPDATE SET rows = rows + excluded.rows,
+            impressions = impressions + excluded.impressions,
+            clicks = clicks + excluded.clicks, spend = spend + excluded.spend,
+            conversions = conversions + excluded.conversions,
+            conversion_value = conversion_value + excluded.conversion_value"
+    ))?;
+    let mut changes: Vec<_> = changes
+        .into_iter()
+        .filter(|(_, sums)| sums.iter().any(|v| *v != 0))
+        .collect();
+    // In key order, so the upserts walk the table's B-tree forward.
+    changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (((tenant, date, platform, account_id), currency), sums) in changes {
+        let key: [&dyn ToSql; 5] = [&tenant, &date, &platform, &account_id, &currency];
+        let sums = sums.iter().map(|v| v as &dyn ToSql);
+        upsert.execute(params_from_iter(key.into_iter().chain(sums)))?;
     }
     Ok(())
 }
+
+/// An account-day: `(tenant, date, platform, account_id)`.
+type AccountDay<'a> = (&'a str, i32, &'a str, &'a str);
 
 /// Upsert the hierarchy `entities` teach; a row that would not change is
 /// left alone (no page written for the same ad seen again).
