@@ -404,7 +404,7 @@ fn push_cells(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<
 /// `WHERE` on the tenant, the days and the filters, for rows `s`.
 fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, days: Days, filter: &FactFilter) {
     q.push(" WHERE s.tenant = ").push_bind(tenant.to_owned());
-    push_days(q, days, filter.campaign_ids.is_some());
+    push_days(q, days, filter.campaign_ids.as_ref().map_or(0, Vec::len));
     for (column, values) in filter.columns() {
         q.push(format!(" AND s.{column} IN ("));
         let mut list = q.separated(", ");
@@ -416,13 +416,16 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, days: Days, filte
 }
 
 /// ` AND` the days. Facts and rollups are keyed (tenant, date, campaign, …):
-/// with a campaign filter, a range of up to [`LISTED_DAYS`] days is listed
-/// (`date IN (…)`), so SQLite seeks each (day, campaign) instead of reading
+/// with a filter of `campaigns` campaigns, a range is listed (`date IN (…)`)
+/// when its (day, campaign) pairs are at most [`LISTED_SEEKS`] and its days
+/// at most [`LISTED_DAYS`], so SQLite seeks each pair instead of reading
 /// every campaign's rows of the range (it does not skip-scan a key without
-/// statistics). The days are integers this function writes, not input text.
-fn push_days(q: &mut QueryBuilder<'_, Sqlite>, days: Days, by_campaign: bool) {
-    let span = i64::from(days.to) - i64::from(days.from);
-    if by_campaign && (0..LISTED_DAYS).contains(&span) {
+/// statistics); past that, one range of the key reads less. The days are
+/// integers this function writes, not input text.
+fn push_days(q: &mut QueryBuilder<'_, Sqlite>, days: Days, campaigns: usize) {
+    let listed = i64::from(days.to) - i64::from(days.from) + 1;
+    let seeks = listed.saturating_mul(i64::try_from(campaigns).unwrap_or(i64::MAX));
+    if campaigns > 0 && (1..=LISTED_DAYS).contains(&listed) && seeks <= LISTED_SEEKS {
         let listed: Vec<String> = (days.from..=days.to).map(|d| d.to_string()).collect();
         q.push(format!(" AND s.date IN ({})", listed.join(", ")));
     } else {
@@ -435,6 +438,10 @@ fn push_days(q: &mut QueryBuilder<'_, Sqlite>, days: Days, by_campaign: bool) {
 
 /// The longest range [`push_days`] lists day by day (about three years).
 const LISTED_DAYS: i64 = 1100;
+
+/// The most (day, campaign) seeks [`push_days`] has SQLite make: about what
+/// a range read of a few hundred campaigns' month costs.
+const LISTED_SEEKS: i64 = 20_000;
 
 /// Join rows `s` to their campaign-day's chosen report, and filter them.
 fn push_chosen(q: &mut QueryBuilder<'_, Sqlite>, tenant: &str, query: &Aggregate<'_>) {
@@ -557,6 +564,13 @@ mod tests {
             // Longer than the days worth listing: one range, still on the key.
             let one_decade = plan(&store, table, decade, &one).await;
             assert!(one_decade.contains(range), "{table}: {one_decade}");
+            // More (day, campaign) pairs than seeks worth making: one range.
+            let many = FactFilter {
+                campaign_ids: Some((0..1_000).map(|c| format!("c{c}")).collect()),
+                ..FactFilter::default()
+            };
+            let many_month = plan(&store, table, month, &many).await;
+            assert!(many_month.contains(range), "{table}: {many_month}");
         }
     }
 }

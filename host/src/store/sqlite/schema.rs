@@ -86,8 +86,9 @@ pub(super) const CHOSEN_SCHEMA: &[&str] = &["CREATE TABLE rollup_chosen (
 /// `rollup_accounts`: per account-day and currency, the sums of its
 /// campaigns' chosen reports (`rollup_chosen` summed), so an account-wide
 /// answer by day, week or month (a dashboard's first screen) sums one row a
-/// day instead of one a campaign-day. Recomputed for the account-days a
-/// write touches.
+/// day instead of one a campaign-day. Each write adds to it what it changed
+/// in `rollup_chosen` (see `choose_reports`); an older store gets it summed
+/// from `rollup_chosen` once.
 pub(super) const ACCOUNTS_SCHEMA: &str = "CREATE TABLE rollup_accounts (
         tenant TEXT NOT NULL, date INTEGER NOT NULL, platform TEXT NOT NULL,
         account_id TEXT NOT NULL, currency TEXT NOT NULL,
