@@ -657,6 +657,30 @@ mod tests {
         assert_eq!(seen, (1..=late).collect::<Vec<_>>());
     }
 
+    /// Apply `records` and every batch after them until the store has
+    /// applied the log's head (each batch within 10 s); every record handed
+    /// out.
+    async fn drain(
+        reader: &mut LogReader,
+        store: &Store,
+        bus: &EmbeddedBus,
+        mut records: Vec<Record>,
+    ) -> Vec<Record> {
+        let mut drained = Vec::new();
+        loop {
+            let through = records.iter().filter_map(|r| r.position).max();
+            store.apply(&[], through).await.expect("apply");
+            reader.done().await;
+            drained.append(&mut records);
+            if through == Some(bus.head()) {
+                return drained;
+            }
+            records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+                .await
+                .expect("a backlog is read without lingering");
+        }
+    }
+
     /// A reader at the tail waits before reading, so records that arrive
     /// meanwhile go to the store in the same batch; a backlog is read at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,7 +719,7 @@ mod tests {
                 .expect("append backlog");
         }
         reader.linger = Duration::from_secs(30);
-        let mut records = tokio::time::timeout(Duration::from_secs(10), reader.next())
+        let records = tokio::time::timeout(Duration::from_secs(10), reader.next())
             .await
             .expect("a backlog is read without lingering");
         assert_eq!(positions(&records).first(), Some(&6));
@@ -712,38 +736,21 @@ mod tests {
                 .expect("append a large record");
         }
         let started = std::time::Instant::now();
-        let mut large_read = 0;
-        loop {
-            let through = positions(&records).into_iter().max();
-            large_read += records
-                .iter()
-                .filter(|r| r.envelope.tenant.len() > 1)
-                .count();
-            store.apply(&[], through).await.expect("apply");
-            reader.done().await;
-            if through == Some(bus.head()) {
-                break;
-            }
-            records = tokio::time::timeout(Duration::from_secs(10), reader.next())
-                .await
-                .expect("large records are read without lingering");
-        }
+        let drained = drain(&mut reader, &store, &bus, records).await;
+        let large_read = drained
+            .iter()
+            .filter(|r| r.envelope.tenant.len() > 1)
+            .count();
         assert_eq!(large_read, 6, "each large record once");
+        let head = bus.head();
+        assert_eq!(
+            positions(&drained),
+            (6..=head).collect::<Vec<_>>(),
+            "in order, once"
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
 
         // Caught up again, with a query waiting for the newest record: no lingering.
-        reader.linger = LINGER;
-        loop {
-            let through = positions(&records).into_iter().max();
-            store.apply(&[], through).await.expect("apply");
-            reader.done().await;
-            if through == Some(bus.head()) {
-                break;
-            }
-            records = tokio::time::timeout(Duration::from_secs(10), reader.next())
-                .await
-                .expect("the rest of the backlog");
-        }
         reader.linger = Duration::from_secs(30);
         assert_eq!(store.applied_position(), bus.head());
         let newest = bus
