@@ -867,10 +867,13 @@ struct GroupReader {
 /// Giving what a backlog's batches took from the allocator back to the
 /// system ([`crate::allocator::release_free_memory`]) once the consumer has
 /// caught up: when a batch ended because nothing more came (at most every
-/// [`Trim::EVERY`]), or after [`Trim::IDLE_AFTER`] without a message.
+/// [`Trim::EVERY`], or at once after [`Trim::BACKLOG_BYTES`] of messages),
+/// or after [`Trim::IDLE_AFTER`] without a message.
 struct Trim {
     /// Messages came since the last trim.
     pending: bool,
+    /// Message bytes received since the last trim.
+    received: usize,
     /// The last batch ended because nothing more came.
     caught_up: bool,
     at: Instant,
@@ -880,6 +883,7 @@ impl Default for Trim {
     fn default() -> Trim {
         Trim {
             pending: false,
+            received: 0,
             caught_up: false,
             at: Instant::now(),
         }
@@ -889,10 +893,22 @@ impl Default for Trim {
 impl Trim {
     const EVERY: Duration = Duration::from_secs(5);
     const IDLE_AFTER: Duration = Duration::from_secs(2);
+    /// A backlog this large is trimmed after as soon as the consumer catches
+    /// up: waiting for [`Trim::EVERY`] (the time since a catch-up early in
+    /// the backlog) left the first queries after it beside its heap
+    /// (bench-scale: 318 MB in one run, 190 MB in another).
+    const BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
+    /// `bytes` of messages came.
+    fn received(&mut self, bytes: usize) {
+        self.pending = true;
+        self.received = self.received.saturating_add(bytes);
+    }
 
     /// Before waiting for messages: trim if caught up and due.
     fn before_waiting(&mut self) {
-        if self.caught_up && self.at.elapsed() >= Self::EVERY {
+        let due = self.at.elapsed() >= Self::EVERY || self.received >= Self::BACKLOG_BYTES;
+        if self.caught_up && due {
             self.now();
         }
     }
@@ -906,6 +922,7 @@ impl Trim {
         if std::mem::take(&mut self.pending) {
             crate::allocator::release_free_memory();
             self.at = Instant::now();
+            self.received = 0;
         }
     }
 }
@@ -925,7 +942,6 @@ impl GroupReader {
                 }
             }
         };
-        self.trim.pending = true;
         let mut bytes = first.payload().map_or(0, <[u8]>::len);
         let mut messages = vec![first];
         let gather_until = Instant::now() + Duration::from_millis(20);
@@ -937,11 +953,13 @@ impl GroupReader {
                     messages.push(m.detach());
                 }
                 _ => {
+                    self.trim.received(bytes);
                     self.trim.caught_up = true;
                     return messages;
                 }
             }
         }
+        self.trim.received(bytes);
         self.trim.caught_up = false;
         messages
     }
@@ -1063,6 +1081,31 @@ impl BusReader for GroupReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A trickle is trimmed after at most every [`Trim::EVERY`]; a backlog
+    /// as soon as the consumer has caught up with it.
+    #[test]
+    fn a_backlog_is_trimmed_as_soon_as_it_is_caught_up_with() {
+        let mut trim = Trim::default();
+        trim.received(1024);
+        trim.caught_up = true;
+        trim.before_waiting();
+        assert!(trim.pending, "a trickle waits for Trim::EVERY");
+
+        trim.received(Trim::BACKLOG_BYTES);
+        trim.caught_up = false;
+        trim.before_waiting();
+        assert!(trim.pending, "not while the backlog is still being read");
+        trim.caught_up = true;
+        trim.before_waiting();
+        assert!(!trim.pending, "trimmed once caught up");
+        assert_eq!(trim.received, 0);
+
+        trim.at -= Trim::EVERY;
+        trim.received(1);
+        trim.before_waiting();
+        assert!(!trim.pending, "a trickle after Trim::EVERY");
+    }
 
     #[test]
     fn replicas_follow_the_cluster_and_keep_one_spare() {
