@@ -317,10 +317,9 @@ pub(super) async fn key_facts_by_day(pool: &SqlitePool) -> Result<()> {
     let create = SCHEMA[0].replace("IF NOT EXISTS facts (", "facts_rekeyed (");
     for statement in [
         create.as_str(),
-        // In the new key's order: the rebuild appends instead of splitting pages.
-        &format!(
-            "INSERT INTO facts_rekeyed ({columns}) SELECT {columns} FROM facts ORDER BY {FACTS_KEY}"
-        ),
+        // In the old key's order: an ORDER BY would sort the whole table in
+        // memory first (temp_store=MEMORY), which a large store cannot afford.
+        &format!("INSERT INTO facts_rekeyed ({columns}) SELECT {columns} FROM facts"),
         "DROP TABLE facts",
         "ALTER TABLE facts_rekeyed RENAME TO facts",
     ] {
