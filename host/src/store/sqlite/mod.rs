@@ -178,11 +178,13 @@ impl StoreBackend for EmbeddedStore {
                     .push("), 0))");
             }
         }
-        if chosen && by_account(query) {
-            q.push(" FROM rollup_accounts AS s");
-            push_filter(&mut q, tenant, query.days, query.filter);
-        } else if chosen {
-            q.push(" FROM rollup_chosen AS s");
+        if chosen {
+            let table = if by_account(query) {
+                "rollup_accounts"
+            } else {
+                "rollup_chosen"
+            };
+            q.push(format!(" FROM {table} AS s"));
             push_filter(&mut q, tenant, query.days, query.filter);
         } else {
             q.push(format!(" FROM {source} AS s"));

@@ -75,13 +75,13 @@ pub(super) const ROLLUP_SCHEMA: &[&str] = &[
 /// Per campaign-day and currency, the sums of the report a campaign-grouped
 /// answer uses (the coarsest present): what most queries read, with no
 /// choice left to make. Recomputed for the campaign-days a write touches.
-pub(super) const CHOSEN_SCHEMA: &[&str] = &["CREATE TABLE rollup_chosen (
+pub(super) const CHOSEN_SCHEMA: &str = "CREATE TABLE rollup_chosen (
         tenant TEXT NOT NULL, date INTEGER NOT NULL, campaign_id TEXT NOT NULL,
         platform TEXT NOT NULL, account_id TEXT NOT NULL, currency TEXT NOT NULL,
         rows INTEGER NOT NULL, impressions INTEGER NOT NULL, clicks INTEGER NOT NULL,
         spend INTEGER NOT NULL, conversions INTEGER NOT NULL, conversion_value INTEGER NOT NULL,
         PRIMARY KEY (tenant, date, campaign_id, platform, account_id, currency)
-    ) WITHOUT ROWID"];
+    ) WITHOUT ROWID";
 
 /// `rollup_accounts`: per account-day and currency, the sums of its
 /// campaigns' chosen reports (`rollup_chosen` summed), so an account-wide
@@ -100,18 +100,12 @@ pub(super) const ACCOUNTS_SCHEMA: &str = "CREATE TABLE rollup_accounts (
 /// The account-day columns, in `rollup_accounts`' key order.
 pub(super) const ACCOUNT_DAY: &str = "tenant, date, platform, account_id";
 
-/// `rollup_accounts`' rows from `rollup_chosen` rows `c` (filtered by the
-/// caller).
-pub(super) fn accounts_from_chosen(filter: &str) -> String {
-    format!(
-        "INSERT INTO rollup_accounts ({ACCOUNT_DAY}, currency, rows, impressions, clicks, spend,
-                                      conversions, conversion_value)
-         SELECT {ACCOUNT_DAY}, currency, SUM(rows), SUM(impressions), SUM(clicks), SUM(spend),
-                SUM(conversions), SUM(conversion_value)
-         FROM rollup_chosen AS c WHERE {filter}
-         GROUP BY {ACCOUNT_DAY}, currency"
-    )
-}
+/// Fill `rollup_accounts` from `rollup_chosen` (a store made before it).
+const ACCOUNTS_FROM_CHOSEN: &str = "INSERT INTO rollup_accounts (tenant, date, platform,
+        account_id, currency, rows, impressions, clicks, spend, conversions, conversion_value)
+     SELECT tenant, date, platform, account_id, currency, SUM(rows), SUM(impressions),
+            SUM(clicks), SUM(spend), SUM(conversions), SUM(conversion_value)
+     FROM rollup_chosen GROUP BY tenant, date, platform, account_id, currency";
 
 /// The campaign-day columns, in `rollup_chosen`'s key order.
 pub(super) const CELL: &str = "tenant, date, campaign_id, platform, account_id";
@@ -270,18 +264,14 @@ pub(super) async fn add_rollups(pool: &SqlitePool) -> Result<()> {
             .await?;
     }
     if !has_table(&mut tx, "rollup_chosen").await? {
-        for statement in CHOSEN_SCHEMA {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
+        sqlx::query(CHOSEN_SCHEMA).execute(&mut *tx).await?;
         sqlx::query(&chosen_from_days("1"))
             .execute(&mut *tx)
             .await?;
     }
     if !has_table(&mut tx, "rollup_accounts").await? {
         sqlx::query(ACCOUNTS_SCHEMA).execute(&mut *tx).await?;
-        sqlx::query(&accounts_from_chosen("1"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(ACCOUNTS_FROM_CHOSEN).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -128,7 +128,7 @@ struct Stored {
 }
 
 /// A campaign-day: `(tenant, date, platform, account_id)` and the campaign.
-type Cell<'a> = ((&'a str, i32, &'a str, &'a str), &'a str);
+type Cell<'a> = (AccountDay<'a>, &'a str);
 
 /// The campaign-days `items` fall in, each once, in key order (so the
 /// statements that seek them walk the B-tree forward). Deduplicated by hash
