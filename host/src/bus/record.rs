@@ -1,5 +1,5 @@
 //! The bus record format: how one accepted payload's rows (a [`RowEnvelope`],
-//! or one campaign's share of it on Kafka) are written to the bus.
+//! or one partition's share of it on Kafka) are written to the bus.
 //!
 //! Version 2 (written now) is Protocol Buffers, documented for other readers
 //! of the topic in `docs/bus-record.md` with its schema in
@@ -44,20 +44,56 @@ pub fn encode<'a>(
     pipeline: &str,
     rows: impl IntoIterator<Item = &'a Row> + Clone,
 ) -> Vec<u8> {
-    let tenant = tenant.to_owned();
-    let pipeline = pipeline.to_owned();
-    let lens: Vec<usize> = rows.clone().into_iter().map(row_len).collect();
-    let len = string::encoded_len(1, &tenant)
-        + string::encoded_len(2, &pipeline)
-        + lens
-            .iter()
-            .map(|&n| encoding::key_len(3) + encoding::encoded_len_varint(n as u64) + n)
-            .sum::<usize>();
+    let sized: Vec<(&Row, usize)> = rows.into_iter().map(|r| (r, row_len(r))).collect();
+    encode_sized(&tenant.to_owned(), &pipeline.to_owned(), &sized)
+}
+
+/// Encode `rows` as version-2 records of at most `max_bytes` each, in
+/// order (a single row larger than that is a record of its own).
+pub fn encode_chunked(
+    tenant: &str,
+    pipeline: &str,
+    rows: &[&Row],
+    max_bytes: usize,
+) -> Vec<Vec<u8>> {
+    let (tenant, pipeline) = (&tenant.to_owned(), &pipeline.to_owned());
+    let head = V2_PREFIX.len() + string::encoded_len(1, tenant) + string::encoded_len(2, pipeline);
+    let mut records = Vec::new();
+    let mut chunk: Vec<(&Row, usize)> = Vec::new();
+    let mut bytes = head;
+    for &row in rows {
+        let len = row_len(row);
+        let framed = framed_len(len);
+        if !chunk.is_empty() && bytes + framed > max_bytes {
+            records.push(encode_sized(tenant, pipeline, &chunk));
+            chunk.clear();
+            bytes = head;
+        }
+        chunk.push((row, len));
+        bytes += framed;
+    }
+    if !chunk.is_empty() {
+        records.push(encode_sized(tenant, pipeline, &chunk));
+    }
+    records
+}
+
+/// A row's bytes in the record: its tag, its length and its fields.
+fn framed_len(len: usize) -> usize {
+    encoding::key_len(3) + encoding::encoded_len_varint(len as u64) + len
+}
+
+/// Encode rows whose field lengths ([`row_len`]) are known.
+#[allow(clippy::ptr_arg)] // prost's string encoders take `&String`
+fn encode_sized(tenant: &String, pipeline: &String, rows: &[(&Row, usize)]) -> Vec<u8> {
+    let len = string::encoded_len(1, tenant)
+        + string::encoded_len(2, pipeline)
+        + rows.iter().map(|&(_, n)| framed_len(n)).sum::<usize>();
     let mut buf = Vec::with_capacity(V2_PREFIX.len() + len);
     buf.extend_from_slice(&V2_PREFIX);
-    string::encode(1, &tenant, &mut buf);
-    string::encode(2, &pipeline, &mut buf);
-    for (row, len) in rows.into_iter().zip(lens) {
+    string::encode(1, tenant, &mut buf);
+    string::encode(2, pipeline, &mut buf);
+    for &(row, len) in rows {
         encoding::encode_key(3, encoding::WireType::LengthDelimited, &mut buf);
         encoding::encode_varint(len as u64, &mut buf);
         let start = buf.len();
@@ -497,5 +533,35 @@ mod tests {
             decode(&bytes),
             Err(RecordError::InvalidRow { row: 0, .. })
         ));
+    }
+
+    #[test]
+    fn chunked_records_hold_every_row_once_in_order_within_the_limit() {
+        let rows: Vec<Row> = (0..40).map(row).chain([lead()]).collect();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let whole = encode("demo", "meta", refs.iter().copied()).len();
+        for max in [1, 300, 1_000, whole - 1, whole, usize::MAX] {
+            let records = encode_chunked("demo", "meta", &refs, max);
+            let mut back = vec![];
+            for record in &records {
+                // Over the limit only as a record of a single row.
+                let envelope = decode(record).expect("decodes");
+                assert!(record.len() <= max || envelope.rows.len() == 1, "{max}");
+                assert_eq!(
+                    (envelope.tenant.as_str(), envelope.pipeline.as_str()),
+                    ("demo", "meta")
+                );
+                back.extend(envelope.rows);
+            }
+            assert_eq!(back, rows, "max {max}");
+            let expected = if max >= whole {
+                1
+            } else {
+                records.len().max(2)
+            };
+            assert_eq!(records.len(), expected, "max {max}");
+        }
+        assert_eq!(encode_chunked("demo", "meta", &refs, 1).len(), rows.len());
+        assert!(encode_chunked("demo", "meta", &[], 1_000).is_empty());
     }
 }

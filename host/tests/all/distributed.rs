@@ -1495,3 +1495,116 @@ async fn the_fence_is_every_partitions_high_watermark() {
         fence.0
     );
 }
+
+/// A payload is published as one record per partition its campaigns map to,
+/// each campaign on the partition librdkafka's own partitioner picks for
+/// the key `<tenant>/<campaign>` (checked against a bare producer), with
+/// every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_is_one_record_per_partition_its_campaigns_map_to() {
+    if !engines_available(&[Engine::Kafka, Engine::ClickHouse]) {
+        return;
+    }
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::Message;
+    let tag = unique("partitions");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = distributed(&dir, &tag, &brokers());
+    let (topic, partitions) = (config.bus.topic.clone(), config.bus.partitions);
+    let app = App::start(config).await.expect("start");
+    let campaigns: Vec<String> = (0..24).map(|i| format!("c{i:03}")).collect();
+    let rows = campaigns
+        .iter()
+        .flat_map(|c| {
+            ["a1", "a2"]
+                .map(|ad| meta_row(c, "s1", &format!("{c}{ad}"), "2026-11-01", 10, 1, "1.00", 0))
+        })
+        .collect();
+    crate::api::push(&app, rows).await;
+
+    // librdkafka's partitioner, asked through a bare producer on the same topic.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let probe_topic = format!("{topic}.keys");
+    {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .create()
+                .expect("admin");
+        admin
+            .create_topics(
+                &[NewTopic::new(
+                    &probe_topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("create the probe topic");
+    }
+    for campaign in &campaigns {
+        let key = format!("demo/{campaign}");
+        let delivery = producer
+            .send(
+                FutureRecord::to(&probe_topic).key(&key).payload("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("probe produced");
+        assert_eq!(
+            delivery.partition,
+            adpipe::bus::kafka::partition_of("demo", campaign, partitions),
+            "librdkafka puts {key} elsewhere"
+        );
+    }
+
+    // What adpipe published, read raw.
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut seen: Vec<(String, String)> = vec![];
+    let mut records_by_partition = std::collections::BTreeMap::<i32, usize>::new();
+    while seen.len() < 48 {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("the published records within 20 s")
+            .expect("receive");
+        *records_by_partition.entry(m.partition()).or_default() += 1;
+        let envelope =
+            adpipe::bus::record::decode(m.payload().unwrap_or_default()).expect("decodes");
+        for row in envelope.rows {
+            let campaign = row.campaign_id.clone().unwrap_or_default();
+            assert_eq!(
+                m.partition(),
+                adpipe::bus::kafka::partition_of("demo", &campaign, partitions),
+                "{campaign} is on another partition"
+            );
+            seen.push((campaign, row.ad_id.unwrap_or_default()));
+        }
+    }
+    seen.sort();
+    let mut want: Vec<(String, String)> = campaigns
+        .iter()
+        .flat_map(|c| ["a1", "a2"].map(|ad| (c.clone(), format!("{c}{ad}"))))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want, "every row once");
+    assert!(
+        records_by_partition.values().all(|n| *n == 1),
+        "one record per partition: {records_by_partition:?}"
+    );
+    assert!(
+        records_by_partition.len() > 1,
+        "24 campaigns on one partition of {partitions}?"
+    );
+}

@@ -176,10 +176,14 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Two campaigns, so Kafka carries the payload as two records.
+/// Two campaigns that land on different partitions of a two-partition
+/// topic, so on Kafka the page is two records.
+const CAMPAIGNS: [&str; 2] = ["c1", "c4"];
+
 fn two_campaign_page() -> String {
     page(vec![
-        meta_row("c1", "s1", "a1", "2026-10-05", 1000, 20, "12.50", 0),
-        meta_row("c2", "s2", "a2", "2026-10-05", 500, 5, "3.25", 0),
+        meta_row(CAMPAIGNS[0], "s1", "a1", "2026-10-05", 1000, 20, "12.50", 0),
+        meta_row(CAMPAIGNS[1], "s2", "a2", "2026-10-05", 500, 5, "3.25", 0),
     ])
 }
 
@@ -363,7 +367,9 @@ fn one_report_push_is_one_trace_across_kafka_from_the_api_process_to_the_consume
             "plugin.parse",
             "bus.publish",
         ];
-        // One Kafka record per campaign: two records, two store.apply spans.
+        // One Kafka record per partition: two records, two store.apply spans.
+        let [a, b] = CAMPAIGNS.map(|c| adpipe::bus::kafka::partition_of("demo", c, 2));
+        assert_ne!(a, b, "the page's campaigns share a partition");
         let spans = receiver.trace(&trace_id, &names, 2).await;
         let publish = check_links(&spans, Some(&caller_span), 2);
         let applier: BTreeSet<&str> = spans

@@ -4,8 +4,10 @@
 //! into `adpipe_writes`; then deltas, the hierarchy, metric names and the
 //! bus position.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use clickhouse::{Client, Row as ChRow};
 use foldhash::HashMap;
@@ -218,8 +220,9 @@ impl Contribution {
 struct Winner<'a> {
     item: &'a Item<'a>,
     date: u16,
-    report: String,
-    extras: Option<String>,
+    report: Cow<'static, str>,
+    /// Where its extra metrics' JSON is in the write's [`ExtrasText`].
+    extras: Option<Range<usize>>,
     stored: Option<usize>,
 }
 
@@ -249,8 +252,8 @@ impl Winner<'_> {
         ]
     }
 
-    /// The fact's row of `adpipe_writes`.
-    fn fact(&self) -> WriteRow<'_> {
+    /// The fact's row of `adpipe_writes` (its extras in `extras`).
+    fn fact<'b>(&'b self, extras: &'b ExtrasText) -> WriteRow<'b> {
         let (item, row) = (self.item, self.item.row);
         WriteRow {
             target: "fact",
@@ -268,7 +271,7 @@ impl Winner<'_> {
             spend: row.spend_micros,
             conversions: row.conversions_micros,
             conversion_value: row.conversion_value_micros,
-            extras: self.extras.as_deref().unwrap_or(""),
+            extras: self.extras.clone().map_or("", |at| extras.get(at)),
             observed_at: item.observed_at(),
             pipeline: item.pipeline,
             adapter: &row.adapter,
@@ -280,12 +283,59 @@ impl Winner<'_> {
     }
 }
 
-/// Net rollup changes of one write: per key, rows and the five sums; per
-/// key and extra metric name, the value.
+/// The extra metrics of a write's facts as stored (JSON objects), in one
+/// buffer: a row's text is a range of it, not a string of its own.
+#[derive(Default)]
+struct ExtrasText(String);
+
+impl ExtrasText {
+    /// Append `extras` as the JSON object `serde_json` writes for the map
+    /// (`{"name":value,…}` in name order); where it is.
+    fn push(&mut self, extras: &BTreeMap<String, i64>) -> Range<usize> {
+        let out = &mut self.0;
+        let start = out.len();
+        out.push('{');
+        for (i, (name, value)) in extras.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let plain = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b' '));
+            if plain {
+                out.push('"');
+                out.push_str(name);
+                out.push('"');
+            } else {
+                out.push_str(&serde_json::to_string(name).unwrap_or_default());
+            }
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(*value));
+        }
+        out.push('}');
+        start..out.len()
+    }
+
+    fn get(&self, at: Range<usize>) -> &str {
+        self.0.get(at).unwrap_or_default()
+    }
+}
+
+/// A rollup key's net change in one write: rows and the five sums, and
+/// the extra metrics' values by name.
+#[derive(Default)]
+struct Totals<'a> {
+    sums: [i64; 6],
+    extras: Vec<(&'a str, i64)>,
+}
+
+/// Net rollup changes of one write, per key in the order keys were first
+/// changed. Rows arrive grouped by campaign-day, so most changes are to the
+/// key changed last, which is compared instead of hashed.
 #[derive(Default)]
 struct RollupChanges<'a> {
-    sums: HashMap<RollupKey<'a>, [i64; 6]>,
-    extras: HashMap<(RollupKey<'a>, &'a str), i64>,
+    keys: Vec<(RollupKey<'a>, Totals<'a>)>,
+    index: HashMap<RollupKey<'a>, usize>,
 }
 
 impl<'a> RollupChanges<'a> {
@@ -297,13 +347,28 @@ impl<'a> RollupChanges<'a> {
         extras: impl Iterator<Item = (&'a str, i64)>,
         sign: i64,
     ) {
-        let totals = self.sums.entry(key).or_default();
-        for (total, value) in totals.iter_mut().zip(sums) {
+        let at = match self.keys.last() {
+            Some((last, _)) if *last == key => self.keys.len() - 1,
+            _ => *self.index.entry(key).or_insert_with(|| {
+                self.keys.push((key, Totals::default()));
+                self.keys.len() - 1
+            }),
+        };
+        let totals = &mut self.keys[at].1;
+        for (total, value) in totals.sums.iter_mut().zip(sums) {
             *total += sign * value;
         }
         for (name, value) in extras {
-            *self.extras.entry((key, name)).or_default() += sign * value;
+            match totals.extras.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += sign * value,
+                None => totals.extras.push((name, sign * value)),
+            }
         }
+    }
+
+    /// Each changed key and its net sums.
+    fn sums(&self) -> impl Iterator<Item = (&RollupKey<'a>, &[i64; 6])> {
+        self.keys.iter().map(|(key, totals)| (key, &totals.sums))
     }
 
     /// As rows of `adpipe_writes`, leaving out changes that cancel.
@@ -319,27 +384,29 @@ impl<'a> RollupChanges<'a> {
             currency: key.6,
             ..WriteRow::default()
         };
-        for (key, s) in &self.sums {
-            if s.iter().all(|v| *v == 0) {
-                continue;
-            }
-            rows.push(WriteRow {
-                rows: s[0],
-                impressions: s[1],
-                clicks: s[2],
-                spend: s[3],
-                conversions: s[4],
-                conversion_value: s[5],
-                ..base("rollup", key)
-            });
-        }
-        for ((key, name), value) in &self.extras {
-            if *value != 0 {
+        for (key, totals) in &self.keys {
+            let s = totals.sums;
+            if s.iter().any(|v| *v != 0) {
                 rows.push(WriteRow {
-                    name,
-                    value: *value,
-                    ..base("extra", key)
+                    rows: s[0],
+                    impressions: s[1],
+                    clicks: s[2],
+                    spend: s[3],
+                    conversions: s[4],
+                    conversion_value: s[5],
+                    ..base("rollup", key)
                 });
+            }
+        }
+        for (key, totals) in &self.keys {
+            for &(name, value) in &totals.extras {
+                if value != 0 {
+                    rows.push(WriteRow {
+                        name,
+                        value,
+                        ..base("extra", key)
+                    });
+                }
             }
         }
     }
@@ -356,7 +423,7 @@ pub(super) fn extras_rollup_rows<'a>(
         let named = extras.iter().map(|(name, value)| (name.as_str(), *value));
         changes.add(c.rollup_key(), [0; 6], named, 1);
     }
-    changes.sums.clear();
+    // Only extras were added: every key's sums are zero and left out.
     let mut rows = Vec::new();
     changes.rows(&mut rows);
     rows
@@ -418,10 +485,13 @@ fn chosen_report<'a>(sums: &CellSums<'a>) -> Option<&'a str> {
 /// The `adpipe_rollup_chosen` changes that `changes` (to the rollup) make:
 /// per touched campaign-day, its chosen report's sums before (`stored`) are
 /// taken away and the chosen report's sums after are added, per currency.
-fn chosen_changes<'a>(
+fn chosen_changes<'a, 'k>(
     stored: &HashMap<Cell<'a>, CellSums<'a>>,
-    changes: &HashMap<RollupKey<'a>, [i64; 6]>,
-) -> Vec<WriteRow<'a>> {
+    changes: impl IntoIterator<Item = (&'k RollupKey<'a>, &'k [i64; 6])>,
+) -> Vec<WriteRow<'a>>
+where
+    'a: 'k,
+{
     let mut after: HashMap<Cell<'a>, CellSums<'a>> = HashMap::default();
     for (key, change) in changes {
         let sums = after
@@ -542,11 +612,16 @@ fn campaigns_filter(tenant: &str, campaigns: &[&str], from: u16, to: u16) -> Sql
 /// filters of the lookups.
 fn lookup_filters<'a>(wanted: impl Iterator<Item = (&'a str, &'a str, u16)>) -> Vec<Sql> {
     let mut scopes: BTreeMap<&str, (std::collections::BTreeSet<&str>, u16, u16)> = BTreeMap::new();
+    // Rows come grouped by campaign: a campaign like the last is not looked up again.
+    let mut last = None;
     for (tenant, campaign, date) in wanted {
         let scope = scopes
             .entry(tenant)
             .or_insert_with(|| (Default::default(), u16::MAX, 0));
-        scope.0.insert(campaign);
+        if last != Some((tenant, campaign)) {
+            scope.0.insert(campaign);
+            last = Some((tenant, campaign));
+        }
         scope.1 = scope.1.min(date);
         scope.2 = scope.2.max(date);
     }
@@ -583,31 +658,41 @@ impl ClickHouseStore {
     /// observation to it, and the changes to the chosen reports' sums of the
     /// campaign-days it touches, all in one insert into `adpipe_writes`.
     async fn write_snapshots(&self, items: &[Item<'_>]) -> Result<()> {
-        let mut newest: HashMap<Identity<'_>, &Item<'_>> = HashMap::default();
+        // Per identity the newest observation, identities in the order they
+        // first appear (so a report's rows stay grouped by campaign-day).
+        let mut first_at: HashMap<Identity<'_>, usize> =
+            HashMap::with_capacity_and_hasher(items.len(), Default::default());
+        let mut newest: Vec<(Identity<'_>, &Item<'_>)> = Vec::with_capacity(items.len());
         for item in items {
-            match newest.entry(identity_of(item)?) {
-                Entry::Occupied(mut e) => {
-                    if item.observed_at() > e.get().observed_at() {
-                        e.insert(item);
+            let identity = identity_of(item)?;
+            match first_at.entry(identity) {
+                Entry::Occupied(e) => {
+                    let kept = &mut newest[*e.get()].1;
+                    if item.observed_at() > kept.observed_at() {
+                        *kept = item;
                     }
                 }
                 Entry::Vacant(e) => {
-                    e.insert(item);
+                    e.insert(newest.len());
+                    newest.push((identity, item));
                 }
             }
         }
+        drop(first_at);
         // The rollup says which campaign-days hold facts: only their facts
         // are read (a report of new days reads no facts at all).
         let rollup = self
-            .stored_cells(newest.keys().map(|id| (id.0, id.3, id.6)))
+            .stored_cells(newest.iter().map(|(id, _)| (id.0, id.3, id.6)))
             .await?;
         let cells = cells_of(&rollup);
         let stored = self
             .stored_contributions(
                 newest
-                    .keys()
-                    .filter(|id| cells.contains_key(&cell_of_identity(id)))
-                    .map(|id| (id.0, id.3, id.6)),
+                    .iter()
+                    .filter(|(id, _)| {
+                        !cells.is_empty() && cells.contains_key(&cell_of_identity(id))
+                    })
+                    .map(|(id, _)| (id.0, id.3, id.6)),
             )
             .await?;
         let stored_extras: Vec<BTreeMap<String, i64>> =
@@ -618,17 +703,23 @@ impl ClickHouseStore {
             .map(|(i, c)| (c.identity(), i))
             .collect();
 
+        let mut extras = ExtrasText::default();
         let mut winners = Vec::with_capacity(newest.len());
         for (identity, item) in newest {
-            let at = stored_at.get(&identity).copied();
+            let at = if stored_at.is_empty() {
+                None
+            } else {
+                stored_at.get(&identity).copied()
+            };
             if at.is_some_and(|i| item.observed_at() <= stored[i].observed_at) {
                 continue; // a duplicate, a replay, or older than what is stored
             }
+            let row_extras = &item.row.extras;
             winners.push(Winner {
                 item,
                 date: identity.6,
                 report: item.report(),
-                extras: item.extras_json(),
+                extras: (!row_extras.is_empty()).then(|| extras.push(row_extras)),
                 stored: at,
             });
         }
@@ -642,9 +733,9 @@ impl ClickHouseStore {
             }
             let named = winner.item.row.extras.iter().map(|(n, v)| (n.as_str(), *v));
             changes.add(winner.rollup_key(), winner.sums(), named, 1);
-            rows.push(winner.fact());
+            rows.push(winner.fact(&extras));
         }
-        rows.extend(chosen_changes(&cells, &changes.sums));
+        rows.extend(chosen_changes(&cells, changes.sums()));
         changes.rows(&mut rows);
         insert_writes(&self.client, &rows).await
     }
@@ -834,5 +925,61 @@ mod tests {
             summary(chosen_changes(&before, &batch)),
             vec![("EUR".into(), 1, 70), ("USD".into(), -1, -50)]
         );
+    }
+
+    #[test]
+    fn extras_text_is_what_serde_json_writes() {
+        let maps: Vec<BTreeMap<String, i64>> = vec![
+            BTreeMap::new(),
+            BTreeMap::from([("leads".into(), 1_000_000)]),
+            BTreeMap::from([
+                ("actions_link_click".into(), 15),
+                ("actions_offsite_conversion.fb_pixel_purchase".into(), -3),
+                ("a b-c".into(), i64::MIN),
+                ("z".into(), i64::MAX),
+            ]),
+            BTreeMap::from([("quote\"back\\slash".into(), 1), ("tab\tü✓".into(), 0)]),
+        ];
+        let mut text = ExtrasText::default();
+        let ranges: Vec<Range<usize>> = maps.iter().map(|m| text.push(m)).collect();
+        for (map, at) in maps.iter().zip(ranges) {
+            assert_eq!(text.get(at), serde_json::to_string(map).expect("json"));
+        }
+    }
+
+    #[test]
+    fn rollup_changes_sum_per_key_whatever_the_order() {
+        let (a, b) = (key("20", "USD"), key("20", "EUR"));
+        let mut changes = RollupChanges::default();
+        for (k, n, extras) in [
+            (a, 1, vec![("leads", 2), ("clicks_x", 1)]),
+            (a, 2, vec![("leads", 3)]),
+            (b, 4, vec![]),
+            (a, 8, vec![("clicks_x", 5)]),
+            (b, -4, vec![("leads", 7)]),
+        ] {
+            changes.add(k, [1, n, 0, 0, 0, 0], extras.into_iter(), 1);
+        }
+        let sums: Vec<_> = changes.sums().map(|(k, s)| (*k, *s)).collect();
+        assert_eq!(
+            sums,
+            vec![(a, [3, 11, 0, 0, 0, 0]), (b, [2, 0, 0, 0, 0, 0])]
+        );
+        let mut rows = vec![];
+        changes.rows(&mut rows);
+        let extras: Vec<(&str, &str, i64)> = rows
+            .iter()
+            .filter(|r| r.target == "extra")
+            .map(|r| (r.currency, r.name, r.value))
+            .collect();
+        assert_eq!(
+            extras,
+            vec![
+                ("USD", "leads", 5),
+                ("USD", "clicks_x", 6),
+                ("EUR", "leads", 7)
+            ]
+        );
+        assert_eq!(rows.iter().filter(|r| r.target == "rollup").count(), 2);
     }
 }

@@ -238,7 +238,7 @@ fn stored(tx: &Transaction<'_>, winners: &[Item<'_>]) -> Result<Vec<Option<Store
 fn write_snapshots<'a>(tx: &Transaction<'_>, items: &[Item<'a>]) -> Result<Vec<Item<'a>>> {
     let winners = winners(items);
     let stored = stored(tx, &winners)?;
-    let reports: Vec<String> = winners.iter().map(Item::report).collect();
+    let reports: Vec<std::borrow::Cow<'static, str>> = winners.iter().map(Item::report).collect();
     let mut changes = RollupChanges::default();
     let mut written = Vec::with_capacity(winners.len());
     for ((item, old), report) in winners.iter().zip(&stored).zip(&reports) {
@@ -266,7 +266,7 @@ fn write_snapshots<'a>(tx: &Transaction<'_>, items: &[Item<'a>]) -> Result<Vec<I
             conversion_value: item.row.conversion_value_micros,
         };
         changes.add(cell(report, item.currency()), &sums, &item.row.extras, 1);
-        written.push((*item, report.as_str()));
+        written.push((*item, report.as_ref()));
     }
     // In key order, so the inserts walk the table's B-tree forward. A batch
     // is a few records, each mostly in order already: the stable sort merges
