@@ -98,6 +98,7 @@ fn engines(c: &mut Criterion) {
             toml::from_str("name = \"meta\"\ntenant = \"bench\"\nadapter = \"meta\"")
                 .expect("pipeline"),
         ];
+    let config_partitions = config.bus.partitions;
     let app = runtime
         .block_on(adpipe::app::App::start(config))
         .expect("start (scripts/services.sh up)");
@@ -125,8 +126,8 @@ fn engines(c: &mut Criterion) {
             assert_eq!(status.as_u16(), 202);
         })
     });
-    // The same messages adpipe sends: one per campaign, the rows in the bus
-    // record format (docs/bus-record.md).
+    // The same messages adpipe sends: one per partition the campaigns map to,
+    // the rows in the bus record format (docs/bus-record.md).
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
@@ -138,22 +139,41 @@ fn engines(c: &mut Criterion) {
         )
         .create()
         .expect("producer");
-    let messages: Vec<(String, Vec<u8>)> = (0..CAMPAIGNS)
-        .map(|c| {
-            let rows: Vec<_> = (0..ROWS / CAMPAIGNS)
-                .map(|i| json!({"kind": "snapshot", "platform": "meta", "account_id": "1234567890",
-                    "campaign_id": format!("c{c:04}"), "ad_id": format!("a{i:06}"), "date": 20362,
-                    "currency": "USD", "impressions": 1000 + i, "clicks": 20, "spend_micros": 10_000_000,
-                    "conversions_micros": 0, "conversion_value_micros": 0, "observed_at_us": 1,
-                    "adapter": "meta", "adapter_version": "0.1.0"}))
-                .collect();
-            let envelope: adpipe::row::RowEnvelope =
-                serde_json::from_value(json!({"tenant": "bench", "pipeline": "meta", "rows": rows}))
-                    .expect("envelope");
-            (
-                format!("bench/c{c:04}"),
-                adpipe::bus::record::encode_envelope(&envelope),
+    let rows: Vec<_> = (0..CAMPAIGNS)
+        .flat_map(|c| {
+            (0..ROWS / CAMPAIGNS).map(move |i| json!({"kind": "snapshot", "platform": "meta", "account_id": "1234567890",
+                "campaign_id": format!("c{c:04}"), "ad_id": format!("a{i:06}"), "date": 20362,
+                "currency": "USD", "impressions": 1000 + i, "clicks": 20, "spend_micros": 10_000_000,
+                "conversions_micros": 0, "conversion_value_micros": 0, "observed_at_us": 1,
+                "adapter": "meta", "adapter_version": "0.1.0"}))
+        })
+        .collect();
+    let envelope: adpipe::row::RowEnvelope =
+        serde_json::from_value(json!({"tenant": "bench", "pipeline": "meta", "rows": rows}))
+            .expect("envelope");
+    let partitions = config_partitions;
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<&adpipe::row::Row>> =
+        Default::default();
+    for row in &envelope.rows {
+        let campaign = row.campaign_id.as_deref().unwrap_or("");
+        by_partition
+            .entry(adpipe::bus::kafka::partition_of(
+                "bench", campaign, partitions,
+            ))
+            .or_default()
+            .push(row);
+    }
+    let messages: Vec<(i32, Vec<u8>)> = by_partition
+        .iter()
+        .flat_map(|(partition, rows)| {
+            adpipe::bus::record::encode_chunked(
+                "bench",
+                "meta",
+                rows,
+                adpipe::bus::kafka::RECORD_MAX_BYTES,
             )
+            .into_iter()
+            .map(|record| (*partition, record))
         })
         .collect();
     let bare_topic = format!("adpipe.{tag}.bare");
@@ -165,7 +185,11 @@ fn engines(c: &mut Criterion) {
             .expect("admin");
         runtime
             .block_on(admin.create_topics(
-                &[NewTopic::new(&bare_topic, 6, TopicReplication::Fixed(1))],
+                &[NewTopic::new(
+                    &bare_topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
                 &AdminOptions::new(),
             ))
             .expect("create topic");
@@ -174,9 +198,14 @@ fn engines(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| async {
             let deliveries: Vec<_> = messages
                 .iter()
-                .map(|(key, payload)| {
+                .map(|(partition, payload)| {
                     producer
-                        .send_result(FutureRecord::to(&bare_topic).key(key).payload(payload))
+                        .send_result(
+                            FutureRecord::to(&bare_topic)
+                                .partition(*partition)
+                                .key("bench")
+                                .payload(payload),
+                        )
                         .map_err(|(e, _)| e)
                         .expect("enqueue")
                 })
