@@ -109,6 +109,23 @@ pub(super) struct WriteRow<'a> {
     value: i64,
 }
 
+impl<'a> WriteRow<'a> {
+    /// This row carrying `sums`: the number of facts and the five sums, in
+    /// [`Contribution::sums`]'s order.
+    fn with_sums(self, sums: [i64; 6]) -> WriteRow<'a> {
+        let [rows, impressions, clicks, spend, conversions, conversion_value] = sums;
+        WriteRow {
+            rows,
+            impressions,
+            clicks,
+            spend,
+            conversions,
+            conversion_value,
+            ..self
+        }
+    }
+}
+
 /// Insert `rows` into `adpipe_writes` in one exchange.
 pub(super) async fn insert_writes(client: &Client, rows: &[WriteRow<'_>]) -> Result<()> {
     insert_rows::<WriteRow<'_>>(client, "adpipe_writes", rows).await
@@ -387,15 +404,7 @@ impl<'a> RollupChanges<'a> {
         for (key, totals) in &self.keys {
             let s = totals.sums;
             if s.iter().any(|v| *v != 0) {
-                rows.push(WriteRow {
-                    rows: s[0],
-                    impressions: s[1],
-                    clicks: s[2],
-                    spend: s[3],
-                    conversions: s[4],
-                    conversion_value: s[5],
-                    ..base("rollup", key)
-                });
+                rows.push(base("rollup", key).with_sums(s));
             }
         }
         for (key, totals) in &self.keys {
@@ -524,22 +533,19 @@ where
                 continue;
             }
             let (tenant, date, campaign_id, platform, account_id) = cell;
-            rows.push(WriteRow {
-                target: "chosen",
-                tenant,
-                date,
-                campaign_id,
-                platform,
-                account_id,
-                currency,
-                rows: s[0],
-                impressions: s[1],
-                clicks: s[2],
-                spend: s[3],
-                conversions: s[4],
-                conversion_value: s[5],
-                ..WriteRow::default()
-            });
+            rows.push(
+                WriteRow {
+                    target: "chosen",
+                    tenant,
+                    date,
+                    campaign_id,
+                    platform,
+                    account_id,
+                    currency,
+                    ..WriteRow::default()
+                }
+                .with_sums(s),
+            );
         }
     }
     rows
