@@ -152,30 +152,7 @@ fn engines(c: &mut Criterion) {
         serde_json::from_value(json!({"tenant": "bench", "pipeline": "meta", "rows": rows}))
             .expect("envelope");
     let partitions = config_partitions;
-    let mut by_partition: std::collections::BTreeMap<i32, Vec<&adpipe::row::Row>> =
-        Default::default();
-    for row in &envelope.rows {
-        let campaign = row.campaign_id.as_deref().unwrap_or("");
-        by_partition
-            .entry(adpipe::bus::kafka::partition_of(
-                "bench", campaign, partitions,
-            ))
-            .or_default()
-            .push(row);
-    }
-    let messages: Vec<(i32, Vec<u8>)> = by_partition
-        .iter()
-        .flat_map(|(partition, rows)| {
-            adpipe::bus::record::encode_chunked(
-                "bench",
-                "meta",
-                rows,
-                adpipe::bus::kafka::RECORD_MAX_BYTES,
-            )
-            .into_iter()
-            .map(|record| (*partition, record))
-        })
-        .collect();
+    let messages = adpipe::bus::kafka::partition_records(&envelope, partitions);
     let bare_topic = format!("adpipe.{tag}.bare");
     {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -364,31 +364,24 @@ impl KafkaBus {
         trace: Option<&TraceParent>,
     ) -> Result<(), KafkaError> {
         let producer = self.current_producer();
-        let by_partition = rows_by_partition(envelope, self.partitions);
+        let records = partition_records(envelope, self.partitions);
         // Enqueue everything first (librdkafka batches), then wait for every ack.
-        let mut deliveries = Vec::with_capacity(by_partition.len());
-        for (partition, rows) in by_partition {
-            for payload in super::record::encode_chunked(
-                &envelope.tenant,
-                &envelope.pipeline,
-                &rows,
-                RECORD_MAX_BYTES,
-            ) {
-                let mut record = FutureRecord::to(&self.topic)
-                    .partition(partition)
-                    .key(envelope.tenant.as_str())
-                    .payload(&payload);
-                if let Some(trace) = trace {
-                    record = record.headers(OwnedHeaders::new().insert(Header {
-                        key: TRACEPARENT,
-                        value: Some(trace.as_str()),
-                    }));
-                }
-                let delivery = producer
-                    .send_result(record)
-                    .map_err(|(e, _)| KafkaError::Client(e))?;
-                deliveries.push(delivery);
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (partition, payload) in &records {
+            let mut record = FutureRecord::to(&self.topic)
+                .partition(*partition)
+                .key(envelope.tenant.as_str())
+                .payload(payload);
+            if let Some(trace) = trace {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: TRACEPARENT,
+                    value: Some(trace.as_str()),
+                }));
             }
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| KafkaError::Client(e))?;
+            deliveries.push(delivery);
         }
         for delivery in deliveries {
             match delivery.await {
@@ -687,6 +680,25 @@ pub fn partition_of(tenant: &str, campaign: &str, partitions: i32) -> i32 {
     let partitions = u32::try_from(partitions).unwrap_or(1).max(1);
     // The remainder is below `partitions`, itself an `i32`.
     (crc.finalize() % partitions) as i32
+}
+
+/// The records `envelope` is published as, with their partitions: per
+/// partition ([`partition_of`] each row's campaign) its rows in the order
+/// the envelope holds them, in records of at most [`RECORD_MAX_BYTES`].
+pub fn partition_records(envelope: &RowEnvelope, partitions: i32) -> Vec<(i32, Vec<u8>)> {
+    rows_by_partition(envelope, partitions)
+        .into_iter()
+        .flat_map(|(partition, rows)| {
+            super::record::encode_chunked(
+                &envelope.tenant,
+                &envelope.pipeline,
+                &rows,
+                RECORD_MAX_BYTES,
+            )
+            .into_iter()
+            .map(move |record| (partition, record))
+        })
+        .collect()
 }
 
 /// `envelope`'s rows by partition ([`partition_of`] their campaign), each

@@ -42,7 +42,7 @@ pub enum RecordError {
 pub fn encode<'a>(
     tenant: &str,
     pipeline: &str,
-    rows: impl IntoIterator<Item = &'a Row> + Clone,
+    rows: impl IntoIterator<Item = &'a Row>,
 ) -> Vec<u8> {
     let sized: Vec<(&Row, usize)> = rows.into_iter().map(|r| (r, row_len(r))).collect();
     encode_sized(&tenant.to_owned(), &pipeline.to_owned(), &sized)
