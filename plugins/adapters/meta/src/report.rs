@@ -38,62 +38,220 @@ struct Paging<'a> {
     next: Option<Text<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+/// One element of `data`, the fields this adapter reads (borrowed from the
+/// body). Its `actions` and `action_values` are read into [`Scratch`]'s
+/// lists, reused from row to row, so a row allocates nothing of its own.
+#[derive(Default)]
 struct Insight<'a> {
-    #[serde(borrow, default)]
     account_id: Option<Num<'a>>,
-    #[serde(borrow, default)]
     account_currency: Option<Text<'a>>,
-    #[serde(borrow, default)]
     campaign_id: Option<Num<'a>>,
-    #[serde(borrow, default)]
     campaign_name: Option<Text<'a>>,
-    #[serde(borrow, default)]
     adset_id: Option<Num<'a>>,
-    #[serde(borrow, default)]
     adset_name: Option<Text<'a>>,
-    #[serde(borrow, default)]
     ad_id: Option<Num<'a>>,
-    #[serde(borrow, default)]
     ad_name: Option<Text<'a>>,
-    #[serde(borrow, default)]
     date_start: Option<Text<'a>>,
-    #[serde(borrow, default)]
     date_stop: Option<Text<'a>>,
-    #[serde(borrow, default)]
     impressions: Option<Num<'a>>,
-    #[serde(borrow, default)]
     clicks: Option<Num<'a>>,
-    #[serde(borrow, default)]
     spend: Option<Num<'a>>,
-    #[serde(borrow, default)]
-    actions: Option<Vec<Action<'a>>>,
-    #[serde(borrow, default)]
-    action_values: Option<Vec<Action<'a>>>,
     // Breakdown dimensions (`breakdowns=`): each splits an entity-day into
     // several rows, so each is part of the row's identity.
-    #[serde(borrow, default)]
     age: Option<Text<'a>>,
-    #[serde(borrow, default)]
     gender: Option<Text<'a>>,
-    #[serde(borrow, default)]
     country: Option<Text<'a>>,
-    #[serde(borrow, default)]
     region: Option<Text<'a>>,
-    #[serde(borrow, default)]
     dma: Option<Text<'a>>,
-    #[serde(borrow, default)]
     impression_device: Option<Text<'a>>,
-    #[serde(borrow, default)]
     device_platform: Option<Text<'a>>,
-    #[serde(borrow, default)]
     publisher_platform: Option<Text<'a>>,
-    #[serde(borrow, default)]
     platform_position: Option<Text<'a>>,
-    #[serde(borrow, default)]
     product_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
     frequency_value: Option<Text<'a>>,
+}
+
+/// The keys of an insight that [`Insight`] keeps; any other is skipped.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    AccountId,
+    AccountCurrency,
+    CampaignId,
+    CampaignName,
+    AdsetId,
+    AdsetName,
+    AdId,
+    AdName,
+    DateStart,
+    DateStop,
+    Impressions,
+    Clicks,
+    Spend,
+    Actions,
+    ActionValues,
+    Age,
+    Gender,
+    Country,
+    Region,
+    Dma,
+    ImpressionDevice,
+    DevicePlatform,
+    PublisherPlatform,
+    PlatformPosition,
+    ProductId,
+    FrequencyValue,
+    #[serde(other)]
+    Other,
+}
+
+impl Field {
+    /// The key as Meta spells it (for a duplicate-key error).
+    fn name(self) -> &'static str {
+        match self {
+            Field::AccountId => "account_id",
+            Field::AccountCurrency => "account_currency",
+            Field::CampaignId => "campaign_id",
+            Field::CampaignName => "campaign_name",
+            Field::AdsetId => "adset_id",
+            Field::AdsetName => "adset_name",
+            Field::AdId => "ad_id",
+            Field::AdName => "ad_name",
+            Field::DateStart => "date_start",
+            Field::DateStop => "date_stop",
+            Field::Impressions => "impressions",
+            Field::Clicks => "clicks",
+            Field::Spend => "spend",
+            Field::Actions => "actions",
+            Field::ActionValues => "action_values",
+            Field::Age => "age",
+            Field::Gender => "gender",
+            Field::Country => "country",
+            Field::Region => "region",
+            Field::Dma => "dma",
+            Field::ImpressionDevice => "impression_device",
+            Field::DevicePlatform => "device_platform",
+            Field::PublisherPlatform => "publisher_platform",
+            Field::PlatformPosition => "platform_position",
+            Field::ProductId => "product_id",
+            Field::FrequencyValue => "frequency_value",
+            Field::Other => "",
+        }
+    }
+}
+
+/// What one insight is read into, reused from row to row.
+#[derive(Default)]
+struct Scratch<'a> {
+    insight: Insight<'a>,
+    actions: Vec<Action<'a>>,
+    action_values: Vec<Action<'a>>,
+}
+
+/// Reads one element of `data` into a [`Scratch`], replacing the last one.
+/// A key given twice is refused, as a derived struct would.
+struct InsightSeed<'s, 'a> {
+    scratch: &'s mut Scratch<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for InsightSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InsightSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an insight object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        let Scratch {
+            insight,
+            actions,
+            action_values,
+        } = self.scratch;
+        *insight = Insight::default();
+        actions.clear();
+        action_values.clear();
+        let mut seen = 0u32;
+        while let Some(field) = map.next_key::<Field>()? {
+            if field as u32 != Field::Other as u32 {
+                let bit = 1u32 << field as u32;
+                if seen & bit != 0 {
+                    return Err(de::Error::duplicate_field(field.name()));
+                }
+                seen |= bit;
+            }
+            let i = &mut *insight;
+            match field {
+                Field::AccountId => i.account_id = map.next_value()?,
+                Field::AccountCurrency => i.account_currency = map.next_value()?,
+                Field::CampaignId => i.campaign_id = map.next_value()?,
+                Field::CampaignName => i.campaign_name = map.next_value()?,
+                Field::AdsetId => i.adset_id = map.next_value()?,
+                Field::AdsetName => i.adset_name = map.next_value()?,
+                Field::AdId => i.ad_id = map.next_value()?,
+                Field::AdName => i.ad_name = map.next_value()?,
+                Field::DateStart => i.date_start = map.next_value()?,
+                Field::DateStop => i.date_stop = map.next_value()?,
+                Field::Impressions => i.impressions = map.next_value()?,
+                Field::Clicks => i.clicks = map.next_value()?,
+                Field::Spend => i.spend = map.next_value()?,
+                Field::Actions => map.next_value_seed(ActionList(&mut *actions))?,
+                Field::ActionValues => map.next_value_seed(ActionList(&mut *action_values))?,
+                Field::Age => i.age = map.next_value()?,
+                Field::Gender => i.gender = map.next_value()?,
+                Field::Country => i.country = map.next_value()?,
+                Field::Region => i.region = map.next_value()?,
+                Field::Dma => i.dma = map.next_value()?,
+                Field::ImpressionDevice => i.impression_device = map.next_value()?,
+                Field::DevicePlatform => i.device_platform = map.next_value()?,
+                Field::PublisherPlatform => i.publisher_platform = map.next_value()?,
+                Field::PlatformPosition => i.platform_position = map.next_value()?,
+                Field::ProductId => i.product_id = map.next_value()?,
+                Field::FrequencyValue => i.frequency_value = map.next_value()?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An `actions` or `action_values` list (`null` counts as empty), appended
+/// to a reused `Vec`.
+struct ActionList<'s, 'a>(&'s mut Vec<Action<'a>>);
+
+impl<'de> DeserializeSeed<'de> for ActionList<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ActionList<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of actions")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(action) = seq.next_element::<Action<'de>>()? {
+            self.0.push(action);
+        }
+        Ok(())
+    }
 }
 
 impl Insight<'_> {
@@ -215,7 +373,8 @@ fn unprefixed(mut account: &str) -> &str {
 }
 
 impl Rows<'_> {
-    fn row(&mut self, i: usize, insight: Insight<'_>) -> Result<(), PluginError> {
+    fn row(&mut self, i: usize, scratch: &Scratch<'_>) -> Result<(), PluginError> {
+        let insight = &scratch.insight;
         let at = |field: &str| format!("/data/{i}/{field}");
         let account = insight.account_id.as_ref().map(|a| a.text());
         let account = match account.as_deref().map(unprefixed).or(self.fallback_account) {
@@ -259,8 +418,8 @@ impl Rows<'_> {
             Some(s) => micros(s, &|| at("spend"))?,
             None => 0,
         };
-        let actions = insight.actions.as_deref().unwrap_or(&[]);
-        let values = insight.action_values.as_deref().unwrap_or(&[]);
+        let actions = &scratch.actions[..];
+        let values = &scratch.action_values[..];
         let conversions = self.counting.conversions(actions, &|| at("actions"))?;
         let conversion_value = self.counting.conversions(values, &|| at("action_values"))?;
         let batch = &mut self.batch;
@@ -388,8 +547,11 @@ impl<'de> Visitor<'de> for DataSeed<'_, '_> {
     }
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<bool, S::Error> {
         let mut i = 0;
-        while let Some(insight) = seq.next_element::<Insight<'de>>()? {
-            if let Err(failure) = self.rows.row(i, insight) {
+        let mut scratch = Scratch::default();
+        while let Some(()) = seq.next_element_seed(InsightSeed {
+            scratch: &mut scratch,
+        })? {
+            if let Err(failure) = self.rows.row(i, &scratch) {
                 self.rows.failure = Some(failure);
                 return Err(de::Error::custom("row rejected"));
             }
@@ -623,6 +785,64 @@ mod tests {
             (0, 0),
             "missing metrics are zero"
         );
+    }
+
+    #[test]
+    fn each_row_reads_only_its_own_actions() {
+        // Row 0's actions must not leak into row 1 (their lists are reused),
+        // `null` lists are empty, keys come in any order, unknown keys are
+        // skipped whatever their value.
+        let b = one(r#"{"data":[
+            {"actions":[{"value":"2","action_type":"purchase"},{"action_type":"link_click","value":"5"}],
+             "action_values":[{"action_type":"purchase","value":"20"}],
+             "campaign_id":"c","account_id":"1","date_start":"2026-11-01","date_stop":"2026-11-01",
+             "cost_per_action_type":[{"action_type":"purchase","value":"1.5"}],"video_p25_watched_actions":null},
+            {"account_id":"1","campaign_id":"c","date_start":"2026-11-02","date_stop":"2026-11-02",
+             "actions":null,"action_values":[],"spend":"1"},
+            {"account_id":"1","campaign_id":"c","date_start":"2026-11-03","date_stop":"2026-11-03",
+             "actions":[{"action_type":"purchase","value":"1"}]}]}"#);
+        let sums: Vec<(i64, i64, i64)> = b
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.conversions_micros,
+                    r.conversion_value_micros,
+                    r.spend_micros,
+                )
+            })
+            .collect();
+        assert_eq!(
+            sums,
+            vec![
+                (2_000_000, 20_000_000, 0),
+                (0, 0, 1_000_000),
+                (1_000_000, 0, 0)
+            ]
+        );
+        assert_eq!(
+            b.extras_of(0).collect::<Vec<_>>(),
+            vec![("actions_link_click", 5_000_000)]
+        );
+        assert_eq!(b.extras_of(1).count() + b.extras_of(2).count(), 0);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        for twice in [
+            r#""spend":"1","spend":"2""#,
+            r#""spend":null,"spend":"2""#,
+            r#""actions":[],"actions":[{"action_type":"purchase","value":"1"}]"#,
+        ] {
+            let body = format!(
+                r#"{{"data":[{{"account_id":"1","campaign_id":"c","date_start":"2026-11-01",{twice}}}]}}"#
+            );
+            let error = parse(body.as_bytes(), &ctx()).expect_err(&body);
+            assert!(
+                error.message.contains("duplicate field"),
+                "{body}: {error:?}"
+            );
+        }
     }
 
     #[test]

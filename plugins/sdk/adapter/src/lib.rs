@@ -513,7 +513,13 @@ pub struct BatchBuilder {
     hasher: std::collections::hash_map::RandomState,
     /// The last index of each [`Repeating`] field.
     recent: [Str; Repeating::COUNT],
+    /// The extra-metric names seen so far, newest last (at most
+    /// [`EXTRA_NAMES_KEPT`]): a page names the same few metrics on every row.
+    extra_names: Vec<Str>,
 }
+
+/// How many extra-metric names [`BatchBuilder::extra`] finds without hashing.
+const EXTRA_NAMES_KEPT: usize = 8;
 
 /// Row fields whose value tends to repeat from one row to the next, for
 /// [`BatchBuilder::intern_repeating`].
@@ -558,6 +564,7 @@ impl BatchBuilder {
             index: hashbrown::HashTable::with_capacity(rows + 1),
             hasher: std::collections::hash_map::RandomState::new(),
             recent: [0; Repeating::COUNT],
+            extra_names: Vec::new(),
         };
         builder.intern("");
         builder
@@ -614,12 +621,31 @@ impl BatchBuilder {
         (self.batch.rows.len() - 1) as u32
     }
 
-    /// Attach an extra metric to row `row`; zero values are skipped.
+    /// Attach an extra metric to row `row`; zero values are skipped. The
+    /// last few names used are found by comparison, not hashed again (a
+    /// page repeats the same metrics row after row).
     pub fn extra(&mut self, row: u32, name: &str, value_micros: i64) {
         if value_micros == 0 {
             return;
         }
-        let name = self.intern(name);
+        let strings = &self.batch.strings;
+        let known = self
+            .extra_names
+            .iter()
+            .rev()
+            .copied()
+            .find(|&i| strings[i as usize] == name);
+        let name = match known {
+            Some(index) => index,
+            None => {
+                let index = self.intern(name);
+                if self.extra_names.len() == EXTRA_NAMES_KEPT {
+                    self.extra_names.remove(0);
+                }
+                self.extra_names.push(index);
+                index
+            }
+        };
         self.batch.extras.push(Extra {
             row,
             name,
@@ -891,6 +917,41 @@ mod tests {
         assert_eq!(b.intern("act_2"), c);
         assert_eq!(b.intern_repeating("", Repeating::Currency), 0);
         assert_eq!(b.finish().strings, vec!["", "act_1", "act_2"]);
+    }
+
+    #[test]
+    fn extra_names_are_interned_once_whatever_their_number() {
+        let mut b = BatchBuilder::new();
+        // More distinct names than the builder keeps at hand, in an order
+        // that keeps evicting them, mixed with a name interned elsewhere.
+        let campaign = b.intern("leads");
+        let names: Vec<String> = (0..EXTRA_NAMES_KEPT + 3).map(|i| format!("m{i}")).collect();
+        for row in 0..3u32 {
+            for (i, name) in names.iter().enumerate().rev() {
+                b.extra(row, name, i as i64 + 1);
+            }
+            b.extra(row, "leads", 7);
+            b.extra(row, "m0", 0); // zero: skipped
+        }
+        let batch = b.finish();
+        let mut strings = batch.strings.clone();
+        strings.sort();
+        strings.dedup();
+        assert_eq!(strings.len(), batch.strings.len(), "a name stored twice");
+        assert_eq!(batch.strings.len(), 2 + names.len());
+        assert_eq!(batch.str(campaign), "leads");
+        for row in 0..3u32 {
+            let mut got: Vec<(&str, i64)> = batch.extras_of(row).collect();
+            got.sort();
+            let mut want: Vec<(&str, i64)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), i as i64 + 1))
+                .chain([("leads", 7)])
+                .collect();
+            want.sort();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
