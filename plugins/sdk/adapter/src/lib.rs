@@ -924,7 +924,7 @@ mod tests {
         let mut b = BatchBuilder::new();
         // More distinct names than the builder keeps at hand, in an order
         // that keeps evicting them, mixed with a name interned elsewhere.
-        let campaign = b.intern("leads");
+        let leads = b.intern("leads");
         let names: Vec<String> = (0..EXTRA_NAMES_KEPT + 3).map(|i| format!("m{i}")).collect();
         for row in 0..3u32 {
             for (i, name) in names.iter().enumerate().rev() {
@@ -939,7 +939,7 @@ mod tests {
         strings.dedup();
         assert_eq!(strings.len(), batch.strings.len(), "a name stored twice");
         assert_eq!(batch.strings.len(), 2 + names.len());
-        assert_eq!(batch.str(campaign), "leads");
+        assert_eq!(batch.str(leads), "leads");
         for row in 0..3u32 {
             let mut got: Vec<(&str, i64)> = batch.extras_of(row).collect();
             got.sort();
