@@ -177,7 +177,7 @@ impl<'de> Visitor<'de> for InsightSeed<'_, 'de> {
         action_values.clear();
         let mut seen = 0u32;
         while let Some(field) = map.next_key::<Field>()? {
-            if field as u32 != Field::Other as u32 {
+            if !matches!(field, Field::Other) {
                 let bit = 1u32 << field as u32;
                 if seen & bit != 0 {
                     return Err(de::Error::duplicate_field(field.name()));
