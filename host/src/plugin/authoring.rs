@@ -53,6 +53,10 @@ pub const SDK: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/adapter/src/json.rs"),
     ),
     (
+        "src/memcmp.rs",
+        include_str!("../../../plugins/sdk/adapter/src/memcmp.rs"),
+    ),
+    (
         "src/money.rs",
         include_str!("../../../plugins/sdk/adapter/src/money.rs"),
     ),

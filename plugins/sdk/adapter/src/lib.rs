@@ -11,8 +11,10 @@
 //!   easy one: [`num::Text`] (a string borrowed from the payload, also inside
 //!   `Option` and `Vec`), [`num::Num`] (a number or numeric string, read once
 //!   into micros or a count) and [`num::Fields`] (an object with free keys).
+//! - [`memcmp`] replaces wasi-libc's byte-at-a-time `memcmp` in components.
 
 pub mod json;
+pub mod memcmp;
 pub mod money;
 pub mod num;
 #[cfg(feature = "testing")]
