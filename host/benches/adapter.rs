@@ -6,6 +6,11 @@
 //! - `meta_parse/wasm_0.1.0/{1,100,5000}`: the same pages through the Meta
 //!   component built against WIT 0.1.0 (`host/tests/fixtures/plugins`), so
 //!   the row-record and the columnar batch are compared in one run.
+//! - `floor/{read_page,check_utf8}/{native,wasm}/{100,5000}`: the least
+//!   work a JSON adapter does (serde_json reading the Meta page into
+//!   borrowing structs; the UTF-8 check) natively vs as a bare core module in
+//!   the same engine, the page already in its memory: the compiled code's own
+//!   ratio, a floor under every `*_parse` ratio above.
 //! - `component/{compile,from_cache}/<plugin>`: loading a component (compile,
 //!   pre-instantiate, `describe`) without and with the artifact cache; the
 //!   component sizes are printed so compile time per MB can be read off.
@@ -217,6 +222,75 @@ fn other_parsers(c: &mut Criterion) {
     adapter_parse::<adpipe_plugin_tiktok::TikTok>(c, "tiktok", tiktok_page, None);
 }
 
+/// The floor under every sandbox ratio (`plugins/test-guests/json-floor`):
+/// serde_json reading the Meta page into borrowing structs with nothing done
+/// per row, and the standard library's UTF-8 check over the same bytes,
+/// natively and as a bare core module in the host's engine (epoch
+/// interruption on, one instance, the page already in its memory). What is
+/// left is the compiled code's own ratio: no host call, copy or instance
+/// set-up is in it.
+fn floor(c: &mut Criterion) {
+    let path = plugin_path("json-floor");
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!(
+            "floor: {} is missing (run scripts/build-plugins); skipped",
+            path.display()
+        );
+        return;
+    };
+    let runtime = Runtime::new().expect("engine");
+    let engine = runtime.engine();
+    let module = wasmtime::Module::new(engine, &bytes).expect("compile the floor module");
+    let mut store = wasmtime::Store::new(engine, ());
+    store.set_epoch_deadline(1 << 40);
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiate");
+    let alloc = instance
+        .get_typed_func::<u32, u32>(&mut store, "floor_alloc")
+        .expect("floor_alloc");
+    let kernels = [
+        (
+            "read_page",
+            adpipe_test_json_floor::read_page as fn(&[u8]) -> u64,
+            "floor_read_page",
+        ),
+        (
+            "check_utf8",
+            adpipe_test_json_floor::check_utf8,
+            "floor_check_utf8",
+        ),
+    ];
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .expect("exported memory");
+    let mut group = c.benchmark_group("floor");
+    for n in [100usize, 5000] {
+        let body = meta_page(n, "2026-11-01");
+        let len = u32::try_from(body.len()).expect("page under 4 GiB");
+        let ptr = alloc.call(&mut store, len).expect("floor_alloc");
+        memory
+            .write(&mut store, ptr as usize, &body)
+            .expect("page into the instance");
+        group.throughput(Throughput::Elements(n as u64));
+        for (name, native, export) in kernels {
+            let wasm = instance
+                .get_typed_func::<(u32, u32), u64>(&mut store, export)
+                .expect("kernel export");
+            let expected = native(&body);
+            assert!(expected > 0, "{name} read nothing");
+            assert_eq!(wasm.call(&mut store, (ptr, len)).expect("call"), expected);
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/native"), n),
+                &body,
+                |b, body| b.iter(|| native(body)),
+            );
+            group.bench_function(BenchmarkId::new(format!("{name}/wasm"), n), |b| {
+                b.iter(|| wasm.call(&mut store, (ptr, len)).expect("call"))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Loading a component: compiled from its bytes (what a first load or a
 /// reload of a changed file costs) and from the artifact cache (a restart,
 /// or a reload of a version compiled before).
@@ -424,6 +498,7 @@ criterion_group!(
     benches,
     meta_parse,
     other_parsers,
+    floor,
     component_load,
     sandbox_overhead,
     e2e_embedded

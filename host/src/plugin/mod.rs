@@ -200,6 +200,12 @@ impl Runtime {
         Self::shared(shared, fuel, true)
     }
 
+    /// The engine itself, for loading a bare core module compiled with the
+    /// same settings (the adapter benchmark's `floor`).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// An engine without epoch interruption: calls cannot be stopped by a
     /// deadline. Only for measuring what the time limit costs; never serve with it.
     pub fn without_deadlines() -> Result<Runtime, LoadError> {
