@@ -1,11 +1,12 @@
 //! Group commit: many concurrent writers, one commit for all of them.
 //!
-//! Each durable write the API waits for (a bus record, a kept payload) would
+//! Each durable write the API waits for (here: a kept payload) would
 //! otherwise cost its request its own fsync. A [`GroupCommit`] queues the
 //! items; one writer task takes whatever is waiting when it is free (up to a
 //! maximum), commits them together, and answers each caller with its own
-//! result once that commit returned. Used by the embedded bus
-//! ([`crate::bus::embedded`]) and the kept payloads ([`crate::metadata`]).
+//! result once that commit returned. Used by the kept payloads
+//! ([`crate::metadata`]); the embedded bus has a writer thread of its own
+//! (`bus::embedded::writer`), which commits the same way.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -35,7 +35,9 @@ pub enum BusError {
     #[error("bus log: {0}")]
     Log(#[from] sqlx::Error),
     #[error("committing to the bus log: {0}")]
-    Commit(#[source] Arc<sqlx::Error>),
+    Commit(#[source] Arc<rusqlite::Error>),
+    #[error("starting the bus log's writer: {0}")]
+    Writer(#[source] std::io::Error),
     #[error("the bus writer has stopped")]
     Closed,
     #[error("this bus does not carry kept payloads with their rows")]

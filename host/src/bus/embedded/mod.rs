@@ -2,12 +2,14 @@
 //! `<data_dir>/bus.db` (SQLite in WAL mode, `synchronous=FULL`, so a commit is
 //! on disk before it returns).
 //!
-//! Appends go through one writer task that commits everything queued in a
-//! single statement ([`crate::group_commit`]); [`EmbeddedBus::append`] returns only
-//! after that commit, which is what lets the API answer `202`. Offsets are
-//! strictly increasing; the consumer's position lives in the store, written in
-//! the same transaction as the rows it applied, and records the store has
-//! applied are trimmed from the log.
+//! Appends go through one writer thread that owns the log's only writing
+//! connection and commits everything queued in one transaction
+//! ([`writer`]); [`EmbeddedBus::append`] returns only after that commit,
+//! which is what lets the API answer `202`. Offsets are strictly increasing;
+//! the consumer's position lives in the store, written in the same
+//! transaction as the rows it applied, and records the store has applied are
+//! trimmed from the log. What was just committed is also kept in memory
+//! ([`feed`]), where a caught-up reader finds it without reading it back.
 //!
 //! Each record keeps the context of the span that published it (a W3C
 //! `traceparent`, column `traceparent`, NULL when traces are not exported),
@@ -15,30 +17,32 @@
 //! payload's kept copy (column `kept`, [`EmbeddedBus::append`]): one commit
 //! makes both durable, and the consumer moves the copy to metadata.
 
-use std::path::Path;
-use std::time::Duration;
+mod feed;
+mod writer;
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{BusBackend, BusError, BusReader, CatchUp, DeadLetter, Record};
-use crate::group_commit::{GroupCommit, GroupCommitError};
 use crate::row::RowEnvelope;
 use crate::store::Store;
 use crate::telemetry::trace::TraceParent;
 use crate::telemetry::BusConsumerMetrics;
-
-/// Largest number of appends committed together.
-const GROUP_COMMIT_MAX: usize = 512;
+use feed::Feed;
+use writer::{Appended, Command};
 
 /// Handle to the embedded log; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedBus {
+    /// Reads (what the feed cannot answer) and checks.
     pool: SqlitePool,
-    writer: GroupCommit<Appended, u64>,
+    writer: mpsc::Sender<Command>,
+    feed: Arc<Feed>,
     head: watch::Receiver<u64>,
     path: std::path::PathBuf,
 }
@@ -80,23 +84,12 @@ impl EmbeddedBus {
                 .await?
                 .get(0);
         let (head_tx, head_rx) = watch::channel(head as u64);
-        let head_tx = Arc::new(head_tx);
-        let writer = {
-            let pool = pool.clone();
-            GroupCommit::start(GROUP_COMMIT_MAX, move |records: Vec<Appended>| {
-                let (pool, head) = (pool.clone(), head_tx.clone());
-                async move {
-                    let offsets = commit(&pool, &records).await?;
-                    if let Some(&last) = offsets.last() {
-                        head.send_replace(last);
-                    }
-                    Ok(offsets)
-                }
-            })
-        };
+        let feed = Arc::new(Feed::default());
+        let writer = writer::start(path, head_tx, feed.clone()).map_err(BusError::Writer)?;
         Ok(EmbeddedBus {
             pool,
             writer,
+            feed,
             head: head_rx,
             path: path.to_owned(),
         })
@@ -116,13 +109,15 @@ impl EmbeddedBus {
             trace: trace.map(|t| t.as_str().to_owned()),
             kept,
         };
+        let (reply, committed) = oneshot::channel();
         self.writer
-            .submit(record)
+            .send(Command::Append(record, reply))
             .await
-            .map_err(|error| match error {
-                GroupCommitError::Commit(error) => BusError::Commit(error),
-                GroupCommitError::Closed => BusError::Closed,
-            })
+            .map_err(|_| BusError::Closed)?;
+        committed
+            .await
+            .map_err(|_| BusError::Closed)?
+            .map_err(BusError::Commit)
     }
 
     /// Offset of the newest durable record (0 when none was ever appended).
@@ -144,8 +139,12 @@ impl EmbeddedBus {
     /// a blob's length from its header), and the records are then read as
     /// one range of the key. Counting with the blobs in the window's rows
     /// copied every record into SQLite's sorter first: a sixth of the
-    /// scale benchmark's bus thread.
+    /// scale benchmark's bus thread. Records still in the [`feed`] come from
+    /// there, the same way.
     pub async fn read_after(&self, offset: u64, limit: u32) -> Result<Vec<Logged>, BusError> {
+        if let Some(records) = self.feed.read_after(offset, limit, READ_BYTES as usize) {
+            return Ok(records);
+        }
         let rows = sqlx::query(
             "SELECT offset, payload, traceparent, kept FROM log
              WHERE offset > ?1 AND offset <= (
@@ -174,11 +173,15 @@ impl EmbeddedBus {
 
     /// Drop records up to and including `offset` (the store has applied them).
     pub async fn trim_through(&self, offset: u64) -> Result<(), BusError> {
-        sqlx::query("DELETE FROM log WHERE offset <= ?")
-            .bind(offset as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (reply, trimmed) = oneshot::channel();
+        self.writer
+            .send(Command::Trim(offset, reply))
+            .await
+            .map_err(|_| BusError::Closed)?;
+        trimmed
+            .await
+            .map_err(|_| BusError::Closed)?
+            .map_err(BusError::Commit)
     }
 }
 
@@ -450,17 +453,8 @@ impl BusReader for LogReader {
     }
 }
 
-/// A record waiting for the group commit.
-struct Appended {
-    payload: Vec<u8>,
-    /// The publishing span's `traceparent`.
-    trace: Option<String>,
-    /// The payload's kept copy, when it travels with the rows.
-    kept: Option<Vec<u8>>,
-}
-
 /// A record as the log holds it.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Logged {
     pub offset: u64,
     /// The encoded rows ([`super::record`]).
@@ -468,40 +462,6 @@ pub struct Logged {
     pub trace: Option<TraceParent>,
     /// See [`Appended::kept`].
     pub kept: Option<Vec<u8>>,
-}
-
-/// One multi-row `INSERT` for the whole group: a single statement is its own
-/// transaction, and it crosses to SQLite's connection thread once (a
-/// statement per record, inside `BEGIN`/`COMMIT`, cost a thread round trip
-/// each and made that hand-off the webhook path's largest cost).
-async fn commit(pool: &SqlitePool, batch: &[Appended]) -> Result<Vec<u64>, sqlx::Error> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut insert =
-        sqlx::QueryBuilder::new("INSERT INTO log (appended_at_ms, payload, traceparent, kept) ");
-    insert.push_values(batch, |mut row, record| {
-        row.push_bind(now)
-            .push_bind(&record.payload)
-            .push_bind(&record.trace)
-            .push_bind(&record.kept);
-    });
-    insert.push(" RETURNING offset");
-    let mut offsets: Vec<u64> = insert
-        .build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|row| row.get::<i64, _>(0) as u64)
-        .collect();
-    // Rows get increasing offsets in VALUES order; RETURNING's order is unspecified.
-    offsets.sort_unstable();
-    if offsets.len() != batch.len() {
-        return Err(sqlx::Error::Protocol(format!(
-            "the log returned {} offsets for {} records",
-            offsets.len(),
-            batch.len()
-        )));
-    }
-    Ok(offsets)
 }
 
 #[cfg(test)]
