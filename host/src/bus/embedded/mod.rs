@@ -109,12 +109,20 @@ impl EmbeddedBus {
             trace: trace.map(|t| t.as_str().to_owned()),
             kept,
         };
-        let (reply, committed) = oneshot::channel();
+        self.ask(|reply| Command::Append(record, reply)).await
+    }
+
+    /// Send the writer a command and wait for its answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, writer::WriteError>>) -> Command,
+    ) -> Result<T, BusError> {
+        let (reply, answer) = oneshot::channel();
         self.writer
-            .send(Command::Append(record, reply))
+            .send(command(reply))
             .await
             .map_err(|_| BusError::Closed)?;
-        committed
+        answer
             .await
             .map_err(|_| BusError::Closed)?
             .map_err(BusError::Commit)
@@ -173,15 +181,7 @@ impl EmbeddedBus {
 
     /// Drop records up to and including `offset` (the store has applied them).
     pub async fn trim_through(&self, offset: u64) -> Result<(), BusError> {
-        let (reply, trimmed) = oneshot::channel();
-        self.writer
-            .send(Command::Trim(offset, reply))
-            .await
-            .map_err(|_| BusError::Closed)?;
-        trimmed
-            .await
-            .map_err(|_| BusError::Closed)?
-            .map_err(BusError::Commit)
+        self.ask(|reply| Command::Trim(offset, reply)).await
     }
 }
 
@@ -486,6 +486,14 @@ mod tests {
             "concurrent appends get distinct offsets"
         );
         bus.trim_through(40).await.expect("trim");
+        // Read back from memory (after 40) and, since the feed no longer
+        // holds 1, from the log (after 0): the same records.
+        let from_feed = bus.read_after(40, 100).await.expect("read");
+        assert_eq!(
+            from_feed.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            (41..=50).collect::<Vec<_>>()
+        );
+        assert_eq!(bus.read_after(0, 100).await.expect("read"), from_feed);
         drop(bus);
         let bus = EmbeddedBus::open(&path).await.expect("reopen");
         assert_eq!(bus.head(), 50);
