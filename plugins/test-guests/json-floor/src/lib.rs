@@ -67,10 +67,14 @@ fn len(field: Option<&str>) -> u64 {
     field.map_or(0, |s| s.len() as u64)
 }
 
-/// Read a page; the sum of the lengths of every field read (0 when the body
-/// is not such a page).
+/// Read a page the way the SDK's `json::from_body` does (the body's UTF-8
+/// checked once, then read as text); the sum of the lengths of every field
+/// read (0 when the body is not such a page).
 pub fn read_page(body: &[u8]) -> u64 {
-    let Ok(page) = serde_json::from_slice::<Page<'_>>(body) else {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return 0;
+    };
+    let Ok(page) = serde_json::from_str::<Page<'_>>(text) else {
         return 0;
     };
     page.data
