@@ -48,7 +48,7 @@ pub struct EmbeddedBus {
 }
 
 impl EmbeddedBus {
-    /// Open (or create) the log at `path` and start its writer task.
+    /// Open (or create) the log at `path` and start its writer thread.
     pub async fn open(path: &Path) -> Result<EmbeddedBus, BusError> {
         let pool = crate::sqlite::open_file(path).await?;
         sqlx::query(
