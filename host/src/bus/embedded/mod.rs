@@ -106,7 +106,7 @@ impl EmbeddedBus {
     ) -> Result<u64, BusError> {
         let record = Appended {
             payload,
-            trace: trace.map(|t| t.as_str().to_owned()),
+            trace: trace.cloned(),
             kept,
         };
         self.ask(|reply| Command::Append(record, reply)).await

@@ -34,8 +34,8 @@ pub(super) type WriteError = Arc<rusqlite::Error>;
 /// A record waiting for the group commit.
 pub(super) struct Appended {
     pub payload: Vec<u8>,
-    /// The publishing span's `traceparent`.
-    pub trace: Option<String>,
+    /// The publishing span's trace context.
+    pub trace: Option<TraceParent>,
     /// The payload's kept copy, when it travels with the rows.
     pub kept: Option<Vec<u8>>,
 }
@@ -110,7 +110,7 @@ fn commit_group(
                 committed.push(Logged {
                     offset,
                     payload: record.payload,
-                    trace: record.trace.map(TraceParent::from_record),
+                    trace: record.trace,
                     kept: record.kept,
                 });
             }
@@ -147,7 +147,8 @@ fn commit(
             "INSERT INTO log (appended_at_ms, payload, traceparent, kept) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (record, _) in group {
-            insert.execute(params![now, record.payload, record.trace, record.kept])?;
+            let trace = record.trace.as_ref().map(TraceParent::as_str);
+            insert.execute(params![now, record.payload, trace, record.kept])?;
             offsets.push(transaction.last_insert_rowid() as u64);
         }
     }
